@@ -1,0 +1,115 @@
+// The one registry of Theseus's coded errors. Each message says what went wrong and what to do
+// about it. Tests assert on `code`, never on the wording, so messages may be improved freely.
+//
+// Runs in both the kernel's main thread and service workers; errors cross threads as
+// `SerializedError` (structured clone keeps neither the class nor custom fields reliably).
+
+const messages = {
+  E_UNKNOWN_SERVICE: (name: string, known: string) =>
+    `No service named '${name}' is running (running: ${known || 'none'}). Check the name, or add the service to the release.`,
+  E_UNKNOWN_METHOD: (service: string, method: string, known: string) =>
+    `Service '${service}' has no call or cast named '${method}' (it has: ${known || 'none'}). Check the name, or upgrade to a release that defines it.`,
+  E_ARGS_NOT_CLONEABLE: (service: string, method: string, reason: string) =>
+    `Arguments to ${service}.${method}() cannot be sent to another thread: ${reason}. Pass plain data (objects, arrays, numbers, strings, Map, Set, Date, typed arrays).`,
+  E_REPLY_NOT_CLONEABLE: (service: string, method: string, reason: string) =>
+    `The reply of ${service}.${method}() cannot be sent back to the caller: ${reason}. Return plain data from the handler; the state was left as it was before the call.`,
+  E_STATE_NOT_CLONEABLE: (service: string, where: string, reason: string) =>
+    `The state of '${service}' (${where}) is not plain cloneable data: ${reason}. Keep only plain data in state; rebuild functions and class instances from it in the handlers.`,
+  E_HANDLER_FAILED: (service: string, method: string, message: string) =>
+    `${service}.${method}() threw: ${message}`,
+  E_BAD_HANDLER_RESULT: (service: string, method: string, got: string) =>
+    `${service}.${method}() returned ${got}; a call handler must return { reply, state? } and a cast handler { state? } or nothing.`,
+  E_INVALID_SERVICE: (entry: string, reason: string) =>
+    `The module ${entry} is not a valid service: ${reason}. Export the result of defineService({ vsn, init, calls, casts, migrations }) as its default export.`,
+  E_SERVICE_DOWN: (service: string, reason: string) =>
+    `Service '${service}' is not running (${reason}); the call was not served. Check the kernel's log for why the service stopped.`,
+  E_BOOT_FAILED: (service: string, release: string, reason: string) =>
+    `The new worker for ${service}@${release} failed to boot: ${reason}. Fix the service's module or its init; the running release was not touched.`,
+  E_INIT_TIMEOUT: (service: string, release: string, ms: number) =>
+    `${service}@${release} did not finish init within ${ms} ms. Make init return sooner or raise initTimeoutMs.`,
+  E_DRAIN_TIMEOUT: (service: string, ms: number, inFlight: number) =>
+    `${service} did not finish its in-flight handlers within the drain timeout of ${ms} ms (${inFlight} still running). The old workers were resumed; raise drainTimeoutMs or make the handlers finish sooner.`,
+  E_NO_MIGRATION_PATH: (service: string, from: string, to: string, direction: string, where: string) =>
+    `${service} has no ${direction} migration path from state vsn '${from}' to '${to}' in ${where}. Add a migration { from, to, up, down } to the service so the chain covers it.`,
+  E_MIGRATION_FAILED: (service: string, step: string, message: string) =>
+    `Migration ${step} of ${service} threw: ${message}. The old workers were resumed with their state untouched; fix the migration and try again.`,
+  E_MIGRATION_BAD_STATE: (service: string, step: string, reason: string) =>
+    `Migration ${step} of ${service} returned state that cannot be moved between threads: ${reason}. Return plain data from migrations.`,
+  E_WORKER_EXITED: (service: string, release: string, phase: string, reason: string) =>
+    `The worker for ${service}@${release} exited during ${phase}: ${reason}.`,
+  E_SWAP_IN_PROGRESS: () =>
+    `Another upgrade or downgrade is already running. Wait for it to finish, then try again.`,
+  E_SWAP_NOTHING_TO_DO: (release: string) =>
+    `Release ${release} changes no running service. Nothing was done.`,
+  E_CONTROL_TIMEOUT: (service: string, op: string, ms: number) =>
+    `${service} did not answer '${op}' within ${ms} ms. The worker may be blocked in a synchronous loop.`,
+  E_KERNEL_STOPPED: () => `The kernel has been stopped. Start a new kernel to make calls.`,
+  E_BUNDLE_FAILED: (entry: string, reason: string) =>
+    `Bundling ${entry} with esbuild failed: ${reason}. Fix the compile error and try again.`,
+  E_BAD_OPTIONS: (what: string, reason: string) => `Invalid ${what}: ${reason}.`,
+} as const;
+
+export type ErrorCode = keyof typeof messages;
+
+type MessageArgs<C extends ErrorCode> = Parameters<(typeof messages)[C]>;
+
+/** The phases of a hot swap, named here so errors can say where they happened. */
+export type SwapPhase = 'check' | 'prepare' | 'suspend' | 'migrate' | 'switch' | 'commit';
+
+export class TheseusError extends Error {
+  readonly code: ErrorCode | string;
+  phase?: SwapPhase;
+  service?: string;
+
+  constructor(code: ErrorCode | string, message: string, options?: { cause?: unknown; phase?: SwapPhase; service?: string }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'TheseusError';
+    this.code = code;
+    if (options?.phase) this.phase = options.phase;
+    if (options?.service) this.service = options.service;
+  }
+}
+
+export function theseusError<C extends ErrorCode>(code: C, ...args: MessageArgs<C>): TheseusError {
+  const format = messages[code] as (...a: MessageArgs<C>) => string;
+  return new TheseusError(code, format(...args));
+}
+
+/** What crosses a MessagePort in place of an Error. */
+export interface SerializedError {
+  name: string;
+  message: string;
+  code: string;
+  phase?: SwapPhase;
+  service?: string;
+  stack?: string;
+}
+
+export function serializeError(error: unknown, fallbackCode = 'E_INTERNAL'): SerializedError {
+  if (error instanceof Error) {
+    const coded = error as Error & { code?: unknown; phase?: SwapPhase; service?: string };
+    const out: SerializedError = {
+      name: error.name,
+      message: error.message,
+      code: typeof coded.code === 'string' ? coded.code : fallbackCode,
+    };
+    if (coded.phase) out.phase = coded.phase;
+    if (coded.service) out.service = coded.service;
+    if (error.stack) out.stack = error.stack;
+    return out;
+  }
+  return { name: 'Error', message: String(error), code: fallbackCode };
+}
+
+export function deserializeError(data: SerializedError): TheseusError {
+  const error = new TheseusError(data.code, data.message);
+  error.name = data.name === 'Error' ? 'TheseusError' : data.name;
+  if (data.phase) error.phase = data.phase;
+  if (data.service) error.service = data.service;
+  if (data.stack) error.stack = data.stack;
+  return error;
+}
+
+export function errorMessage(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

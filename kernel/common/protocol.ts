@@ -1,0 +1,141 @@
+// The whole wire protocol between the kernel's main thread and a service worker, and between a
+// caller and a service. Nothing else defines message shapes.
+//
+// Two channels:
+//  1. Control: kernel <-> worker over the worker's parentPort. Typed request/response pairs keyed
+//     by `rid`, plus one-way notices (`log`). Cold path: clarity over speed.
+//  2. Calls: caller <-> service over a dedicated MessagePort per caller. Hot path: frames are
+//     small arrays, because structured clone of an array of primitives is cheaper than of an object.
+
+import type { MessagePort } from 'node:worker_threads';
+import type { SerializedError } from './errors.ts';
+import type { MigrationEdge } from './migrations.ts';
+
+/** Bumped whenever a frame or control message changes shape. Workers refuse a mismatched kernel. */
+export const PROTOCOL_VERSION = 1;
+
+// ---------------------------------------------------------------------------------------------
+// Calls (caller <-> service)
+
+export const FRAME_CALL = 0;
+export const FRAME_CAST = 1;
+export const REPLY_OK = 0;
+export const REPLY_ERROR = 1;
+
+/** caller -> service: [FRAME_CALL, id, method, args] or [FRAME_CAST, 0, method, args] */
+export type RequestFrame = [kind: typeof FRAME_CALL | typeof FRAME_CAST, id: number, method: string, args: unknown[]];
+/** service -> caller: [id, REPLY_OK, value] or [id, REPLY_ERROR, error] */
+export type ReplyFrame = [id: number, status: typeof REPLY_OK, value: unknown] | [id: number, status: typeof REPLY_ERROR, error: SerializedError];
+
+/** Which names are calls and which are casts, so a client knows whether to wait for a reply. */
+export interface MethodTable {
+  calls: readonly string[];
+  casts: readonly string[];
+}
+
+// ---------------------------------------------------------------------------------------------
+// Control (kernel <-> worker)
+
+/** What a loaded service module declares; reported by the worker before anything else happens. */
+export interface ServiceDescriptor extends MethodTable {
+  vsn: string;
+  uses: readonly string[];
+  migrations: readonly MigrationEdge[];
+  hasTerminate: boolean;
+  stateCheck: 'transitions' | 'every-change';
+}
+
+/** Passed as workerData when the kernel creates a service worker. */
+export interface WorkerBootData {
+  protocol: number;
+  service: string;
+  release: string;
+  /** file: URL of the service's bundled module. */
+  moduleUrl: string;
+  /** When true the worker only reports its descriptor and exits (check phase). */
+  describeOnly: boolean;
+}
+
+/** The ports a running service owns: the service ends callers write to, and its own client ends. */
+export interface PortSet {
+  /** Service ends of callers' channels; the worker listens on each. */
+  inbound: MessagePort[];
+  /** Client ends to the services in `uses`, by name, with the peer's method table. */
+  outbound: Record<string, { port: MessagePort; methods: MethodTable }>;
+}
+
+/** A serialized state: v8.serialize bytes (transferred, not copied) plus the vsn they hold. */
+export interface StateSnapshot {
+  vsn: string;
+  bytes: Uint8Array;
+}
+
+export interface ControlRequests {
+  /** Build the first state with init() and start serving. */
+  start: { request: { ports: PortSet }; response: { stateBytes: number } };
+  /** Stop taking messages, finish in-flight handlers and outgoing calls, hand the ports back. */
+  suspend: { request: { drainTimeoutMs: number }; response: { ports: PortSet; handled: number } };
+  /** Take the ports back and serve again with the untouched state (abort path). */
+  resume: { request: { ports: PortSet | null }; response: Record<string, never> };
+  /** Serialize the state, first running down migrations (in this newer code) to `toVsn`. */
+  snapshot: { request: { toVsn: string }; response: { snapshot: StateSnapshot } };
+  /** Adopt a snapshot, running up migrations (in this new code) to the own vsn. Not serving yet. */
+  migrate: { request: { snapshot: StateSnapshot }; response: { stateBytes: number } };
+  /** Take the ports and start serving the migrated state. */
+  switch: { request: { ports: PortSet }; response: Record<string, never> };
+  /** A new caller's service end. */
+  attach: { request: { port: MessagePort }; response: Record<string, never> };
+  /** A service this one uses has new code: update the method table of its client. */
+  peer: { request: { service: string; methods: MethodTable }; response: Record<string, never> };
+  /** Report counters. */
+  stats: { request: Record<string, never>; response: WorkerStats };
+  /** End for good: run terminate() when asked (kernel stop), then let the thread exit. */
+  stop: { request: { runTerminate: boolean; reason: string; drainTimeoutMs: number }; response: Record<string, never> };
+}
+
+export type ControlOp = keyof ControlRequests;
+
+export interface WorkerStats {
+  callsServed: number;
+  castsServed: number;
+  inFlight: number;
+  queued: number;
+  heapUsed: number;
+}
+
+export type ControlRequestMessage<Op extends ControlOp = ControlOp> = {
+  kind: 'request';
+  rid: number;
+  op: Op;
+} & ControlRequests[Op]['request'];
+
+export type ControlResponseMessage =
+  | { kind: 'response'; rid: number; ok: true; value: unknown }
+  | { kind: 'response'; rid: number; ok: false; error: SerializedError };
+
+export interface LogRecord {
+  level: 'debug' | 'info' | 'warn' | 'error';
+  service: string;
+  release: string;
+  message: string;
+  data?: unknown;
+  /** Epoch ms. */
+  time: number;
+}
+
+/** Worker -> kernel messages that are not responses. */
+export type WorkerNotice =
+  | { kind: 'loaded'; descriptor: ServiceDescriptor }
+  | { kind: 'load-failed'; error: SerializedError }
+  | { kind: 'log'; record: LogRecord };
+
+export type WorkerToKernel = ControlResponseMessage | WorkerNotice;
+
+/** Every MessagePort inside a PortSet, for the transfer list. */
+export function portsOf(ports: PortSet): MessagePort[] {
+  return [...ports.inbound, ...Object.values(ports.outbound).map((entry) => entry.port)];
+}
+
+export function emptyPortSet(): PortSet {
+  return { inbound: [], outbound: {} };
+}

@@ -1,0 +1,92 @@
+// Turns a service's TypeScript entry into one self-contained ES module with esbuild, and builds
+// the worker runtime the same way. Runs in the kernel's main thread (and, later, in the release
+// builder). Outputs are named by their sha256, so a file never changes once written and two
+// kernels can share a cache directory.
+
+import { createHash } from 'node:crypto';
+import { mkdir, rename, stat, writeFile } from 'node:fs/promises';
+import { tmpdir, userInfo } from 'node:os';
+import { basename, dirname, extname, join, resolve } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { build, type BuildOptions } from 'esbuild';
+import { errorMessage, theseusError } from '../common/errors.ts';
+
+export interface Bundle {
+  /** Absolute path of the bundled module. */
+  file: string;
+  /** file: URL, what a worker imports. */
+  url: string;
+  sha256: string;
+}
+
+/** The options that make builds reproducible: same sources, same bytes. */
+export function esbuildOptions(workingDir: string): BuildOptions {
+  return {
+    bundle: true,
+    platform: 'node',
+    format: 'esm',
+    target: 'node20',
+    write: false,
+    logLevel: 'silent',
+    legalComments: 'none',
+    sourcemap: false,
+    // Paths in the output's comments are relative to this, so the bytes do not depend on where
+    // the checkout lives.
+    absWorkingDir: workingDir,
+    // ESM bundles of CommonJS dependencies call require(); give them one.
+    banner: { js: "import { createRequire as __theseusRequire } from 'node:module'; const require = __theseusRequire(import.meta.url);" },
+  };
+}
+
+export function defaultCacheDir(): string {
+  return join(tmpdir(), `theseus-${userInfo().uid}`, 'bundles');
+}
+
+const projectRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+export async function bundleEntry(entry: string, cacheDir: string, label = basename(entry, extname(entry))): Promise<Bundle> {
+  const absolute = resolve(entry);
+  try {
+    await stat(absolute);
+  } catch {
+    throw theseusError('E_BUNDLE_FAILED', entry, 'the file does not exist');
+  }
+  let code: Uint8Array;
+  try {
+    const result = await build({ ...esbuildOptions(projectRoot), entryPoints: [absolute] });
+    code = result.outputFiles![0]!.contents;
+  } catch (error) {
+    const failure = error as { errors?: Array<{ text: string; location?: { file: string; line: number } | null }> };
+    const first = failure.errors?.[0];
+    const reason = first ? `${first.location ? `${first.location.file}:${first.location.line}: ` : ''}${first.text}` : errorMessage(error);
+    throw theseusError('E_BUNDLE_FAILED', entry, reason);
+  }
+  const sha256 = createHash('sha256').update(code).digest('hex');
+  const file = join(cacheDir, `${label}-${sha256.slice(0, 16)}.mjs`);
+  await writeOnce(file, code);
+  return { file, url: pathToFileURL(file).href, sha256 };
+}
+
+let workerRuntime: Promise<Bundle> | null = null;
+
+/** The bundled worker entry (kernel/worker/entry.ts), built once per process. */
+export function workerRuntimeBundle(cacheDir: string): Promise<Bundle> {
+  workerRuntime ??= bundleEntry(join(projectRoot, 'kernel', 'worker', 'entry.ts'), cacheDir, 'theseus-worker').catch((error: unknown) => {
+    workerRuntime = null;
+    throw error;
+  });
+  return workerRuntime;
+}
+
+async function writeOnce(file: string, contents: Uint8Array): Promise<void> {
+  try {
+    await stat(file);
+    return; // named by content hash: an existing file already holds these bytes
+  } catch {
+    // not there yet
+  }
+  await mkdir(dirname(file), { recursive: true, mode: 0o700 });
+  const temporary = `${file}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
+  await writeFile(temporary, contents, { mode: 0o600 });
+  await rename(temporary, file);
+}

@@ -1,0 +1,519 @@
+// The hot swap: one explicit state machine that moves one or more running services to new code
+// without losing, failing or repeating a call. Runs in the kernel's main thread.
+//
+//   idle -> checking -> preparing -> suspending -> migrating -> switching -> committing -> committed
+//              |            |             |             |
+//              v            +-------------+-------------+--> rolling-back -> rolled-back
+//           refused
+//
+// checking     bundle and describe the new code, plan each service, find every migration path.
+//              No side effects: a failure means nothing was touched.
+// preparing    boot the new workers in parallel. A failure discards them; the old ones never paused.
+// suspending   old workers stop taking messages (they wait in the ports), finish in-flight handlers
+//              and outgoing calls within the drain timeout, and hand their ports to the kernel.
+//              Callers are suspended before the services they call, so a draining handler can
+//              still get its answers.
+// migrating    snapshot the state (down-migrated in the old, newer code on a downgrade), and adopt
+//              it in the new worker (up-migrated in the new code on an upgrade).
+// switching    in one synchronous turn of the kernel, every new worker gets its ports; the queued
+//              messages flow to it. All services switch, or (on any earlier failure) none does.
+// committing   the old workers end; their threads must exit.
+//
+// Rolling back resumes each old worker with its own, untouched state and its ports; callers see
+// only latency.
+
+import { MessageChannel } from 'node:worker_threads';
+import semver from 'semver';
+import { TheseusError, errorMessage, serializeError, theseusError, type SwapPhase } from '../common/errors.ts';
+import { findMigrationPath, formatPath, type MigrationStep } from '../common/migrations.ts';
+import { portsOf, type LogRecord, type PortSet, type ServiceDescriptor } from '../common/protocol.ts';
+import type { Bundle } from './bundler.ts';
+import type { ServiceHost } from './service-host.ts';
+import { ServiceWorker } from './service-worker.ts';
+
+export type SwapState =
+  | 'idle'
+  | 'checking'
+  | 'preparing'
+  | 'suspending'
+  | 'migrating'
+  | 'switching'
+  | 'committing'
+  | 'committed'
+  | 'refused'
+  | 'rolling-back'
+  | 'rolled-back';
+
+const allowedTransitions: Record<SwapState, readonly SwapState[]> = {
+  idle: ['checking'],
+  checking: ['preparing', 'refused'],
+  preparing: ['suspending', 'rolling-back'],
+  suspending: ['migrating', 'rolling-back'],
+  migrating: ['switching', 'rolling-back'],
+  switching: ['committing'],
+  committing: ['committed'],
+  committed: [],
+  refused: [],
+  'rolling-back': ['rolled-back'],
+  'rolled-back': [],
+};
+
+const phaseOfState: Partial<Record<SwapState, SwapPhase>> = {
+  checking: 'check',
+  preparing: 'prepare',
+  suspending: 'suspend',
+  migrating: 'migrate',
+  switching: 'switch',
+  committing: 'commit',
+};
+
+export interface SwapTarget {
+  release: string;
+  services: Record<string, { entry: string }>;
+}
+
+export interface ServiceSwapReport {
+  service: string;
+  from: { release: string; vsn: string };
+  to: { release: string; vsn: string };
+  /** e.g. "0 -> 1 (up, in 0.3.0)" or "none". */
+  migration: string;
+  stateBytes: number;
+  /** From the suspend request to the new worker serving, in ms. 0 when not switched. */
+  pauseMs: number;
+  outcome: 'switched' | 'unchanged' | 'rolled-back' | 'not-started';
+}
+
+export interface SwapReport {
+  release: string;
+  outcome: 'committed' | 'rolled-back' | 'refused';
+  /** The phase that failed, when the outcome is not 'committed'. */
+  failedPhase?: SwapPhase;
+  error?: { code: string; message: string };
+  services: ServiceSwapReport[];
+  phaseMs: Partial<Record<SwapPhase, number>>;
+  totalMs: number;
+}
+
+export class SwapError extends TheseusError {
+  readonly report: SwapReport;
+  constructor(cause: TheseusError, report: SwapReport) {
+    super(cause.code, `${report.outcome === 'refused' ? 'Refused' : 'Rolled back'} in phase '${cause.phase}': ${cause.message}`, {
+      cause,
+      phase: cause.phase!,
+      ...(cause.service ? { service: cause.service } : {}),
+    });
+    this.name = 'SwapError';
+    this.report = report;
+  }
+}
+
+/** What the swap needs from the kernel. */
+export interface SwapEnvironment {
+  hosts: ReadonlyMap<string, ServiceHost>;
+  drainTimeoutMs: number;
+  bootTimeoutMs: number;
+  controlTimeoutMs: number;
+  bundle(entry: string, service: string): Promise<Bundle>;
+  describe(service: string, release: string, bundle: Bundle): Promise<ServiceDescriptor>;
+  runtimeFile(): Promise<string>;
+  log(level: LogRecord['level'], message: string, data?: unknown): void;
+  onLog(record: LogRecord): void;
+}
+
+interface ServicePlan {
+  host: ServiceHost;
+  fromRelease: string;
+  bundle: Bundle;
+  oldWorker: ServiceWorker;
+  oldDescriptor: ServiceDescriptor;
+  newDescriptor: ServiceDescriptor;
+  direction: 'up' | 'down';
+  path: MigrationStep[];
+  newWorker: ServiceWorker | null;
+  /** The ports the old worker handed over; null while the old worker holds them. */
+  ports: PortSet | null;
+  suspendedAt: number;
+  stateBytes: number;
+  pauseMs: number;
+  outcome: ServiceSwapReport['outcome'];
+}
+
+export class HotSwap {
+  #state: SwapState = 'idle';
+  #env: SwapEnvironment;
+  #target: SwapTarget;
+  #plans: ServicePlan[] = [];
+  #unchanged: ServiceSwapReport[] = [];
+  #phaseStarted = 0;
+  #phaseMs: Partial<Record<SwapPhase, number>> = {};
+
+  constructor(env: SwapEnvironment, target: SwapTarget) {
+    this.#env = env;
+    this.#target = target;
+  }
+
+  get state(): SwapState {
+    return this.#state;
+  }
+
+  async run(): Promise<SwapReport> {
+    const started = performance.now();
+    try {
+      this.#transition('checking');
+      await this.#check();
+      this.#transition('preparing');
+      await this.#prepare();
+      this.#transition('suspending');
+      await this.#suspend();
+      this.#transition('migrating');
+      await this.#migrate();
+    } catch (error) {
+      const failure = this.#asPhaseError(error);
+      if (this.#state === 'checking') {
+        this.#transition('refused');
+      } else {
+        this.#transition('rolling-back');
+        await this.#rollBack();
+        this.#transition('rolled-back');
+      }
+      const report = this.#report(started, failure);
+      this.#env.log('error', `swap to ${this.#target.release} ${report.outcome} in phase ${failure.phase}: ${failure.message}`, { code: failure.code });
+      throw new SwapError(failure, report);
+    }
+    // From here the decision is made: every service switches. Nothing below can throw the swap
+    // back, because the state now lives in the new workers.
+    this.#transition('switching');
+    await this.#switch();
+    this.#transition('committing');
+    await this.#commit();
+    this.#transition('committed');
+    const report = this.#report(started, null);
+    this.#env.log('info', `swap to ${this.#target.release} committed`, {
+      pauses: Object.fromEntries(report.services.map((s) => [s.service, s.pauseMs])),
+    });
+    return report;
+  }
+
+  #transition(next: SwapState): void {
+    if (!allowedTransitions[this.#state].includes(next)) {
+      throw new TheseusError('E_BAD_PHASE', `hot swap cannot go from ${this.#state} to ${next}; this is a kernel bug`);
+    }
+    const now = performance.now();
+    const phase = phaseOfState[this.#state];
+    if (phase) this.#phaseMs[phase] = round(now - this.#phaseStarted);
+    this.#phaseStarted = now;
+    this.#state = next;
+  }
+
+  #asPhaseError(error: unknown): TheseusError {
+    const phase = phaseOfState[this.#state] ?? 'check';
+    const coded =
+      error instanceof TheseusError ? error : new TheseusError(serializeError(error).code, errorMessage(error), { cause: error });
+    coded.phase ??= phase;
+    return coded;
+  }
+
+  // -------------------------------------------------------------------------------------------
+
+  async #check(): Promise<void> {
+    const { hosts } = this.#env;
+    const target = this.#target;
+    if (!semver.valid(target.release)) {
+      throw theseusError('E_BAD_OPTIONS', 'release version', `'${target.release}' is not a semantic version (like 1.2.3)`);
+    }
+    for (const name of Object.keys(target.services)) {
+      if (!hosts.has(name)) {
+        throw theseusError('E_UNKNOWN_SERVICE', name, [...hosts.keys()].join(', '));
+      }
+    }
+    const inspected = await Promise.all(
+      Object.entries(target.services).map(async ([name, spec]) => {
+        const bundle = await this.#env.bundle(spec.entry, name);
+        const descriptor = await this.#env.describe(name, target.release, bundle);
+        return { name, bundle, descriptor };
+      }),
+    );
+    for (const { name, bundle, descriptor } of inspected) {
+      const host = hosts.get(name)!;
+      if (host.state !== 'running') {
+        throw new TheseusError('E_SERVICE_NOT_RUNNING', `Service '${name}' is ${host.state}, not running; only a running service can be swapped.`, { service: name });
+      }
+      const fromRelease = host.release;
+      if (bundle.sha256 === host.bundle.sha256) {
+        this.#unchanged.push({
+          service: name,
+          from: { release: fromRelease, vsn: host.descriptor.vsn },
+          to: { release: fromRelease, vsn: host.descriptor.vsn },
+          migration: 'none',
+          stateBytes: 0,
+          pauseMs: 0,
+          outcome: 'unchanged',
+        });
+        continue;
+      }
+      if (fromRelease === target.release) {
+        throw theseusError('E_BAD_OPTIONS', `release ${target.release}`, `${name} is already running release ${fromRelease} with different code; bump the release version so the two can be told apart`);
+      }
+      const direction = semver.gte(target.release, fromRelease) ? 'up' : 'down';
+      const oldDescriptor = host.descriptor;
+      // Up migrations run in the new code; down migrations in the code being left (the newer one).
+      const migrationsFrom = direction === 'up' ? descriptor : oldDescriptor;
+      const path = findMigrationPath(migrationsFrom.migrations, oldDescriptor.vsn, descriptor.vsn, direction);
+      if (!path) {
+        const where = direction === 'up' ? `${name}@${target.release}` : `${name}@${fromRelease}`;
+        const error = theseusError('E_NO_MIGRATION_PATH', name, oldDescriptor.vsn, descriptor.vsn, direction, where);
+        error.service = name;
+        throw error;
+      }
+      for (const dependency of descriptor.uses) {
+        if (!hosts.has(dependency)) {
+          throw new TheseusError('E_UNKNOWN_SERVICE', `${name}@${target.release} uses '${dependency}', which is not running. Add it to the release or remove it from uses.`, { service: name });
+        }
+      }
+      this.#plans.push({
+        host,
+        fromRelease,
+        bundle,
+        oldWorker: host.current,
+        oldDescriptor,
+        newDescriptor: descriptor,
+        direction,
+        path,
+        newWorker: null,
+        ports: null,
+        suspendedAt: 0,
+        stateBytes: 0,
+        pauseMs: 0,
+        outcome: 'not-started',
+      });
+    }
+    if (this.#plans.length === 0) throw theseusError('E_SWAP_NOTHING_TO_DO', target.release);
+    this.#plans = suspendOrder(this.#plans);
+  }
+
+  async #prepare(): Promise<void> {
+    const runtimeFile = await this.#env.runtimeFile();
+    const results = await Promise.allSettled(
+      this.#plans.map(async (plan) => {
+        plan.newWorker = await ServiceWorker.load({
+          service: plan.host.name,
+          release: this.#target.release,
+          moduleUrl: plan.bundle.url,
+          runtimeFile,
+          bootTimeoutMs: this.#env.bootTimeoutMs,
+          onLog: this.#env.onLog,
+        });
+      }),
+    );
+    const failed = results.find((result): result is PromiseRejectedResult => result.status === 'rejected');
+    if (failed) throw failed.reason;
+  }
+
+  async #suspend(): Promise<void> {
+    for (const plan of this.#plans) {
+      plan.host.state = 'swapping';
+      plan.suspendedAt = performance.now();
+      // If the worker wedges and the kernel's backstop fires first, its ports may still arrive
+      // later: send them straight back so they are not lost.
+      plan.oldWorker.onLateResponse = (op, value) => {
+        if (op !== 'suspend') return;
+        const ports = (value as { ports: PortSet }).ports;
+        void plan.oldWorker.request('resume', { ports }, this.#env.controlTimeoutMs, portsOf(ports)).catch(() => undefined);
+      };
+      const { ports } = await plan.oldWorker.request(
+        'suspend',
+        { drainTimeoutMs: this.#env.drainTimeoutMs },
+        this.#env.drainTimeoutMs + this.#env.controlTimeoutMs,
+      );
+      plan.ports = ports;
+    }
+  }
+
+  async #migrate(): Promise<void> {
+    await Promise.all(
+      this.#plans.map(async (plan) => {
+        // On a downgrade the old (newer) code migrates down before the snapshot leaves it; on an
+        // upgrade the snapshot leaves as it is and the new code migrates it up.
+        const toVsn = plan.direction === 'down' ? plan.newDescriptor.vsn : plan.oldDescriptor.vsn;
+        const { snapshot } = await plan.oldWorker.request('snapshot', { toVsn }, this.#env.controlTimeoutMs);
+        plan.stateBytes = snapshot.bytes.byteLength;
+        await plan.newWorker!.request('migrate', { snapshot }, this.#env.controlTimeoutMs, [snapshot.bytes.buffer as ArrayBuffer]);
+      }),
+    ).catch((error: unknown) => {
+      if (error instanceof TheseusError) {
+        error.phase = 'migrate';
+      }
+      throw error;
+    });
+  }
+
+  async #switch(): Promise<void> {
+    const { hosts } = this.#env;
+    // Pass 1: the hosts point at the new workers, so anything asking from now on sees new code.
+    for (const plan of this.#plans) {
+      plan.host.current = plan.newWorker!;
+      plan.host.bundle = plan.bundle;
+      plan.host.entry = this.#target.services[plan.host.name]!.entry;
+      plan.host.state = 'running';
+    }
+    // Pass 2, in the same synchronous turn: each new worker gets its ports, with the method
+    // tables of the (possibly also new) services it calls.
+    const acks: Array<Promise<unknown>> = [];
+    const newChannels: Array<() => void> = [];
+    for (const plan of this.#plans) {
+      const ports = plan.ports!;
+      ports.inbound.push(...plan.host.takeHeldCallers());
+      for (const [name, entry] of Object.entries(ports.outbound)) {
+        entry.methods = methodTable(hosts.get(name)?.descriptor ?? entry.methods);
+      }
+      for (const dependency of plan.newDescriptor.uses) {
+        if (ports.outbound[dependency]) continue;
+        // The new code calls a service the old code did not: give it a fresh channel.
+        const { port1, port2 } = new MessageChannel();
+        ports.outbound[dependency] = { port: port1, methods: methodTable(hosts.get(dependency)!.descriptor) };
+        newChannels.push(() => hosts.get(dependency)!.attachCaller(port2));
+      }
+      acks.push(
+        plan.newWorker!.request('switch', { ports }, this.#env.controlTimeoutMs, portsOf(ports)).then(() => {
+          plan.pauseMs = round(performance.now() - plan.suspendedAt);
+          plan.outcome = 'switched';
+        }),
+      );
+      plan.ports = null;
+      plan.host.updateMethodTables();
+    }
+    for (const attach of newChannels) attach();
+    // Services that call a switched one learn its new calls and casts.
+    const switched = new Set(this.#plans.map((plan) => plan.host.name));
+    for (const host of hosts.values()) {
+      if (host.state !== 'running' || switched.has(host.name)) continue;
+      for (const dependency of host.descriptor.uses) {
+        if (!switched.has(dependency)) continue;
+        void host.current
+          .request('peer', { service: dependency, methods: methodTable(hosts.get(dependency)!.descriptor) }, this.#env.controlTimeoutMs)
+          .catch(() => undefined);
+      }
+    }
+    const results = await Promise.allSettled(acks);
+    results.forEach((result, index) => {
+      if (result.status === 'rejected') {
+        const plan = this.#plans[index]!;
+        plan.host.state = 'failed';
+        plan.host.failure = errorMessage(result.reason);
+        this.#env.log('error', `${plan.host.name}@${this.#target.release} failed right after the switch: ${plan.host.failure}`);
+      }
+    });
+  }
+
+  async #commit(): Promise<void> {
+    await Promise.all(
+      this.#plans.map(async (plan) => {
+        const old = plan.oldWorker;
+        old.onLateResponse = null;
+        old.expectExit();
+        // The old code must really go away: an ES module cannot be unloaded from an isolate, so
+        // only the end of its thread frees it.
+        await old
+          .request('stop', { runTerminate: false, reason: 'replaced', drainTimeoutMs: 0 }, this.#env.controlTimeoutMs)
+          .catch(() => undefined);
+        const exited = await Promise.race([old.exited.then(() => true), delay(this.#env.controlTimeoutMs).then(() => false)]);
+        if (!exited) await old.terminate();
+        plan.host.lastSwap = {
+          fromRelease: plan.fromRelease,
+          toRelease: this.#target.release,
+          at: Date.now(),
+          pauseMs: plan.pauseMs,
+          outcome: plan.outcome,
+        };
+      }),
+    );
+  }
+
+  async #rollBack(): Promise<void> {
+    for (const plan of this.#plans) {
+      plan.oldWorker.onLateResponse = null;
+      if (plan.ports) {
+        // The old worker suspended and handed over its ports: give them back, with any callers
+        // that arrived meanwhile. Its state was never touched.
+        const ports = plan.ports;
+        plan.ports = null;
+        ports.inbound.push(...plan.host.takeHeldCallers());
+        try {
+          await plan.oldWorker.request('resume', { ports }, this.#env.controlTimeoutMs, portsOf(ports));
+        } catch (error) {
+          plan.host.state = 'failed';
+          plan.host.failure = `could not resume after a failed swap: ${errorMessage(error)}`;
+          this.#env.log('error', `${plan.host.name}: ${plan.host.failure}`);
+        }
+      }
+      if (plan.host.state === 'swapping') {
+        plan.host.state = 'running';
+        for (const port of plan.host.takeHeldCallers()) plan.host.attachCaller(port);
+      }
+      if (plan.outcome === 'not-started' && plan.suspendedAt > 0) plan.outcome = 'rolled-back';
+      await plan.newWorker?.terminate();
+    }
+  }
+
+  #report(started: number, failure: TheseusError | null): SwapReport {
+    const services: ServiceSwapReport[] = this.#plans.map((plan) => ({
+      service: plan.host.name,
+      from: { release: plan.fromRelease, vsn: plan.oldDescriptor.vsn },
+      to: { release: this.#target.release, vsn: plan.newDescriptor.vsn },
+      migration:
+        plan.path.length === 0
+          ? 'none'
+          : `${formatPath(plan.path)} (${plan.direction}, in ${plan.direction === 'up' ? this.#target.release : plan.fromRelease})`,
+      stateBytes: plan.stateBytes,
+      pauseMs: plan.pauseMs,
+      outcome: plan.outcome,
+    }));
+    const report: SwapReport = {
+      release: this.#target.release,
+      outcome: this.#state === 'committed' ? 'committed' : this.#state === 'refused' ? 'refused' : 'rolled-back',
+      services: [...services, ...this.#unchanged],
+      phaseMs: this.#phaseMs,
+      totalMs: round(performance.now() - started),
+    };
+    if (failure) {
+      report.failedPhase = failure.phase!;
+      report.error = { code: failure.code, message: failure.message };
+    }
+    return report;
+  }
+}
+
+/** Callers before the services they call, so a draining handler's outgoing calls are answered. */
+function suspendOrder(plans: ServicePlan[]): ServicePlan[] {
+  const byName = new Map(plans.map((plan) => [plan.host.name, plan]));
+  const ordered: ServicePlan[] = [];
+  const visiting = new Set<string>();
+  const done = new Set<string>();
+  // Depth-first over "is used by": a service goes after everyone in the set that uses it.
+  const visit = (plan: ServicePlan) => {
+    const name = plan.host.name;
+    if (done.has(name) || visiting.has(name)) return; // a cycle cannot be ordered; the drain timeout guards it
+    visiting.add(name);
+    for (const other of plans) {
+      if (other !== plan && other.oldDescriptor.uses.includes(name)) visit(other);
+    }
+    visiting.delete(name);
+    done.add(name);
+    ordered.push(plan);
+  };
+  for (const plan of byName.values()) visit(plan);
+  return ordered;
+}
+
+function methodTable(descriptor: { calls: readonly string[]; casts: readonly string[] }) {
+  return { calls: [...descriptor.calls], casts: [...descriptor.casts] };
+}
+
+function round(ms: number): number {
+  return Math.round(ms * 1000) / 1000;
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms).unref());
+}

@@ -1,0 +1,300 @@
+// The kernel: hosts each service in its own worker thread, hands out typed clients, and runs hot
+// swaps. This is the small public facade; the swap itself lives in hot-swap.ts.
+
+import { MessageChannel, type MessagePort } from 'node:worker_threads';
+import { TheseusError, errorMessage, theseusError } from '../common/errors.ts';
+import type { LogRecord, PortSet, ServiceDescriptor } from '../common/protocol.ts';
+import { bundleEntry, defaultCacheDir, workerRuntimeBundle, type Bundle } from './bundler.ts';
+import { HotSwap, type SwapReport, type SwapTarget } from './hot-swap.ts';
+import { ServiceHost, type HostState, type LastSwap } from './service-host.ts';
+import { ServiceWorker } from './service-worker.ts';
+
+export interface KernelOptions {
+  /** The release version the services start at (e.g. "0.1.0"). */
+  release: string;
+  /** Each service's entry module (TypeScript or JavaScript), bundled with esbuild before it runs. */
+  services: Record<string, { entry: string }>;
+  /** How long a suspending service may take to finish in-flight handlers. Default 5000 ms. */
+  drainTimeoutMs?: number;
+  /** How long a new worker may take to load its module. Default 10000 ms. */
+  bootTimeoutMs?: number;
+  /** How long init() may take. Default 10000 ms. */
+  initTimeoutMs?: number;
+  /** Timeout of every other control request to a worker. Default 10000 ms. */
+  controlTimeoutMs?: number;
+  /** Where bundles are written. Default: a per-user folder under the OS temp dir. */
+  cacheDir?: string;
+  /** Receives every log line of the services and of the kernel. Default: stderr. */
+  onLog?: (record: LogRecord) => void;
+}
+
+export interface ServiceStatus {
+  name: string;
+  state: HostState;
+  release: string;
+  vsn: string;
+  threadId: number;
+  uptimeMs: number;
+  callsServed: number;
+  castsServed: number;
+  inFlight: number;
+  queued: number;
+  heapUsed: number;
+  failure: string | null;
+  lastSwap: LastSwap | null;
+}
+
+type KernelState = 'starting' | 'running' | 'stopping' | 'stopped';
+
+export class Kernel {
+  #state: KernelState = 'starting';
+  #hosts = new Map<string, ServiceHost>();
+  #options: Required<Omit<KernelOptions, 'onLog'>> & Pick<KernelOptions, 'onLog'>;
+  #descriptors = new Map<string, ServiceDescriptor>();
+  #swap: HotSwap | null = null;
+  readonly startedAt = Date.now();
+
+  private constructor(options: KernelOptions) {
+    this.#options = {
+      drainTimeoutMs: 5000,
+      bootTimeoutMs: 10_000,
+      initTimeoutMs: 10_000,
+      controlTimeoutMs: 10_000,
+      cacheDir: defaultCacheDir(),
+      ...options,
+    };
+  }
+
+  /** Bundles and boots every service, wires the ports between them, and runs their init. */
+  static async start(options: KernelOptions): Promise<Kernel> {
+    const kernel = new Kernel(options);
+    try {
+      await kernel.#boot();
+    } catch (error) {
+      await kernel.stop().catch(() => undefined);
+      throw error;
+    }
+    return kernel;
+  }
+
+  /**
+   * A typed client of a running service. `dedicated: true` gives the caller its own port (its own
+   * ordering and queue); otherwise the main thread shares one client per service.
+   */
+  client<Api extends object>(service: string, options: { dedicated?: boolean } = {}): Api {
+    const host = this.#host(service);
+    const client = options.dedicated ? host.newClient() : host.defaultClient();
+    return client.proxy<Api>();
+  }
+
+  /** Moves the named services to the target release's code; rejects with a SwapError on failure. */
+  async upgrade(target: SwapTarget): Promise<SwapReport> {
+    return this.#runSwap(target);
+  }
+
+  /** The same machine as upgrade, running the other way: down migrations run in the newer code. */
+  async downgrade(target: SwapTarget): Promise<SwapReport> {
+    return this.#runSwap(target);
+  }
+
+  get swapState(): string {
+    return this.#swap?.state ?? 'idle';
+  }
+
+  get services(): string[] {
+    return [...this.#hosts.keys()];
+  }
+
+  /** Thread ids of every live service worker (old generations included while they exist). */
+  get threadIds(): number[] {
+    return [...this.#hosts.values()].filter((host) => host.current.lifecycle !== 'exited').map((host) => host.current.threadId);
+  }
+
+  /** Replies that arrived for calls not pending on the main thread's clients; should stay 0. */
+  get strayReplies(): number {
+    let total = 0;
+    for (const host of this.#hosts.values()) total += host.strayReplies;
+    return total;
+  }
+
+  async status(): Promise<ServiceStatus[]> {
+    return Promise.all(
+      [...this.#hosts.values()].map(async (host) => {
+        const stats = await host.current
+          .request('stats', {}, this.#options.controlTimeoutMs)
+          .catch(() => ({ callsServed: 0, castsServed: 0, inFlight: 0, queued: 0, heapUsed: 0 }));
+        return {
+          name: host.name,
+          state: host.state,
+          release: host.release,
+          vsn: host.descriptor.vsn,
+          threadId: host.current.threadId,
+          uptimeMs: Date.now() - host.startedAt,
+          ...stats,
+          failure: host.failure,
+          lastSwap: host.lastSwap,
+        };
+      }),
+    );
+  }
+
+  /** Drains every service, runs terminate(), ends the workers and rejects later calls. */
+  async stop(): Promise<void> {
+    if (this.#state === 'stopped' || this.#state === 'stopping') return;
+    this.#state = 'stopping';
+    await Promise.all(
+      [...this.#hosts.values()].map(async (host) => {
+        const worker = host.current;
+        const wasServing = host.state === 'running';
+        host.state = 'stopping';
+        worker.expectExit();
+        if (wasServing) {
+          await worker
+            .request('stop', { runTerminate: true, reason: 'kernel stop', drainTimeoutMs: this.#options.drainTimeoutMs }, this.#options.drainTimeoutMs + this.#options.controlTimeoutMs)
+            .catch((error: unknown) => this.#log('warn', `${host.name} did not stop cleanly: ${errorMessage(error)}`));
+        }
+        host.closeClients('the kernel stopped');
+        await worker.terminate();
+        host.state = 'stopped';
+      }),
+    );
+    this.#state = 'stopped';
+  }
+
+  // -------------------------------------------------------------------------------------------
+
+  async #boot(): Promise<void> {
+    const { services, release } = this.#options;
+    const names = Object.keys(services);
+    if (names.length === 0) throw theseusError('E_BAD_OPTIONS', 'kernel options', 'no services given');
+    const runtimeFile = (await workerRuntimeBundle(this.#options.cacheDir)).file;
+    const loaded = await Promise.allSettled(
+      names.map(async (name) => {
+        const entry = services[name]!.entry;
+        const bundle = await this.#bundle(entry, name);
+        const worker = await ServiceWorker.load({
+          service: name,
+          release,
+          moduleUrl: bundle.url,
+          runtimeFile,
+          bootTimeoutMs: this.#options.bootTimeoutMs,
+          onLog: (record) => this.#emit(record),
+        });
+        this.#descriptors.set(bundle.sha256, worker.descriptor);
+        const host = new ServiceHost(name, worker, entry, bundle, this.#options.controlTimeoutMs);
+        this.#watch(host, worker);
+        this.#hosts.set(name, host);
+      }),
+    );
+    const failed = loaded.find((result): result is PromiseRejectedResult => result.status === 'rejected');
+    if (failed) throw failed.reason;
+
+    // Wire a direct channel for every "A uses B": A keeps the client end, B the service end.
+    const portSets = new Map<string, PortSet>(names.map((name) => [name, { inbound: [], outbound: {} }]));
+    for (const host of this.#hosts.values()) {
+      for (const dependency of host.descriptor.uses) {
+        const callee = this.#hosts.get(dependency);
+        if (!callee) {
+          throw new TheseusError('E_UNKNOWN_SERVICE', `${host.name} uses '${dependency}', which is not in the release. Add it to the services, or remove it from uses.`);
+        }
+        const { port1, port2 }: { port1: MessagePort; port2: MessagePort } = new MessageChannel();
+        portSets.get(host.name)!.outbound[dependency] = { port: port1, methods: { calls: callee.descriptor.calls, casts: callee.descriptor.casts } };
+        portSets.get(dependency)!.inbound.push(port2);
+      }
+    }
+    await Promise.all(
+      [...this.#hosts.values()].map(async (host) => {
+        const ports = portSets.get(host.name)!;
+        ports.inbound.push(...host.takeInitialCallers());
+        const transfer = [...ports.inbound, ...Object.values(ports.outbound).map((entry) => entry.port)];
+        await host.current.request('start', { ports }, this.#options.initTimeoutMs, transfer).catch((error: unknown) => {
+          if (error instanceof TheseusError && error.code === 'E_CONTROL_TIMEOUT') {
+            throw theseusError('E_INIT_TIMEOUT', host.name, release, this.#options.initTimeoutMs);
+          }
+          throw error;
+        });
+        host.state = 'running';
+        for (const port of host.takeInitialCallers()) host.attachCaller(port);
+      }),
+    );
+    this.#state = 'running';
+  }
+
+  async #runSwap(target: SwapTarget): Promise<SwapReport> {
+    if (this.#state !== 'running') throw theseusError('E_KERNEL_STOPPED');
+    if (this.#swap) throw theseusError('E_SWAP_IN_PROGRESS');
+    const swap = new HotSwap(
+      {
+        hosts: this.#hosts,
+        drainTimeoutMs: this.#options.drainTimeoutMs,
+        bootTimeoutMs: this.#options.bootTimeoutMs,
+        controlTimeoutMs: this.#options.controlTimeoutMs,
+        bundle: (entry, service) => this.#bundle(entry, service),
+        describe: (service, release, bundle) => this.#describe(service, release, bundle),
+        runtimeFile: async () => (await workerRuntimeBundle(this.#options.cacheDir)).file,
+        log: (level, message, data) => this.#log(level, message, data),
+        onLog: (record) => this.#emit(record),
+      },
+      target,
+    );
+    this.#swap = swap;
+    try {
+      const report = await swap.run();
+      for (const host of this.#hosts.values()) this.#watch(host, host.current);
+      return report;
+    } finally {
+      this.#swap = null;
+    }
+  }
+
+  #bundle(entry: string, service: string): Promise<Bundle> {
+    return bundleEntry(entry, this.#options.cacheDir, service);
+  }
+
+  async #describe(service: string, release: string, bundle: Bundle): Promise<ServiceDescriptor> {
+    const known = this.#descriptors.get(bundle.sha256);
+    if (known) return known;
+    const descriptor = await ServiceWorker.describe({
+      service,
+      release,
+      moduleUrl: bundle.url,
+      runtimeFile: (await workerRuntimeBundle(this.#options.cacheDir)).file,
+      bootTimeoutMs: this.#options.bootTimeoutMs,
+      onLog: (record) => this.#emit(record),
+    });
+    this.#descriptors.set(bundle.sha256, descriptor);
+    return descriptor;
+  }
+
+  /** A worker that dies outside of a swap or stop marks its service failed (supervision comes later). */
+  #watch(host: ServiceHost, worker: ServiceWorker): void {
+    worker.onUnexpectedExit((reason) => {
+      if (host.current !== worker) return;
+      host.state = 'failed';
+      host.failure = `worker exited: ${reason}`;
+      this.#log('error', `${host.name}@${worker.release} ${host.failure}`);
+    });
+  }
+
+  #host(service: string): ServiceHost {
+    if (this.#state === 'stopped' || this.#state === 'stopping') throw theseusError('E_KERNEL_STOPPED');
+    const host = this.#hosts.get(service);
+    if (!host) throw theseusError('E_UNKNOWN_SERVICE', service, [...this.#hosts.keys()].join(', '));
+    return host;
+  }
+
+  #log(level: LogRecord['level'], message: string, data?: unknown): void {
+    const record: LogRecord = { level, service: 'kernel', release: this.#options.release, message, time: Date.now() };
+    if (data !== undefined) record.data = data;
+    this.#emit(record);
+  }
+
+  #emit(record: LogRecord): void {
+    if (this.#options.onLog) {
+      this.#options.onLog(record);
+      return;
+    }
+    const data = record.data === undefined ? '' : ` ${JSON.stringify(record.data)}`;
+    process.stderr.write(`${new Date(record.time).toISOString()} ${record.level} [${record.service}@${record.release}] ${record.message}${data}\n`);
+  }
+}

@@ -1,0 +1,121 @@
+// The kernel's record of one service: which worker runs it now, from which release and bundle,
+// and the main thread's own clients of it. A hot swap replaces `current`; everything that talks to
+// the service keeps talking to the host or to a port whose far end the swap moves.
+//
+// States:  starting -> running <-> swapping ;  running -> stopping -> stopped ;  any -> failed
+
+import { MessageChannel, type MessagePort } from 'node:worker_threads';
+import { ServiceClient } from '../common/client.ts';
+import type { ServiceDescriptor } from '../common/protocol.ts';
+import type { Bundle } from './bundler.ts';
+import type { ServiceWorker } from './service-worker.ts';
+
+export type HostState = 'starting' | 'running' | 'swapping' | 'stopping' | 'stopped' | 'failed';
+
+export interface LastSwap {
+  fromRelease: string;
+  toRelease: string;
+  at: number;
+  pauseMs: number;
+  outcome: string;
+}
+
+export class ServiceHost {
+  readonly name: string;
+  state: HostState = 'starting';
+  current: ServiceWorker;
+  entry: string;
+  bundle: Bundle;
+  startedAt = Date.now();
+  failure: string | null = null;
+  lastSwap: LastSwap | null = null;
+
+  #clients = new Set<ServiceClient>();
+  #defaultClient: ServiceClient | null = null;
+  /** Service ends of callers that arrived while the ports were in transit during a swap. */
+  #heldCallers: MessagePort[] = [];
+  /** Service ends created before the first start; handed over with the start request. */
+  #initialCallers: MessagePort[] = [];
+  readonly controlTimeoutMs: number;
+
+  constructor(name: string, worker: ServiceWorker, entry: string, bundle: Bundle, controlTimeoutMs: number) {
+    this.name = name;
+    this.current = worker;
+    this.entry = entry;
+    this.bundle = bundle;
+    this.controlTimeoutMs = controlTimeoutMs;
+  }
+
+  get descriptor(): ServiceDescriptor {
+    return this.current.descriptor;
+  }
+
+  get release(): string {
+    return this.current.release;
+  }
+
+  /** The main thread's shared client, created on first use. */
+  defaultClient(): ServiceClient {
+    this.#defaultClient ??= this.newClient();
+    return this.#defaultClient;
+  }
+
+  /** A main-thread client with its own port (its own ordering and its own queue). */
+  newClient(): ServiceClient {
+    const { port1, port2 } = new MessageChannel();
+    const client = new ServiceClient(this.name, port1, this.descriptor);
+    this.#clients.add(client);
+    this.attachCaller(port2);
+    return client;
+  }
+
+  /** Gives the service the far end of a new caller's channel, wherever its ports are right now. */
+  attachCaller(port: MessagePort): void {
+    switch (this.state) {
+      case 'starting':
+        this.#initialCallers.push(port);
+        return;
+      case 'running':
+        void this.current.request('attach', { port }, this.controlTimeoutMs, [port]).catch(() => port.close());
+        return;
+      case 'swapping':
+        // The inbound ports are with the kernel or moving; this one joins them at switch or resume.
+        this.#heldCallers.push(port);
+        return;
+      default:
+        port.close();
+    }
+  }
+
+  takeInitialCallers(): MessagePort[] {
+    const ports = this.#initialCallers;
+    this.#initialCallers = [];
+    return ports;
+  }
+
+  takeHeldCallers(): MessagePort[] {
+    const ports = this.#heldCallers;
+    this.#heldCallers = [];
+    return ports;
+  }
+
+  /** After a switch: the main thread's clients learn the new code's calls and casts. */
+  updateMethodTables(): void {
+    for (const client of this.#clients) client.setMethods(this.descriptor);
+  }
+
+  closeClients(reason: string): void {
+    for (const client of this.#clients) client.close(reason);
+    this.#clients.clear();
+    this.#defaultClient = null;
+    for (const port of [...this.#heldCallers, ...this.#initialCallers]) port.close();
+    this.#heldCallers = [];
+    this.#initialCallers = [];
+  }
+
+  get strayReplies(): number {
+    let total = 0;
+    for (const client of this.#clients) total += client.strayReplies;
+    return total;
+  }
+}

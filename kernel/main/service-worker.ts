@@ -1,0 +1,215 @@
+// The kernel's handle on one worker thread running one release of one service. It speaks the
+// control half of the protocol: every request has a timeout, and a worker that exits rejects
+// everything still waiting on it, so nothing in the kernel can hang on a dead thread.
+
+import { Worker, type TransferListItem } from 'node:worker_threads';
+import { TheseusError, deserializeError, errorMessage, theseusError } from '../common/errors.ts';
+import {
+  PROTOCOL_VERSION,
+  type ControlOp,
+  type ControlRequests,
+  type LogRecord,
+  type ServiceDescriptor,
+  type WorkerBootData,
+  type WorkerToKernel,
+} from '../common/protocol.ts';
+
+export interface ServiceWorkerOptions {
+  service: string;
+  release: string;
+  moduleUrl: string;
+  runtimeFile: string;
+  bootTimeoutMs: number;
+  describeOnly?: boolean;
+  onLog(record: LogRecord): void;
+}
+
+interface PendingRequest {
+  op: ControlOp;
+  resolve(value: unknown): void;
+  reject(error: unknown): void;
+  timer: NodeJS.Timeout;
+}
+
+/** Lifecycle of one worker as the kernel sees it. */
+export type WorkerLifecycle = 'booting' | 'loaded' | 'exited';
+
+export class ServiceWorker {
+  readonly service: string;
+  readonly release: string;
+  readonly threadId: number;
+  descriptor!: ServiceDescriptor;
+  lifecycle: WorkerLifecycle = 'booting';
+  /** Resolves with the exit code once the thread has ended. */
+  readonly exited: Promise<number>;
+  exitReason: string | null = null;
+
+  #worker: Worker;
+  #pending = new Map<number, PendingRequest>();
+  #nextRid = 1;
+  #onUnexpectedExit: ((reason: string) => void) | null = null;
+  #expectingExit = false;
+  /** Called with responses that arrive after their request timed out (see HotSwap's suspend). */
+  onLateResponse: ((op: ControlOp, value: unknown) => void) | null = null;
+  #timedOut = new Map<number, ControlOp>();
+
+  private constructor(options: ServiceWorkerOptions) {
+    this.service = options.service;
+    this.release = options.release;
+    const boot: WorkerBootData = {
+      protocol: PROTOCOL_VERSION,
+      service: options.service,
+      release: options.release,
+      moduleUrl: options.moduleUrl,
+      describeOnly: options.describeOnly ?? false,
+    };
+    this.#worker = new Worker(options.runtimeFile, { workerData: boot, name: `${options.service}@${options.release}` });
+    this.threadId = this.#worker.threadId;
+    let lastError: unknown = null;
+    this.#worker.on('error', (error) => {
+      lastError = error;
+    });
+    this.exited = new Promise((resolve) => {
+      this.#worker.once('exit', (code) => {
+        this.lifecycle = 'exited';
+        this.exitReason = lastError ? `uncaught ${errorMessage(lastError)}` : `exit code ${code}`;
+        const error = theseusError('E_WORKER_EXITED', this.service, this.release, 'a control request', this.exitReason);
+        for (const pending of this.#pending.values()) {
+          clearTimeout(pending.timer);
+          pending.reject(error);
+        }
+        this.#pending.clear();
+        if (!this.#expectingExit) this.#onUnexpectedExit?.(this.exitReason);
+        resolve(code);
+      });
+    });
+    this.#worker.on('message', (message: WorkerToKernel) => this.#receive(message, options));
+  }
+
+  /** Starts a worker and waits until its service module has loaded and described itself. */
+  static async load(options: ServiceWorkerOptions): Promise<ServiceWorker> {
+    const handle = new ServiceWorker(options);
+    await handle.#loaded(options.bootTimeoutMs);
+    return handle;
+  }
+
+  /** Boots a throwaway worker just to read what a bundle declares, then lets it exit. */
+  static async describe(options: Omit<ServiceWorkerOptions, 'describeOnly'>): Promise<ServiceDescriptor> {
+    const handle = new ServiceWorker({ ...options, describeOnly: true });
+    handle.#expectingExit = true;
+    try {
+      await handle.#loaded(options.bootTimeoutMs);
+      return handle.descriptor;
+    } finally {
+      await handle.terminate();
+    }
+  }
+
+  onUnexpectedExit(callback: (reason: string) => void): void {
+    this.#onUnexpectedExit = callback;
+  }
+
+  request<Op extends ControlOp>(
+    op: Op,
+    payload: ControlRequests[Op]['request'],
+    timeoutMs: number,
+    transfer: TransferListItem[] = [],
+  ): Promise<ControlRequests[Op]['response']> {
+    if (this.lifecycle === 'exited') {
+      return Promise.reject(theseusError('E_WORKER_EXITED', this.service, this.release, op, this.exitReason ?? 'it had already exited'));
+    }
+    const rid = this.#nextRid++;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#pending.delete(rid);
+        this.#timedOut.set(rid, op);
+        reject(theseusError('E_CONTROL_TIMEOUT', `${this.service}@${this.release}`, op, timeoutMs));
+      }, timeoutMs);
+      this.#pending.set(rid, { op, resolve: resolve as (value: unknown) => void, reject, timer });
+      try {
+        this.#worker.postMessage({ kind: 'request', rid, op, ...payload }, transfer);
+      } catch (error) {
+        clearTimeout(timer);
+        this.#pending.delete(rid);
+        reject(error);
+      }
+    });
+  }
+
+  /** Ends the thread: politely when it is serving (stop), else at once. Resolves once it has exited. */
+  async terminate(): Promise<void> {
+    this.#expectingExit = true;
+    if (this.lifecycle !== 'exited') await this.#worker.terminate();
+    await this.exited;
+  }
+
+  /** Marks that the worker is expected to exit (retired after a swap, or stopping). */
+  expectExit(): void {
+    this.#expectingExit = true;
+  }
+
+  #loaded(timeoutMs: number): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        fail(theseusError('E_BOOT_FAILED', this.service, this.release, `its module did not finish loading within ${timeoutMs} ms`));
+      }, timeoutMs);
+      const fail = (error: TheseusError) => {
+        clearTimeout(timer);
+        this.#expectingExit = true;
+        void this.#worker.terminate();
+        reject(error);
+      };
+      this.#loadWaiter = {
+        loaded: () => {
+          clearTimeout(timer);
+          resolve();
+        },
+        failed: fail,
+      };
+      void this.exited.then(() => {
+        if (this.lifecycle !== 'loaded' && this.#loadWaiter) {
+          fail(theseusError('E_BOOT_FAILED', this.service, this.release, this.exitReason ?? 'the thread exited'));
+        }
+      });
+    });
+  }
+
+  #loadWaiter: { loaded(): void; failed(error: TheseusError): void } | null = null;
+
+  #receive(message: WorkerToKernel, options: ServiceWorkerOptions): void {
+    switch (message.kind) {
+      case 'loaded':
+        this.descriptor = message.descriptor;
+        this.lifecycle = 'loaded';
+        this.#loadWaiter?.loaded();
+        this.#loadWaiter = null;
+        return;
+      case 'load-failed': {
+        const waiter = this.#loadWaiter;
+        this.#loadWaiter = null;
+        const cause = deserializeError(message.error);
+        const error = theseusError('E_BOOT_FAILED', this.service, this.release, cause.message);
+        error.cause = cause;
+        waiter?.failed(error);
+        return;
+      }
+      case 'log':
+        options.onLog(message.record);
+        return;
+      case 'response': {
+        const pending = this.#pending.get(message.rid);
+        if (!pending) {
+          const op = this.#timedOut.get(message.rid);
+          this.#timedOut.delete(message.rid);
+          if (op && message.ok) this.onLateResponse?.(op, message.value);
+          return;
+        }
+        this.#pending.delete(message.rid);
+        clearTimeout(pending.timer);
+        if (message.ok) pending.resolve(message.value);
+        else pending.reject(deserializeError(message.error));
+        return;
+      }
+    }
+  }
+}

@@ -1,0 +1,120 @@
+// The service authoring API: what a service module imports (`import { defineService } from 'theseus/service'`).
+// This code is bundled into each service and runs inside the service's worker thread.
+//
+// A service is a GenServer-like module: explicit plain-data state owned by the kernel, calls that
+// reply, casts that do not, an optional terminate, and versioned migrations between state shapes.
+
+export interface ServiceLogger {
+  debug(message: string, data?: unknown): void;
+  info(message: string, data?: unknown): void;
+  warn(message: string, data?: unknown): void;
+  error(message: string, data?: unknown): void;
+}
+
+/** A typed client for another service, as produced by `ClientOf<typeof definition>`. */
+export type AnyClient = Record<string, (...args: never[]) => unknown>;
+
+/** What every handler, init and migration can use besides the state. */
+export interface BaseContext {
+  /** The service's name in the release. */
+  readonly service: string;
+  /** The release version whose code is running (e.g. "0.3.0"). */
+  readonly release: string;
+  /** Log lines carry the service name and release version. */
+  readonly log: ServiceLogger;
+  /**
+   * A typed client for a service listed in `uses`. Calls travel on a direct MessagePort between
+   * the two workers, never through the main thread.
+   */
+  client<Api extends object = AnyClient>(service: string): Api;
+}
+
+export interface ServiceContext<S> extends BaseContext {
+  /** The state as it was when this message was taken. Return the next state; do not mutate it. */
+  readonly state: S;
+}
+
+export interface CallResult<S, R> {
+  reply: R;
+  /** The next state. Omit it to keep the state unchanged. */
+  state?: S;
+}
+
+export interface CastResult<S> {
+  state?: S;
+}
+
+type MaybePromise<T> = T | Promise<T>;
+
+// The `never[]`/`any` here let TypeScript infer each handler's own argument types; the public
+// client type below recovers them.
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type CallHandler<S> = (ctx: ServiceContext<S>, ...args: any[]) => MaybePromise<CallResult<S, unknown>>;
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type CastHandler<S> = (ctx: ServiceContext<S>, ...args: any[]) => MaybePromise<CastResult<S> | void>;
+
+export interface Migration {
+  /** State vsn this migration reads when going up. */
+  from: string;
+  /** State vsn it produces when going up. */
+  to: string;
+  /** Runs in the NEW code during an upgrade. */
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  up(state: any, ctx: BaseContext): unknown;
+  /** Runs in this (newer) code during a downgrade, before the state goes to the older code. */
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  down?(state: any, ctx: BaseContext): unknown;
+}
+
+export interface ServiceDefinition<
+  S = unknown,
+  Calls extends Record<string, CallHandler<S>> = Record<string, CallHandler<S>>,
+  Casts extends Record<string, CastHandler<S>> = Record<string, CastHandler<S>>,
+> {
+  /** The state version, like OTP's @vsn. Change it when the shape of the state changes. */
+  vsn: string;
+  /** Services this one calls through `ctx.client(name)`. The kernel wires a direct port to each. */
+  uses?: readonly string[];
+  /** Builds the first state when the service starts with no state to adopt. */
+  init(ctx: BaseContext): MaybePromise<S>;
+  calls?: Calls;
+  casts?: Casts;
+  /** Runs when the service stops for good (kernel stop), not when its code is swapped. */
+  terminate?(ctx: ServiceContext<S>, reason: string): MaybePromise<void>;
+  migrations?: readonly Migration[];
+  /**
+   * When the kernel checks that the state is plain data: 'transitions' (after init, after each
+   * migration and at every snapshot) or 'every-change' (also after each handler that changes it,
+   * which costs a walk of the state per call).
+   */
+  stateCheck?: 'transitions' | 'every-change';
+}
+
+/** Marks a module's default export as a Theseus service; it only checks shape and helps inference. */
+export function defineService<
+  S,
+  Calls extends Record<string, CallHandler<S>>,
+  Casts extends Record<string, CastHandler<S>>,
+>(definition: ServiceDefinition<S, Calls, Casts>): ServiceDefinition<S, Calls, Casts> {
+  return Object.freeze({ ...definition, [serviceMarker]: true }) as ServiceDefinition<S, Calls, Casts>;
+}
+
+/** Lets the worker runtime tell a definition from an arbitrary default export. */
+export const serviceMarker = Symbol.for('theseus.service');
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type Tail<T extends readonly unknown[]> = T extends readonly [any, ...infer Rest] ? Rest : never;
+type ReplyOf<F> = F extends (...args: never[]) => infer R ? (Awaited<R> extends { reply: infer Reply } ? Reply : never) : never;
+
+/**
+ * The typed client of a service: calls return a promise of their reply, casts return nothing.
+ * `const seq = kernel.client<ClientOf<typeof sequence>>('sequence'); await seq.nextNumber()`.
+ */
+export type ClientOf<D> =
+  D extends ServiceDefinition<infer _S, infer Calls, infer Casts>
+    ? NamedOnly<{ [M in keyof Calls]: (...args: Tail<Parameters<Calls[M]>>) => Promise<ReplyOf<Calls[M]>> }> &
+        NamedOnly<{ [M in keyof Casts]: (...args: Tail<Parameters<Casts[M]>>) => void }>
+    : never;
+
+/** A definition without `casts` (or `calls`) infers a string index; a client should not offer one. */
+type NamedOnly<T> = string extends keyof T ? unknown : T;

@@ -1,0 +1,109 @@
+// The first code a service worker runs. Loads the service's bundle, reports what it declares, and
+// then dispatches the kernel's control requests to the ServiceRuntime.
+//
+// This file is bundled (with the rest of kernel/worker and kernel/common) into one JS file that
+// every service worker starts from; the service's own code is a separate bundle it imports, so
+// each release's code lives and dies with its worker's isolate.
+
+import { parentPort, workerData, type TransferListItem } from 'node:worker_threads';
+import { serializeError, theseusError } from '../common/errors.ts';
+import {
+  PROTOCOL_VERSION,
+  portsOf,
+  type ControlRequestMessage,
+  type ControlResponseMessage,
+  type WorkerBootData,
+  type WorkerNotice,
+} from '../common/protocol.ts';
+import type { ServiceDefinition } from '../service.ts';
+import { ServiceRuntime, describeDefinition, validateDefinition } from './service-runtime.ts';
+
+const boot = workerData as WorkerBootData;
+const kernel = parentPort!;
+
+function notify(notice: WorkerNotice): void {
+  kernel.postMessage(notice);
+}
+
+async function load(): Promise<ServiceDefinition> {
+  if (boot.protocol !== PROTOCOL_VERSION) {
+    throw theseusError('E_INVALID_SERVICE', boot.moduleUrl, `it was started by a kernel speaking protocol ${boot.protocol}, this runtime speaks ${PROTOCOL_VERSION}`);
+  }
+  const module = (await import(boot.moduleUrl)) as { default?: unknown };
+  const problem = validateDefinition(module.default);
+  if (problem) throw theseusError('E_INVALID_SERVICE', boot.moduleUrl, problem);
+  return module.default as ServiceDefinition;
+}
+
+let definition: ServiceDefinition;
+try {
+  definition = await load();
+} catch (error) {
+  notify({ kind: 'load-failed', error: serializeError(error, 'E_BOOT_FAILED') });
+  process.exit(1);
+}
+
+if (boot.describeOnly) {
+  notify({ kind: 'loaded', descriptor: describeDefinition(definition) });
+  kernel.close();
+} else {
+  const runtime = new ServiceRuntime({
+    service: boot.service,
+    release: boot.release,
+    definition,
+    emitLog: (record) => notify({ kind: 'log', record }),
+  });
+
+  const dispatch = (message: ControlRequestMessage): unknown => {
+    switch (message.op) {
+      case 'start':
+        return runtime.start(message as ControlRequestMessage<'start'>);
+      case 'suspend':
+        return runtime.suspend(message as ControlRequestMessage<'suspend'>);
+      case 'resume':
+        return runtime.resume(message as ControlRequestMessage<'resume'>);
+      case 'snapshot':
+        return runtime.snapshot(message as ControlRequestMessage<'snapshot'>);
+      case 'migrate':
+        return runtime.migrate(message as ControlRequestMessage<'migrate'>);
+      case 'switch':
+        return runtime.switchIn(message as ControlRequestMessage<'switch'>);
+      case 'attach':
+        return runtime.attach(message as ControlRequestMessage<'attach'>);
+      case 'peer':
+        return runtime.peer(message as ControlRequestMessage<'peer'>);
+      case 'stats':
+        return runtime.stats();
+      case 'stop':
+        return runtime.stop(message as ControlRequestMessage<'stop'>);
+      default: {
+        const unknown: never = message.op;
+        throw new Error(`unknown control op ${String(unknown)}`);
+      }
+    }
+  };
+
+  kernel.on('message', async (message: ControlRequestMessage) => {
+    let response: ControlResponseMessage;
+    const transfer: TransferListItem[] = [];
+    try {
+      const value = await dispatch(message);
+      response = { kind: 'response', rid: message.rid, ok: true, value };
+      // Ports and snapshot bytes move to the kernel rather than being copied.
+      if (value && typeof value === 'object') {
+        const result = value as { ports?: Parameters<typeof portsOf>[0]; snapshot?: { bytes: Uint8Array } };
+        if (result.ports) transfer.push(...portsOf(result.ports));
+        if (result.snapshot) transfer.push(result.snapshot.bytes.buffer as ArrayBuffer);
+      }
+    } catch (error) {
+      response = { kind: 'response', rid: message.rid, ok: false, error: serializeError(error) };
+    }
+    kernel.postMessage(response, transfer);
+    if (message.op === 'stop' && response.ok) {
+      // Let the response flush, then end the thread: its ports are closed and its state is gone.
+      setImmediate(() => process.exit(0));
+    }
+  });
+
+  notify({ kind: 'loaded', descriptor: runtime.descriptor });
+}

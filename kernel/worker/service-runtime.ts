@@ -1,0 +1,560 @@
+// Runs inside a service's worker thread: owns the service's state between messages, serves the
+// callers' ports one message at a time (GenServer semantics), and answers the kernel's control
+// requests for a hot swap (suspend, snapshot, migrate, switch, resume).
+//
+// Lifecycle of the runtime (one worker = one generation of one service):
+//
+//   loaded --start--> serving <--resume-- suspended
+//   loaded --migrate--> migrated --switch--> serving
+//   serving --suspend--> draining --(drained)--> suspended --(stop)--> stopped
+//                         draining --(drain timeout)--> serving
+//
+// Messages are taken from ports only while `serving`. Removing the last 'message' listener stops a
+// MessagePort and leaves further messages queued inside it; that queue travels with the port when
+// it is transferred, which is what makes a swap lose nothing.
+
+import type { MessagePort } from 'node:worker_threads';
+import { deserialize, serialize } from 'node:v8';
+import { inspect } from 'node:util';
+import { ServiceClient } from '../common/client.ts';
+import { TheseusError, errorMessage, serializeError, theseusError } from '../common/errors.ts';
+import { findMigrationPath, formatPath, type MigrationStep } from '../common/migrations.ts';
+import { explainCloneFailure, findNonPlainData } from '../common/plain-data.ts';
+import {
+  FRAME_CALL,
+  REPLY_ERROR,
+  REPLY_OK,
+  type ControlRequests,
+  type LogRecord,
+  type PortSet,
+  type RequestFrame,
+  type ServiceDescriptor,
+  type StateSnapshot,
+  type WorkerStats,
+} from '../common/protocol.ts';
+import type { BaseContext, CallHandler, CastHandler, Migration, ServiceDefinition, ServiceLogger } from '../service.ts';
+
+type Phase = 'loaded' | 'migrated' | 'serving' | 'draining' | 'suspended' | 'stopped';
+
+type Handler = (ctx: unknown, ...args: unknown[]) => unknown;
+
+/** A FIFO of [port, frame] pairs with O(1) shift; arrays' shift() is O(n) once they grow. */
+class Mailbox {
+  #items: Array<MessagePort | RequestFrame> = [];
+  #head = 0;
+  get size(): number {
+    return (this.#items.length - this.#head) / 2;
+  }
+  push(port: MessagePort, frame: RequestFrame): void {
+    this.#items.push(port, frame);
+  }
+  shift(): [MessagePort, RequestFrame] {
+    const port = this.#items[this.#head] as MessagePort;
+    const frame = this.#items[this.#head + 1] as RequestFrame;
+    this.#head += 2;
+    if (this.#head > 1024 && this.#head * 2 > this.#items.length) {
+      this.#items = this.#items.slice(this.#head);
+      this.#head = 0;
+    }
+    return [port, frame];
+  }
+}
+
+export interface RuntimeOptions {
+  service: string;
+  release: string;
+  definition: ServiceDefinition;
+  emitLog(record: LogRecord): void;
+}
+
+export class ServiceRuntime {
+  readonly descriptor: ServiceDescriptor;
+  #service: string;
+  #release: string;
+  #definition: ServiceDefinition;
+  #calls = new Map<string, Handler>();
+  #casts = new Map<string, Handler>();
+  #emitLog: (record: LogRecord) => void;
+
+  #phase: Phase = 'loaded';
+  #state: unknown = undefined;
+  /** The mutable context handed to handlers; `state` is set before each message. */
+  #ctx: { state: unknown } & BaseContext;
+  #log: ServiceLogger;
+
+  #inbound = new Set<MessagePort>();
+  #listeners = new Map<MessagePort, (frame: RequestFrame) => void>();
+  #outbound = new Map<string, ServiceClient>();
+  #mailbox = new Mailbox();
+  #busy = false;
+  #onIdle: (() => void) | null = null;
+
+  #callsServed = 0;
+  #castsServed = 0;
+
+  constructor(options: RuntimeOptions) {
+    this.#service = options.service;
+    this.#release = options.release;
+    this.#definition = options.definition;
+    this.#emitLog = options.emitLog;
+    for (const [name, fn] of Object.entries(options.definition.calls ?? {})) this.#calls.set(name, fn as Handler);
+    for (const [name, fn] of Object.entries(options.definition.casts ?? {})) this.#casts.set(name, fn as Handler);
+    this.descriptor = describeDefinition(options.definition);
+    this.#log = this.#makeLogger();
+    const runtime = this;
+    this.#ctx = {
+      state: undefined,
+      service: this.#service,
+      release: this.#release,
+      log: this.#log,
+      client<Api extends object>(name: string): Api {
+        return runtime.#clientFor(name).proxy<Api>();
+      },
+    };
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Control requests, one method per op of the protocol.
+
+  async start({ ports }: ControlRequests['start']['request']): Promise<ControlRequests['start']['response']> {
+    this.#expectPhase('start', 'loaded');
+    this.#adoptOutbound(ports);
+    const state = await this.#definition.init(this.#ctx);
+    if (state === undefined) {
+      throw theseusError('E_INVALID_SERVICE', this.#service, 'init() returned undefined; return the first state (null if there is none)');
+    }
+    this.#assertPlain(state, 'after init');
+    this.#state = state;
+    this.#serve(ports.inbound);
+    return { stateBytes: 0 };
+  }
+
+  async suspend(request: ControlRequests['suspend']['request']): Promise<ControlRequests['suspend']['response']> {
+    this.#expectPhase('suspend', 'serving');
+    this.#phase = 'draining';
+    // Stop taking new messages first: from here on they wait inside the ports.
+    for (const port of this.#inbound) this.#unlisten(port);
+    const drained = await this.#waitIdle(request.drainTimeoutMs);
+    if (!drained) {
+      // Resume here rather than in the kernel: the worker is the only one that knows whether the
+      // drain finished, so this side deciding avoids a race where ports are handed over after the
+      // kernel has given up on them.
+      const inFlight = (this.#busy ? 1 : 0) + this.#mailbox.size + this.#outboundPending();
+      this.#phase = 'serving';
+      for (const port of this.#inbound) this.#listen(port);
+      const error = theseusError('E_DRAIN_TIMEOUT', this.#service, request.drainTimeoutMs, inFlight);
+      error.phase = 'suspend';
+      throw error;
+    }
+    this.#phase = 'suspended';
+    return { ports: this.#releasePorts(), handled: this.#callsServed + this.#castsServed };
+  }
+
+  resume({ ports }: ControlRequests['resume']['request']): ControlRequests['resume']['response'] {
+    this.#expectPhase('resume', 'suspended');
+    if (ports) this.#adoptOutbound(ports);
+    this.#serve(ports?.inbound ?? []);
+    return {};
+  }
+
+  async snapshot({ toVsn }: ControlRequests['snapshot']['request']): Promise<ControlRequests['snapshot']['response']> {
+    this.#expectPhase('snapshot', 'suspended');
+    this.#assertPlain(this.#state, 'at snapshot');
+    let state = this.#state;
+    if (toVsn !== this.descriptor.vsn) {
+      // A downgrade: the down migration runs here, in the newer code, before the older code sees it.
+      const path = this.#pathOrThrow(this.descriptor.vsn, toVsn, 'down');
+      state = await this.#runMigrations(state, path);
+    }
+    return { snapshot: { vsn: toVsn, bytes: toBytes(state) } };
+  }
+
+  async migrate({ snapshot }: ControlRequests['migrate']['request']): Promise<ControlRequests['migrate']['response']> {
+    this.#expectPhase('migrate', 'loaded');
+    let state = deserialize(snapshot.bytes) as unknown;
+    if (snapshot.vsn !== this.descriptor.vsn) {
+      // An upgrade: the up migration runs here, in the new code.
+      const path = this.#pathOrThrow(snapshot.vsn, this.descriptor.vsn, 'up');
+      state = await this.#runMigrations(state, path);
+    }
+    this.#state = state;
+    this.#phase = 'migrated';
+    return { stateBytes: snapshot.bytes.byteLength };
+  }
+
+  switchIn({ ports }: ControlRequests['switch']['request']): ControlRequests['switch']['response'] {
+    this.#expectPhase('switch', 'migrated');
+    this.#adoptOutbound(ports);
+    this.#serve(ports.inbound);
+    return {};
+  }
+
+  attach({ port }: ControlRequests['attach']['request']): ControlRequests['attach']['response'] {
+    this.#inbound.add(port);
+    if (this.#phase === 'serving') this.#listen(port);
+    return {};
+  }
+
+  peer({ service, methods }: ControlRequests['peer']['request']): ControlRequests['peer']['response'] {
+    this.#outbound.get(service)?.setMethods(methods);
+    return {};
+  }
+
+  stats(): WorkerStats {
+    return {
+      callsServed: this.#callsServed,
+      castsServed: this.#castsServed,
+      inFlight: this.#busy ? 1 : 0,
+      queued: this.#mailbox.size,
+      heapUsed: process.memoryUsage().heapUsed,
+    };
+  }
+
+  async stop({ runTerminate, reason, drainTimeoutMs }: ControlRequests['stop']['request']): Promise<Record<string, never>> {
+    const wasServing = this.#phase === 'serving';
+    for (const port of this.#inbound) this.#unlisten(port);
+    if (wasServing) await this.#waitIdle(drainTimeoutMs);
+    this.#phase = 'stopped';
+    if (runTerminate && this.#definition.terminate && this.#state !== undefined) {
+      this.#ctx.state = this.#state;
+      await this.#definition.terminate(this.#ctx as never, reason);
+    }
+    for (const port of this.#inbound) port.close();
+    for (const client of this.#outbound.values()) client.close('the calling service stopped');
+    this.#inbound.clear();
+    this.#outbound.clear();
+    return {};
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Serving messages.
+
+  #serve(inbound: MessagePort[]): void {
+    for (const port of inbound) this.#inbound.add(port);
+    this.#phase = 'serving';
+    for (const port of this.#inbound) this.#listen(port);
+  }
+
+  #listen(port: MessagePort): void {
+    if (this.#listeners.has(port)) return;
+    const listener = (frame: RequestFrame) => this.#receive(port, frame);
+    this.#listeners.set(port, listener);
+    port.on('message', listener);
+    // A caller that goes away (its worker ended, or it closed the client) closes its end.
+    port.once('close', () => {
+      this.#listeners.delete(port);
+      this.#inbound.delete(port);
+    });
+  }
+
+  #unlisten(port: MessagePort): void {
+    const listener = this.#listeners.get(port);
+    if (!listener) return;
+    port.off('message', listener);
+    port.removeAllListeners('close');
+    this.#listeners.delete(port);
+  }
+
+  #receive(port: MessagePort, frame: RequestFrame): void {
+    if (this.#busy || this.#mailbox.size > 0) {
+      this.#mailbox.push(port, frame);
+      return;
+    }
+    this.#handle(port, frame);
+  }
+
+  #pump(): void {
+    while (!this.#busy && this.#mailbox.size > 0) {
+      const [port, frame] = this.#mailbox.shift();
+      this.#handle(port, frame);
+    }
+    if (!this.#busy && this.#mailbox.size === 0) this.#notifyIfIdle();
+  }
+
+  #handle(port: MessagePort, frame: RequestFrame): void {
+    const kind = frame[0];
+    const method = frame[2];
+    const handler = kind === FRAME_CALL ? this.#calls.get(method) : this.#casts.get(method);
+    if (handler === undefined) {
+      this.#fail(port, frame, theseusError('E_UNKNOWN_METHOD', this.#service, method, [...this.#calls.keys(), ...this.#casts.keys()].join(', ')));
+      return;
+    }
+    this.#ctx.state = this.#state;
+    let result: unknown;
+    try {
+      result = handler(this.#ctx, ...frame[3]);
+    } catch (error) {
+      this.#fail(port, frame, error);
+      return;
+    }
+    if (result !== null && typeof result === 'object' && typeof (result as Promise<unknown>).then === 'function') {
+      this.#busy = true;
+      (result as Promise<unknown>).then(
+        (value) => {
+          this.#busy = false;
+          this.#complete(port, frame, value);
+          this.#pump();
+        },
+        (error: unknown) => {
+          this.#busy = false;
+          this.#fail(port, frame, error);
+          this.#pump();
+        },
+      );
+      return;
+    }
+    this.#complete(port, frame, result);
+  }
+
+  #complete(port: MessagePort, frame: RequestFrame, result: unknown): void {
+    const [kind, id, method] = frame;
+    if (kind === FRAME_CALL) {
+      if (result === null || typeof result !== 'object' || !('reply' in result)) {
+        this.#fail(port, frame, theseusError('E_BAD_HANDLER_RESULT', this.#service, method, describeValue(result)));
+        return;
+      }
+      const { reply, state } = result as { reply: unknown; state?: unknown };
+      if (state !== undefined && !this.#stateAcceptable(port, frame, state)) return;
+      try {
+        port.postMessage([id, REPLY_OK, reply]);
+      } catch (error) {
+        // The state is left as it was: the caller never saw this call succeed.
+        this.#fail(port, frame, theseusError('E_REPLY_NOT_CLONEABLE', this.#service, method, explainCloneFailure(reply, 'reply', error)));
+        return;
+      }
+      this.#callsServed++;
+      if (state !== undefined) this.#state = state;
+      return;
+    }
+    this.#castsServed++;
+    if (result === undefined) return;
+    if (result === null || typeof result !== 'object') {
+      this.#fail(port, frame, theseusError('E_BAD_HANDLER_RESULT', this.#service, method, describeValue(result)));
+      return;
+    }
+    const { state } = result as { state?: unknown };
+    if (state !== undefined && this.#stateAcceptable(port, frame, state)) this.#state = state;
+  }
+
+  #stateAcceptable(port: MessagePort, frame: RequestFrame, state: unknown): boolean {
+    if (this.descriptor.stateCheck !== 'every-change') return true;
+    const problem = findNonPlainData(state);
+    if (problem === null) return true;
+    this.#fail(port, frame, theseusError('E_STATE_NOT_CLONEABLE', this.#service, `after ${frame[2]}()`, problem));
+    return false;
+  }
+
+  #fail(port: MessagePort, frame: RequestFrame, error: unknown): void {
+    const [kind, id, method] = frame;
+    const serialized = serializeError(error, 'E_HANDLER_FAILED');
+    if (kind === FRAME_CALL) {
+      port.postMessage([id, REPLY_ERROR, serialized]);
+      return;
+    }
+    // A cast has nobody to answer; the log is where its failure shows.
+    this.#log.error(`cast ${method}() failed: ${serialized.message}`, { code: serialized.code });
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Draining and ports.
+
+  #outboundPending(): number {
+    let pending = 0;
+    for (const client of this.#outbound.values()) pending += client.pendingCount;
+    return pending;
+  }
+
+  #isIdle(): boolean {
+    return !this.#busy && this.#mailbox.size === 0 && this.#outboundPending() === 0;
+  }
+
+  #notifyIfIdle(): void {
+    if (this.#onIdle && this.#isIdle()) this.#onIdle();
+  }
+
+  /** Resolves true once no handler runs, nothing is queued and no outgoing call is pending. */
+  #waitIdle(timeoutMs: number): Promise<boolean> {
+    if (this.#isIdle()) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      // Outgoing calls settle without passing through #pump (e.g. a fire-and-forget call), so poll
+      // them as well; the poll only runs while a drain is waiting.
+      const poll = setInterval(() => this.#notifyIfIdle(), 1);
+      const timer = setTimeout(() => finish(false), timeoutMs);
+      const finish = (drained: boolean) => {
+        clearInterval(poll);
+        clearTimeout(timer);
+        this.#onIdle = null;
+        resolve(drained);
+      };
+      this.#onIdle = () => finish(true);
+    });
+  }
+
+  #releasePorts(): PortSet {
+    const inbound = [...this.#inbound];
+    this.#inbound.clear();
+    const outbound: PortSet['outbound'] = {};
+    for (const [name, client] of this.#outbound) {
+      outbound[name] = { port: client.detach(), methods: client.methods };
+    }
+    // Keep the client objects: a resume rebinds them to the ports it brings back.
+    return { inbound, outbound };
+  }
+
+  #adoptOutbound(ports: PortSet): void {
+    for (const [name, { port, methods }] of Object.entries(ports.outbound)) {
+      const existing = this.#outbound.get(name);
+      if (existing) {
+        existing.rebind(port);
+        existing.setMethods(methods);
+      } else {
+        this.#outbound.set(name, new ServiceClient(name, port, methods));
+      }
+    }
+  }
+
+  #clientFor(name: string): ServiceClient {
+    const client = this.#outbound.get(name);
+    if (client) return client;
+    if (!this.descriptor.uses.includes(name)) {
+      throw new TheseusError(
+        'E_NOT_IN_USES',
+        `Service '${this.#service}' asked for a client of '${name}', which it does not list in uses. Add uses: ['${name}'] to its definition.`,
+      );
+    }
+    throw theseusError('E_UNKNOWN_SERVICE', name, [...this.#outbound.keys()].join(', '));
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // State and migrations.
+
+  #pathOrThrow(from: string, to: string, direction: 'up' | 'down'): MigrationStep[] {
+    const path = findMigrationPath(this.descriptor.migrations, from, to, direction);
+    if (!path) {
+      const error = theseusError('E_NO_MIGRATION_PATH', this.#service, from, to, direction, `${this.#service}@${this.#release}`);
+      error.phase = 'migrate';
+      throw error;
+    }
+    return path;
+  }
+
+  async #runMigrations(initial: unknown, path: MigrationStep[]): Promise<unknown> {
+    let state = initial;
+    for (const step of path) {
+      const label = `${step.from} -> ${step.to} (${step.direction})`;
+      const migration = this.#migrationFor(step);
+      try {
+        state = await (step.direction === 'up' ? migration.up(state, this.#ctx) : migration.down!(state, this.#ctx));
+      } catch (error) {
+        const failure = theseusError('E_MIGRATION_FAILED', this.#service, label, errorMessage(error));
+        failure.phase = 'migrate';
+        throw failure;
+      }
+      const problem = state === undefined ? 'it returned undefined' : findNonPlainData(state);
+      if (problem !== null) {
+        const failure = theseusError('E_MIGRATION_BAD_STATE', this.#service, label, problem);
+        failure.phase = 'migrate';
+        throw failure;
+      }
+    }
+    if (path.length > 0) this.#log.debug(`migrated state ${formatPath(path)}`);
+    return state;
+  }
+
+  #migrationFor(step: MigrationStep): Migration {
+    const [from, to] = step.direction === 'up' ? [step.from, step.to] : [step.to, step.from];
+    return this.#definition.migrations!.find((m) => m.from === from && m.to === to)!;
+  }
+
+  #assertPlain(state: unknown, where: string): void {
+    const problem = findNonPlainData(state);
+    if (problem !== null) throw theseusError('E_STATE_NOT_CLONEABLE', this.#service, where, problem);
+  }
+
+  #expectPhase(op: string, expected: Phase): void {
+    if (this.#phase !== expected) {
+      throw new TheseusError('E_BAD_PHASE', `${this.#service}@${this.#release} cannot '${op}' while ${this.#phase} (expected ${expected}). This is a kernel bug; please report it.`);
+    }
+  }
+
+  #makeLogger(): ServiceLogger {
+    const emit = (level: LogRecord['level'], message: string, data?: unknown) => {
+      const record: LogRecord = { level, service: this.#service, release: this.#release, message: String(message), time: Date.now() };
+      if (data !== undefined) record.data = findNonPlainData(data, 'data') === null ? data : inspect(data);
+      this.#emitLog(record);
+    };
+    return {
+      debug: (message, data) => emit('debug', message, data),
+      info: (message, data) => emit('info', message, data),
+      warn: (message, data) => emit('warn', message, data),
+      error: (message, data) => emit('error', message, data),
+    };
+  }
+}
+
+function toBytes(state: unknown): Uint8Array {
+  const buffer = serialize(state);
+  // v8.serialize gives a Buffer over its own ArrayBuffer, so the bytes can be transferred, not copied.
+  return new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.byteLength);
+}
+
+function describeValue(value: unknown): string {
+  if (value === undefined) return 'undefined';
+  if (value === null) return 'null';
+  if (typeof value === 'object') return `an object without 'reply' (keys: ${Object.keys(value).join(', ') || 'none'})`;
+  return `a ${typeof value}`;
+}
+
+export function describeDefinition(definition: ServiceDefinition): ServiceDescriptor {
+  return {
+    vsn: definition.vsn,
+    calls: Object.keys(definition.calls ?? {}),
+    casts: Object.keys(definition.casts ?? {}),
+    uses: [...(definition.uses ?? [])],
+    migrations: (definition.migrations ?? []).map((m) => ({ from: m.from, to: m.to, hasDown: typeof m.down === 'function' })),
+    hasTerminate: typeof definition.terminate === 'function',
+    stateCheck: definition.stateCheck ?? 'transitions',
+  };
+}
+
+/** Checks a module's default export before anything runs; returns a reason or null. */
+export function validateDefinition(value: unknown): string | null {
+  if (value === null || typeof value !== 'object') return 'the default export is not an object';
+  const def = value as Partial<ServiceDefinition> & Record<string, unknown>;
+  if (typeof def.vsn !== 'string' || def.vsn === '') return "'vsn' must be a non-empty string";
+  if (typeof def.init !== 'function') return "'init' must be a function that returns the first state";
+  for (const group of ['calls', 'casts'] as const) {
+    const handlers = def[group];
+    if (handlers === undefined) continue;
+    if (handlers === null || typeof handlers !== 'object') return `'${group}' must be an object of functions`;
+    for (const [name, fn] of Object.entries(handlers)) {
+      if (typeof fn !== 'function') return `${group}.${name} is not a function`;
+    }
+  }
+  const calls = Object.keys(def.calls ?? {});
+  const clash = Object.keys(def.casts ?? {}).find((name) => calls.includes(name));
+  if (clash) return `'${clash}' is both a call and a cast`;
+  if (def.uses !== undefined && (!Array.isArray(def.uses) || def.uses.some((u) => typeof u !== 'string'))) {
+    return "'uses' must be an array of service names";
+  }
+  if (def.terminate !== undefined && typeof def.terminate !== 'function') return "'terminate' must be a function";
+  if (def.stateCheck !== undefined && def.stateCheck !== 'transitions' && def.stateCheck !== 'every-change') {
+    return "'stateCheck' must be 'transitions' or 'every-change'";
+  }
+  const migrations = def.migrations ?? [];
+  if (!Array.isArray(migrations)) return "'migrations' must be an array";
+  const seen = new Set<string>();
+  for (const [index, m] of migrations.entries()) {
+    const migration = m as Partial<Migration>;
+    if (typeof migration.from !== 'string' || typeof migration.to !== 'string') return `migrations[${index}] needs string 'from' and 'to'`;
+    if (migration.from === migration.to) return `migrations[${index}] goes from '${migration.from}' to itself`;
+    if (typeof migration.up !== 'function') return `migrations[${index}] (${migration.from} -> ${migration.to}) needs an 'up' function`;
+    if (migration.down !== undefined && typeof migration.down !== 'function') return `migrations[${index}].down must be a function`;
+    const key = `${migration.from}->${migration.to}`;
+    if (seen.has(key)) return `two migrations go from '${migration.from}' to '${migration.to}'`;
+    seen.add(key);
+  }
+  return null;
+}
+
+export type { CallHandler, CastHandler };
