@@ -35,6 +35,8 @@ const messages = {
     `Migration ${step} of ${service} threw: ${message}. The old workers were resumed with their state untouched; fix the migration and try again.`,
   E_MIGRATION_BAD_STATE: (service: string, step: string, reason: string) =>
     `Migration ${step} of ${service} returned state that cannot be moved between threads: ${reason}. Return plain data from migrations.`,
+  E_DESCRIPTOR_MISMATCH: (service: string, release: string, loaded: string, expected: string) =>
+    `${service}@${release} declares ${loaded} but its manifest says ${expected}. Rebuild the release so the manifest matches its bundle.`,
   E_WORKER_EXITED: (service: string, release: string, phase: string, reason: string) =>
     `The worker for ${service}@${release} exited during ${phase}: ${reason}.`,
   E_SWAP_IN_PROGRESS: () =>

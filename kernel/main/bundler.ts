@@ -44,6 +44,17 @@ export function defaultCacheDir(): string {
 
 const projectRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
+/** Bundles built in this process, reused while none of their input files has changed. */
+const recentBundles = new Map<string, { inputs: Array<[file: string, mtimeMs: number, size: number]>; bundle: Bundle }>();
+
+async function inputsUnchanged(inputs: Array<[string, number, number]>): Promise<boolean> {
+  for (const [file, mtimeMs, size] of inputs) {
+    const info = await stat(file).catch(() => null);
+    if (!info || info.mtimeMs !== mtimeMs || info.size !== size) return false;
+  }
+  return true;
+}
+
 export async function bundleEntry(entry: string, cacheDir: string, label = basename(entry, extname(entry))): Promise<Bundle> {
   const absolute = resolve(entry);
   try {
@@ -51,10 +62,16 @@ export async function bundleEntry(entry: string, cacheDir: string, label = basen
   } catch {
     throw theseusError('E_BUNDLE_FAILED', entry, 'the file does not exist');
   }
+  const cacheKey = `${cacheDir}\0${label}\0${absolute}`;
+  const recent = recentBundles.get(cacheKey);
+  if (recent && (await inputsUnchanged(recent.inputs))) return recent.bundle;
+
   let code: Uint8Array;
+  let inputFiles: string[];
   try {
-    const result = await build({ ...esbuildOptions(projectRoot), entryPoints: [absolute] });
+    const result = await build({ ...esbuildOptions(projectRoot), entryPoints: [absolute], metafile: true });
     code = result.outputFiles![0]!.contents;
+    inputFiles = Object.keys(result.metafile!.inputs).map((file) => resolve(projectRoot, file));
   } catch (error) {
     const failure = error as { errors?: Array<{ text: string; location?: { file: string; line: number } | null }> };
     const first = failure.errors?.[0];
@@ -64,7 +81,15 @@ export async function bundleEntry(entry: string, cacheDir: string, label = basen
   const sha256 = createHash('sha256').update(code).digest('hex');
   const file = join(cacheDir, `${label}-${sha256.slice(0, 16)}.mjs`);
   await writeOnce(file, code);
-  return { file, url: pathToFileURL(file).href, sha256 };
+  const bundle = { file, url: pathToFileURL(file).href, sha256 };
+  const inputs = await Promise.all(
+    inputFiles.map(async (input): Promise<[string, number, number]> => {
+      const info = await stat(input);
+      return [input, info.mtimeMs, info.size];
+    }),
+  );
+  recentBundles.set(cacheKey, { inputs, bundle });
+  return bundle;
 }
 
 let workerRuntime: Promise<Bundle> | null = null;

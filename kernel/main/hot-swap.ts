@@ -69,7 +69,11 @@ const phaseOfState: Partial<Record<SwapState, SwapPhase>> = {
 
 export interface SwapTarget {
   release: string;
-  services: Record<string, { entry: string }>;
+  /**
+   * Each service's entry, and what it declares when a release manifest already says so. Without a
+   * descriptor, the check phase learns it from a throwaway worker that only loads the module.
+   */
+  services: Record<string, { entry: string; descriptor?: ServiceDescriptor }>;
 }
 
 export interface ServiceSwapReport {
@@ -230,7 +234,7 @@ export class HotSwap {
     const inspected = await Promise.all(
       Object.entries(target.services).map(async ([name, spec]) => {
         const bundle = await this.#env.bundle(spec.entry, name);
-        const descriptor = await this.#env.describe(name, target.release, bundle);
+        const descriptor = spec.descriptor ?? (await this.#env.describe(name, target.release, bundle));
         return { name, bundle, descriptor };
       }),
     );
@@ -304,6 +308,11 @@ export class HotSwap {
           bootTimeoutMs: this.#env.bootTimeoutMs,
           onLog: this.#env.onLog,
         });
+        // The plan was made from what the code was said to declare; the code that actually loaded
+        // must agree, or the migration paths checked are not the ones that would run.
+        if (JSON.stringify(plan.newWorker.descriptor) !== JSON.stringify(plan.newDescriptor)) {
+          throw theseusError('E_DESCRIPTOR_MISMATCH', plan.host.name, this.#target.release, JSON.stringify(plan.newWorker.descriptor), JSON.stringify(plan.newDescriptor));
+        }
       }),
     );
     const failed = results.find((result): result is PromiseRejectedResult => result.status === 'rejected');

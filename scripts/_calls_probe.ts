@@ -1,0 +1,793 @@
+// Theseus benchmark: what a call through the kernel costs, and what a hot swap adds to the
+// latency callers see. `npm run bench` prints tables; `-- --json` prints one JSON object on stdout
+// (progress goes to stderr); `-- --quick` is a short run for the CI smoke test.
+//
+// 1. Calls. The kernel's client calling the sequence service's trivial nextNumber, against three
+//    baselines doing the same trivial work in one worker thread, all measured in this run:
+//      raw port  a MessageChannel port: main posts [id, x], the worker replies [id, x + 1], main
+//                resolves a promise kept in a Map by id (the minimal honest RPC);
+//      comlink   comlink over its Node adapter;
+//      piscina   a one-thread pool (minThreads = maxThreads = 1) running x => x + 1.
+//    Pipelined: windows of many outstanding calls, in calls/s. Sequential: one call at a time,
+//    round-trip p50 and p99 in µs. The machine is shared and noisy, so every transport is warmed
+//    up, then measured in many short rounds whose order rotates; throughput is the median of the
+//    rounds and latency percentiles pool the samples of all rounds.
+//
+// 2. Swaps under load. A service whose state is 1KB, 1MB or 100MB (scripts/bench/services) is
+//    swapped between two versions of its code while closed-loop callers keep calling it. Added
+//    latency = the worst latency of a call overlapping a swap (upgrade() called until it resolved)
+//    minus the p99 of the steady load before the swaps. Every call must succeed, the replies'
+//    counter must have no gap and no repeat, and a call made after upgrade() resolved must be
+//    answered by the new code.
+//
+// The exit code is non-zero only when a call failed or went wrong, or the benchmark crashed; a
+// missed performance target is reported, not fatal.
+
+import { Worker, MessageChannel, type MessagePort } from 'node:worker_threads';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { setImmediate as nextTurn } from 'node:timers/promises';
+import { availableParallelism, cpus } from 'node:os';
+import type * as ComlinkApi from 'comlink';
+import { Piscina } from 'piscina';
+import { Kernel, type ClientOf, type LogRecord, type SwapReport } from '../kernel/index.ts';
+import type sequenceService from '../services/sequence/0.1.0/sequence.ts';
+import type blobService from './bench/services/blob-v1.ts';
+
+// ---------------------------------------------------------------------------------------------
+// Configuration
+
+const args = new Set(process.argv.slice(2));
+const jsonOutput = args.has('--json');
+const quick = args.has('--quick');
+for (const arg of args) {
+  if (arg !== '--json' && arg !== '--quick') {
+    process.stderr.write(`bench: unknown option ${arg} (expected --json and/or --quick)\n`);
+    process.exit(2);
+  }
+}
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = resolve(here, '..');
+const paths = {
+  sequence: join(root, 'services', 'sequence', '0.1.0', 'sequence.ts'),
+  blob: { v1: join(here, 'bench', 'services', 'blob-v1.ts'), v2: join(here, 'bench', 'services', 'blob-v2.ts') },
+  rawPortWorker: join(here, 'bench', 'raw-port-worker.mjs'),
+  comlinkWorker: join(here, 'bench', 'comlink-worker.mjs'),
+  piscinaTask: join(here, 'bench', 'piscina-task.mjs'),
+  // comlink's package.json has no "exports"; its ESM build and Node adapter are plain files.
+  comlink: join(root, 'node_modules', 'comlink', 'dist', 'esm', 'comlink.mjs'),
+  comlinkNodeAdapter: join(root, 'node_modules', 'comlink', 'dist', 'esm', 'node-adapter.mjs'),
+};
+
+interface CallConfig {
+  rounds: number;
+  /** Calls per transport per round, pipelined. */
+  pipelinedCalls: number;
+  /** Outstanding calls per window. */
+  window: number;
+  /** Calls per transport per round, one at a time. */
+  sequentialCalls: number;
+  warmupPipelined: number;
+  warmupSequential: number;
+}
+
+interface SwapScenario {
+  shape: 'blob' | 'objects';
+  label: SizeLabel;
+  bytes: number;
+  swaps: number;
+}
+
+interface SwapConfig {
+  /** Closed-loop callers, each with one call in flight at a time. */
+  concurrency: number;
+  /** Load before the steady window, so the JIT has settled. */
+  warmupMs: number;
+  /** The window whose p99 is the baseline. */
+  steadyMs: number;
+  /** Load between two swaps, so one swap's aftermath does not count against the next. */
+  gapMs: number;
+  scenarios: SwapScenario[];
+}
+
+type SizeLabel = '1KB' | '1MB' | '100MB';
+const sizes: Record<SizeLabel, number> = { '1KB': 1024, '1MB': 1024 * 1024, '100MB': 100 * 1024 * 1024 };
+
+// Many short rounds rather than a few long ones: on a shared machine the speed drifts by 2x within
+// seconds, and short interleaved rounds give every transport its share of fast and slow spells.
+const callConfig: CallConfig = quick
+  ? { rounds: 3, pipelinedCalls: 10_000, window: 1000, sequentialCalls: 700, warmupPipelined: 5_000, warmupSequential: 500 }
+  : { rounds: 10, pipelinedCalls: 20_000, window: 1000, sequentialCalls: 2_000, warmupPipelined: 30_000, warmupSequential: 3_000 };
+
+const swapConfig: SwapConfig = {
+  concurrency: 50,
+  warmupMs: quick ? 200 : 400,
+  steadyMs: quick ? 400 : 1500,
+  gapMs: quick ? 150 : 300,
+  scenarios: [
+    { shape: 'blob', label: '1KB', bytes: sizes['1KB'], swaps: quick ? 1 : 3 },
+    { shape: 'blob', label: '1MB', bytes: sizes['1MB'], swaps: quick ? 2 : 3 },
+    // Cloning 100MB twice per swap takes hundreds of ms: fewer swaps keep the run short.
+    { shape: 'blob', label: '100MB', bytes: sizes['100MB'], swaps: quick ? 1 : 2 },
+    // Many small objects stop at 1MB: at 100MB, walking and cloning them would take seconds per swap.
+    { shape: 'objects', label: '1KB', bytes: sizes['1KB'], swaps: quick ? 1 : 3 },
+    { shape: 'objects', label: '1MB', bytes: sizes['1MB'], swaps: quick ? 1 : 3 },
+  ],
+};
+
+/** Bound on how long stopping the load may take; a call that never settles is a hang, not a result. */
+const HANG_TIMEOUT_MS = 15_000;
+
+const targets = {
+  pipelinedRatioVsRawPort: 0.8,
+  sequentialP50RatioVsRawPort: 1.2,
+  swapAddedLatencyMs1MB: 2,
+  failedCalls: 0,
+};
+
+// ---------------------------------------------------------------------------------------------
+// Small helpers
+
+function progress(message: string): void {
+  process.stderr.write(`bench: ${message}\n`);
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolveSleep) => setTimeout(resolveSleep, ms));
+}
+
+/** Nearest-rank percentile of an ascending-sorted array; NaN when empty. */
+function percentile(sorted: ArrayLike<number>, p: number): number {
+  if (sorted.length === 0) return Number.NaN;
+  const rank = Math.ceil(p * sorted.length) - 1;
+  return sorted[Math.min(sorted.length - 1, Math.max(0, rank))]!;
+}
+
+function median(values: readonly number[]): number {
+  return percentile(Float64Array.from(values).sort(), 0.5);
+}
+
+/** The largest of the numbers that are not NaN (a failed swap has no pause); NaN if none. */
+function maxOf(values: readonly number[]): number {
+  const known = values.filter((value) => !Number.isNaN(value));
+  return known.length === 0 ? Number.NaN : Math.max(...known);
+}
+
+function round(value: number, digits: number): number {
+  const scale = 10 ** digits;
+  return Math.round(value * scale) / scale;
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} did not finish within ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+function describeError(error: unknown): string {
+  if (error instanceof Error) return `${(error as { code?: string }).code ?? error.name}: ${error.message}`;
+  return String(error);
+}
+
+/** Kernel log lines are kept out of the output; warnings and errors are reported at the end. */
+const kernelProblems: string[] = [];
+function onKernelLog(record: LogRecord): void {
+  if (record.level === 'warn' || record.level === 'error') {
+    kernelProblems.push(`${record.level} [${record.service}@${record.release}] ${record.message}`);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Transports: four ways to make one trivial call to another thread
+
+type TransportName = 'kernel' | 'rawPort' | 'comlink' | 'piscina';
+const transportNames: readonly TransportName[] = ['kernel', 'rawPort', 'comlink', 'piscina'];
+
+function byTransport<T>(value: (name: TransportName) => T): Record<TransportName, T> {
+  return { kernel: value('kernel'), rawPort: value('rawPort'), comlink: value('comlink'), piscina: value('piscina') };
+}
+
+interface Transport {
+  name: TransportName;
+  /** One round trip doing trivial work; resolves with x + 1 (or, for the kernel, the next number). */
+  call(x: number): Promise<number>;
+  close(): Promise<void>;
+}
+
+async function openKernel(): Promise<Transport> {
+  const kernel = await Kernel.start({ release: '0.1.0', services: { sequence: { entry: paths.sequence } }, onLog: onKernelLog });
+  const sequence = kernel.client<ClientOf<typeof sequenceService>>('sequence');
+  return { name: 'kernel', call: () => sequence.nextNumber(), close: () => kernel.stop() };
+}
+
+async function openRawPort(): Promise<Transport> {
+  const { port1, port2 }: { port1: MessagePort; port2: MessagePort } = new MessageChannel();
+  const worker = new Worker(paths.rawPortWorker, { workerData: { port: port2 }, transferList: [port2] });
+  await new Promise<void>((ready, fail) => {
+    worker.once('message', () => ready());
+    worker.once('error', fail);
+  });
+  const pending = new Map<number, (value: number) => void>();
+  let nextId = 1;
+  port1.on('message', (reply: [number, number]) => {
+    const settle = pending.get(reply[0]);
+    pending.delete(reply[0]);
+    settle?.(reply[1]);
+  });
+  return {
+    name: 'rawPort',
+    call(x) {
+      const id = nextId++;
+      port1.postMessage([id, x]);
+      return new Promise((settle) => pending.set(id, settle));
+    },
+    async close() {
+      port1.close();
+      await worker.terminate();
+    },
+  };
+}
+
+async function openComlink(): Promise<Transport> {
+  // Imported by path: the typings of the 'comlink' entry describe the same API, but TypeScript
+  // finds none for the .mjs files themselves.
+  const comlink = (await import(pathToFileURL(paths.comlink).href)) as typeof ComlinkApi;
+  const adapter = (await import(pathToFileURL(paths.comlinkNodeAdapter).href)) as { default: (worker: Worker) => ComlinkApi.Endpoint };
+  const nodeEndpoint = adapter.default;
+  const worker = new Worker(paths.comlinkWorker);
+  const remote = comlink.wrap<{ increment(x: number): number }>(nodeEndpoint(worker));
+  return {
+    name: 'comlink',
+    call: (x) => remote.increment(x),
+    async close() {
+      remote[comlink.releaseProxy]();
+      await worker.terminate();
+    },
+  };
+}
+
+async function openPiscina(): Promise<Transport> {
+  const pool = new Piscina<number, number>({ filename: paths.piscinaTask, minThreads: 1, maxThreads: 1 });
+  return { name: 'piscina', call: (x) => pool.run(x), close: () => pool.destroy() };
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. Calls
+
+/** Calls/s with `window` calls outstanding at a time. */
+async function measurePipelined(transport: Transport, calls: number, window: number): Promise<number> {
+  const batch = new Array<Promise<number>>(window);
+  const started = performance.now();
+  for (let done = 0; done < calls; done += window) {
+    const size = Math.min(window, calls - done);
+    batch.length = size;
+    for (let i = 0; i < size; i++) batch[i] = transport.call(done + i);
+    await Promise.all(batch);
+  }
+  return calls / ((performance.now() - started) / 1000);
+}
+
+/** Round-trip latencies in µs, one call at a time. */
+async function measureSequential(transport: Transport, calls: number, into: number[]): Promise<void> {
+  for (let i = 0; i < calls; i++) {
+    const started = performance.now();
+    await transport.call(i);
+    into.push((performance.now() - started) * 1000);
+  }
+}
+
+/** Fails loudly if a transport does not do the work it is timed on. */
+async function checkTransport(transport: Transport): Promise<void> {
+  if (transport.name === 'kernel') {
+    const first = await transport.call(0);
+    const second = await transport.call(0);
+    if (second !== first + 1) throw new Error(`kernel sequence replied ${first} then ${second}`);
+    return;
+  }
+  const reply = await transport.call(41);
+  if (reply !== 42) throw new Error(`${transport.name} replied ${reply} to increment(41)`);
+}
+
+interface CallResults {
+  pipelinedCallsPerSec: Record<TransportName, number>;
+  sequentialP50Us: Record<TransportName, number>;
+  sequentialP99Us: Record<TransportName, number>;
+}
+
+async function benchCalls(config: CallConfig): Promise<CallResults> {
+  const transports: Transport[] = [];
+  try {
+    progress('calls: starting the kernel and the baselines');
+    for (const open of [openKernel, openRawPort, openComlink, openPiscina]) transports.push(await open());
+    for (const transport of transports) {
+      await checkTransport(transport);
+      await measurePipelined(transport, config.warmupPipelined, config.window);
+      await measureSequential(transport, config.warmupSequential, []);
+    }
+    const throughput = byTransport((): number[] => []);
+    const latencies = byTransport((): number[] => []);
+    for (let r = 0; r < config.rounds; r++) {
+      progress(`calls: round ${r + 1} of ${config.rounds}`);
+      // Rotating the order spreads slow spells of a noisy machine over all transports.
+      const order = transports.map((_, i) => transports[(i + r) % transports.length]!);
+      for (const transport of order) {
+        throughput[transport.name].push(await measurePipelined(transport, config.pipelinedCalls, config.window));
+        await measureSequential(transport, config.sequentialCalls, latencies[transport.name]);
+      }
+    }
+    const sorted = byTransport((name) => Float64Array.from(latencies[name]).sort());
+    return {
+      pipelinedCallsPerSec: byTransport((name) => Math.round(median(throughput[name]))),
+      sequentialP50Us: byTransport((name) => round(percentile(sorted[name], 0.5), 1)),
+      sequentialP99Us: byTransport((name) => round(percentile(sorted[name], 0.99), 1)),
+    };
+  } finally {
+    await Promise.allSettled(transports.map((transport) => transport.close()));
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. Swaps under load
+
+type BlobClient = ClientOf<typeof blobService>;
+type Code = 'v1' | 'v2';
+
+/** Closed-loop callers on the kernel's shared client, recording every call. */
+class Load {
+  /** Per completed call: start and end (performance.now() ms), counter value, code that answered. */
+  readonly starts: number[] = [];
+  readonly ends: number[] = [];
+  readonly counters: number[] = [];
+  readonly codes: Code[] = [];
+  failed = 0;
+  readonly failures: string[] = [];
+  #running = true;
+  #callers: Array<Promise<void>>;
+
+  constructor(client: BlobClient, concurrency: number) {
+    this.#callers = Array.from({ length: concurrency }, () => this.#caller(client));
+  }
+
+  async #caller(client: BlobClient): Promise<void> {
+    while (this.#running) {
+      const started = performance.now();
+      try {
+        const reply = await client.next();
+        this.ends.push(performance.now());
+        this.starts.push(started);
+        this.codes.push(reply.startsWith('v2:') ? 'v2' : 'v1');
+        this.counters.push(Number(reply.slice(3)));
+      } catch (error) {
+        this.failed++;
+        if (this.failures.length < 5) this.failures.push(describeError(error));
+        // A client that rejects at once (a stopped kernel) must not spin the microtask queue.
+        await nextTurn();
+      }
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.#running = false;
+    await withTimeout(Promise.all(this.#callers), HANG_TIMEOUT_MS, 'the calls in flight');
+  }
+}
+
+interface SwapWindow {
+  from: Code;
+  to: Code;
+  started: number;
+  ended: number;
+  report: SwapReport | null;
+  error: string | null;
+}
+
+interface SwapDetail {
+  shape: SwapScenario['shape'];
+  size: SizeLabel;
+  swap: number;
+  outcome: string;
+  upgradeMs: number;
+  pauseMs: number;
+  phaseMs: SwapReport['phaseMs'];
+  callsDuringSwap: number;
+  worstLatencyMs: number;
+  /** When the worst call was sent and answered, in ms after upgrade() was called. */
+  worstCallSpanMs: [sentAt: number, answeredAt: number];
+  /** The worst call overlapping the pause alone (suspend to switch, placed by the report's phaseMs). */
+  worstDuringPauseMs: number;
+  addedLatencyMs: number;
+}
+
+interface ScenarioResult {
+  scenario: SwapScenario;
+  steadyCalls: number;
+  steadyP99Ms: number;
+  /** Max over the swaps. */
+  worstLatencyMs: number;
+  worstDuringPauseMs: number;
+  addedLatencyMs: number;
+  pauseMs: number;
+  details: SwapDetail[];
+  calls: number;
+  failedCalls: number;
+  failures: string[];
+  sequenceErrors: number;
+  staleReplies: number;
+  swapErrors: string[];
+  strayReplies: number;
+}
+
+function setStateEnv(scenario: SwapScenario): void {
+  process.env.THESEUS_BENCH_STATE_BYTES = String(scenario.bytes);
+  process.env.THESEUS_BENCH_STATE_SHAPE = scenario.shape;
+}
+
+async function runScenario(scenario: SwapScenario, config: SwapConfig): Promise<ScenarioResult> {
+  progress(`swaps: ${scenario.shape} ${scenario.label}, ${scenario.swaps} swap(s) under ${config.concurrency} callers`);
+  // Workers copy the environment when they are created; only init() reads it, so setting it again
+  // before each upgrade just keeps the two versions' environment the same.
+  setStateEnv(scenario);
+  const kernel = await Kernel.start({ release: '1.0.0', services: { blob: { entry: paths.blob.v1 } }, onLog: onKernelLog });
+  let load: Load | null = null;
+  try {
+    const client = kernel.client<BlobClient>('blob');
+    const info = await client.info();
+    if (info.shape !== scenario.shape || Math.abs(info.bytes - scenario.bytes) > 128) {
+      throw new Error(`the service built a ${info.shape} state of ${info.bytes} bytes, not ${scenario.shape} of ${scenario.bytes}`);
+    }
+
+    load = new Load(client, config.concurrency);
+    await sleep(config.warmupMs);
+    const steadyFrom = performance.now();
+    await sleep(config.steadyMs);
+    const steadyTo = performance.now();
+
+    const windows: SwapWindow[] = [];
+    let code: Code = 'v1';
+    for (let i = 0; i < scenario.swaps; i++) {
+      const to: Code = code === 'v1' ? 'v2' : 'v1';
+      setStateEnv(scenario);
+      // Every swap is an upgrade to a new release number; the code alternates between v1 and v2.
+      const window: SwapWindow = { from: code, to, started: performance.now(), ended: 0, report: null, error: null };
+      try {
+        window.report = await kernel.upgrade({ release: `1.0.${i + 1}`, services: { blob: { entry: paths.blob[to] } } });
+        code = to;
+      } catch (error) {
+        window.error = describeError(error);
+      }
+      window.ended = performance.now();
+      windows.push(window);
+      await sleep(config.gapMs);
+    }
+    await load.stop();
+    return analyzeScenario(scenario, load, windows, steadyFrom, steadyTo, kernel.strayReplies);
+  } finally {
+    // On the way out of a failure the callers must stop before the kernel rejects their calls.
+    await load?.stop().catch(() => undefined);
+    await kernel.stop();
+  }
+}
+
+function analyzeScenario(
+  scenario: SwapScenario,
+  load: Load,
+  windows: readonly SwapWindow[],
+  steadyFrom: number,
+  steadyTo: number,
+  strayReplies: number,
+): ScenarioResult {
+  const { starts, ends, counters, codes } = load;
+  const steady: number[] = [];
+  for (let i = 0; i < starts.length; i++) {
+    if (starts[i]! >= steadyFrom && ends[i]! <= steadyTo) steady.push(ends[i]! - starts[i]!);
+  }
+  const steadyP99Ms = percentile(Float64Array.from(steady).sort(), 0.99);
+
+  const details: SwapDetail[] = windows.map((window, index) => {
+    // A call counts for a swap when it overlapped the swap at all.
+    const worstIndex = worstOverlapping(load, window.started, window.ended);
+    const worst = worstIndex < 0 ? 0 : ends[worstIndex]! - starts[worstIndex]!;
+    let count = 0;
+    for (let i = 0; i < starts.length; i++) if (starts[i]! < window.ended && ends[i]! > window.started) count++;
+    const pauseIndex = window.report ? worstOverlapping(load, ...pauseWindow(window.started, window.report)) : -1;
+    const pauseWorst = pauseIndex < 0 ? Number.NaN : ends[pauseIndex]! - starts[pauseIndex]!;
+    const service = window.report?.services[0];
+    return {
+      shape: scenario.shape,
+      size: scenario.label,
+      swap: index + 1,
+      outcome: window.report?.outcome ?? `failed: ${window.error}`,
+      upgradeMs: round(window.ended - window.started, 2),
+      pauseMs: round(service?.pauseMs ?? Number.NaN, 2),
+      phaseMs: window.report?.phaseMs ?? {},
+      callsDuringSwap: count,
+      worstLatencyMs: round(worst, 3),
+      worstCallSpanMs:
+        worstIndex < 0 ? [Number.NaN, Number.NaN] : [round(starts[worstIndex]! - window.started, 2), round(ends[worstIndex]! - window.started, 2)],
+      worstDuringPauseMs: round(pauseWorst, 3),
+      // A swap that hurt no call more than the steady p99 did adds nothing.
+      addedLatencyMs: round(Math.max(0, worst - steadyP99Ms), 3),
+    };
+  });
+
+  // Once upgrade() has resolved, every call made afterwards must be answered by the new code.
+  let staleReplies = 0;
+  for (const [index, window] of windows.entries()) {
+    if (!window.report) continue;
+    const until = windows[index + 1]?.started ?? Number.POSITIVE_INFINITY;
+    for (let i = 0; i < starts.length; i++) {
+      if (starts[i]! > window.ended && starts[i]! < until && codes[i] !== window.to) staleReplies++;
+    }
+  }
+
+  // The counter starts at 0 and every successful call takes the next number: sorted, the replies
+  // must be exactly 0, 1, 2, ... Each missing number is a call served whose reply was lost, each
+  // repeated one a call served twice (or a state that went back).
+  const sorted = Float64Array.from(counters).sort();
+  let sequenceErrors = sorted.length > 0 ? sorted[0]! : 0;
+  for (let i = 1; i < sorted.length; i++) {
+    const step = sorted[i]! - sorted[i - 1]!;
+    if (step !== 1) sequenceErrors += step === 0 ? 1 : step - 1;
+  }
+
+  return {
+    scenario,
+    steadyCalls: steady.length,
+    steadyP99Ms: round(steadyP99Ms, 3),
+    worstLatencyMs: Math.max(0, ...details.map((detail) => detail.worstLatencyMs)),
+    worstDuringPauseMs: maxOf(details.map((detail) => detail.worstDuringPauseMs)),
+    addedLatencyMs: Math.max(0, ...details.map((detail) => detail.addedLatencyMs)),
+    pauseMs: maxOf(details.map((detail) => detail.pauseMs)),
+    details,
+    calls: starts.length,
+    failedCalls: load.failed,
+    failures: load.failures,
+    sequenceErrors,
+    staleReplies,
+    swapErrors: windows.flatMap((window) => (window.error ? [window.error] : [])),
+    strayReplies,
+  };
+}
+
+/**
+ * Where the pause sits inside a swap: its phases run back to back from (about) the moment upgrade()
+ * was called, and the pause is suspend + migrate + switch. The rest of a swap (check, prepare,
+ * commit) happens while the old or the new worker serves.
+ */
+function pauseWindow(started: number, report: SwapReport): [from: number, to: number] {
+  const { check = 0, prepare = 0, suspend = 0, migrate = 0, switch: switching = 0 } = report.phaseMs;
+  const from = started + check + prepare;
+  return [from, from + suspend + migrate + switching];
+}
+
+/** Index of the longest call that was in flight at some point between `from` and `to`; -1 if none. */
+function worstOverlapping(load: Load, from: number, to: number): number {
+  const { starts, ends } = load;
+  let worst = -1;
+  let index = -1;
+  for (let i = 0; i < starts.length; i++) {
+    // Sent before the window closed and answered after it opened.
+    if (starts[i]! < to && ends[i]! > from && ends[i]! - starts[i]! > worst) {
+      worst = ends[i]! - starts[i]!;
+      index = i;
+    }
+  }
+  return index;
+}
+
+async function benchSwaps(config: SwapConfig): Promise<ScenarioResult[]> {
+  const results: ScenarioResult[] = [];
+  for (const scenario of config.scenarios) results.push(await runScenario(scenario, config));
+  return results;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Report
+
+interface TargetCheck {
+  name: string;
+  target: string;
+  measured: number;
+  met: boolean;
+}
+
+interface BenchResult {
+  quick: boolean;
+  node: string;
+  cpus: number;
+  cpuModel: string;
+  pipelinedCallsPerSec: Record<TransportName, number>;
+  sequentialP50Us: Record<TransportName, number>;
+  sequentialP99Us: Record<TransportName, number>;
+  pipelinedRatioVsRawPort: number;
+  pipelinedRatioVsComlink: number;
+  pipelinedRatioVsPiscina: number;
+  sequentialP50RatioVsRawPort: number;
+  swapAddedLatencyMs: Partial<Record<SizeLabel, number>>;
+  swapAddedLatencyMsObjects: Partial<Record<SizeLabel, number>>;
+  swapPauseMs: Partial<Record<SizeLabel, number>>;
+  swapPauseMsObjects: Partial<Record<SizeLabel, number>>;
+  swapSteadyP99Ms: Partial<Record<SizeLabel, number>>;
+  swapSteadyP99MsObjects: Partial<Record<SizeLabel, number>>;
+  swapWorstDuringPauseMs: Partial<Record<SizeLabel, number>>;
+  swapWorstDuringPauseMsObjects: Partial<Record<SizeLabel, number>>;
+  swapFailedCalls: number;
+  swapSequenceErrors: number;
+  swapStaleReplies: number;
+  swapStrayReplies: number;
+  swapErrors: string[];
+  swapCalls: number;
+  swapDetails: SwapDetail[];
+  targets: TargetCheck[];
+  allTargetsMet: boolean;
+  kernelWarnings: string[];
+  durationMs: number;
+}
+
+function summarize(calls: CallResults, swaps: ScenarioResult[], durationMs: number): BenchResult {
+  const { pipelinedCallsPerSec: pipelined, sequentialP50Us: p50 } = calls;
+  const bySize = (shape: SwapScenario['shape'], pick: (result: ScenarioResult) => number) =>
+    Object.fromEntries(swaps.filter((result) => result.scenario.shape === shape).map((result) => [result.scenario.label, pick(result)]));
+  const sum = (pick: (result: ScenarioResult) => number) => swaps.reduce((total, result) => total + pick(result), 0);
+
+  const result: Omit<BenchResult, 'targets' | 'allTargetsMet'> = {
+    quick,
+    node: process.version,
+    cpus: availableParallelism(),
+    cpuModel: cpus()[0]?.model ?? 'unknown',
+    pipelinedCallsPerSec: pipelined,
+    sequentialP50Us: p50,
+    sequentialP99Us: calls.sequentialP99Us,
+    pipelinedRatioVsRawPort: round(pipelined.kernel / pipelined.rawPort, 3),
+    pipelinedRatioVsComlink: round(pipelined.kernel / pipelined.comlink, 3),
+    pipelinedRatioVsPiscina: round(pipelined.kernel / pipelined.piscina, 3),
+    sequentialP50RatioVsRawPort: round(p50.kernel / p50.rawPort, 3),
+    swapAddedLatencyMs: bySize('blob', (r) => r.addedLatencyMs),
+    swapAddedLatencyMsObjects: bySize('objects', (r) => r.addedLatencyMs),
+    swapPauseMs: bySize('blob', (r) => r.pauseMs),
+    swapPauseMsObjects: bySize('objects', (r) => r.pauseMs),
+    swapSteadyP99Ms: bySize('blob', (r) => r.steadyP99Ms),
+    swapSteadyP99MsObjects: bySize('objects', (r) => r.steadyP99Ms),
+    swapWorstDuringPauseMs: bySize('blob', (r) => r.worstDuringPauseMs),
+    swapWorstDuringPauseMsObjects: bySize('objects', (r) => r.worstDuringPauseMs),
+    swapFailedCalls: sum((r) => r.failedCalls),
+    swapSequenceErrors: sum((r) => r.sequenceErrors),
+    swapStaleReplies: sum((r) => r.staleReplies),
+    swapStrayReplies: sum((r) => r.strayReplies),
+    swapErrors: swaps.flatMap((r) => r.swapErrors),
+    swapCalls: sum((r) => r.calls),
+    swapDetails: swaps.flatMap((r) => r.details),
+    kernelWarnings: kernelProblems.slice(0, 20),
+    durationMs: Math.round(durationMs),
+  };
+  const added1MB = result.swapAddedLatencyMs['1MB'] ?? Number.NaN;
+  const checks: TargetCheck[] = [
+    {
+      name: 'pipelined calls/s vs raw port',
+      target: `>= ${targets.pipelinedRatioVsRawPort}x`,
+      measured: result.pipelinedRatioVsRawPort,
+      met: result.pipelinedRatioVsRawPort >= targets.pipelinedRatioVsRawPort,
+    },
+    {
+      name: 'sequential p50 vs raw port',
+      target: `<= ${targets.sequentialP50RatioVsRawPort}x`,
+      measured: result.sequentialP50RatioVsRawPort,
+      met: result.sequentialP50RatioVsRawPort <= targets.sequentialP50RatioVsRawPort,
+    },
+    {
+      name: 'swap added latency, 1MB blob (ms)',
+      target: `<= ${targets.swapAddedLatencyMs1MB}`,
+      measured: added1MB,
+      met: added1MB <= targets.swapAddedLatencyMs1MB,
+    },
+    {
+      name: 'failed calls during swaps',
+      target: `= ${targets.failedCalls}`,
+      measured: result.swapFailedCalls,
+      met: result.swapFailedCalls === targets.failedCalls,
+    },
+  ];
+  return { ...result, targets: checks, allTargetsMet: checks.every((check) => check.met) };
+}
+
+function table(header: readonly string[], rows: ReadonlyArray<readonly string[]>): string {
+  const widths = header.map((cell, column) => Math.max(cell.length, ...rows.map((row) => row[column]?.length ?? 0)));
+  const line = (cells: readonly string[]) =>
+    cells.map((cell, column) => (column === 0 ? cell.padEnd(widths[column]!) : cell.padStart(widths[column]!))).join(' | ');
+  return [line(header), widths.map((width) => '-'.repeat(width)).join('-|-'), ...rows.map(line)].join('\n');
+}
+
+function formatNumber(value: number | undefined, digits = 0): string {
+  if (value === undefined || Number.isNaN(value)) return '-';
+  return value.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
+}
+
+function printTables(result: BenchResult, swaps: readonly ScenarioResult[]): void {
+  const out: string[] = [];
+  out.push(`Theseus bench${result.quick ? ' (--quick)' : ''}: node ${result.node}, ${result.cpus} CPU(s), ${result.cpuModel}`, '');
+
+  const per = (values: Record<TransportName, number>, digits: number) => transportNames.map((name) => formatNumber(values[name], digits));
+  out.push(
+    table(
+      ['metric', 'kernel', 'raw port', 'comlink', 'piscina', 'ratio (kernel / raw port)'],
+      [
+        ['pipelined calls/s', ...per(result.pipelinedCallsPerSec, 0), `${formatNumber(result.pipelinedRatioVsRawPort, 2)}x`],
+        ['sequential p50 (µs)', ...per(result.sequentialP50Us, 1), `${formatNumber(result.sequentialP50RatioVsRawPort, 2)}x`],
+        ['sequential p99 (µs)', ...per(result.sequentialP99Us, 1), `${formatNumber(result.sequentialP99Us.kernel / result.sequentialP99Us.rawPort, 2)}x`],
+      ],
+    ),
+  );
+  out.push(
+    `kernel pipelined vs comlink: ${formatNumber(result.pipelinedRatioVsComlink, 2)}x, vs piscina: ${formatNumber(result.pipelinedRatioVsPiscina, 2)}x`,
+    '',
+  );
+
+  out.push(`Swaps under load (${swapConfig.concurrency} closed-loop callers; added = worst call overlapping a swap - steady p99):`);
+  out.push(
+    table(
+      ['state', 'swaps', 'steady p99 (ms)', 'worst in swap (ms)', 'added (ms)', 'pause (ms)', 'worst in pause (ms)', 'upgrade() (ms)', 'calls', 'failed'],
+      swaps.map((r) => [
+        `${r.scenario.label} ${r.scenario.shape}`,
+        String(r.details.length),
+        formatNumber(r.steadyP99Ms, 3),
+        formatNumber(r.worstLatencyMs, 2),
+        formatNumber(r.addedLatencyMs, 2),
+        formatNumber(r.pauseMs, 2),
+        formatNumber(r.worstDuringPauseMs, 2),
+        formatNumber(Math.max(...r.details.map((d) => d.upgradeMs)), 0),
+        formatNumber(r.calls, 0),
+        String(r.failedCalls),
+      ]),
+    ),
+  );
+  out.push(
+    '(max over the swaps. pause: suspend request to new worker serving, from the swap report. worst in pause: worst call',
+    ' overlapping the pause alone; the rest of "worst in swap" comes from check/prepare/commit, while a worker serves)',
+    '',
+  );
+  out.push(
+    `Correctness: ${result.swapCalls.toLocaleString('en-US')} calls during the swap runs; failed ${result.swapFailedCalls}, ` +
+      `counter gaps/repeats ${result.swapSequenceErrors}, answered by old code after upgrade() ${result.swapStaleReplies}, ` +
+      `stray replies ${result.swapStrayReplies}, failed swaps ${result.swapErrors.length}`,
+    '',
+  );
+
+  out.push(
+    table(
+      ['target', 'wanted', 'measured', 'met'],
+      result.targets.map((check) => [check.name, check.target, formatNumber(check.measured, Number.isInteger(check.measured) ? 0 : 2), check.met ? 'yes' : 'NO']),
+    ),
+  );
+  if (result.kernelWarnings.length > 0) out.push('', 'Kernel warnings and errors:', ...result.kernelWarnings.map((line) => `  ${line}`));
+  out.push('', `Took ${(result.durationMs / 1000).toFixed(1)} s.`);
+  process.stdout.write(`${out.join('\n')}\n`);
+}
+
+// ---------------------------------------------------------------------------------------------
+
+async function main(): Promise<number> {
+  const started = performance.now();
+  const calls = await benchCalls(callConfig);
+  const swaps: ScenarioResult[] = [];
+  const result = summarize(calls, swaps, performance.now() - started);
+  if (jsonOutput) process.stdout.write(`${JSON.stringify(result)}\n`);
+  else printTables(result, swaps);
+
+  for (const swap of swaps) {
+    for (const failure of swap.failures) progress(`call failed (${swap.scenario.shape} ${swap.scenario.label}): ${failure}`);
+    for (const error of swap.swapErrors) progress(`swap failed (${swap.scenario.shape} ${swap.scenario.label}): ${error}`);
+  }
+  const wentWrong =
+    result.swapFailedCalls + result.swapSequenceErrors + result.swapStaleReplies + result.swapStrayReplies + result.swapErrors.length;
+  return wentWrong === 0 ? 0 : 1;
+}
+
+try {
+  process.exitCode = await main();
+} catch (error) {
+  process.stderr.write(`bench: crashed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+  process.exitCode = 1;
+}

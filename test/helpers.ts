@@ -1,0 +1,132 @@
+// Shared test helpers: paths to the example and fixture services, and the load generator that
+// witnesses the kernel's invariants (every call answered once, in order per caller, consecutive).
+
+import { fileURLToPath } from 'node:url';
+import type { Kernel } from '../kernel/index.ts';
+import type { LogRecord } from '../kernel/common/protocol.ts';
+
+export const root = fileURLToPath(new URL('..', import.meta.url));
+
+export function sequenceEntry(version: '0.1.0' | '0.2.0' | '0.3.0'): string {
+  return `${root}services/sequence/${version}/sequence.ts`;
+}
+
+export function fixture(name: string): string {
+  return `${root}test/fixtures/services/${name}.ts`;
+}
+
+export function sequenceRelease(version: '0.1.0' | '0.2.0' | '0.3.0') {
+  return { release: version, services: { sequence: { entry: sequenceEntry(version) } } };
+}
+
+/** Collects log lines instead of printing them. */
+export function logCollector(): { records: LogRecord[]; onLog(record: LogRecord): void } {
+  const records: LogRecord[] = [];
+  return { records, onLog: (record) => records.push(record) };
+}
+
+/** 0.1.0 replies with a number, 0.2.0 and 0.3.0 with "The next number is N". */
+export function parseSequenceReply(reply: unknown): number {
+  if (typeof reply === 'number') return reply;
+  const match = /^The next number is (-?\d+)$/.exec(String(reply));
+  if (!match) throw new Error(`unexpected reply ${JSON.stringify(reply)}`);
+  return Number(match[1]);
+}
+
+export interface SequenceApi {
+  nextNumber(): Promise<number | string>;
+  incrementNumber(delta: number): void;
+}
+
+export interface LoadResult {
+  /** Every number handed out, per caller, in the order the caller received them. */
+  perCaller: number[][];
+  failures: unknown[];
+  calls: number;
+}
+
+/**
+ * Starts `callers` concurrent callers spread over `ports` dedicated clients. Each caller keeps
+ * `inFlight` calls outstanding (issued back to back on the same port, so their replies must come
+ * back in issue order) until stop() is called.
+ */
+export function startSequenceLoad(kernel: Kernel, options: { callers: number; ports: number; inFlight: number }) {
+  const clients = Array.from({ length: options.ports }, () => kernel.client<SequenceApi>('sequence', { dedicated: true }));
+  const perCaller: number[][] = Array.from({ length: options.callers }, () => []);
+  const failures: unknown[] = [];
+  let stopping = false;
+  let calls = 0;
+  const loops = perCaller.map(async (record, index) => {
+    const client = clients[index % clients.length]!;
+    while (!stopping) {
+      const batch: Array<Promise<number | string>> = [];
+      for (let i = 0; i < options.inFlight; i++) batch.push(client.nextNumber());
+      calls += batch.length;
+      const settled = await Promise.allSettled(batch);
+      for (const result of settled) {
+        if (result.status === 'fulfilled') record.push(parseSequenceReply(result.value));
+        else failures.push(result.reason);
+      }
+      // A failure ends the load: the invariant is already broken, and a caller whose calls fail
+      // at once would otherwise spin.
+      if (failures.length > 0) stopping = true;
+    }
+  });
+  return {
+    /** Calls answered so far. */
+    answered: () => perCaller.reduce((sum, record) => sum + record.length, 0),
+    async stop(): Promise<LoadResult> {
+      stopping = true;
+      await Promise.all(loops);
+      return { perCaller, failures, calls };
+    },
+  };
+}
+
+/** Waits until at least `count` more calls have been answered, so swaps happen under real load. */
+export async function waitForCalls(answered: () => number, count: number): Promise<void> {
+  const target = answered() + count;
+  while (answered() < target) await new Promise((resolve) => setTimeout(resolve, 1));
+}
+
+/** Checks the invariants; returns the sorted list of numbers for further checks. */
+export function checkSequenceInvariants(result: LoadResult): { sorted: number[]; problems: string[] } {
+  const problems: string[] = [];
+  if (result.failures.length > 0) problems.push(`${result.failures.length} calls failed, first: ${String(result.failures[0])}`);
+  const all = result.perCaller.flat();
+  if (all.length !== result.calls) problems.push(`${result.calls} calls made but ${all.length} answered`);
+  result.perCaller.forEach((record, caller) => {
+    for (let i = 1; i < record.length; i++) {
+      if (record[i]! <= record[i - 1]!) {
+        problems.push(`caller ${caller} got ${record[i]} after ${record[i - 1]} (out of order)`);
+        break;
+      }
+    }
+  });
+  const sorted = [...all].sort((a, b) => a - b);
+  for (let i = 1; i < sorted.length; i++) {
+    if (sorted[i] === sorted[i - 1]) {
+      problems.push(`number ${sorted[i]} handed out twice`);
+      break;
+    }
+  }
+  return { sorted, problems };
+}
+
+/** Differences between consecutive numbers, run-length encoded: "1x500, 3x20". */
+export function stepRuns(sorted: number[]): Array<{ step: number; count: number }> {
+  const runs: Array<{ step: number; count: number }> = [];
+  for (let i = 1; i < sorted.length; i++) {
+    const step = sorted[i]! - sorted[i - 1]!;
+    const last = runs.at(-1);
+    if (last && last.step === step) last.count++;
+    else runs.push({ step, count: 1 });
+  }
+  return runs;
+}
+
+/** OS threads of this process; a worker that really ended no longer has one. */
+export async function osThreadCount(): Promise<number> {
+  const { readdir } = await import('node:fs/promises');
+  return (await readdir('/proc/self/task')).length;
+}
