@@ -1,6 +1,7 @@
 // The kernel's public main-thread API. Only re-exports live here.
 export { Kernel, type KernelOptions, type ServiceStatus } from './main/kernel.ts';
 export { SwapError, type SwapReport, type ServiceSwapReport, type SwapTarget } from './main/hot-swap.ts';
+export { closeClient } from './common/client.ts';
 export { TheseusError, type ErrorCode } from './common/errors.ts';
 export type { LogRecord } from './common/protocol.ts';
 export type { ClientOf } from './service.ts';

@@ -10,6 +10,19 @@ import { deserializeError, theseusError } from './errors.ts';
 import { explainCloneFailure } from './plain-data.ts';
 import { FRAME_CALL, FRAME_CAST, REPLY_OK, type MethodTable, type ReplyFrame } from './protocol.ts';
 
+/** From a client proxy back to its ServiceClient, for closeClient(). */
+const clientsByProxy = new WeakMap<object, ServiceClient>();
+
+/**
+ * Closes a client made with `kernel.client(name, { dedicated: true })`: its port closes, the
+ * service drops its end, and calls still pending reject with E_SERVICE_DOWN.
+ */
+export function closeClient(proxy: object): void {
+  const client = clientsByProxy.get(proxy);
+  if (!client) throw new TypeError('closeClient() takes a client returned by kernel.client()');
+  client.close('the client was closed');
+}
+
 interface Pending {
   resolve(value: unknown): void;
   reject(error: unknown): void;
@@ -25,6 +38,8 @@ export class ServiceClient {
   #closedReason: string | null = null;
   #proxy: object | null = null;
   #methodFns = new Map<string, (...args: unknown[]) => unknown>();
+  /** Called once when the client is closed, so its owner can forget it. */
+  onClose: (() => void) | null = null;
   /** Replies whose call was not pending: answered twice, or after the call was given up. Should stay 0. */
   strayReplies = 0;
 
@@ -102,6 +117,7 @@ export class ServiceClient {
           return fn;
         },
       });
+      clientsByProxy.set(this.#proxy, this);
     }
     return this.#proxy as Api;
   }
@@ -110,6 +126,8 @@ export class ServiceClient {
   close(reason: string): void {
     this.#fail(reason);
     this.#port.close();
+    this.onClose?.();
+    this.onClose = null;
   }
 
   #listen(port: MessagePort): void {

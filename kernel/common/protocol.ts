@@ -74,7 +74,7 @@ export interface ControlRequests {
   /** Build the first state with init() and start serving. */
   start: { request: { ports: PortSet }; response: { stateBytes: number } };
   /** Stop taking messages, finish in-flight handlers and outgoing calls, hand the ports back. */
-  suspend: { request: { drainTimeoutMs: number }; response: { ports: PortSet; handled: number } };
+  suspend: { request: { drainTimeoutMs: number }; response: { ports: PortSet; callsServed: number; castsServed: number } };
   /** Take the ports back and serve again with the untouched state (abort path). */
   resume: { request: { ports: PortSet | null }; response: Record<string, never> };
   /** Serialize the state, first running down migrations (in this newer code) to `toVsn`. */

@@ -26,7 +26,7 @@ import { MessageChannel } from 'node:worker_threads';
 import semver from 'semver';
 import { TheseusError, errorMessage, serializeError, theseusError, type SwapPhase } from '../common/errors.ts';
 import { findMigrationPath, formatPath, type MigrationStep } from '../common/migrations.ts';
-import { portsOf, type LogRecord, type PortSet, type ServiceDescriptor } from '../common/protocol.ts';
+import type { LogRecord, PortSet, ServiceDescriptor } from '../common/protocol.ts';
 import type { Bundle } from './bundler.ts';
 import type { ServiceHost } from './service-host.ts';
 import { ServiceWorker } from './service-worker.ts';
@@ -137,6 +137,8 @@ interface ServicePlan {
   newWorker: ServiceWorker | null;
   /** The ports the old worker handed over; null while the old worker holds them. */
   ports: PortSet | null;
+  /** What the old worker had served when it suspended, carried into the host's totals. */
+  served: { calls: number; casts: number };
   suspendedAt: number;
   stateBytes: number;
   pauseMs: number;
@@ -286,6 +288,7 @@ export class HotSwap {
         path,
         newWorker: null,
         ports: null,
+        served: { calls: 0, casts: 0 },
         suspendedAt: 0,
         stateBytes: 0,
         pauseMs: 0,
@@ -328,14 +331,15 @@ export class HotSwap {
       plan.oldWorker.onLateResponse = (op, value) => {
         if (op !== 'suspend') return;
         const ports = (value as { ports: PortSet }).ports;
-        void plan.oldWorker.request('resume', { ports }, this.#env.controlTimeoutMs, portsOf(ports)).catch(() => undefined);
+        void plan.oldWorker.request('resume', { ports }, this.#env.controlTimeoutMs).catch(() => undefined);
       };
-      const { ports } = await plan.oldWorker.request(
+      const { ports, callsServed, castsServed } = await plan.oldWorker.request(
         'suspend',
         { drainTimeoutMs: this.#env.drainTimeoutMs },
         this.#env.drainTimeoutMs + this.#env.controlTimeoutMs,
       );
       plan.ports = ports;
+      plan.served = { calls: callsServed, casts: castsServed };
     }
   }
 
@@ -362,6 +366,8 @@ export class HotSwap {
     // Pass 1: the hosts point at the new workers, so anything asking from now on sees new code.
     for (const plan of this.#plans) {
       plan.host.current = plan.newWorker!;
+      plan.host.servedByRetired.calls += plan.served.calls;
+      plan.host.servedByRetired.casts += plan.served.casts;
       plan.host.bundle = plan.bundle;
       plan.host.entry = this.#target.services[plan.host.name]!.entry;
       plan.host.state = 'running';
@@ -384,7 +390,7 @@ export class HotSwap {
         newChannels.push(() => hosts.get(dependency)!.attachCaller(port2));
       }
       acks.push(
-        plan.newWorker!.request('switch', { ports }, this.#env.controlTimeoutMs, portsOf(ports)).then(() => {
+        plan.newWorker!.request('switch', { ports }, this.#env.controlTimeoutMs).then(() => {
           plan.pauseMs = round(performance.now() - plan.suspendedAt);
           plan.outcome = 'switched';
         }),
@@ -449,12 +455,18 @@ export class HotSwap {
         plan.ports = null;
         ports.inbound.push(...plan.host.takeHeldCallers());
         try {
-          await plan.oldWorker.request('resume', { ports }, this.#env.controlTimeoutMs, portsOf(ports));
+          await plan.oldWorker.request('resume', { ports }, this.#env.controlTimeoutMs);
         } catch (error) {
           plan.host.state = 'failed';
           plan.host.failure = `could not resume after a failed swap: ${errorMessage(error)}`;
           this.#env.log('error', `${plan.host.name}: ${plan.host.failure}`);
         }
+      }
+      if (plan.oldWorker.lifecycle === 'exited') {
+        // The old worker died while draining: its ports and callers' queues died with it.
+        plan.host.state = 'failed';
+        plan.host.failure ??= `worker exited during the swap: ${plan.oldWorker.exitReason}`;
+        for (const port of plan.host.takeHeldCallers()) port.close();
       }
       if (plan.host.state === 'swapping') {
         plan.host.state = 'running';

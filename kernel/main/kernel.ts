@@ -52,6 +52,8 @@ export class Kernel {
   #options: Required<Omit<KernelOptions, 'onLog'>> & Pick<KernelOptions, 'onLog'>;
   #descriptors = new Map<string, ServiceDescriptor>();
   #swap: HotSwap | null = null;
+  /** The newest release a swap committed (or the first one); labels the kernel's own log lines. */
+  #release: string;
   readonly startedAt = Date.now();
 
   private constructor(options: KernelOptions) {
@@ -63,6 +65,7 @@ export class Kernel {
       cacheDir: defaultCacheDir(),
       ...options,
     };
+    this.#release = options.release;
   }
 
   /** Bundles and boots every service, wires the ports between them, and runs their init. */
@@ -123,6 +126,8 @@ export class Kernel {
         const stats = await host.current
           .request('stats', {}, this.#options.controlTimeoutMs)
           .catch(() => ({ callsServed: 0, castsServed: 0, inFlight: 0, queued: 0, heapUsed: 0 }));
+        stats.callsServed += host.servedByRetired.calls;
+        stats.castsServed += host.servedByRetired.casts;
         return {
           name: host.name,
           state: host.state,
@@ -206,8 +211,7 @@ export class Kernel {
       [...this.#hosts.values()].map(async (host) => {
         const ports = portSets.get(host.name)!;
         ports.inbound.push(...host.takeInitialCallers());
-        const transfer = [...ports.inbound, ...Object.values(ports.outbound).map((entry) => entry.port)];
-        await host.current.request('start', { ports }, this.#options.initTimeoutMs, transfer).catch((error: unknown) => {
+        await host.current.request('start', { ports }, this.#options.initTimeoutMs).catch((error: unknown) => {
           if (error instanceof TheseusError && error.code === 'E_CONTROL_TIMEOUT') {
             throw theseusError('E_INIT_TIMEOUT', host.name, release, this.#options.initTimeoutMs);
           }
@@ -240,6 +244,7 @@ export class Kernel {
     this.#swap = swap;
     try {
       const report = await swap.run();
+      this.#release = target.release;
       for (const host of this.#hosts.values()) this.#watch(host, host.current);
       return report;
     } finally {
@@ -284,7 +289,7 @@ export class Kernel {
   }
 
   #log(level: LogRecord['level'], message: string, data?: unknown): void {
-    const record: LogRecord = { level, service: 'kernel', release: this.#options.release, message, time: Date.now() };
+    const record: LogRecord = { level, service: 'kernel', release: this.#release, message, time: Date.now() };
     if (data !== undefined) record.data = data;
     this.#emit(record);
   }

@@ -29,6 +29,8 @@ export class ServiceHost {
   startedAt = Date.now();
   failure: string | null = null;
   lastSwap: LastSwap | null = null;
+  /** Calls and casts served by this service's earlier workers, so totals survive swaps. */
+  servedByRetired = { calls: 0, casts: 0 };
 
   #clients = new Set<ServiceClient>();
   #defaultClient: ServiceClient | null = null;
@@ -65,6 +67,7 @@ export class ServiceHost {
     const { port1, port2 } = new MessageChannel();
     const client = new ServiceClient(this.name, port1, this.descriptor);
     this.#clients.add(client);
+    client.onClose = () => this.#clients.delete(client);
     this.attachCaller(port2);
     return client;
   }
@@ -105,7 +108,7 @@ export class ServiceHost {
   }
 
   closeClients(reason: string): void {
-    for (const client of this.#clients) client.close(reason);
+    for (const client of [...this.#clients]) client.close(reason);
     this.#clients.clear();
     this.#defaultClient = null;
     for (const port of [...this.#heldCallers, ...this.#initialCallers]) port.close();

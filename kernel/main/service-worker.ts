@@ -4,11 +4,13 @@
 
 import { Worker, type TransferListItem } from 'node:worker_threads';
 import { TheseusError, deserializeError, errorMessage, theseusError } from '../common/errors.ts';
+import { postWithPorts } from '../common/ports.ts';
 import {
   PROTOCOL_VERSION,
   type ControlOp,
   type ControlRequests,
   type LogRecord,
+  type PortSet,
   type ServiceDescriptor,
   type WorkerBootData,
   type WorkerToKernel,
@@ -109,6 +111,10 @@ export class ServiceWorker {
     this.#onUnexpectedExit = callback;
   }
 
+  /**
+   * Sends one control request and waits for its response. A `ports` PortSet in the payload is
+   * transferred; `transfer` lists anything else to move rather than copy.
+   */
   request<Op extends ControlOp>(
     op: Op,
     payload: ControlRequests[Op]['request'],
@@ -127,7 +133,14 @@ export class ServiceWorker {
       }, timeoutMs);
       this.#pending.set(rid, { op, resolve: resolve as (value: unknown) => void, reject, timer });
       try {
-        this.#worker.postMessage({ kind: 'request', rid, op, ...payload }, transfer);
+        const send = (message: unknown, list: TransferListItem[]) => this.#worker.postMessage(message, list);
+        const ports = (payload as { ports?: PortSet | null }).ports;
+        if (ports) {
+          // The ports travel in the transfer list; a caller that went away meanwhile is dropped.
+          postWithPorts(send, (live) => ({ kind: 'request', rid, op, ...payload, ports: live }), ports, transfer);
+        } else {
+          send({ kind: 'request', rid, op, ...payload }, transfer);
+        }
       } catch (error) {
         clearTimeout(timer);
         this.#pending.delete(rid);

@@ -7,9 +7,10 @@
 
 import { parentPort, workerData, type TransferListItem } from 'node:worker_threads';
 import { serializeError, theseusError } from '../common/errors.ts';
+import { postWithPorts } from '../common/ports.ts';
 import {
   PROTOCOL_VERSION,
-  portsOf,
+  type PortSet,
   type ControlRequestMessage,
   type ControlResponseMessage,
   type WorkerBootData,
@@ -83,23 +84,23 @@ if (boot.describeOnly) {
     }
   };
 
+  const send = (message: unknown, transfer: TransferListItem[]) => kernel.postMessage(message, transfer);
+
   kernel.on('message', async (message: ControlRequestMessage) => {
-    let response: ControlResponseMessage;
-    const transfer: TransferListItem[] = [];
+    let ok = true;
     try {
       const value = await dispatch(message);
-      response = { kind: 'response', rid: message.rid, ok: true, value };
+      const respond = (result: unknown): ControlResponseMessage => ({ kind: 'response', rid: message.rid, ok: true, value: result });
       // Ports and snapshot bytes move to the kernel rather than being copied.
-      if (value && typeof value === 'object') {
-        const result = value as { ports?: Parameters<typeof portsOf>[0]; snapshot?: { bytes: Uint8Array } };
-        if (result.ports) transfer.push(...portsOf(result.ports));
-        if (result.snapshot) transfer.push(result.snapshot.bytes.buffer as ArrayBuffer);
-      }
+      const result = (value ?? {}) as { ports?: PortSet; snapshot?: { bytes: Uint8Array } };
+      const extra: TransferListItem[] = result.snapshot ? [result.snapshot.bytes.buffer as ArrayBuffer] : [];
+      if (result.ports) postWithPorts(send, (ports) => respond({ ...result, ports }), result.ports, extra);
+      else send(respond(value), extra);
     } catch (error) {
-      response = { kind: 'response', rid: message.rid, ok: false, error: serializeError(error) };
+      ok = false;
+      send({ kind: 'response', rid: message.rid, ok: false, error: serializeError(error) } satisfies ControlResponseMessage, []);
     }
-    kernel.postMessage(response, transfer);
-    if (message.op === 'stop' && response.ok) {
+    if (message.op === 'stop' && ok) {
       // Let the response flush, then end the thread: its ports are closed and its state is gone.
       setImmediate(() => process.exit(0));
     }

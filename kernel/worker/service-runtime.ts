@@ -84,6 +84,7 @@ export class ServiceRuntime {
 
   #inbound = new Set<MessagePort>();
   #listeners = new Map<MessagePort, (frame: RequestFrame) => void>();
+  #watchedForClose = new WeakSet<MessagePort>();
   #outbound = new Map<string, ServiceClient>();
   #mailbox = new Mailbox();
   #busy = false;
@@ -147,7 +148,7 @@ export class ServiceRuntime {
       throw error;
     }
     this.#phase = 'suspended';
-    return { ports: this.#releasePorts(), handled: this.#callsServed + this.#castsServed };
+    return { ports: this.#releasePorts(), callsServed: this.#callsServed, castsServed: this.#castsServed };
   }
 
   resume({ ports }: ControlRequests['resume']['request']): ControlRequests['resume']['response'] {
@@ -240,18 +241,21 @@ export class ServiceRuntime {
     const listener = (frame: RequestFrame) => this.#receive(port, frame);
     this.#listeners.set(port, listener);
     port.on('message', listener);
-    // A caller that goes away (its worker ended, or it closed the client) closes its end.
-    port.once('close', () => {
-      this.#listeners.delete(port);
-      this.#inbound.delete(port);
-    });
+    if (!this.#watchedForClose.has(port)) {
+      this.#watchedForClose.add(port);
+      // A caller that goes away (its thread ended, or it closed its client) closes its end; drop
+      // it so it is not handed to the next worker. Kept while suspended, unlike the listener.
+      port.once('close', () => {
+        this.#listeners.delete(port);
+        this.#inbound.delete(port);
+      });
+    }
   }
 
   #unlisten(port: MessagePort): void {
     const listener = this.#listeners.get(port);
     if (!listener) return;
     port.off('message', listener);
-    port.removeAllListeners('close');
     this.#listeners.delete(port);
   }
 

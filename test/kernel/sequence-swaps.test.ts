@@ -80,6 +80,10 @@ test('1000 concurrent callers through 50 alternating swaps, then 0.3.0 and back:
     assert.notEqual(kernel.threadIds[0], firstThread);
     assert.equal(kernel.strayReplies, 0, 'no call was answered twice');
     assert.equal(pauses.length, 50);
+    // The kernel's own count agrees: every call it served reached a caller, across 53 workers.
+    const [status] = await kernel.status();
+    assert.equal(status!.callsServed, sorted.length);
+    assert.equal(status!.castsServed, 1);
   } finally {
     await kernel.stop();
   }

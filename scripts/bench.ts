@@ -1,6 +1,7 @@
 // Theseus benchmark: what a call through the kernel costs, and what a hot swap adds to the
 // latency callers see. `npm run bench` prints tables; `-- --json` prints one JSON object on stdout
-// (progress goes to stderr); `-- --quick` is a short run for the CI smoke test.
+// (progress goes to stderr; use `npm run -s` so npm's own banner stays off stdout too); `-- --quick`
+// is a short run for the CI smoke test.
 //
 // 1. Calls. The kernel's client calling the sequence service's trivial nextNumber, against three
 //    baselines doing the same trivial work in one worker thread, all measured in this run:
@@ -335,7 +336,10 @@ async function benchCalls(config: CallConfig): Promise<CallResults> {
 type BlobClient = ClientOf<typeof blobService>;
 type Code = 'v1' | 'v2';
 
-/** Closed-loop callers on the kernel's shared client, recording every call. */
+/**
+ * Closed-loop callers on the kernel's shared main-thread client (one port, as main-thread callers
+ * get by default): each sends its next call as soon as the previous one is answered.
+ */
 class Load {
   /** Per completed call: start and end (performance.now() ms), counter value, code that answered. */
   readonly starts: number[] = [];
@@ -771,7 +775,7 @@ function printTables(result: BenchResult, swaps: readonly ScenarioResult[]): voi
 async function main(): Promise<number> {
   const started = performance.now();
   const calls = await benchCalls(callConfig);
-  const swaps: ScenarioResult[] = [];
+  const swaps = await benchSwaps(swapConfig);
   const result = summarize(calls, swaps, performance.now() - started);
   if (jsonOutput) process.stdout.write(`${JSON.stringify(result)}\n`);
   else printTables(result, swaps);
