@@ -52,8 +52,6 @@ export interface WorkerBootData {
   release: string;
   /** file: URL of the service's bundled module. */
   moduleUrl: string;
-  /** When true the worker only reports its descriptor and exits (check phase). */
-  describeOnly: boolean;
 }
 
 /** The ports a running service owns: the service ends callers write to, and its own client ends. */
@@ -73,12 +71,17 @@ export interface StateSnapshot {
 export interface ControlRequests {
   /** Build the first state with init() and start serving. */
   start: { request: { ports: PortSet }; response: { stateBytes: number } };
-  /** Stop taking messages, finish in-flight handlers and outgoing calls, hand the ports back. */
-  suspend: { request: { drainTimeoutMs: number }; response: { ports: PortSet; callsServed: number; castsServed: number } };
+  /**
+   * Stop taking messages, finish in-flight handlers and outgoing calls, serialize the state at
+   * `snapshotVsn` (running down migrations in this newer code on a downgrade), and hand the ports
+   * over. One round trip instead of two, because it sits inside the swap's pause.
+   */
+  suspend: {
+    request: { drainTimeoutMs: number; snapshotVsn: string };
+    response: { ports: PortSet; snapshot: StateSnapshot; callsServed: number; castsServed: number };
+  };
   /** Take the ports back and serve again with the untouched state (abort path). */
   resume: { request: { ports: PortSet | null }; response: Record<string, never> };
-  /** Serialize the state, first running down migrations (in this newer code) to `toVsn`. */
-  snapshot: { request: { toVsn: string }; response: { snapshot: StateSnapshot } };
   /** Adopt a snapshot, running up migrations (in this new code) to the own vsn. Not serving yet. */
   migrate: { request: { snapshot: StateSnapshot }; response: { stateBytes: number } };
   /** Take the ports and start serving the migrated state. */

@@ -6,15 +6,17 @@
 //              v            +-------------+-------------+--> rolling-back -> rolled-back
 //           refused
 //
-// checking     bundle and describe the new code, plan each service, find every migration path.
-//              No side effects: a failure means nothing was touched.
-// preparing    boot the new workers in parallel. A failure discards them; the old ones never paused.
+// checking     bundle the new code, learn what it declares (from the manifest, or by loading it
+//              in a new worker that is not started), plan each service, find every migration
+//              path. Nothing running is touched: a failure discards what was loaded.
+// preparing    boot the remaining new workers in parallel. A failure discards them; the old ones
+//              never paused.
 // suspending   old workers stop taking messages (they wait in the ports), finish in-flight handlers
-//              and outgoing calls within the drain timeout, and hand their ports to the kernel.
+//              and outgoing calls within the drain timeout, serialize their state (down-migrated
+//              in the old, newer code on a downgrade) and hand state and ports to the kernel.
 //              Callers are suspended before the services they call, so a draining handler can
 //              still get its answers.
-// migrating    snapshot the state (down-migrated in the old, newer code on a downgrade), and adopt
-//              it in the new worker (up-migrated in the new code on an upgrade).
+// migrating    each new worker adopts the snapshot (up-migrated in the new code on an upgrade).
 // switching    in one synchronous turn of the kernel, every new worker gets its ports; the queued
 //              messages flow to it. All services switch, or (on any earlier failure) none does.
 // committing   the old workers end; their threads must exit.
@@ -26,10 +28,10 @@ import { MessageChannel } from 'node:worker_threads';
 import semver from 'semver';
 import { TheseusError, errorMessage, serializeError, theseusError, type SwapPhase } from '../common/errors.ts';
 import { findMigrationPath, formatPath, type MigrationStep } from '../common/migrations.ts';
-import type { LogRecord, PortSet, ServiceDescriptor } from '../common/protocol.ts';
+import type { LogRecord, PortSet, ServiceDescriptor, StateSnapshot } from '../common/protocol.ts';
 import type { Bundle } from './bundler.ts';
 import type { ServiceHost } from './service-host.ts';
-import { ServiceWorker } from './service-worker.ts';
+import type { ServiceWorker } from './service-worker.ts';
 
 export type SwapState =
   | 'idle'
@@ -119,8 +121,8 @@ export interface SwapEnvironment {
   bootTimeoutMs: number;
   controlTimeoutMs: number;
   bundle(entry: string, service: string): Promise<Bundle>;
-  describe(service: string, release: string, bundle: Bundle): Promise<ServiceDescriptor>;
-  runtimeFile(): Promise<string>;
+  /** Boots a worker that has loaded the bundle and reported its descriptor, but not started. */
+  loadWorker(service: string, release: string, bundle: Bundle): Promise<ServiceWorker>;
   log(level: LogRecord['level'], message: string, data?: unknown): void;
   onLog(record: LogRecord): void;
 }
@@ -137,6 +139,8 @@ interface ServicePlan {
   newWorker: ServiceWorker | null;
   /** The ports the old worker handed over; null while the old worker holds them. */
   ports: PortSet | null;
+  /** The old worker's serialized state, between suspend and migrate. */
+  snapshot: StateSnapshot | null;
   /** What the old worker had served when it suspended, carried into the host's totals. */
   served: { calls: number; casts: number };
   suspendedAt: number;
@@ -151,6 +155,8 @@ export class HotSwap {
   #target: SwapTarget;
   #plans: ServicePlan[] = [];
   #unchanged: ServiceSwapReport[] = [];
+  /** Workers loaded to learn what new code declares; discarded if the check refuses the swap. */
+  #loadedInCheck: ServiceWorker[] = [];
   #phaseStarted = 0;
   #phaseMs: Partial<Record<SwapPhase, number>> = {};
 
@@ -177,6 +183,7 @@ export class HotSwap {
     } catch (error) {
       const failure = this.#asPhaseError(error);
       if (this.#state === 'checking') {
+        await Promise.all(this.#loadedInCheck.map((worker) => worker.terminate()));
         this.#transition('refused');
       } else {
         this.#transition('rolling-back');
@@ -229,24 +236,31 @@ export class HotSwap {
       throw theseusError('E_BAD_OPTIONS', 'release version', `'${target.release}' is not a semantic version (like 1.2.3)`);
     }
     for (const name of Object.keys(target.services)) {
-      if (!hosts.has(name)) {
-        throw theseusError('E_UNKNOWN_SERVICE', name, [...hosts.keys()].join(', '));
-      }
-    }
-    const inspected = await Promise.all(
-      Object.entries(target.services).map(async ([name, spec]) => {
-        const bundle = await this.#env.bundle(spec.entry, name);
-        const descriptor = spec.descriptor ?? (await this.#env.describe(name, target.release, bundle));
-        return { name, bundle, descriptor };
-      }),
-    );
-    for (const { name, bundle, descriptor } of inspected) {
-      const host = hosts.get(name)!;
+      const host = hosts.get(name);
+      if (!host) throw theseusError('E_UNKNOWN_SERVICE', name, [...hosts.keys()].join(', '));
       if (host.state !== 'running') {
         throw new TheseusError('E_SERVICE_NOT_RUNNING', `Service '${name}' is ${host.state}, not running; only a running service can be swapped.`, { service: name });
       }
+    }
+    // What the new code declares: from the release manifest when there is one; otherwise the new
+    // module is loaded (not started) in its own worker, which prepare then reuses.
+    const inspected = await Promise.allSettled(
+      Object.entries(target.services).map(async ([name, spec]) => {
+        const bundle = await this.#env.bundle(spec.entry, name);
+        if (bundle.sha256 === hosts.get(name)!.bundle.sha256) return { name, bundle, descriptor: null, worker: null };
+        if (spec.descriptor) return { name, bundle, descriptor: spec.descriptor, worker: null };
+        const worker = await this.#env.loadWorker(name, target.release, bundle);
+        this.#loadedInCheck.push(worker);
+        return { name, bundle, descriptor: worker.descriptor, worker };
+      }),
+    );
+    const failed = inspected.find((result): result is PromiseRejectedResult => result.status === 'rejected');
+    if (failed) throw failed.reason;
+    for (const result of inspected) {
+      const { name, bundle, descriptor, worker } = (result as PromiseFulfilledResult<{ name: string; bundle: Bundle; descriptor: ServiceDescriptor | null; worker: ServiceWorker | null }>).value;
+      const host = hosts.get(name)!;
       const fromRelease = host.release;
-      if (bundle.sha256 === host.bundle.sha256) {
+      if (descriptor === null) {
         this.#unchanged.push({
           service: name,
           from: { release: fromRelease, vsn: host.descriptor.vsn },
@@ -286,8 +300,9 @@ export class HotSwap {
         newDescriptor: descriptor,
         direction,
         path,
-        newWorker: null,
+        newWorker: worker,
         ports: null,
+        snapshot: null,
         served: { calls: 0, casts: 0 },
         suspendedAt: 0,
         stateBytes: 0,
@@ -300,17 +315,9 @@ export class HotSwap {
   }
 
   async #prepare(): Promise<void> {
-    const runtimeFile = await this.#env.runtimeFile();
     const results = await Promise.allSettled(
       this.#plans.map(async (plan) => {
-        plan.newWorker = await ServiceWorker.load({
-          service: plan.host.name,
-          release: this.#target.release,
-          moduleUrl: plan.bundle.url,
-          runtimeFile,
-          bootTimeoutMs: this.#env.bootTimeoutMs,
-          onLog: this.#env.onLog,
-        });
+        plan.newWorker ??= await this.#env.loadWorker(plan.host.name, this.#target.release, plan.bundle);
         // The plan was made from what the code was said to declare; the code that actually loaded
         // must agree, or the migration paths checked are not the ones that would run.
         if (JSON.stringify(plan.newWorker.descriptor) !== JSON.stringify(plan.newDescriptor)) {
@@ -333,12 +340,17 @@ export class HotSwap {
         const ports = (value as { ports: PortSet }).ports;
         void plan.oldWorker.request('resume', { ports }, this.#env.controlTimeoutMs).catch(() => undefined);
       };
-      const { ports, callsServed, castsServed } = await plan.oldWorker.request(
+      // On a downgrade the old (newer) code migrates down before the snapshot leaves it; on an
+      // upgrade the snapshot leaves as it is and the new code migrates it up.
+      const snapshotVsn = plan.direction === 'down' ? plan.newDescriptor.vsn : plan.oldDescriptor.vsn;
+      const { ports, snapshot, callsServed, castsServed } = await plan.oldWorker.request(
         'suspend',
-        { drainTimeoutMs: this.#env.drainTimeoutMs },
+        { drainTimeoutMs: this.#env.drainTimeoutMs, snapshotVsn },
         this.#env.drainTimeoutMs + this.#env.controlTimeoutMs,
       );
       plan.ports = ports;
+      plan.snapshot = snapshot;
+      plan.stateBytes = snapshot.bytes.byteLength;
       plan.served = { calls: callsServed, casts: castsServed };
     }
   }
@@ -346,11 +358,8 @@ export class HotSwap {
   async #migrate(): Promise<void> {
     await Promise.all(
       this.#plans.map(async (plan) => {
-        // On a downgrade the old (newer) code migrates down before the snapshot leaves it; on an
-        // upgrade the snapshot leaves as it is and the new code migrates it up.
-        const toVsn = plan.direction === 'down' ? plan.newDescriptor.vsn : plan.oldDescriptor.vsn;
-        const { snapshot } = await plan.oldWorker.request('snapshot', { toVsn }, this.#env.controlTimeoutMs);
-        plan.stateBytes = snapshot.bytes.byteLength;
+        const snapshot = plan.snapshot!;
+        plan.snapshot = null;
         await plan.newWorker!.request('migrate', { snapshot }, this.#env.controlTimeoutMs, [snapshot.bytes.buffer as ArrayBuffer]);
       }),
     ).catch((error: unknown) => {

@@ -3,7 +3,7 @@
 
 import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import { TheseusError, errorMessage, theseusError } from '../common/errors.ts';
-import type { LogRecord, PortSet, ServiceDescriptor } from '../common/protocol.ts';
+import type { LogRecord, PortSet } from '../common/protocol.ts';
 import { bundleEntry, defaultCacheDir, workerRuntimeBundle, type Bundle } from './bundler.ts';
 import { HotSwap, type SwapReport, type SwapTarget } from './hot-swap.ts';
 import { ServiceHost, type HostState, type LastSwap } from './service-host.ts';
@@ -50,7 +50,6 @@ export class Kernel {
   #state: KernelState = 'starting';
   #hosts = new Map<string, ServiceHost>();
   #options: Required<Omit<KernelOptions, 'onLog'>> & Pick<KernelOptions, 'onLog'>;
-  #descriptors = new Map<string, ServiceDescriptor>();
   #swap: HotSwap | null = null;
   /** The newest release a swap committed (or the first one); labels the kernel's own log lines. */
   #release: string;
@@ -172,20 +171,11 @@ export class Kernel {
     const { services, release } = this.#options;
     const names = Object.keys(services);
     if (names.length === 0) throw theseusError('E_BAD_OPTIONS', 'kernel options', 'no services given');
-    const runtimeFile = (await workerRuntimeBundle(this.#options.cacheDir)).file;
     const loaded = await Promise.allSettled(
       names.map(async (name) => {
         const entry = services[name]!.entry;
         const bundle = await this.#bundle(entry, name);
-        const worker = await ServiceWorker.load({
-          service: name,
-          release,
-          moduleUrl: bundle.url,
-          runtimeFile,
-          bootTimeoutMs: this.#options.bootTimeoutMs,
-          onLog: (record) => this.#emit(record),
-        });
-        this.#descriptors.set(bundle.sha256, worker.descriptor);
+        const worker = await this.#loadWorker(name, release, bundle);
         const host = new ServiceHost(name, worker, entry, bundle, this.#options.controlTimeoutMs);
         this.#watch(host, worker);
         this.#hosts.set(name, host);
@@ -234,8 +224,7 @@ export class Kernel {
         bootTimeoutMs: this.#options.bootTimeoutMs,
         controlTimeoutMs: this.#options.controlTimeoutMs,
         bundle: (entry, service) => this.#bundle(entry, service),
-        describe: (service, release, bundle) => this.#describe(service, release, bundle),
-        runtimeFile: async () => (await workerRuntimeBundle(this.#options.cacheDir)).file,
+        loadWorker: (service, release, bundle) => this.#loadWorker(service, release, bundle),
         log: (level, message, data) => this.#log(level, message, data),
         onLog: (record) => this.#emit(record),
       },
@@ -256,10 +245,8 @@ export class Kernel {
     return bundleEntry(entry, this.#options.cacheDir, service);
   }
 
-  async #describe(service: string, release: string, bundle: Bundle): Promise<ServiceDescriptor> {
-    const known = this.#descriptors.get(bundle.sha256);
-    if (known) return known;
-    const descriptor = await ServiceWorker.describe({
+  async #loadWorker(service: string, release: string, bundle: Bundle): Promise<ServiceWorker> {
+    return ServiceWorker.load({
       service,
       release,
       moduleUrl: bundle.url,
@@ -267,8 +254,6 @@ export class Kernel {
       bootTimeoutMs: this.#options.bootTimeoutMs,
       onLog: (record) => this.#emit(record),
     });
-    this.#descriptors.set(bundle.sha256, descriptor);
-    return descriptor;
   }
 
   /** A worker that dies outside of a swap or stop marks its service failed (supervision comes later). */

@@ -22,7 +22,6 @@ export interface ServiceWorkerOptions {
   moduleUrl: string;
   runtimeFile: string;
   bootTimeoutMs: number;
-  describeOnly?: boolean;
   onLog(record: LogRecord): void;
 }
 
@@ -63,9 +62,12 @@ export class ServiceWorker {
       service: options.service,
       release: options.release,
       moduleUrl: options.moduleUrl,
-      describeOnly: options.describeOnly ?? false,
     };
-    this.#worker = new Worker(options.runtimeFile, { workerData: boot, name: `${options.service}@${options.release}` });
+    this.#worker = new Worker(options.runtimeFile, {
+      workerData: boot,
+      name: `${options.service}@${options.release}`,
+      execArgv: workerExecArgv(),
+    });
     this.threadId = this.#worker.threadId;
     let lastError: unknown = null;
     this.#worker.on('error', (error) => {
@@ -93,18 +95,6 @@ export class ServiceWorker {
     const handle = new ServiceWorker(options);
     await handle.#loaded(options.bootTimeoutMs);
     return handle;
-  }
-
-  /** Boots a throwaway worker just to read what a bundle declares, then lets it exit. */
-  static async describe(options: Omit<ServiceWorkerOptions, 'describeOnly'>): Promise<ServiceDescriptor> {
-    const handle = new ServiceWorker({ ...options, describeOnly: true });
-    handle.#expectingExit = true;
-    try {
-      await handle.#loaded(options.bootTimeoutMs);
-      return handle.descriptor;
-    } finally {
-      await handle.terminate();
-    }
   }
 
   onUnexpectedExit(callback: (reason: string) => void): void {
@@ -225,4 +215,25 @@ export class ServiceWorker {
       }
     }
   }
+}
+
+/**
+ * The Node flags a service worker starts with: the kernel's own, minus module loader hooks. Workers
+ * run plain bundled JavaScript, and a loader such as tsx (inherited from `node --import tsx`)
+ * would triple every worker's boot time for nothing.
+ */
+function workerExecArgv(): string[] {
+  const loaderFlags = new Set(['--import', '--loader', '--experimental-loader']);
+  const kept: string[] = [];
+  const argv = process.execArgv;
+  for (let i = 0; i < argv.length; i++) {
+    const flag = argv[i]!;
+    if (loaderFlags.has(flag)) {
+      i++; // and its value
+      continue;
+    }
+    if ([...loaderFlags].some((name) => flag.startsWith(`${name}=`))) continue;
+    kept.push(flag);
+  }
+  return kept;
 }

@@ -17,7 +17,7 @@ import {
   type WorkerNotice,
 } from '../common/protocol.ts';
 import type { ServiceDefinition } from '../service.ts';
-import { ServiceRuntime, describeDefinition, validateDefinition } from './service-runtime.ts';
+import { ServiceRuntime, validateDefinition } from './service-runtime.ts';
 
 const boot = workerData as WorkerBootData;
 const kernel = parentPort!;
@@ -44,67 +44,60 @@ try {
   process.exit(1);
 }
 
-if (boot.describeOnly) {
-  notify({ kind: 'loaded', descriptor: describeDefinition(definition) });
-  kernel.close();
-} else {
-  const runtime = new ServiceRuntime({
-    service: boot.service,
-    release: boot.release,
-    definition,
-    emitLog: (record) => notify({ kind: 'log', record }),
-  });
+const runtime = new ServiceRuntime({
+  service: boot.service,
+  release: boot.release,
+  definition,
+  emitLog: (record) => notify({ kind: 'log', record }),
+});
 
-  const dispatch = (message: ControlRequestMessage): unknown => {
-    switch (message.op) {
-      case 'start':
-        return runtime.start(message as ControlRequestMessage<'start'>);
-      case 'suspend':
-        return runtime.suspend(message as ControlRequestMessage<'suspend'>);
-      case 'resume':
-        return runtime.resume(message as ControlRequestMessage<'resume'>);
-      case 'snapshot':
-        return runtime.snapshot(message as ControlRequestMessage<'snapshot'>);
-      case 'migrate':
-        return runtime.migrate(message as ControlRequestMessage<'migrate'>);
-      case 'switch':
-        return runtime.switchIn(message as ControlRequestMessage<'switch'>);
-      case 'attach':
-        return runtime.attach(message as ControlRequestMessage<'attach'>);
-      case 'peer':
-        return runtime.peer(message as ControlRequestMessage<'peer'>);
-      case 'stats':
-        return runtime.stats();
-      case 'stop':
-        return runtime.stop(message as ControlRequestMessage<'stop'>);
-      default: {
-        const unknown: never = message.op;
-        throw new Error(`unknown control op ${String(unknown)}`);
-      }
+const dispatch = (message: ControlRequestMessage): unknown => {
+  switch (message.op) {
+    case 'start':
+      return runtime.start(message as ControlRequestMessage<'start'>);
+    case 'suspend':
+      return runtime.suspend(message as ControlRequestMessage<'suspend'>);
+    case 'resume':
+      return runtime.resume(message as ControlRequestMessage<'resume'>);
+    case 'migrate':
+      return runtime.migrate(message as ControlRequestMessage<'migrate'>);
+    case 'switch':
+      return runtime.switchIn(message as ControlRequestMessage<'switch'>);
+    case 'attach':
+      return runtime.attach(message as ControlRequestMessage<'attach'>);
+    case 'peer':
+      return runtime.peer(message as ControlRequestMessage<'peer'>);
+    case 'stats':
+      return runtime.stats();
+    case 'stop':
+      return runtime.stop(message as ControlRequestMessage<'stop'>);
+    default: {
+      const unknown: never = message.op;
+      throw new Error(`unknown control op ${String(unknown)}`);
     }
-  };
+  }
+};
 
-  const send = (message: unknown, transfer: TransferListItem[]) => kernel.postMessage(message, transfer);
+const send = (message: unknown, transfer: TransferListItem[]) => kernel.postMessage(message, transfer);
 
-  kernel.on('message', async (message: ControlRequestMessage) => {
-    let ok = true;
-    try {
-      const value = await dispatch(message);
-      const respond = (result: unknown): ControlResponseMessage => ({ kind: 'response', rid: message.rid, ok: true, value: result });
-      // Ports and snapshot bytes move to the kernel rather than being copied.
-      const result = (value ?? {}) as { ports?: PortSet; snapshot?: { bytes: Uint8Array } };
-      const extra: TransferListItem[] = result.snapshot ? [result.snapshot.bytes.buffer as ArrayBuffer] : [];
-      if (result.ports) postWithPorts(send, (ports) => respond({ ...result, ports }), result.ports, extra);
-      else send(respond(value), extra);
-    } catch (error) {
-      ok = false;
-      send({ kind: 'response', rid: message.rid, ok: false, error: serializeError(error) } satisfies ControlResponseMessage, []);
-    }
-    if (message.op === 'stop' && ok) {
-      // Let the response flush, then end the thread: its ports are closed and its state is gone.
-      setImmediate(() => process.exit(0));
-    }
-  });
+kernel.on('message', async (message: ControlRequestMessage) => {
+  let ok = true;
+  try {
+    const value = await dispatch(message);
+    const respond = (result: unknown): ControlResponseMessage => ({ kind: 'response', rid: message.rid, ok: true, value: result });
+    // Ports and snapshot bytes move to the kernel rather than being copied.
+    const result = (value ?? {}) as { ports?: PortSet; snapshot?: { bytes: Uint8Array } };
+    const extra: TransferListItem[] = result.snapshot ? [result.snapshot.bytes.buffer as ArrayBuffer] : [];
+    if (result.ports) postWithPorts(send, (ports) => respond({ ...result, ports }), result.ports, extra);
+    else send(respond(value), extra);
+  } catch (error) {
+    ok = false;
+    send({ kind: 'response', rid: message.rid, ok: false, error: serializeError(error) } satisfies ControlResponseMessage, []);
+  }
+  if (message.op === 'stop' && ok) {
+    // Let the response flush, then end the thread: its ports are closed and its state is gone.
+    setImmediate(() => process.exit(0));
+  }
+});
 
-  notify({ kind: 'loaded', descriptor: runtime.descriptor });
-}
+notify({ kind: 'loaded', descriptor: runtime.descriptor });

@@ -17,7 +17,7 @@ import type { MessagePort } from 'node:worker_threads';
 import { deserialize, serialize } from 'node:v8';
 import { inspect } from 'node:util';
 import { ServiceClient } from '../common/client.ts';
-import { TheseusError, errorMessage, serializeError, theseusError } from '../common/errors.ts';
+import { TheseusError, errorMessage, serializeError, theseusError, type SwapPhase } from '../common/errors.ts';
 import { findMigrationPath, formatPath, type MigrationStep } from '../common/migrations.ts';
 import { explainCloneFailure, findNonPlainData } from '../common/plain-data.ts';
 import {
@@ -147,8 +147,17 @@ export class ServiceRuntime {
       error.phase = 'suspend';
       throw error;
     }
+    let snapshot: StateSnapshot;
+    try {
+      snapshot = await this.#snapshot(request.snapshotVsn);
+    } catch (error) {
+      // The state was only read, never replaced: serving it again is safe.
+      this.#phase = 'serving';
+      for (const port of this.#inbound) this.#listen(port);
+      throw error;
+    }
     this.#phase = 'suspended';
-    return { ports: this.#releasePorts(), callsServed: this.#callsServed, castsServed: this.#castsServed };
+    return { ports: this.#releasePorts(), snapshot, callsServed: this.#callsServed, castsServed: this.#castsServed };
   }
 
   resume({ ports }: ControlRequests['resume']['request']): ControlRequests['resume']['response'] {
@@ -158,16 +167,15 @@ export class ServiceRuntime {
     return {};
   }
 
-  async snapshot({ toVsn }: ControlRequests['snapshot']['request']): Promise<ControlRequests['snapshot']['response']> {
-    this.#expectPhase('snapshot', 'suspended');
-    this.#assertPlain(this.#state, 'at snapshot');
+  async #snapshot(toVsn: string): Promise<StateSnapshot> {
+    this.#assertPlain(this.#state, 'at snapshot', 'migrate');
     let state = this.#state;
     if (toVsn !== this.descriptor.vsn) {
       // A downgrade: the down migration runs here, in the newer code, before the older code sees it.
       const path = this.#pathOrThrow(this.descriptor.vsn, toVsn, 'down');
       state = await this.#runMigrations(state, path);
     }
-    return { snapshot: { vsn: toVsn, bytes: toBytes(state) } };
+    return { vsn: toVsn, bytes: toBytes(state) };
   }
 
   async migrate({ snapshot }: ControlRequests['migrate']['request']): Promise<ControlRequests['migrate']['response']> {
@@ -470,9 +478,12 @@ export class ServiceRuntime {
     return this.#definition.migrations!.find((m) => m.from === from && m.to === to)!;
   }
 
-  #assertPlain(state: unknown, where: string): void {
+  #assertPlain(state: unknown, where: string, phase?: SwapPhase): void {
     const problem = findNonPlainData(state);
-    if (problem !== null) throw theseusError('E_STATE_NOT_CLONEABLE', this.#service, where, problem);
+    if (problem === null) return;
+    const error = theseusError('E_STATE_NOT_CLONEABLE', this.#service, where, problem);
+    if (phase) error.phase = phase;
+    throw error;
   }
 
   #expectPhase(op: string, expected: Phase): void {

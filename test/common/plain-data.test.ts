@@ -14,7 +14,8 @@ test('plain data passes, including the structured-clone built-ins and cycles', (
     10n,
     [1, [2, { a: 3 }]],
     { date: new Date(), re: /x/g, map: new Map([['k', { v: 1 }]]), set: new Set([1]) },
-    { bytes: new Uint8Array(4), buffer: new ArrayBuffer(8), view: new DataView(new ArrayBuffer(2)) },
+    { bytes: new Uint8Array(4), buffer: new ArrayBuffer(8), view: new DataView(new ArrayBuffer(2)), node: Buffer.from('x') },
+    { error: new TypeError('kept as data') },
     Object.create(null),
     cyclic,
   ]) {
@@ -34,7 +35,7 @@ test('functions, symbols, class instances and accessors are named by path', () =
     [{ cache: new Cache() }, 'state.cache is an instance of Cache'],
     [{ 'odd key': { when: new WeakMap() } }, 'state["odd key"].when is an instance of WeakMap'],
     [{ [Symbol('k')]: 1 }, 'state has a symbol key Symbol(k)'],
-    [Object.defineProperty({}, 'lazy', { get: () => 1, enumerable: true }), 'state.lazy is a getter/setter'],
+    [{ registry: new (class Registry extends Map {})() }, 'state.registry is an instance of Registry'],
     [{ byName: new Map([['alice', { hook: () => 0 }]]) }, 'state.byName.get("alice").hook is a function'],
     [{ pending: Promise.resolve(1) }, 'state.pending is an instance of Promise'],
   ];
