@@ -84,7 +84,7 @@ export class ServiceClient {
     }
     const id = this.#nextId++;
     try {
-      this.#port.postMessage([FRAME_CALL, id, method, args]);
+      this.#port.postMessage(args.length === 0 ? [FRAME_CALL, id, method] : [FRAME_CALL, id, method, args]);
     } catch (error) {
       return Promise.reject(theseusError('E_ARGS_NOT_CLONEABLE', this.service, method, explainCloneFailure(args, 'args', error)));
     }
@@ -96,7 +96,7 @@ export class ServiceClient {
   cast(method: string, args: unknown[]): void {
     if (this.#closedReason !== null) throw theseusError('E_SERVICE_DOWN', this.service, this.#closedReason);
     try {
-      this.#port.postMessage([FRAME_CAST, 0, method, args]);
+      this.#port.postMessage(args.length === 0 ? [FRAME_CAST, 0, method] : [FRAME_CAST, 0, method, args]);
     } catch (error) {
       throw theseusError('E_ARGS_NOT_CLONEABLE', this.service, method, explainCloneFailure(args, 'args', error));
     }

@@ -11,6 +11,11 @@ import type { MessagePort } from 'node:worker_threads';
 import type { SerializedError } from './errors.ts';
 import type { MigrationEdge } from './migrations.ts';
 
+/** Epoch milliseconds with sub-millisecond precision, comparable between threads of one process. */
+export function preciseNow(): number {
+  return performance.timeOrigin + performance.now();
+}
+
 /** Bumped whenever a frame or control message changes shape. Workers refuse a mismatched kernel. */
 export const PROTOCOL_VERSION = 1;
 
@@ -22,8 +27,11 @@ export const FRAME_CAST = 1;
 export const REPLY_OK = 0;
 export const REPLY_ERROR = 1;
 
-/** caller -> service: [FRAME_CALL, id, method, args] or [FRAME_CAST, 0, method, args] */
-export type RequestFrame = [kind: typeof FRAME_CALL | typeof FRAME_CAST, id: number, method: string, args: unknown[]];
+/**
+ * caller -> service: [FRAME_CALL, id, method, args?] or [FRAME_CAST, 0, method, args?]. A call
+ * without arguments leaves `args` out rather than sending an empty array.
+ */
+export type RequestFrame = [kind: typeof FRAME_CALL | typeof FRAME_CAST, id: number, method: string, args?: unknown[]];
 /** service -> caller: [id, REPLY_OK, value] or [id, REPLY_ERROR, error] */
 export type ReplyFrame = [id: number, status: typeof REPLY_OK, value: unknown] | [id: number, status: typeof REPLY_ERROR, error: SerializedError];
 
@@ -78,14 +86,14 @@ export interface ControlRequests {
    */
   suspend: {
     request: { drainTimeoutMs: number; snapshotVsn: string };
-    response: { ports: PortSet; snapshot: StateSnapshot; callsServed: number; castsServed: number };
+    response: { ports: PortSet; snapshot: StateSnapshot; callsServed: number; castsServed: number; stoppedAt: number };
   };
   /** Take the ports back and serve again with the untouched state (abort path). */
   resume: { request: { ports: PortSet | null }; response: Record<string, never> };
   /** Adopt a snapshot, running up migrations (in this new code) to the own vsn. Not serving yet. */
   migrate: { request: { snapshot: StateSnapshot }; response: { stateBytes: number } };
   /** Take the ports and start serving the migrated state. */
-  switch: { request: { ports: PortSet }; response: Record<string, never> };
+  switch: { request: { ports: PortSet }; response: { servingAt: number } };
   /** A new caller's service end. */
   attach: { request: { port: MessagePort }; response: Record<string, never> };
   /** A service this one uses has new code: update the method table of its client. */

@@ -85,7 +85,7 @@ export interface ServiceSwapReport {
   /** e.g. "0 -> 1 (up, in 0.3.0)" or "none". */
   migration: string;
   stateBytes: number;
-  /** From the suspend request to the new worker serving, in ms. 0 when not switched. */
+  /** From the old worker taking its last message to the new worker listening, in ms. 0 when not switched. */
   pauseMs: number;
   outcome: 'switched' | 'unchanged' | 'rolled-back' | 'not-started';
 }
@@ -144,6 +144,8 @@ interface ServicePlan {
   /** What the old worker had served when it suspended, carried into the host's totals. */
   served: { calls: number; casts: number };
   suspendedAt: number;
+  /** When the old worker stopped taking messages (epoch ms, stamped in its thread). */
+  stoppedAt: number;
   stateBytes: number;
   pauseMs: number;
   outcome: ServiceSwapReport['outcome'];
@@ -305,6 +307,7 @@ export class HotSwap {
         snapshot: null,
         served: { calls: 0, casts: 0 },
         suspendedAt: 0,
+        stoppedAt: 0,
         stateBytes: 0,
         pauseMs: 0,
         outcome: 'not-started',
@@ -343,12 +346,13 @@ export class HotSwap {
       // On a downgrade the old (newer) code migrates down before the snapshot leaves it; on an
       // upgrade the snapshot leaves as it is and the new code migrates it up.
       const snapshotVsn = plan.direction === 'down' ? plan.newDescriptor.vsn : plan.oldDescriptor.vsn;
-      const { ports, snapshot, callsServed, castsServed } = await plan.oldWorker.request(
+      const { ports, snapshot, callsServed, castsServed, stoppedAt } = await plan.oldWorker.request(
         'suspend',
         { drainTimeoutMs: this.#env.drainTimeoutMs, snapshotVsn },
         this.#env.drainTimeoutMs + this.#env.controlTimeoutMs,
       );
       plan.ports = ports;
+      plan.stoppedAt = stoppedAt;
       plan.snapshot = snapshot;
       plan.stateBytes = snapshot.bytes.byteLength;
       plan.served = { calls: callsServed, casts: castsServed };
@@ -399,8 +403,10 @@ export class HotSwap {
         newChannels.push(() => hosts.get(dependency)!.attachCaller(port2));
       }
       acks.push(
-        plan.newWorker!.request('switch', { ports }, this.#env.controlTimeoutMs).then(() => {
-          plan.pauseMs = round(performance.now() - plan.suspendedAt);
+        plan.newWorker!.request('switch', { ports }, this.#env.controlTimeoutMs).then(({ servingAt }) => {
+          // Measured where it happens: from the old worker's last taken message to the new
+          // worker listening, both stamped in their own threads.
+          plan.pauseMs = round(servingAt - plan.stoppedAt);
           plan.outcome = 'switched';
         }),
       );

@@ -22,6 +22,7 @@ import { findMigrationPath, formatPath, type MigrationStep } from '../common/mig
 import { explainCloneFailure, findNonPlainData } from '../common/plain-data.ts';
 import {
   FRAME_CALL,
+  preciseNow,
   REPLY_ERROR,
   REPLY_OK,
   type ControlRequests,
@@ -135,6 +136,7 @@ export class ServiceRuntime {
     this.#phase = 'draining';
     // Stop taking new messages first: from here on they wait inside the ports.
     for (const port of this.#inbound) this.#unlisten(port);
+    const stoppedAt = preciseNow();
     const drained = await this.#waitIdle(request.drainTimeoutMs);
     if (!drained) {
       // Resume here rather than in the kernel: the worker is the only one that knows whether the
@@ -157,7 +159,7 @@ export class ServiceRuntime {
       throw error;
     }
     this.#phase = 'suspended';
-    return { ports: this.#releasePorts(), snapshot, callsServed: this.#callsServed, castsServed: this.#castsServed };
+    return { ports: this.#releasePorts(), snapshot, callsServed: this.#callsServed, castsServed: this.#castsServed, stoppedAt };
   }
 
   resume({ ports }: ControlRequests['resume']['request']): ControlRequests['resume']['response'] {
@@ -195,7 +197,7 @@ export class ServiceRuntime {
     this.#expectPhase('switch', 'migrated');
     this.#adoptOutbound(ports);
     this.#serve(ports.inbound);
-    return {};
+    return { servingAt: preciseNow() };
   }
 
   attach({ port }: ControlRequests['attach']['request']): ControlRequests['attach']['response'] {
@@ -294,7 +296,8 @@ export class ServiceRuntime {
     this.#ctx.state = this.#state;
     let result: unknown;
     try {
-      result = handler(this.#ctx, ...frame[3]);
+      const args = frame[3];
+      result = args === undefined ? handler(this.#ctx) : handler(this.#ctx, ...args);
     } catch (error) {
       this.#fail(port, frame, error);
       return;
