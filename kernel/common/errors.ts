@@ -49,6 +49,39 @@ const messages = {
   E_BUNDLE_FAILED: (entry: string, reason: string) =>
     `Bundling ${entry} with esbuild failed: ${reason}. Fix the compile error and try again.`,
   E_BAD_OPTIONS: (what: string, reason: string) => `Invalid ${what}: ${reason}.`,
+  E_UNKNOWN_DEPENDENCY: (service: string, dependency: string) =>
+    `${service} uses '${dependency}', which is not in the release. Add '${dependency}' to the release's services, or remove it from uses.`,
+  E_NOT_IN_USES: (service: string, other: string) =>
+    `Service '${service}' asked for a client of '${other}', which it does not list in uses. Add uses: ['${other}'] to its definition.`,
+  E_SERVICE_NOT_RUNNING: (service: string, state: string) =>
+    `Service '${service}' is ${state}, not running; only a running service can be swapped. Check 'kernel status' and the log for why.`,
+  E_BAD_PHASE: (what: string) => `${what}. This is a kernel bug; please report it with the kernel's log.`,
+
+  // Releases: building, installing and the registry.
+  E_CONFIG_MISSING: (file: string) => `No release configuration at ${file}. Run 'kernel init' to write one.`,
+  E_CONFIG_INVALID: (file: string, reason: string) => `The release configuration ${file} is invalid: ${reason}. Fix it (see the comments 'kernel init' wrote).`,
+  E_VERSION_NOT_BUMPED: (version: string, previous: string, packageFile: string) =>
+    `Version ${version} in ${packageFile} is not above the previous release ${previous}. Bump the version before building an upgrade.`,
+  E_RELEASE_CONFLICT: (version: string, where: string) =>
+    `Release ${version} already exists in ${where} with different contents. Bump the version, or remove the old ${version} first.`,
+  E_RELEASE_NOT_FOUND: (what: string, known: string) =>
+    `No release '${what}' (installed: ${known || 'none'}). Give a release folder, a tarball, or an installed version.`,
+  E_MANIFEST_INVALID: (file: string, what: string, problems: string) => `${file} is not a valid ${what}: ${problems}. Rebuild the release with 'kernel release'.`,
+  E_RELEASE_HASH_MISMATCH: (file: string, expected: string, actual: string) =>
+    `${file} does not match the manifest (sha256 ${actual.slice(0, 12)}..., expected ${expected.slice(0, 12)}...): the release was changed after it was built. Rebuild it or fetch it again.`,
+  E_RELEASE_MISSING_FILE: (file: string) => `${file} is listed in the manifest but missing from the release. Rebuild it or fetch it again.`,
+  E_RELEASE_EXTRA_FILE: (file: string) => `${file} is in the release but not in its manifest. Remove it, or rebuild the release.`,
+  E_RELEASE_INCOMPATIBLE: (version: string, reason: string) => `Release ${version} cannot run here: ${reason}.`,
+  E_TAR_TRAVERSAL: (archive: string, entry: string) => `${archive}: entry '${entry}' climbs out of the release folder with '..'. The archive was refused; nothing was written.`,
+  E_TAR_ABSOLUTE: (archive: string, entry: string) => `${archive}: entry '${entry}' has an absolute path. The archive was refused; nothing was written.`,
+  E_TAR_SYMLINK: (archive: string, entry: string) => `${archive}: entry '${entry}' is a symbolic link, which releases may not contain. The archive was refused; nothing was written.`,
+  E_TAR_HARDLINK: (archive: string, entry: string) => `${archive}: entry '${entry}' is a hard link, which releases may not contain. The archive was refused; nothing was written.`,
+  E_TAR_DEVICE: (archive: string, entry: string, type: string) => `${archive}: entry '${entry}' is a ${type}, which releases may not contain. The archive was refused; nothing was written.`,
+  E_TAR_TOO_LARGE: (archive: string, what: string, limit: number) =>
+    `${archive}: ${what} is over the limit of ${limit} bytes (a corrupt archive or a decompression bomb). The archive was refused; nothing was written.`,
+  E_TAR_CORRUPT: (archive: string, reason: string) => `${archive} is not a readable .tar.gz: ${reason}. Fetch it again.`,
+  E_REGISTRY_INVALID: (file: string, reason: string) => `The release registry ${file} is unreadable: ${reason}. Restore it from the audit log, or remove it to start over.`,
+  E_REMOVE_REFUSED: (version: string, status: string) => `Release ${version} is ${status} and cannot be removed. Downgrade or upgrade away from it first.`,
 } as const;
 
 export type ErrorCode = keyof typeof messages;

@@ -212,7 +212,7 @@ export class HotSwap {
 
   #transition(next: SwapState): void {
     if (!allowedTransitions[this.#state].includes(next)) {
-      throw new TheseusError('E_BAD_PHASE', `hot swap cannot go from ${this.#state} to ${next}; this is a kernel bug`);
+      throw theseusError('E_BAD_PHASE', `hot swap cannot go from ${this.#state} to ${next}`);
     }
     const now = performance.now();
     const phase = phaseOfState[this.#state];
@@ -241,7 +241,9 @@ export class HotSwap {
       const host = hosts.get(name);
       if (!host) throw theseusError('E_UNKNOWN_SERVICE', name, [...hosts.keys()].join(', '));
       if (host.state !== 'running') {
-        throw new TheseusError('E_SERVICE_NOT_RUNNING', `Service '${name}' is ${host.state}, not running; only a running service can be swapped.`, { service: name });
+        const error = theseusError('E_SERVICE_NOT_RUNNING', name, host.state);
+        error.service = name;
+        throw error;
       }
     }
     // What the new code declares: from the release manifest when there is one; otherwise the new
@@ -290,7 +292,9 @@ export class HotSwap {
       }
       for (const dependency of descriptor.uses) {
         if (!hosts.has(dependency)) {
-          throw new TheseusError('E_UNKNOWN_SERVICE', `${name}@${target.release} uses '${dependency}', which is not running. Add it to the release or remove it from uses.`, { service: name });
+          const error = theseusError('E_UNKNOWN_DEPENDENCY', `${name}@${target.release}`, dependency);
+          error.service = name;
+          throw error;
         }
       }
       this.#plans.push({

@@ -190,7 +190,7 @@ export class Kernel {
       for (const dependency of host.descriptor.uses) {
         const callee = this.#hosts.get(dependency);
         if (!callee) {
-          throw new TheseusError('E_UNKNOWN_SERVICE', `${host.name} uses '${dependency}', which is not in the release. Add it to the services, or remove it from uses.`);
+          throw theseusError('E_UNKNOWN_DEPENDENCY', host.name, dependency);
         }
         const { port1, port2 }: { port1: MessagePort; port2: MessagePort } = new MessageChannel();
         portSets.get(host.name)!.outbound[dependency] = { port: port1, methods: { calls: callee.descriptor.calls, casts: callee.descriptor.casts } };

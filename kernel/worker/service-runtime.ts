@@ -17,7 +17,7 @@ import type { MessagePort } from 'node:worker_threads';
 import { deserialize, serialize } from 'node:v8';
 import { inspect } from 'node:util';
 import { ServiceClient } from '../common/client.ts';
-import { TheseusError, errorMessage, serializeError, theseusError, type SwapPhase } from '../common/errors.ts';
+import { errorMessage, serializeError, theseusError, type SwapPhase } from '../common/errors.ts';
 import { findMigrationPath, formatPath, type MigrationStep } from '../common/migrations.ts';
 import { explainCloneFailure, findNonPlainData } from '../common/plain-data.ts';
 import {
@@ -432,10 +432,7 @@ export class ServiceRuntime {
     const client = this.#outbound.get(name);
     if (client) return client;
     if (!this.descriptor.uses.includes(name)) {
-      throw new TheseusError(
-        'E_NOT_IN_USES',
-        `Service '${this.#service}' asked for a client of '${name}', which it does not list in uses. Add uses: ['${name}'] to its definition.`,
-      );
+      throw theseusError('E_NOT_IN_USES', this.#service, name);
     }
     throw theseusError('E_UNKNOWN_SERVICE', name, [...this.#outbound.keys()].join(', '));
   }
@@ -491,7 +488,7 @@ export class ServiceRuntime {
 
   #expectPhase(op: string, expected: Phase): void {
     if (this.#phase !== expected) {
-      throw new TheseusError('E_BAD_PHASE', `${this.#service}@${this.#release} cannot '${op}' while ${this.#phase} (expected ${expected}). This is a kernel bug; please report it.`);
+      throw theseusError('E_BAD_PHASE', `${this.#service}@${this.#release} cannot '${op}' while ${this.#phase} (expected ${expected})`);
     }
   }
 

@@ -1,0 +1,115 @@
+// The release manifest and upgrade plan: their schemas, and the checks that every reader runs.
+// Release tooling (build, install) runs in the CLI's process and in the kernel's main thread;
+// nothing here runs inside a service worker.
+//
+// A release directory holds `manifest.json`, `plan.json` and the files the manifest lists with
+// their sha256. The manifest is the single source of truth: a file it does not list, or whose
+// hash differs, is refused.
+
+import { Type, type Static, type TSchema } from '@sinclair/typebox';
+import { Value } from '@sinclair/typebox/value';
+import { theseusError } from '../common/errors.ts';
+
+export const MANIFEST_SCHEMA_VERSION = 1;
+
+const Sha256 = Type.String({ pattern: '^[0-9a-f]{64}$' });
+const Version = Type.String({ pattern: '^\\d+\\.\\d+\\.\\d+(?:-[0-9A-Za-z.-]+)?(?:\\+[0-9A-Za-z.-]+)?$' });
+/** A path inside a release: relative, forward slashes, no `..`, no empty segments. */
+const RelativePath = Type.String({ pattern: '^(?!/)(?!.*(?:^|/)\\.\\.?(?:/|$))[^\\\\\\0]+$', maxLength: 1024 });
+const Name = Type.String({ pattern: '^[A-Za-z][A-Za-z0-9_-]{0,63}$' });
+
+export const MigrationEdgeSchema = Type.Object({ from: Type.String(), to: Type.String(), hasDown: Type.Boolean() }, { additionalProperties: false });
+
+export const ServiceManifestSchema = Type.Object(
+  {
+    /** The bundled module, a key of `files`. */
+    entry: RelativePath,
+    sha256: Sha256,
+    vsn: Type.String({ minLength: 1 }),
+    calls: Type.Array(Type.String()),
+    casts: Type.Array(Type.String()),
+    uses: Type.Array(Name),
+    migrations: Type.Array(MigrationEdgeSchema),
+    hasTerminate: Type.Boolean(),
+    stateCheck: Type.Union([Type.Literal('transitions'), Type.Literal('every-change')]),
+    /** Folder of the service's static files inside the release (may be empty). */
+    staticDir: RelativePath,
+  },
+  { additionalProperties: false },
+);
+
+export const HooksSchema = Type.Object(
+  {
+    preStart: Type.Array(Type.String()),
+    postStart: Type.Array(Type.String()),
+    preStop: Type.Array(Type.String()),
+    postStop: Type.Array(Type.String()),
+    preUpgrade: Type.Array(Type.String()),
+    postUpgrade: Type.Array(Type.String()),
+  },
+  { additionalProperties: false },
+);
+
+export const ManifestSchema = Type.Object(
+  {
+    schema: Type.Literal(MANIFEST_SCHEMA_VERSION),
+    app: Name,
+    version: Version,
+    /** The kernel<->worker protocol the release was built against. */
+    protocol: Type.Integer({ minimum: 1 }),
+    /** The Node.js versions the release runs on (a semver range). */
+    node: Type.String({ minLength: 1 }),
+    drainTimeoutMs: Type.Integer({ minimum: 1 }),
+    hooks: HooksSchema,
+    /** Plain data handed to every service as `ctx.config`. */
+    runtimeConfig: Type.Record(Type.String(), Type.Unknown()),
+    services: Type.Record(Name, ServiceManifestSchema),
+    files: Type.Record(RelativePath, Type.Object({ sha256: Sha256, size: Type.Integer({ minimum: 0 }) }, { additionalProperties: false })),
+  },
+  { additionalProperties: false },
+);
+
+export type Manifest = Static<typeof ManifestSchema>;
+export type ServiceManifest = Static<typeof ServiceManifestSchema>;
+export type Hooks = Static<typeof HooksSchema>;
+
+export const ServicePlanSchema = Type.Object(
+  {
+    change: Type.Union([Type.Literal('added'), Type.Literal('removed'), Type.Literal('code'), Type.Literal('vsn'), Type.Literal('unchanged')]),
+    fromVsn: Type.Union([Type.String(), Type.Null()]),
+    toVsn: Type.Union([Type.String(), Type.Null()]),
+    /** Steps run in the new code when upgrading, e.g. ["0 -> 1"]. */
+    up: Type.Array(Type.String()),
+    /** Steps run in this (newer) code when downgrading, e.g. ["1 -> 0"]; null when there is no down path. */
+    down: Type.Union([Type.Array(Type.String()), Type.Null()]),
+  },
+  { additionalProperties: false },
+);
+
+export const PlanSchema = Type.Object(
+  {
+    schema: Type.Literal(MANIFEST_SCHEMA_VERSION),
+    /** The release this one upgrades from; null for a first release. */
+    from: Type.Union([Version, Type.Null()]),
+    to: Version,
+    services: Type.Record(Name, ServicePlanSchema),
+    warnings: Type.Array(Type.String()),
+  },
+  { additionalProperties: false },
+);
+
+export type Plan = Static<typeof PlanSchema>;
+export type ServicePlan = Static<typeof ServicePlanSchema>;
+
+/** Validates `value` against `schema`; throws E_MANIFEST_INVALID naming the file and each problem. */
+export function validateOrThrow<T extends TSchema>(schema: T, value: unknown, file: string): Static<T> {
+  if (Value.Check(schema, value)) return value as Static<T>;
+  const problems = [...Value.Errors(schema, value)].slice(0, 5).map((error) => `${error.path || '/'}: ${error.message}`);
+  throw theseusError('E_MANIFEST_INVALID', file, schemaName(schema), problems.join('; '));
+}
+
+function schemaName(schema: TSchema): string {
+  if (schema === ManifestSchema) return 'release manifest';
+  if (schema === PlanSchema) return 'upgrade plan';
+  return 'document';
+}
