@@ -90,17 +90,14 @@ export interface ServiceDefinition<
   stateCheck?: 'transitions' | 'every-change';
 }
 
-/** Marks a module's default export as a Theseus service; it only checks shape and helps inference. */
+/** Declares a module's default export as a Theseus service; it helps inference and freezes it. */
 export function defineService<
   S,
   Calls extends Record<string, CallHandler<S>>,
   Casts extends Record<string, CastHandler<S>>,
 >(definition: ServiceDefinition<S, Calls, Casts>): ServiceDefinition<S, Calls, Casts> {
-  return Object.freeze({ ...definition, [serviceMarker]: true }) as ServiceDefinition<S, Calls, Casts>;
+  return Object.freeze({ ...definition });
 }
-
-/** Lets the worker runtime tell a definition from an arbitrary default export. */
-export const serviceMarker = Symbol.for('theseus.service');
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type Tail<T extends readonly unknown[]> = T extends readonly [any, ...infer Rest] ? Rest : never;

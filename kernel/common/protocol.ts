@@ -146,7 +146,3 @@ export type WorkerToKernel = ControlResponseMessage | WorkerNotice;
 export function portsOf(ports: PortSet): MessagePort[] {
   return [...ports.inbound, ...Object.values(ports.outbound).map((entry) => entry.port)];
 }
-
-export function emptyPortSet(): PortSet {
-  return { inbound: [], outbound: {} };
-}

@@ -4,11 +4,11 @@
 // kernels can share a cache directory.
 
 import { createHash } from 'node:crypto';
-import { mkdir, rename, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
 import { tmpdir, userInfo } from 'node:os';
 import { basename, dirname, extname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { build, type BuildOptions } from 'esbuild';
+import type { BuildOptions } from 'esbuild';
 import { errorMessage, theseusError } from '../common/errors.ts';
 
 export interface Bundle {
@@ -69,6 +69,8 @@ export async function bundleEntry(entry: string, cacheDir: string, label = basen
   let code: Uint8Array;
   let inputFiles: string[];
   try {
+    // Loaded on first use: a deployed kernel runs prebuilt bundles and ships without esbuild.
+    const { build } = await import('esbuild');
     const result = await build({ ...esbuildOptions(projectRoot), entryPoints: [absolute], metafile: true });
     code = result.outputFiles![0]!.contents;
     inputFiles = Object.keys(result.metafile!.inputs).map((file) => resolve(projectRoot, file));
@@ -94,13 +96,23 @@ export async function bundleEntry(entry: string, cacheDir: string, label = basen
 
 let workerRuntime: Promise<Bundle> | null = null;
 
-/** The bundled worker entry (kernel/worker/entry.ts), built once per process. */
+/**
+ * The bundled worker entry (kernel/worker/entry.ts), built once per process. A deployed release
+ * ships it prebuilt as worker.mjs next to the bundled kernel.
+ */
 export function workerRuntimeBundle(cacheDir: string): Promise<Bundle> {
-  workerRuntime ??= bundleEntry(join(projectRoot, 'kernel', 'worker', 'entry.ts'), cacheDir, 'theseus-worker').catch((error: unknown) => {
+  workerRuntime ??= prebuiltWorkerRuntime().then((prebuilt) => prebuilt ?? bundleEntry(join(projectRoot, 'kernel', 'worker', 'entry.ts'), cacheDir, 'theseus-worker')).catch((error: unknown) => {
     workerRuntime = null;
     throw error;
   });
   return workerRuntime;
+}
+
+async function prebuiltWorkerRuntime(): Promise<Bundle | null> {
+  const file = fileURLToPath(new URL('./worker.mjs', import.meta.url));
+  const contents = await readFile(file).catch(() => null);
+  if (contents === null) return null;
+  return { file, url: pathToFileURL(file).href, sha256: createHash('sha256').update(contents).digest('hex') };
 }
 
 async function writeOnce(file: string, contents: Uint8Array): Promise<void> {

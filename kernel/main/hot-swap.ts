@@ -28,7 +28,7 @@ import { MessageChannel } from 'node:worker_threads';
 import semver from 'semver';
 import { TheseusError, errorMessage, serializeError, theseusError, type SwapPhase } from '../common/errors.ts';
 import { findMigrationPath, formatPath, type MigrationStep } from '../common/migrations.ts';
-import type { LogRecord, PortSet, ServiceDescriptor, StateSnapshot } from '../common/protocol.ts';
+import { portsOf, type LogRecord, type PortSet, type ServiceDescriptor, type StateSnapshot } from '../common/protocol.ts';
 import type { Bundle } from './bundler.ts';
 import type { ServiceHost } from './service-host.ts';
 import type { ServiceWorker } from './service-worker.ts';
@@ -87,12 +87,13 @@ export interface ServiceSwapReport {
   stateBytes: number;
   /** From the old worker taking its last message to the new worker listening, in ms. 0 when not switched. */
   pauseMs: number;
-  outcome: 'switched' | 'unchanged' | 'rolled-back' | 'not-started';
+  /** 'failed-after-switch': the new worker died as it took over; its service is marked failed. */
+  outcome: 'switched' | 'unchanged' | 'rolled-back' | 'not-started' | 'failed-after-switch';
 }
 
 export interface SwapReport {
   release: string;
-  outcome: 'committed' | 'rolled-back' | 'refused';
+  outcome: 'committed' | 'rolled-back' | 'refused' | 'failed-after-switch';
   /** The phase that failed, when the outcome is not 'committed'. */
   failedPhase?: SwapPhase;
   error?: { code: string; message: string };
@@ -104,7 +105,8 @@ export interface SwapReport {
 export class SwapError extends TheseusError {
   readonly report: SwapReport;
   constructor(cause: TheseusError, report: SwapReport) {
-    super(cause.code, `${report.outcome === 'refused' ? 'Refused' : 'Rolled back'} in phase '${cause.phase}': ${cause.message}`, {
+    const verdict = { refused: 'Refused', 'rolled-back': 'Rolled back', 'failed-after-switch': 'Failed after the switch', committed: 'Committed' }[report.outcome];
+    super(cause.code, `${verdict} in phase '${cause.phase}': ${cause.message}`, {
       cause,
       phase: cause.phase!,
       ...(cause.service ? { service: cause.service } : {}),
@@ -118,13 +120,13 @@ export class SwapError extends TheseusError {
 export interface SwapEnvironment {
   hosts: ReadonlyMap<string, ServiceHost>;
   drainTimeoutMs: number;
-  bootTimeoutMs: number;
   controlTimeoutMs: number;
   bundle(entry: string, service: string): Promise<Bundle>;
   /** Boots a worker that has loaded the bundle and reported its descriptor, but not started. */
   loadWorker(service: string, release: string, bundle: Bundle): Promise<ServiceWorker>;
   log(level: LogRecord['level'], message: string, data?: unknown): void;
-  onLog(record: LogRecord): void;
+  /** Marks the host failed if this worker exits unexpectedly. */
+  watch(host: ServiceHost, worker: ServiceWorker): void;
 }
 
 interface ServicePlan {
@@ -144,6 +146,8 @@ interface ServicePlan {
   /** What the old worker had served when it suspended, carried into the host's totals. */
   served: { calls: number; casts: number };
   suspendedAt: number;
+  /** The old worker missed even the kernel's backstop for suspend: it is blocked. */
+  suspendTimedOut: boolean;
   /** When the old worker stopped taking messages (epoch ms, stamped in its thread). */
   stoppedAt: number;
   stateBytes: number;
@@ -203,6 +207,14 @@ export class HotSwap {
     this.#transition('committing');
     await this.#commit();
     this.#transition('committed');
+    const lost = this.#plans.find((plan) => plan.outcome === 'failed-after-switch');
+    if (lost) {
+      const failure = theseusError('E_WORKER_EXITED', lost.host.name, this.#target.release, 'the switch', lost.host.failure ?? 'unknown');
+      failure.phase = 'switch';
+      const report = this.#report(started, failure);
+      report.outcome = 'failed-after-switch';
+      throw new SwapError(failure, report);
+    }
     const report = this.#report(started, null);
     this.#env.log('info', `swap to ${this.#target.release} committed`, {
       pauses: Object.fromEntries(report.services.map((s) => [s.service, s.pauseMs])),
@@ -311,6 +323,7 @@ export class HotSwap {
         snapshot: null,
         served: { calls: 0, casts: 0 },
         suspendedAt: 0,
+        suspendTimedOut: false,
         stoppedAt: 0,
         stateBytes: 0,
         pauseMs: 0,
@@ -340,21 +353,15 @@ export class HotSwap {
     for (const plan of this.#plans) {
       plan.host.state = 'swapping';
       plan.suspendedAt = performance.now();
-      // If the worker wedges and the kernel's backstop fires first, its ports may still arrive
-      // later: send them straight back so they are not lost.
-      plan.oldWorker.onLateResponse = (op, value) => {
-        if (op !== 'suspend') return;
-        const ports = (value as { ports: PortSet }).ports;
-        void plan.oldWorker.request('resume', { ports }, this.#env.controlTimeoutMs).catch(() => undefined);
-      };
       // On a downgrade the old (newer) code migrates down before the snapshot leaves it; on an
       // upgrade the snapshot leaves as it is and the new code migrates it up.
       const snapshotVsn = plan.direction === 'down' ? plan.newDescriptor.vsn : plan.oldDescriptor.vsn;
-      const { ports, snapshot, callsServed, castsServed, stoppedAt } = await plan.oldWorker.request(
-        'suspend',
-        { drainTimeoutMs: this.#env.drainTimeoutMs, snapshotVsn },
-        this.#env.drainTimeoutMs + this.#env.controlTimeoutMs,
-      );
+      const { ports, snapshot, callsServed, castsServed, stoppedAt } = await plan.oldWorker
+        .request('suspend', { drainTimeoutMs: this.#env.drainTimeoutMs, snapshotVsn }, this.#env.drainTimeoutMs + this.#env.controlTimeoutMs)
+        .catch((error: unknown) => {
+          if (error instanceof TheseusError && error.code === 'E_CONTROL_TIMEOUT') plan.suspendTimedOut = true;
+          throw error;
+        });
       plan.ports = ports;
       plan.stoppedAt = stoppedAt;
       plan.snapshot = snapshot;
@@ -383,6 +390,7 @@ export class HotSwap {
     // Pass 1: the hosts point at the new workers, so anything asking from now on sees new code.
     for (const plan of this.#plans) {
       plan.host.current = plan.newWorker!;
+      this.#env.watch(plan.host, plan.newWorker!);
       plan.host.servedByRetired.calls += plan.served.calls;
       plan.host.servedByRetired.casts += plan.served.casts;
       plan.host.bundle = plan.bundle;
@@ -407,7 +415,11 @@ export class HotSwap {
         newChannels.push(() => hosts.get(dependency)!.attachCaller(port2));
       }
       acks.push(
-        plan.newWorker!.request('switch', { ports }, this.#env.controlTimeoutMs).then(({ servingAt }) => {
+        plan.newWorker!.request('switch', { ports }, this.#env.controlTimeoutMs).catch((error: unknown) => {
+          // If the request never left, the ports are still here: close them so callers are told.
+          for (const port of portsOf(ports)) port.close();
+          throw error;
+        }).then(({ servingAt }) => {
           // Measured where it happens: from the old worker's last taken message to the new
           // worker listening, both stamped in their own threads.
           plan.pauseMs = round(servingAt - plan.stoppedAt);
@@ -435,6 +447,7 @@ export class HotSwap {
         const plan = this.#plans[index]!;
         plan.host.state = 'failed';
         plan.host.failure = errorMessage(result.reason);
+        plan.outcome = 'failed-after-switch';
         this.#env.log('error', `${plan.host.name}@${this.#target.release} failed right after the switch: ${plan.host.failure}`);
       }
     });
@@ -444,7 +457,6 @@ export class HotSwap {
     await Promise.all(
       this.#plans.map(async (plan) => {
         const old = plan.oldWorker;
-        old.onLateResponse = null;
         old.expectExit();
         // The old code must really go away: an ES module cannot be unloaded from an isolate, so
         // only the end of its thread frees it.
@@ -466,7 +478,15 @@ export class HotSwap {
 
   async #rollBack(): Promise<void> {
     for (const plan of this.#plans) {
-      plan.oldWorker.onLateResponse = null;
+      if (plan.suspendTimedOut) {
+        // The worker enforces the drain timeout itself, so missing the kernel's backstop as well
+        // means it is blocked (a synchronous loop). Its ports may still come back at any time,
+        // so it cannot be trusted with them: end it, which closes them and rejects its callers'
+        // pending calls instead of leaving them hanging.
+        await plan.oldWorker.terminate();
+        plan.host.failure = `did not answer suspend within ${this.#env.drainTimeoutMs + this.#env.controlTimeoutMs} ms and was ended`;
+        this.#env.log('error', `${plan.host.name}: ${plan.host.failure}`);
+      }
       if (plan.ports) {
         // The old worker suspended and handed over its ports: give them back, with any callers
         // that arrived meanwhile. Its state was never touched.
@@ -476,6 +496,8 @@ export class HotSwap {
         try {
           await plan.oldWorker.request('resume', { ports }, this.#env.controlTimeoutMs);
         } catch (error) {
+          // Nobody can serve these ports now: close them so their callers get E_SERVICE_DOWN.
+          for (const port of portsOf(ports)) port.close();
           plan.host.state = 'failed';
           plan.host.failure = `could not resume after a failed swap: ${errorMessage(error)}`;
           this.#env.log('error', `${plan.host.name}: ${plan.host.failure}`);

@@ -51,6 +51,7 @@ export class Kernel {
   #hosts = new Map<string, ServiceHost>();
   #options: Required<Omit<KernelOptions, 'onLog'>> & Pick<KernelOptions, 'onLog'>;
   #swap: HotSwap | null = null;
+  #swapDone: Promise<SwapReport> | null = null;
   /** The newest release a swap committed (or the first one); labels the kernel's own log lines. */
   #release: string;
   readonly startedAt = Date.now();
@@ -107,7 +108,7 @@ export class Kernel {
     return [...this.#hosts.keys()];
   }
 
-  /** Thread ids of every live service worker (old generations included while they exist). */
+  /** Thread ids of the worker currently serving each service. */
   get threadIds(): number[] {
     return [...this.#hosts.values()].filter((host) => host.current.lifecycle !== 'exited').map((host) => host.current.threadId);
   }
@@ -146,10 +147,13 @@ export class Kernel {
   async stop(): Promise<void> {
     if (this.#state === 'stopped' || this.#state === 'stopping') return;
     this.#state = 'stopping';
+    // A swap in flight owns ports and workers; let it finish (or roll back) before ending them.
+    await this.#swapDone?.catch(() => undefined);
     await Promise.all(
       [...this.#hosts.values()].map(async (host) => {
         const worker = host.current;
         const wasServing = host.state === 'running';
+        // Not serving (failed, or never started): there is nothing to drain, only a thread to end.
         host.state = 'stopping';
         worker.expectExit();
         if (wasServing) {
@@ -221,23 +225,24 @@ export class Kernel {
       {
         hosts: this.#hosts,
         drainTimeoutMs: this.#options.drainTimeoutMs,
-        bootTimeoutMs: this.#options.bootTimeoutMs,
         controlTimeoutMs: this.#options.controlTimeoutMs,
         bundle: (entry, service) => this.#bundle(entry, service),
         loadWorker: (service, release, bundle) => this.#loadWorker(service, release, bundle),
         log: (level, message, data) => this.#log(level, message, data),
-        onLog: (record) => this.#emit(record),
+        watch: (host, worker) => this.#watch(host, worker),
       },
       target,
     );
     this.#swap = swap;
+    const done = swap.run();
+    this.#swapDone = done;
     try {
-      const report = await swap.run();
+      const report = await done;
       this.#release = target.release;
-      for (const host of this.#hosts.values()) this.#watch(host, host.current);
       return report;
     } finally {
       this.#swap = null;
+      this.#swapDone = null;
     }
   }
 

@@ -67,7 +67,10 @@ export class ServiceHost {
     const { port1, port2 } = new MessageChannel();
     const client = new ServiceClient(this.name, port1, this.descriptor);
     this.#clients.add(client);
-    client.onClose = () => this.#clients.delete(client);
+    client.onClose = () => {
+      this.#clients.delete(client);
+      if (this.#defaultClient === client) this.#defaultClient = null;
+    };
     this.attachCaller(port2);
     return client;
   }

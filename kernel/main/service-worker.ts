@@ -50,9 +50,6 @@ export class ServiceWorker {
   #nextRid = 1;
   #onUnexpectedExit: ((reason: string) => void) | null = null;
   #expectingExit = false;
-  /** Called with responses that arrive after their request timed out (see HotSwap's suspend). */
-  onLateResponse: ((op: ControlOp, value: unknown) => void) | null = null;
-  #timedOut = new Map<number, ControlOp>();
 
   private constructor(options: ServiceWorkerOptions) {
     this.service = options.service;
@@ -118,7 +115,6 @@ export class ServiceWorker {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.#pending.delete(rid);
-        this.#timedOut.set(rid, op);
         reject(theseusError('E_CONTROL_TIMEOUT', `${this.service}@${this.release}`, op, timeoutMs));
       }, timeoutMs);
       this.#pending.set(rid, { op, resolve: resolve as (value: unknown) => void, reject, timer });
@@ -139,7 +135,7 @@ export class ServiceWorker {
     });
   }
 
-  /** Ends the thread: politely when it is serving (stop), else at once. Resolves once it has exited. */
+  /** Ends the thread at once. Resolves once it has exited. */
   async terminate(): Promise<void> {
     this.#expectingExit = true;
     if (this.lifecycle !== 'exited') await this.#worker.terminate();
@@ -201,12 +197,9 @@ export class ServiceWorker {
         return;
       case 'response': {
         const pending = this.#pending.get(message.rid);
-        if (!pending) {
-          const op = this.#timedOut.get(message.rid);
-          this.#timedOut.delete(message.rid);
-          if (op && message.ok) this.onLateResponse?.(op, message.value);
-          return;
-        }
+        // A response to a request that timed out has nobody waiting; the caller of that request
+        // already dealt with the timeout (a suspend timeout ends the worker).
+        if (!pending) return;
         this.#pending.delete(message.rid);
         clearTimeout(pending.timer);
         if (message.ok) pending.resolve(message.value);

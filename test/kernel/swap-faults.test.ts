@@ -3,7 +3,7 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { Kernel, SwapError } from '../../kernel/index.ts';
+import { Kernel, SwapError, type TheseusError } from '../../kernel/index.ts';
 import type { ServiceDescriptor } from '../../kernel/common/protocol.ts';
 import {
   checkSequenceInvariants,
@@ -217,4 +217,107 @@ test('init that never returns fails the start with E_INIT_TIMEOUT and leaves no 
     { code: 'E_INIT_TIMEOUT' },
   );
   assert.ok((await osThreadCount()) <= threadsBefore + 1);
+});
+
+test('several services swap together or none does: one failing migration rolls both back under load', async () => {
+  const kernel = await Kernel.start({
+    release: '1.0.0',
+    services: { gateway: { entry: fixture('gateway-v1') }, counter: { entry: fixture('counter-v1') } },
+    onLog: logCollector().onLog,
+  });
+  try {
+    const gateway = kernel.client<{ bump(n: number): Promise<number>; forwarded(): Promise<number> }>('gateway');
+    const counter = kernel.client<{ add(n: number): Promise<number>; get(): Promise<number> }>('counter');
+    let stop = false;
+    let requests = 0;
+    const failures: unknown[] = [];
+    const loops = Array.from({ length: 20 }, async () => {
+      while (!stop) {
+        requests++;
+        await gateway.bump(3).catch((error: unknown) => {
+          failures.push(error);
+          stop = true;
+        });
+      }
+    });
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const error = await kernel
+      .upgrade({ release: '1.1.0', services: { gateway: { entry: fixture('gateway-migration-throws') }, counter: { entry: fixture('counter-v2') } } })
+      .catch((failure: unknown) => failure);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    stop = true;
+    await Promise.all(loops);
+    assert.ok(error instanceof SwapError);
+    assert.equal(error.code, 'E_MIGRATION_FAILED');
+    assert.equal(error.report.outcome, 'rolled-back');
+    // Neither switched: both still run 1.0.0, and every request's three adds happened once.
+    for (const service of error.report.services) assert.equal(service.outcome, 'rolled-back');
+    const status = await kernel.status();
+    assert.deepEqual(status.map((s) => [s.name, s.release]).sort(), [['counter', '1.0.0'], ['gateway', '1.0.0']]);
+    assert.deepEqual(failures, []);
+    assert.equal(await counter.get(), requests * 3);
+    assert.equal(await gateway.forwarded(), requests * 3);
+  } finally {
+    await kernel.stop();
+  }
+});
+
+test('a down migration that throws rolls the downgrade back in the newer code', async () => {
+  const kernel = await Kernel.start({ release: '1.1.0', services: { counter: { entry: fixture('counter-v2-bad-down') } }, onLog: logCollector().onLog });
+  try {
+    const counter = kernel.client<{ add(n: number): Promise<number>; get(): Promise<number> }>('counter');
+    await counter.add(5);
+    const pending = [counter.add(1), counter.add(1)];
+    await assert.rejects(kernel.downgrade({ release: '1.0.0', services: { counter: { entry: fixture('counter-v1') } } }), (error: SwapError) => {
+      assert.equal(error.code, 'E_MIGRATION_FAILED');
+      assert.equal(error.phase, 'migrate');
+      assert.match(error.message, /1 -> 0 \(down\).*history cannot be folded back/);
+      return true;
+    });
+    assert.deepEqual(await Promise.all(pending), [6, 7]);
+    assert.equal(await counter.add(1), 8);
+    assert.equal((await kernel.status())[0]!.release, '1.1.0');
+  } finally {
+    await kernel.stop();
+  }
+});
+
+test('a worker blocked past every timeout is ended: its callers are told, never left hanging', async () => {
+  const logs = logCollector();
+  const kernel = await Kernel.start({
+    release: '1.0.0',
+    services: { blocker: { entry: fixture('blocker-v1') } },
+    drainTimeoutMs: 100,
+    controlTimeoutMs: 300,
+    onLog: logs.onLog,
+  });
+  try {
+    const blocker = kernel.client<{ block(ms: number): Promise<number>; get(): Promise<number> }>('blocker');
+    // Settled outcomes are captured now: they reject while the swap is still being awaited.
+    const blocked = blocker.block(3000).then(() => 'answered', (error: unknown) => error);
+    const queued = blocker.get().then(() => 'answered', (error: unknown) => error);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    await assert.rejects(kernel.upgrade({ release: '1.1.0', services: { blocker: { entry: fixture('blocker-v2') } } }), {
+      code: 'E_CONTROL_TIMEOUT',
+      phase: 'suspend',
+    });
+    assert.equal(((await blocked) as TheseusError).code, 'E_SERVICE_DOWN');
+    assert.equal(((await queued) as TheseusError).code, 'E_SERVICE_DOWN');
+    await assert.rejects(blocker.get(), { code: 'E_SERVICE_DOWN' });
+    const [status] = await kernel.status();
+    assert.equal(status!.state, 'failed');
+    assert.match(status!.failure ?? '', /did not answer suspend/);
+  } finally {
+    await kernel.stop();
+  }
+});
+
+test('stop during a swap waits for it, and leaves no worker running', async () => {
+  const before = await osThreadCount();
+  const kernel = await Kernel.start({ ...sequenceRelease('0.1.0'), onLog: logCollector().onLog });
+  const swap = kernel.upgrade(sequenceRelease('0.2.0'));
+  await new Promise((resolve) => setTimeout(resolve, 5));
+  await kernel.stop();
+  await swap.catch(() => undefined);
+  assert.ok((await osThreadCount()) <= before, 'a worker outlived kernel.stop()');
 });

@@ -1,0 +1,297 @@
+// `kernel release`: builds releases/<version>/ from a release configuration, as `mix release`
+// does. Runs in the CLI's process.
+//
+//   releases/<version>/manifest.json             what the release holds, with every file's sha256
+//   releases/<version>/plan.json                 the upgrade plan against the previous release
+//   releases/<version>/services/<name>/<name>.mjs  each service, bundled by esbuild
+//   releases/<version>/services/<name>/static/   the service's static/ folder, copied
+//   releases/<version>/<app>-<version>.tar.gz    all of the above plus bin/kernel and the bundled
+//                                                kernel: what a machine with only Node.js needs
+//
+// Builds are reproducible: the same sources give the same bytes, so "code changed" in a plan
+// means the code really changed.
+
+import { chmod, copyFile, cp, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { dirname, join, relative, sep } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import semver from 'semver';
+import { errorMessage, theseusError } from '../common/errors.ts';
+import { PROTOCOL_VERSION } from '../common/protocol.ts';
+import { defaultCacheDir, esbuildOptions, workerRuntimeBundle } from '../main/bundler.ts';
+import { ServiceWorker } from '../main/service-worker.ts';
+import { loadReleaseConfig, type LoadedConfig } from './config.ts';
+import { sha256 } from './fs-atomic.ts';
+import { MANIFEST_SCHEMA_VERSION, type Manifest, type Plan } from './manifest.ts';
+import { computePlan } from './plan.ts';
+import { verifyReleaseDir } from './install.ts';
+import { packTarball } from './tarball.ts';
+
+export interface BuildOptions {
+  configFile: string;
+  /** Where releases/<version>/ goes. */
+  outDir: string;
+  /** The release to plan the upgrade from; default: the newest earlier one in outDir. */
+  upfrom?: string;
+  /** Put this Node binary into the tarball (Distillery's include_erts). */
+  includeNode?: boolean;
+  cacheDir?: string;
+  log?: (line: string) => void;
+}
+
+export interface BuildResult {
+  version: string;
+  dir: string;
+  manifest: Manifest;
+  plan: Plan;
+  tarball: string;
+  /** False when the same version was already built from the same sources. */
+  built: boolean;
+  steps: Array<{ step: string; ms: number }>;
+  totalMs: number;
+}
+
+const kernelRoot = fileURLToPath(new URL('../..', import.meta.url));
+
+export async function buildRelease(options: BuildOptions): Promise<BuildResult> {
+  const started = performance.now();
+  const steps: BuildResult['steps'] = [];
+  const log = options.log ?? (() => undefined);
+  let mark = performance.now();
+  const step = (name: string) => {
+    const now = performance.now();
+    steps.push({ step: name, ms: Math.round((now - mark) * 10) / 10 });
+    mark = now;
+  };
+
+  const config = await loadReleaseConfig(options.configFile);
+  const cacheDir = options.cacheDir ?? defaultCacheDir();
+  const previous = await findPrevious(options.outDir, config, options.upfrom);
+  step('config');
+  log(`Building ${config.app} ${config.version} (${config.services.length} service${config.services.length === 1 ? '' : 's'})${previous ? `, upgrade from ${previous.version}` : ''}`);
+
+  await mkdir(options.outDir, { recursive: true });
+  const staging = join(options.outDir, `.build-${config.version}-${randomBytes(4).toString('hex')}`);
+  await mkdir(staging, { recursive: true });
+  try {
+    // 1. Bundle each service, and copy its static files.
+    const { build } = await import('esbuild');
+    const bundles = await Promise.all(
+      config.services.map(async (service) => {
+        const file = `services/${service.name}/${service.name}.mjs`;
+        let code: Uint8Array;
+        try {
+          const result = await build({ ...esbuildOptions(config.dir), entryPoints: [service.entry] });
+          code = result.outputFiles![0]!.contents;
+        } catch (error) {
+          const first = (error as { errors?: Array<{ text: string }> }).errors?.[0];
+          throw theseusError('E_BUNDLE_FAILED', service.entry, first?.text ?? errorMessage(error));
+        }
+        await mkdir(join(staging, dirname(file)), { recursive: true });
+        await writeFile(join(staging, file), code);
+        const staticSource = join(dirname(service.entry), 'static');
+        const staticDir = `services/${service.name}/static`;
+        if (await stat(staticSource).catch(() => null)) await cp(staticSource, join(staging, staticDir), { recursive: true, dereference: false });
+        return { name: service.name, file, sha256: sha256(code), staticDir };
+      }),
+    );
+    step('bundle');
+    log(`  bundled ${bundles.map((b) => `${b.name} (${b.sha256.slice(0, 12)})`).join(', ')}`);
+
+    // 2. Learn what each bundle declares by loading it in a worker (never started).
+    const runtime = await workerRuntimeBundle(cacheDir);
+    const services: Manifest['services'] = {};
+    for (const bundle of bundles) {
+      const worker = await ServiceWorker.load({
+        service: bundle.name,
+        release: config.version,
+        moduleUrl: pathToFileURL(join(staging, bundle.file)).href,
+        runtimeFile: runtime.file,
+        bootTimeoutMs: 10_000,
+        onLog: () => undefined,
+      });
+      await worker.terminate();
+      const { vsn, calls, casts, uses, migrations, hasTerminate, stateCheck } = worker.descriptor;
+      services[bundle.name] = {
+        entry: bundle.file,
+        sha256: bundle.sha256,
+        vsn,
+        calls: [...calls],
+        casts: [...casts],
+        uses: [...uses],
+        migrations: migrations.map((m) => ({ ...m })),
+        hasTerminate,
+        stateCheck,
+        staticDir: bundle.staticDir,
+      };
+      for (const dependency of uses) {
+        if (!config.services.some((s) => s.name === dependency)) throw theseusError('E_UNKNOWN_DEPENDENCY', `${bundle.name}@${config.version}`, dependency);
+      }
+    }
+    step('describe');
+
+    // 3. The upgrade plan against the previous release.
+    const plan = computePlan(previous?.manifest ?? null, { version: config.version, services });
+    await writeFile(join(staging, 'plan.json'), `${JSON.stringify(plan, null, 2)}\n`);
+    for (const warning of plan.warnings) log(`  warning: ${warning}`);
+    log(`  plan: ${describePlan(plan)}`);
+    step('plan');
+
+    // 4. The manifest, listing every file with its hash.
+    const files: Manifest['files'] = {};
+    for (const file of await listFilesSorted(staging)) {
+      const contents = await readFile(join(staging, file));
+      files[file] = { sha256: sha256(contents), size: contents.byteLength };
+    }
+    const manifest: Manifest = {
+      schema: MANIFEST_SCHEMA_VERSION,
+      app: config.app,
+      version: config.version,
+      protocol: PROTOCOL_VERSION,
+      node: config.node,
+      drainTimeoutMs: config.drainTimeoutMs,
+      hooks: config.hooks,
+      runtimeConfig: config.runtimeConfig,
+      services,
+      files,
+    };
+    const manifestText = `${JSON.stringify(manifest, null, 2)}\n`;
+    await writeFile(join(staging, 'manifest.json'), manifestText);
+    step('manifest');
+
+    // The same version already built: identical sources are fine, anything else needs a bump.
+    const target = join(options.outDir, config.version);
+    const tarballName = `${config.app}-${config.version}.tar.gz`;
+    if (await stat(join(target, 'manifest.json')).catch(() => null)) {
+      const existing = await verifyReleaseDir(target);
+      if (existing.manifestSha256 !== sha256(manifestText)) {
+        throw theseusError('E_VERSION_NOT_BUMPED', config.version, `${config.version} (already built, with different contents)`, config.packageFile);
+      }
+      log(`  ${config.version} was already built from the same sources; nothing changed`);
+      return { version: config.version, dir: target, manifest, plan, tarball: join(target, tarballName), built: false, steps, totalMs: elapsed(started) };
+    }
+
+    // 5. The tarball: the release plus the bundled kernel and its launcher.
+    await packDeployable(staging, config, manifest, sha256(manifestText), join(staging, tarballName), cacheDir, options.includeNode ?? false);
+    step('tarball');
+
+    await rename(staging, target);
+    const totalMs = elapsed(started);
+    log(`Built ${config.app} ${config.version} in ${totalMs} ms: ${relative(process.cwd(), target) || '.'}/ (${Object.keys(files).length + 2} files, ${tarballName})`);
+    return { version: config.version, dir: target, manifest, plan, tarball: join(target, tarballName), built: true, steps, totalMs };
+  } finally {
+    await rm(staging, { recursive: true, force: true });
+  }
+}
+
+function elapsed(started: number): number {
+  return Math.round(performance.now() - started);
+}
+
+function describePlan(plan: Plan): string {
+  const parts = Object.entries(plan.services).map(([name, service]) => {
+    switch (service.change) {
+      case 'vsn':
+        return `${name} state ${service.fromVsn} -> ${service.toVsn} (up ${service.up.join(', ')}; down ${service.down?.join(', ') ?? 'none'})`;
+      case 'code':
+        return `${name} code only`;
+      default:
+        return `${name} ${service.change}`;
+    }
+  });
+  return `${plan.from ?? 'first release'} -> ${plan.to}: ${parts.join('; ')}`;
+}
+
+async function findPrevious(outDir: string, config: LoadedConfig, upfrom: string | undefined): Promise<{ version: string; manifest: Manifest } | null> {
+  const built = (await readdir(outDir).catch(() => [] as string[])).filter((name) => semver.valid(name));
+  const withManifest: string[] = [];
+  for (const version of built) if (await stat(join(outDir, version, 'manifest.json')).catch(() => null)) withManifest.push(version);
+  if (upfrom !== undefined) {
+    if (!withManifest.includes(upfrom)) throw theseusError('E_RELEASE_NOT_FOUND', upfrom, withManifest.join(', '));
+    if (!semver.gt(config.version, upfrom)) throw theseusError('E_VERSION_NOT_BUMPED', config.version, upfrom, config.packageFile);
+    return { version: upfrom, manifest: (await verifyReleaseDir(join(outDir, upfrom))).manifest };
+  }
+  const newer = withManifest.filter((version) => semver.gt(version, config.version)).sort(semver.rcompare)[0];
+  if (newer) throw theseusError('E_VERSION_NOT_BUMPED', config.version, newer, config.packageFile);
+  const earlier = withManifest.filter((version) => semver.lt(version, config.version)).sort(semver.rcompare)[0];
+  if (!earlier) return null;
+  return { version: earlier, manifest: (await verifyReleaseDir(join(outDir, earlier))).manifest };
+}
+
+async function listFilesSorted(dir: string): Promise<string[]> {
+  const entries = await readdir(dir, { recursive: true, withFileTypes: true });
+  return entries
+    .filter((entry) => entry.isFile())
+    .map((entry) => relative(dir, join(entry.parentPath ?? (entry as unknown as { path: string }).path, entry.name)).split(sep).join('/'))
+    .sort();
+}
+
+const launcher = `#!/bin/sh
+# Theseus launcher for this deploy root: bin/kernel <verb> (bin/kernel --help lists them).
+# Uses the Node.js bundled in node/ when the release was built with --include-node.
+set -e
+root="$(cd "$(dirname "$0")/.." && pwd)"
+node="$root/node/bin/node"
+[ -x "$node" ] || node="\${THESEUS_NODE:-node}"
+THESEUS_ROOT="$root" exec "$node" "$root/lib/kernel.mjs" "$@"
+`;
+
+let kernelBundles: Promise<{ kernel: Uint8Array; worker: Uint8Array }> | null = null;
+
+/** The kernel and worker runtime as two self-contained files, built once per process. */
+function bundleKernel(): Promise<{ kernel: Uint8Array; worker: Uint8Array }> {
+  kernelBundles ??= (async () => {
+    const { build } = await import('esbuild');
+    const base = { ...esbuildOptions(kernelRoot), external: ['esbuild', 'tsx'] };
+    const [kernel, worker] = await Promise.all([
+      build({ ...base, entryPoints: [join(kernelRoot, 'kernel', 'cli', 'main.ts')] }),
+      build({ ...base, entryPoints: [join(kernelRoot, 'kernel', 'worker', 'entry.ts')] }),
+    ]);
+    return { kernel: kernel.outputFiles![0]!.contents, worker: worker.outputFiles![0]!.contents };
+  })();
+  return kernelBundles;
+}
+
+async function packDeployable(
+  releaseDir: string,
+  config: LoadedConfig,
+  manifest: Manifest,
+  manifestSha256: string,
+  tarball: string,
+  cacheDir: string,
+  includeNode: boolean,
+): Promise<void> {
+  const image = join(cacheDir, `image-${randomBytes(6).toString('hex')}`);
+  try {
+    const releasePath = `releases/${config.version}`;
+    await mkdir(join(image, releasePath), { recursive: true });
+    const files = ['manifest.json', ...Object.keys(manifest.files)];
+    for (const file of files) {
+      await mkdir(dirname(join(image, releasePath, file)), { recursive: true });
+      await copyFile(join(releaseDir, file), join(image, releasePath, file));
+    }
+    const { kernel, worker } = await bundleKernel();
+    await mkdir(join(image, 'lib'), { recursive: true });
+    await writeFile(join(image, 'lib', 'kernel.mjs'), kernel);
+    await writeFile(join(image, 'lib', 'worker.mjs'), worker);
+    await mkdir(join(image, 'bin'), { recursive: true });
+    await writeFile(join(image, 'bin', 'kernel'), launcher);
+    await chmod(join(image, 'bin', 'kernel'), 0o755);
+    // A fresh deploy root boots this release: it is the permanent one in the archive's registry.
+    const registry = {
+      schema: 1,
+      releases: [{ version: config.version, status: 'permanent', manifestSha256, installedAt: new Date(0).toISOString() }],
+    };
+    await writeFile(join(image, 'releases', 'RELEASES'), `${JSON.stringify(registry, null, 2)}\n`);
+    const entries = ['bin/kernel', 'lib/kernel.mjs', 'lib/worker.mjs', 'releases/RELEASES', ...files.map((file) => `${releasePath}/${file}`)];
+    if (includeNode) {
+      await mkdir(join(image, 'node', 'bin'), { recursive: true });
+      await copyFile(process.execPath, join(image, 'node', 'bin', 'node'));
+      await chmod(join(image, 'node', 'bin', 'node'), 0o755);
+      entries.push('node/bin/node');
+    }
+    await packTarball(image, entries, tarball);
+  } finally {
+    await rm(image, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,124 @@
+// The release configuration (`theseus.config.ts`), as `mix release.init` writes rel/config.exs.
+// Read by `kernel release` in the CLI's process; its values end up in the release manifest.
+
+import { readFile, stat } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { Type, type Static } from '@sinclair/typebox';
+import { Value } from '@sinclair/typebox/value';
+import semver from 'semver';
+import { errorMessage, theseusError } from '../common/errors.ts';
+import type { Hooks } from './manifest.ts';
+
+const HookList = Type.Array(Type.String({ minLength: 1 }));
+
+export const ReleaseConfigSchema = Type.Object(
+  {
+    app: Type.String({ pattern: '^[A-Za-z][A-Za-z0-9_-]{0,63}$' }),
+    services: Type.Record(
+      Type.String({ pattern: '^[A-Za-z][A-Za-z0-9_-]{0,63}$' }),
+      Type.Object({ entry: Type.String({ minLength: 1 }) }, { additionalProperties: false }),
+      { minProperties: 1 },
+    ),
+    drainTimeoutMs: Type.Optional(Type.Integer({ minimum: 1 })),
+    node: Type.Optional(Type.String()),
+    hooks: Type.Optional(
+      Type.Object(
+        {
+          preStart: Type.Optional(HookList),
+          postStart: Type.Optional(HookList),
+          preStop: Type.Optional(HookList),
+          postStop: Type.Optional(HookList),
+          preUpgrade: Type.Optional(HookList),
+          postUpgrade: Type.Optional(HookList),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    runtimeConfig: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
+  },
+  { additionalProperties: false },
+);
+
+export type ReleaseConfig = Static<typeof ReleaseConfigSchema>;
+
+/** Typed helper for `theseus.config.ts`: `export default defineRelease({ ... })`. */
+export function defineRelease(config: ReleaseConfig): ReleaseConfig {
+  return config;
+}
+
+export const DEFAULT_CONFIG_FILE = 'theseus.config.ts';
+export const DEFAULT_DRAIN_TIMEOUT_MS = 5000;
+export const DEFAULT_NODE_RANGE = '>=20.6';
+
+export interface LoadedConfig {
+  file: string;
+  /** The folder the config's paths are relative to. */
+  dir: string;
+  app: string;
+  /** From the nearest package.json, as the seed's version comes from mix.exs. */
+  version: string;
+  packageFile: string;
+  services: Array<{ name: string; entry: string }>;
+  drainTimeoutMs: number;
+  node: string;
+  hooks: Hooks;
+  runtimeConfig: Record<string, unknown>;
+}
+
+export async function loadReleaseConfig(file: string): Promise<LoadedConfig> {
+  const absolute = resolve(file);
+  if (!(await stat(absolute).catch(() => null))) throw theseusError('E_CONFIG_MISSING', absolute);
+  let loaded: unknown;
+  try {
+    loaded = ((await import(pathToFileURL(absolute).href)) as { default?: unknown }).default;
+  } catch (error) {
+    throw theseusError('E_CONFIG_INVALID', absolute, `it failed to load: ${errorMessage(error)}`);
+  }
+  if (!Value.Check(ReleaseConfigSchema, loaded)) {
+    const problems = [...Value.Errors(ReleaseConfigSchema, loaded)].slice(0, 5).map((e) => `${e.path || '/'} ${e.message}`);
+    throw theseusError('E_CONFIG_INVALID', absolute, problems.join('; '));
+  }
+  const config = loaded;
+  const dir = dirname(absolute);
+  const { version, packageFile } = await findPackageVersion(dir);
+  const node = config.node ?? DEFAULT_NODE_RANGE;
+  if (!semver.validRange(node)) throw theseusError('E_CONFIG_INVALID', absolute, `node: '${node}' is not a semver range`);
+  const hooks = config.hooks ?? {};
+  return {
+    file: absolute,
+    dir,
+    app: config.app,
+    version,
+    packageFile,
+    services: Object.entries(config.services)
+      .map(([name, service]) => ({ name, entry: resolve(dir, service.entry) }))
+      .sort((a, b) => a.name.localeCompare(b.name)),
+    drainTimeoutMs: config.drainTimeoutMs ?? DEFAULT_DRAIN_TIMEOUT_MS,
+    node,
+    hooks: {
+      preStart: hooks.preStart ?? [],
+      postStart: hooks.postStart ?? [],
+      preStop: hooks.preStop ?? [],
+      postStop: hooks.postStop ?? [],
+      preUpgrade: hooks.preUpgrade ?? [],
+      postUpgrade: hooks.postUpgrade ?? [],
+    },
+    runtimeConfig: config.runtimeConfig ?? {},
+  };
+}
+
+async function findPackageVersion(from: string): Promise<{ version: string; packageFile: string }> {
+  for (let dir = from; ; dir = dirname(dir)) {
+    const packageFile = resolve(dir, 'package.json');
+    const text = await readFile(packageFile, 'utf8').catch(() => null);
+    if (text !== null) {
+      const version = (JSON.parse(text) as { version?: unknown }).version;
+      if (typeof version !== 'string' || !semver.valid(version)) {
+        throw theseusError('E_CONFIG_INVALID', packageFile, `"version" must be a semantic version like 0.1.0 (got ${JSON.stringify(version)})`);
+      }
+      return { version, packageFile };
+    }
+    if (dirname(dir) === dir) throw theseusError('E_CONFIG_INVALID', from, 'no package.json above it to take the release version from');
+  }
+}
