@@ -103,9 +103,9 @@ test('after stop, calls reject at once instead of hanging', async () => {
   const kernel = await Kernel.start({ ...sequenceRelease('0.1.0'), onLog: logCollector().onLog });
   const seq = kernel.client<SequenceApi>('sequence');
   assert.equal(await seq.nextNumber(), 456);
-  const pending = Array.from({ length: 100 }, () => seq.nextNumber());
+  const settling = Promise.allSettled(Array.from({ length: 100 }, () => seq.nextNumber()));
   await kernel.stop();
-  const settled = await Promise.allSettled(pending);
+  const settled = await settling;
   // Each call was either served before the stop or rejected; none hangs.
   for (const result of settled) {
     if (result.status === 'rejected') assert.equal((result.reason as TheseusError).code, 'E_SERVICE_DOWN');
