@@ -22,6 +22,10 @@ export interface BaseContext {
   readonly release: string;
   /** Log lines carry the service name and release version. */
   readonly log: ServiceLogger;
+  /** This release's copy of the service's `static/` folder, or null when it has none. */
+  readonly staticDir: string | null;
+  /** The release's runtime configuration (`runtimeConfig` in theseus.config.ts). */
+  readonly config: Readonly<Record<string, unknown>>;
   /**
    * A typed client for a service listed in `uses`. Calls travel on a direct MessagePort between
    * the two workers, never through the main thread.

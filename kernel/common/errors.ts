@@ -59,6 +59,7 @@ const messages = {
 
   // Releases: building, installing and the registry.
   E_CONFIG_MISSING: (file: string) => `No release configuration at ${file}. Run 'kernel init' to write one.`,
+  E_CONFIG_EXISTS: (file: string) => `${file} already exists. Edit it, or run 'kernel init --force' to overwrite it.`,
   E_CONFIG_INVALID: (file: string, reason: string) => `The release configuration ${file} is invalid: ${reason}. Fix it (see the comments 'kernel init' wrote).`,
   E_VERSION_NOT_BUMPED: (version: string, previous: string, packageFile: string) =>
     `Version ${version} in ${packageFile} is not above the previous release ${previous}. Bump the version before building an upgrade.`,

@@ -53,6 +53,13 @@ export interface ServiceDescriptor extends MethodTable {
   stateCheck: 'transitions' | 'every-change';
 }
 
+/** Whether two descriptors say the same thing (key order aside). */
+export function sameDescriptor(a: ServiceDescriptor, b: ServiceDescriptor): boolean {
+  const canonical = (d: ServiceDescriptor) =>
+    JSON.stringify([d.vsn, d.calls, d.casts, d.uses, d.migrations.map((m) => [m.from, m.to, m.hasDown]), d.hasTerminate, d.stateCheck]);
+  return canonical(a) === canonical(b);
+}
+
 /** Passed as workerData when the kernel creates a service worker. */
 export interface WorkerBootData {
   protocol: number;
@@ -60,6 +67,22 @@ export interface WorkerBootData {
   release: string;
   /** file: URL of the service's bundled module. */
   moduleUrl: string;
+  /** The release's copy of the service's static files (ctx.staticDir), if it has any. */
+  staticDir: string | null;
+  /** The release's runtime configuration (ctx.config). */
+  config: Record<string, unknown>;
+}
+
+/** Where a service's code comes from, for Kernel.start and for a swap's target. */
+export interface ServiceSource {
+  /** A TypeScript or JavaScript entry, bundled with esbuild before it runs (development). */
+  entry?: string;
+  /** A prebuilt bundle from a release; its sha256 is checked before a worker loads it. */
+  bundle?: { file: string; sha256: string };
+  /** What the release manifest says the code declares; checked against the loaded code. */
+  descriptor?: ServiceDescriptor;
+  staticDir?: string;
+  config?: Record<string, unknown>;
 }
 
 /** The ports a running service owns: the service ends callers write to, and its own client ends. */

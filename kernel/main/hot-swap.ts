@@ -28,7 +28,7 @@ import { MessageChannel } from 'node:worker_threads';
 import semver from 'semver';
 import { TheseusError, errorMessage, serializeError, theseusError, type SwapPhase } from '../common/errors.ts';
 import { findMigrationPath, formatPath, type MigrationStep } from '../common/migrations.ts';
-import { portsOf, type LogRecord, type PortSet, type ServiceDescriptor, type StateSnapshot } from '../common/protocol.ts';
+import { portsOf, sameDescriptor, type LogRecord, type PortSet, type ServiceDescriptor, type ServiceSource, type StateSnapshot } from '../common/protocol.ts';
 import type { Bundle } from './bundler.ts';
 import type { ServiceHost } from './service-host.ts';
 import type { ServiceWorker } from './service-worker.ts';
@@ -75,7 +75,7 @@ export interface SwapTarget {
    * Each service's entry, and what it declares when a release manifest already says so. Without a
    * descriptor, the check phase learns it from a throwaway worker that only loads the module.
    */
-  services: Record<string, { entry: string; descriptor?: ServiceDescriptor }>;
+  services: Record<string, ServiceSource>;
 }
 
 export interface ServiceSwapReport {
@@ -121,9 +121,9 @@ export interface SwapEnvironment {
   hosts: ReadonlyMap<string, ServiceHost>;
   drainTimeoutMs: number;
   controlTimeoutMs: number;
-  bundle(entry: string, service: string): Promise<Bundle>;
+  bundle(source: ServiceSource, service: string): Promise<Bundle>;
   /** Boots a worker that has loaded the bundle and reported its descriptor, but not started. */
-  loadWorker(service: string, release: string, bundle: Bundle): Promise<ServiceWorker>;
+  loadWorker(service: string, release: string, bundle: Bundle, source: ServiceSource): Promise<ServiceWorker>;
   log(level: LogRecord['level'], message: string, data?: unknown): void;
   /** Marks the host failed if this worker exits unexpectedly. */
   watch(host: ServiceHost, worker: ServiceWorker): void;
@@ -262,10 +262,10 @@ export class HotSwap {
     // module is loaded (not started) in its own worker, which prepare then reuses.
     const inspected = await Promise.allSettled(
       Object.entries(target.services).map(async ([name, spec]) => {
-        const bundle = await this.#env.bundle(spec.entry, name);
+        const bundle = await this.#env.bundle(spec, name);
         if (bundle.sha256 === hosts.get(name)!.bundle.sha256) return { name, bundle, descriptor: null, worker: null };
         if (spec.descriptor) return { name, bundle, descriptor: spec.descriptor, worker: null };
-        const worker = await this.#env.loadWorker(name, target.release, bundle);
+        const worker = await this.#env.loadWorker(name, target.release, bundle, spec);
         this.#loadedInCheck.push(worker);
         return { name, bundle, descriptor: worker.descriptor, worker };
       }),
@@ -337,10 +337,10 @@ export class HotSwap {
   async #prepare(): Promise<void> {
     const results = await Promise.allSettled(
       this.#plans.map(async (plan) => {
-        plan.newWorker ??= await this.#env.loadWorker(plan.host.name, this.#target.release, plan.bundle);
+        plan.newWorker ??= await this.#env.loadWorker(plan.host.name, this.#target.release, plan.bundle, this.#target.services[plan.host.name]!);
         // The plan was made from what the code was said to declare; the code that actually loaded
         // must agree, or the migration paths checked are not the ones that would run.
-        if (JSON.stringify(plan.newWorker.descriptor) !== JSON.stringify(plan.newDescriptor)) {
+        if (!sameDescriptor(plan.newWorker.descriptor, plan.newDescriptor)) {
           throw theseusError('E_DESCRIPTOR_MISMATCH', plan.host.name, this.#target.release, JSON.stringify(plan.newWorker.descriptor), JSON.stringify(plan.newDescriptor));
         }
       }),
@@ -394,7 +394,7 @@ export class HotSwap {
       plan.host.servedByRetired.calls += plan.served.calls;
       plan.host.servedByRetired.casts += plan.served.casts;
       plan.host.bundle = plan.bundle;
-      plan.host.entry = this.#target.services[plan.host.name]!.entry;
+      plan.host.source = this.#target.services[plan.host.name]!;
       plan.host.state = 'running';
     }
     // Pass 2, in the same synchronous turn: each new worker gets its ports, with the method

@@ -3,7 +3,10 @@
 
 import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import { TheseusError, errorMessage, theseusError } from '../common/errors.ts';
-import type { LogRecord, PortSet } from '../common/protocol.ts';
+import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { pathToFileURL } from 'node:url';
+import { sameDescriptor, type LogRecord, type PortSet, type ServiceSource } from '../common/protocol.ts';
 import { bundleEntry, defaultCacheDir, workerRuntimeBundle, type Bundle } from './bundler.ts';
 import { HotSwap, type SwapReport, type SwapTarget } from './hot-swap.ts';
 import { ServiceHost, type HostState, type LastSwap } from './service-host.ts';
@@ -12,8 +15,11 @@ import { ServiceWorker } from './service-worker.ts';
 export interface KernelOptions {
   /** The release version the services start at (e.g. "0.1.0"). */
   release: string;
-  /** Each service's entry module (TypeScript or JavaScript), bundled with esbuild before it runs. */
-  services: Record<string, { entry: string }>;
+  /**
+   * Each service's code: an entry module (TypeScript or JavaScript, bundled with esbuild before it
+   * runs) or a prebuilt bundle from a release.
+   */
+  services: Record<string, ServiceSource>;
   /** How long a suspending service may take to finish in-flight handlers. Default 5000 ms. */
   drainTimeoutMs?: number;
   /** How long a new worker may take to load its module. Default 10000 ms. */
@@ -177,10 +183,14 @@ export class Kernel {
     if (names.length === 0) throw theseusError('E_BAD_OPTIONS', 'kernel options', 'no services given');
     const loaded = await Promise.allSettled(
       names.map(async (name) => {
-        const entry = services[name]!.entry;
-        const bundle = await this.#bundle(entry, name);
-        const worker = await this.#loadWorker(name, release, bundle);
-        const host = new ServiceHost(name, worker, entry, bundle, this.#options.controlTimeoutMs);
+        const source = services[name]!;
+        const bundle = await this.#bundle(source, name);
+        const worker = await this.#loadWorker(name, release, bundle, source);
+        if (source.descriptor && !sameDescriptor(source.descriptor, worker.descriptor)) {
+          await worker.terminate();
+          throw theseusError('E_DESCRIPTOR_MISMATCH', name, release, JSON.stringify(worker.descriptor), JSON.stringify(source.descriptor));
+        }
+        const host = new ServiceHost(name, worker, source, bundle, this.#options.controlTimeoutMs);
         this.#watch(host, worker);
         this.#hosts.set(name, host);
       }),
@@ -226,8 +236,8 @@ export class Kernel {
         hosts: this.#hosts,
         drainTimeoutMs: this.#options.drainTimeoutMs,
         controlTimeoutMs: this.#options.controlTimeoutMs,
-        bundle: (entry, service) => this.#bundle(entry, service),
-        loadWorker: (service, release, bundle) => this.#loadWorker(service, release, bundle),
+        bundle: (source, service) => this.#bundle(source, service),
+        loadWorker: (service, release, bundle, source) => this.#loadWorker(service, release, bundle, source),
         log: (level, message, data) => this.#log(level, message, data),
         watch: (host, worker) => this.#watch(host, worker),
       },
@@ -246,15 +256,27 @@ export class Kernel {
     }
   }
 
-  #bundle(entry: string, service: string): Promise<Bundle> {
-    return bundleEntry(entry, this.#options.cacheDir, service);
+  async #bundle(source: ServiceSource, service: string): Promise<Bundle> {
+    if (source.bundle) {
+      // A release's bundle: load exactly the bytes the manifest vouched for.
+      const { file, sha256 } = source.bundle;
+      const contents = await readFile(file).catch(() => null);
+      if (contents === null) throw theseusError('E_RELEASE_MISSING_FILE', file);
+      const actual = createHash('sha256').update(contents).digest('hex');
+      if (actual !== sha256) throw theseusError('E_RELEASE_HASH_MISMATCH', file, sha256, actual);
+      return { file, url: pathToFileURL(file).href, sha256 };
+    }
+    if (!source.entry) throw theseusError('E_BAD_OPTIONS', `service '${service}'`, 'give either entry (a module to bundle) or bundle (a prebuilt release bundle)');
+    return bundleEntry(source.entry, this.#options.cacheDir, service);
   }
 
-  async #loadWorker(service: string, release: string, bundle: Bundle): Promise<ServiceWorker> {
+  async #loadWorker(service: string, release: string, bundle: Bundle, source: ServiceSource): Promise<ServiceWorker> {
     return ServiceWorker.load({
       service,
       release,
       moduleUrl: bundle.url,
+      staticDir: source.staticDir ?? null,
+      config: source.config ?? {},
       runtimeFile: (await workerRuntimeBundle(this.#options.cacheDir)).file,
       bootTimeoutMs: this.#options.bootTimeoutMs,
       onLog: (record) => this.#emit(record),

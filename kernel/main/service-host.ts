@@ -6,7 +6,7 @@
 
 import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import { ServiceClient } from '../common/client.ts';
-import type { ServiceDescriptor } from '../common/protocol.ts';
+import type { ServiceDescriptor, ServiceSource } from '../common/protocol.ts';
 import type { Bundle } from './bundler.ts';
 import type { ServiceWorker } from './service-worker.ts';
 
@@ -24,7 +24,7 @@ export class ServiceHost {
   readonly name: string;
   state: HostState = 'starting';
   current: ServiceWorker;
-  entry: string;
+  source: ServiceSource;
   bundle: Bundle;
   startedAt = Date.now();
   failure: string | null = null;
@@ -40,10 +40,10 @@ export class ServiceHost {
   #initialCallers: MessagePort[] = [];
   readonly controlTimeoutMs: number;
 
-  constructor(name: string, worker: ServiceWorker, entry: string, bundle: Bundle, controlTimeoutMs: number) {
+  constructor(name: string, worker: ServiceWorker, source: ServiceSource, bundle: Bundle, controlTimeoutMs: number) {
     this.name = name;
     this.current = worker;
-    this.entry = entry;
+    this.source = source;
     this.bundle = bundle;
     this.controlTimeoutMs = controlTimeoutMs;
   }

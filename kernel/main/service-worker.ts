@@ -20,6 +20,8 @@ export interface ServiceWorkerOptions {
   service: string;
   release: string;
   moduleUrl: string;
+  staticDir?: string | null;
+  config?: Record<string, unknown>;
   runtimeFile: string;
   bootTimeoutMs: number;
   onLog(record: LogRecord): void;
@@ -59,6 +61,8 @@ export class ServiceWorker {
       service: options.service,
       release: options.release,
       moduleUrl: options.moduleUrl,
+      staticDir: options.staticDir ?? null,
+      config: options.config ?? {},
     };
     this.#worker = new Worker(options.runtimeFile, {
       workerData: boot,

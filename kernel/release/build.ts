@@ -90,8 +90,11 @@ export async function buildRelease(options: BuildOptions): Promise<BuildResult> 
         await mkdir(join(staging, dirname(file)), { recursive: true });
         await writeFile(join(staging, file), code);
         const staticSource = join(dirname(service.entry), 'static');
-        const staticDir = `services/${service.name}/static`;
-        if (await stat(staticSource).catch(() => null)) await cp(staticSource, join(staging, staticDir), { recursive: true, dereference: false });
+        let staticDir: string | null = null;
+        if (await stat(staticSource).catch(() => null)) {
+          staticDir = `services/${service.name}/static`;
+          await cp(staticSource, join(staging, staticDir), { recursive: true, dereference: false });
+        }
         return { name: service.name, file, sha256: sha256(code), staticDir };
       }),
     );
@@ -177,7 +180,8 @@ export async function buildRelease(options: BuildOptions): Promise<BuildResult> 
 
     await rename(staging, target);
     const totalMs = elapsed(started);
-    log(`Built ${config.app} ${config.version} in ${totalMs} ms: ${relative(process.cwd(), target) || '.'}/ (${Object.keys(files).length + 2} files, ${tarballName})`);
+    const shown = relative(process.cwd(), target);
+    log(`Built ${config.app} ${config.version} in ${totalMs} ms: ${shown.startsWith('..') ? target : shown}/ (${Object.keys(files).length + 1} files and ${tarballName})`);
     return { version: config.version, dir: target, manifest, plan, tarball: join(target, tarballName), built: true, steps, totalMs };
   } finally {
     await rm(staging, { recursive: true, force: true });

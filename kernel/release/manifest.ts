@@ -32,8 +32,8 @@ export const ServiceManifestSchema = Type.Object(
     migrations: Type.Array(MigrationEdgeSchema),
     hasTerminate: Type.Boolean(),
     stateCheck: Type.Union([Type.Literal('transitions'), Type.Literal('every-change')]),
-    /** Folder of the service's static files inside the release (may be empty). */
-    staticDir: RelativePath,
+    /** Folder of the service's static files inside the release; null when it has none. */
+    staticDir: Type.Union([RelativePath, Type.Null()]),
   },
   { additionalProperties: false },
 );

@@ -47,6 +47,8 @@ try {
 const runtime = new ServiceRuntime({
   service: boot.service,
   release: boot.release,
+  staticDir: boot.staticDir,
+  config: boot.config,
   definition,
   emitLog: (record) => notify({ kind: 'log', record }),
 });

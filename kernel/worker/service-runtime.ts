@@ -64,6 +64,8 @@ class Mailbox {
 export interface RuntimeOptions {
   service: string;
   release: string;
+  staticDir: string | null;
+  config: Record<string, unknown>;
   definition: ServiceDefinition;
   emitLog(record: LogRecord): void;
 }
@@ -109,6 +111,8 @@ export class ServiceRuntime {
       service: this.#service,
       release: this.#release,
       log: this.#log,
+      staticDir: options.staticDir,
+      config: Object.freeze({ ...options.config }),
       client<Api extends object>(name: string): Api {
         return runtime.#clientFor(name).proxy<Api>();
       },

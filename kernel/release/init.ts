@@ -1,0 +1,81 @@
+// `kernel init`: writes the release configuration, with a comment on every option, as
+// `mix release.init` writes rel/config.exs. Runs in the CLI's process.
+
+import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { basename, join, relative } from 'node:path';
+import { theseusError } from '../common/errors.ts';
+import { DEFAULT_CONFIG_FILE, DEFAULT_DRAIN_TIMEOUT_MS, DEFAULT_NODE_RANGE } from './config.ts';
+
+/** Finds `services/<name>/index.ts` (or `<name>.ts`) under `dir`, the usual layout. */
+async function discoverServices(dir: string): Promise<Array<{ name: string; entry: string }>> {
+  const found: Array<{ name: string; entry: string }> = [];
+  const names = await readdir(join(dir, 'services')).catch(() => [] as string[]);
+  for (const name of names.sort()) {
+    if (!/^[A-Za-z][A-Za-z0-9_-]{0,63}$/.test(name)) continue;
+    for (const candidate of ['index.ts', `${name}.ts`, 'index.js', `${name}.js`]) {
+      if (await stat(join(dir, 'services', name, candidate)).catch(() => null)) {
+        found.push({ name, entry: `./${relative(dir, join(dir, 'services', name, candidate))}` });
+        break;
+      }
+    }
+  }
+  return found;
+}
+
+export function configTemplate(app: string, services: Array<{ name: string; entry: string }>, importFrom: string): string {
+  const serviceLines =
+    services.length > 0
+      ? services.map((s) => `    ${s.name}: { entry: '${s.entry}' },`).join('\n')
+      : `    // No services/<name>/index.ts was found. Add each service, e.g.:\n    // sequence: { entry: './services/sequence/index.ts' },`;
+  return `// Release configuration for ${app}, written by \`kernel init\`. \`kernel release\` reads it.
+// The release version is not set here: it is the "version" of the nearest package.json, so bump
+// it there before each release (a release that is not above the previous one is refused).
+import { defineRelease } from '${importFrom}';
+
+export default defineRelease({
+  // The application's name: the tarball is releases/<version>/<app>-<version>.tar.gz.
+  app: '${app}',
+
+  // The services in the release, by name. Each entry is the module whose default export is
+  // defineService({...}); it is bundled with esbuild into one file. A static/ folder next to the
+  // entry is copied into the release, and the service finds its copy at ctx.staticDir.
+  services: {
+${serviceLines}
+  },
+
+  // How long a service may take to finish its in-flight handlers when an upgrade suspends it.
+  // Past it, the upgrade rolls back and the old code keeps serving.
+  drainTimeoutMs: ${DEFAULT_DRAIN_TIMEOUT_MS},
+
+  // The Node.js versions the release may run on (a semver range), checked before it boots.
+  node: '${DEFAULT_NODE_RANGE}',
+
+  // Shell commands run at these points, in the deploy root, in order. A failing pre-hook stops
+  // the operation. (Hooks are recorded in the release now and run by the kernel program.)
+  hooks: {
+    preStart: [],
+    postStart: [],
+    preStop: [],
+    postStop: [],
+    preUpgrade: [],
+    postUpgrade: [],
+  },
+
+  // Plain data handed to every service as ctx.config, taken from the release being run: an
+  // upgrade brings its own.
+  runtimeConfig: {},
+});
+`;
+}
+
+export async function writeInitialConfig(dir: string, options: { file?: string; force?: boolean; importFrom?: string } = {}): Promise<{ file: string; services: string[] }> {
+  const file = join(dir, options.file ?? DEFAULT_CONFIG_FILE);
+  if (!options.force && (await stat(file).catch(() => null))) {
+    throw theseusError('E_CONFIG_EXISTS', file);
+  }
+  const pkg = JSON.parse((await readFile(join(dir, 'package.json'), 'utf8').catch(() => '{}')) as string) as { name?: string };
+  const app = (pkg.name ?? basename(dir)).replace(/^@[^/]+\//, '').replace(/[^A-Za-z0-9_-]/g, '-').replace(/^[^A-Za-z]+/, '') || 'app';
+  const services = await discoverServices(dir);
+  await writeFile(file, configTemplate(app, services, options.importFrom ?? 'theseus/release'));
+  return { file, services: services.map((s) => s.name) };
+}

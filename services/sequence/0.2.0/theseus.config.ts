@@ -1,0 +1,13 @@
+// Release configuration of the example sequence app; its version is in package.json next to it.
+import { defineRelease } from '../../../kernel/release/config.ts';
+
+export default defineRelease({
+  app: 'sequence',
+  services: {
+    sequence: { entry: './sequence.ts' },
+  },
+  drainTimeoutMs: 5000,
+  node: '>=20.6',
+  hooks: {},
+  runtimeConfig: {},
+});
