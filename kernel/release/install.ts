@@ -4,7 +4,7 @@
 // visible, so a failure never leaves a half-installed release behind.
 
 import { randomBytes } from 'node:crypto';
-import { cp, mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import { cp, mkdir, readdir, readFile, rename, rm, rmdir, stat } from 'node:fs/promises';
 import { join, relative, sep } from 'node:path';
 import semver from 'semver';
 import { theseusError } from '../common/errors.ts';
@@ -122,6 +122,15 @@ export async function installRelease(root: string, source: string, options: Inst
       }
       candidate = staging;
       await verifyReleaseDir(candidate);
+    }
+    if (await stat(target).catch(() => null)) {
+      // releases/<version>/ holding only the tarball it came from (the seed's way of deploying):
+      // keep the tarball with the release, then put the verified release in its place.
+      for (const name of await readdir(target)) {
+        if (!name.endsWith('.tar.gz')) throw theseusError('E_RELEASE_CONFLICT', manifest.version, `${target} (it holds ${name} but no manifest)`);
+        await rename(join(target, name), join(candidate, name));
+      }
+      await rmdir(target);
     }
     await rename(candidate, target);
     await writeRegistry(root, withUnpacked(await readRegistry(root), manifest.version, manifestSha256));

@@ -18,7 +18,7 @@ test('kernel --help lists every verb and exits 0', () => {
 });
 
 test('every verb answers --help', () => {
-  for (const verb of ['start', 'upgrade', 'console', 'version']) {
+  for (const verb of ['start', 'upgrade', 'console', 'version', 'release', 'init', 'foreground', 'releases', 'remove']) {
     const result = kernel(verb, '--help');
     assert.equal(result.status, 0, verb);
     assert.match(result.stdout, new RegExp(`Usage: kernel ${verb}`));
@@ -36,4 +36,38 @@ test('verbs that are not built yet say so and exit 3', () => {
   const result = kernel('upgrade', './releases/0.2.0');
   assert.equal(result.status, 3);
   assert.match(result.stderr, /not built yet/);
+});
+
+test('kernel release builds from a config and prints its steps and timing; kernel init writes a commented config', async () => {
+  const { mkdtemp, readFile, writeFile, mkdir } = await import('node:fs/promises');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const out = await mkdtemp(join(tmpdir(), 'theseus-cli-'));
+  const built = kernel('release', '--config', 'services/sequence/0.1.0/theseus.config.ts', '--out', out);
+  assert.equal(built.status, 0, built.stderr);
+  assert.match(built.stdout, /Building sequence 0\.1\.0/);
+  assert.match(built.stdout, /Built sequence 0\.1\.0 in \d+ ms/);
+  assert.match(built.stdout, /steps: config [\d.]+ ms, bundle [\d.]+ ms/);
+
+  // A user error is one line with its code, and exit 1.
+  const missing = kernel('release', '--config', join(out, 'nope.config.ts'));
+  assert.equal(missing.status, 1);
+  assert.match(missing.stderr, /^kernel release: No release configuration at .*nope\.config\.ts\. Run 'kernel init' to write one\. \[E_CONFIG_MISSING\]\n$/);
+
+  const app = await mkdtemp(join(tmpdir(), 'theseus-init-'));
+  await writeFile(join(app, 'package.json'), JSON.stringify({ name: '@acme/ledger', version: '1.0.0' }));
+  await mkdir(join(app, 'services', 'ledger'), { recursive: true });
+  await writeFile(join(app, 'services', 'ledger', 'index.ts'), 'export default {};');
+  const init = spawnSync(process.execPath, [join(root, 'kernel'), 'init'], { cwd: app, encoding: 'utf8' });
+  assert.equal(init.status, 0, init.stderr);
+  const config = await readFile(join(app, 'theseus.config.ts'), 'utf8');
+  assert.match(config, /app: 'ledger'/);
+  assert.match(config, /ledger: \{ entry: '\.\/services\/ledger\/index\.ts' \}/);
+  for (const option of ['app:', 'services:', 'drainTimeoutMs:', 'node:', 'hooks:', 'runtimeConfig:']) {
+    const line = config.split('\n').findIndex((l) => l.trim().startsWith(option));
+    assert.ok(line > 0 && config.split('\n')[line - 1]!.trim().startsWith('//'), `${option} has a comment above it`);
+  }
+  const again = spawnSync(process.execPath, [join(root, 'kernel'), 'init'], { cwd: app, encoding: 'utf8' });
+  assert.equal(again.status, 1);
+  assert.match(again.stderr, /\[E_CONFIG_EXISTS\]/);
 });
