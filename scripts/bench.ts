@@ -34,6 +34,7 @@ import { Piscina } from 'piscina';
 import { Kernel, type ClientOf, type LogRecord, type SwapReport } from '../kernel/index.ts';
 import type sequenceService from '../services/sequence/0.1.0/sequence.ts';
 import type blobService from './bench/services/blob-v1.ts';
+import { benchBuild } from './bench/build-time.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Configuration
@@ -628,10 +629,12 @@ interface BenchResult {
   targets: TargetCheck[];
   allTargetsMet: boolean;
   kernelWarnings: string[];
+  /** `kernel release` time in ms, keyed by the number of services built. */
+  buildMs: Record<string, number>;
   durationMs: number;
 }
 
-function summarize(calls: CallResults, swaps: ScenarioResult[], durationMs: number): BenchResult {
+function summarize(calls: CallResults, swaps: ScenarioResult[], buildMs: Record<string, number>, durationMs: number): BenchResult {
   const { pipelinedCallsPerSec: pipelined, sequentialP50Us: p50 } = calls;
   const bySize = (shape: SwapScenario['shape'], pick: (result: ScenarioResult) => number) =>
     Object.fromEntries(swaps.filter((result) => result.scenario.shape === shape).map((result) => [result.scenario.label, pick(result)]));
@@ -665,6 +668,7 @@ function summarize(calls: CallResults, swaps: ScenarioResult[], durationMs: numb
     swapCalls: sum((r) => r.calls),
     swapDetails: swaps.flatMap((r) => r.details),
     kernelWarnings: kernelProblems.slice(0, 20),
+    buildMs,
     durationMs: Math.round(durationMs),
   };
   const added1MB = result.swapAddedLatencyMs['1MB'] ?? Number.NaN;
@@ -748,7 +752,7 @@ function printTables(result: BenchResult, swaps: readonly ScenarioResult[]): voi
     ),
   );
   out.push(
-    '(max over the swaps. pause: suspend request to new worker serving, from the swap report. worst in pause: worst call',
+    '(max over the swaps. pause: old code takes its last message to new code listening, from the swap report. worst in pause: worst call',
     ' overlapping the pause alone; the rest of "worst in swap" comes from check/prepare/commit, while a worker serves)',
     '',
   );
@@ -759,6 +763,13 @@ function printTables(result: BenchResult, swaps: readonly ScenarioResult[]): voi
     '',
   );
 
+  out.push(
+    table(
+      ['services in the release', ...Object.keys(result.buildMs)],
+      [['kernel release (ms)', ...Object.values(result.buildMs).map((ms) => formatNumber(ms, 0))]],
+    ),
+    '',
+  );
   out.push(
     table(
       ['target', 'wanted', 'measured', 'met'],
@@ -776,7 +787,9 @@ async function main(): Promise<number> {
   const started = performance.now();
   const calls = await benchCalls(callConfig);
   const swaps = await benchSwaps(swapConfig);
-  const result = summarize(calls, swaps, performance.now() - started);
+  progress('build time against the number of services');
+  const buildMs = await benchBuild([1, 10, 100]);
+  const result = summarize(calls, swaps, buildMs, performance.now() - started);
   if (jsonOutput) process.stdout.write(`${JSON.stringify(result)}\n`);
   else printTables(result, swaps);
 

@@ -13,6 +13,7 @@
 
 import { chmod, copyFile, cp, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
+import { availableParallelism } from 'node:os';
 import { dirname, join, relative, sep } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import semver from 'semver';
@@ -104,7 +105,7 @@ export async function buildRelease(options: BuildOptions): Promise<BuildResult> 
     // 2. Learn what each bundle declares by loading it in a worker (never started).
     const runtime = await workerRuntimeBundle(cacheDir);
     const services: Manifest['services'] = {};
-    for (const bundle of bundles) {
+    const descriptors = await mapLimited(bundles, availableParallelism() * 2, async (bundle) => {
       const worker = await ServiceWorker.load({
         service: bundle.name,
         release: config.version,
@@ -114,7 +115,10 @@ export async function buildRelease(options: BuildOptions): Promise<BuildResult> 
         onLog: () => undefined,
       });
       await worker.terminate();
-      const { vsn, calls, casts, uses, migrations, hasTerminate, stateCheck } = worker.descriptor;
+      return worker.descriptor;
+    });
+    for (const [index, bundle] of bundles.entries()) {
+      const { vsn, calls, casts, uses, migrations, hasTerminate, stateCheck } = descriptors[index]!;
       services[bundle.name] = {
         entry: bundle.file,
         sha256: bundle.sha256,
@@ -186,6 +190,20 @@ export async function buildRelease(options: BuildOptions): Promise<BuildResult> 
   } finally {
     await rm(staging, { recursive: true, force: true });
   }
+}
+
+/** Like Promise.all over `items`, with at most `limit` running at once. */
+async function mapLimited<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const results = new Array<R>(items.length);
+  let next = 0;
+  const lanes = Array.from({ length: Math.min(limit, items.length) }, async () => {
+    while (next < items.length) {
+      const index = next++;
+      results[index] = await fn(items[index]!);
+    }
+  });
+  await Promise.all(lanes);
+  return results;
 }
 
 function elapsed(started: number): number {
