@@ -252,7 +252,9 @@ const launcher = `#!/bin/sh
 # Theseus launcher for this deploy root: bin/kernel <verb> (bin/kernel --help lists them).
 # Uses the Node.js bundled in node/ when the release was built with --include-node.
 set -e
-root="$(cd "$(dirname "$0")/.." && pwd)"
+# Shell built-ins only: this must work with a bare PATH (the bundled node needs nothing else).
+case "$0" in */*) here="\${0%/*}" ;; *) here=. ;; esac
+root="$(cd "$here/.." && pwd)"
 node="$root/node/bin/node"
 [ -x "$node" ] || node="\${THESEUS_NODE:-node}"
 THESEUS_ROOT="$root" exec "$node" "$root/lib/kernel.mjs" "$@"

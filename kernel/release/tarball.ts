@@ -28,7 +28,7 @@ export const DEFAULT_TAR_LIMITS: TarLimits = {
 /** Packs `files` (relative to `dir`, sorted) with fixed metadata, so equal inputs give equal bytes. */
 export async function packTarball(dir: string, files: string[], outFile: string): Promise<void> {
   await create(
-    { cwd: dir, file: outFile, gzip: { level: 9 }, portable: true, mtime: new Date(0), noDirRecurse: true },
+    { cwd: dir, file: outFile, gzip: { level: 6 }, portable: true, mtime: new Date(0), noDirRecurse: true },
     [...files].sort(),
   );
 }

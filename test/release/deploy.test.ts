@@ -92,3 +92,14 @@ test('from a deploy root: up through the installed releases and back down to the
     await kernel.stop();
   }
 });
+
+test('--include-node: the tarball carries Node.js, and bin/kernel runs with nothing on PATH', async () => {
+  const { buildRelease } = await import('../../kernel/release/build.ts');
+  const { exampleConfig } = await import('./helpers.ts');
+  const result = await buildRelease({ configFile: exampleConfig('0.1.0'), outDir: await tempDir('theseus-erts-'), includeNode: true });
+  const deployRoot = await tempDir('theseus-deploy-');
+  await extract({ file: result.tarball, cwd: deployRoot });
+  const run = spawnSync(join(deployRoot, 'bin', 'kernel'), ['releases'], { env: { PATH: '/nonexistent' }, encoding: 'utf8' });
+  assert.equal(run.status, 0, run.stderr);
+  assert.match(run.stdout, /^0\.1\.0\s+permanent/m);
+});
