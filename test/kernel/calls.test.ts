@@ -53,7 +53,10 @@ test('handler failures reject that one call with its message and code; the state
     ledger.castThrows();
     assert.equal(await ledger.set(5), 1);
     assert.equal(await ledger.get(), 5);
-    const castLog = logs.records.find((r) => r.level === 'error' && r.message.includes('castThrows'));
+    // Log lines travel on the worker's control channel, not the caller's port: wait for it.
+    const findCastLog = () => logs.records.find((r) => r.level === 'error' && r.message.includes('castThrows'));
+    for (let waited = 0; !findCastLog() && waited < 5000; waited += 10) await new Promise((resolve) => setTimeout(resolve, 10));
+    const castLog = findCastLog();
     assert.ok(castLog, 'the failed cast was logged');
     assert.equal(castLog.service, 'ledger');
     assert.equal(castLog.release, '1.0.0');
