@@ -5,10 +5,13 @@
 import { rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { TheseusError } from '../common/errors.ts';
-import { resolveDeployRoot, startFromRoot } from '../main/deploy-root.ts';
+import type { ProgressEvent } from '../common/control-protocol.ts';
+import { TheseusError, theseusError } from '../common/errors.ts';
+import { resolveDeployRoot } from '../main/deploy-root.ts';
+import type { ServiceStatus } from '../main/kernel.ts';
 import { DEFAULT_CONFIG_FILE } from '../release/config.ts';
 import { readRegistry, withoutRelease, writeRegistry } from '../release/registry.ts';
+import { request } from './control-client.ts';
 
 /** Exit codes, documented in the README. */
 export const EXIT = {
@@ -19,10 +22,10 @@ export const EXIT = {
 } as const;
 
 /** parseArgs's option spec, plus the line `--help` prints for it. */
-type Options = Record<string, { type: 'string' | 'boolean'; description: string }>;
+type Options = Record<string, { type: 'string' | 'boolean'; description: string; short?: string }>;
 
 function parseOptions(options: Options): NonNullable<ParseArgsConfig['options']> {
-  return Object.fromEntries(Object.entries(options).map(([name, { type }]) => [name, { type }]));
+  return Object.fromEntries(Object.entries(options).map(([name, { type, short }]) => [name, short ? { type, short } : { type }]));
 }
 
 interface Verb {
@@ -38,71 +41,175 @@ const rootOption: Options = { root: { type: 'string', description: 'deploy root 
 
 const say = (line: string) => process.stdout.write(`${line}\n`);
 
+const rootArg = (values: Record<string, string | boolean | undefined>) => resolveDeployRoot(values.root as string | undefined);
+
 const verbs: Record<string, Verb> = {
-  start: { summary: 'start the kernel as a daemon on the permanent release', plannedIn: 'issue 4' },
-  foreground: {
-    summary: 'run the kernel in the foreground on the permanent release, until SIGINT or SIGTERM',
+  start: {
+    summary: 'start the kernel as a daemon on the permanent release, and return once it is ready',
     options: rootOption,
     async run(values) {
-      const root = resolveDeployRoot(values.root as string | undefined);
-      const booted = await startFromRoot(root);
-      if (booted.revertedTrial) say(`Release ${booted.revertedTrial} was on trial (not committed) and was reverted.`);
-      const services = Object.entries(booted.manifest.services).map(([name, service]) => `${name} (vsn ${service.vsn})`);
-      say(`kernel ready: ${booted.manifest.app} ${booted.version}, pid ${process.pid}, services: ${services.join(', ')}`);
-      await new Promise<void>((done) => {
-        const stop = () => done();
-        process.once('SIGINT', stop);
-        process.once('SIGTERM', stop);
-      });
-      await booted.kernel.stop();
+      const { startDaemon } = await import('./start.ts');
+      const root = rootArg(values);
+      const { pid, release, notes } = await startDaemon(root, say);
+      for (const note of notes) say(note);
+      say(`Kernel started: pid ${pid}, release ${release}, root ${root}`);
+      say(`  status: kernel status   logs: kernel logs -f   stop: kernel stop   (with --root ${root} from elsewhere)`);
+      return EXIT.ok;
+    },
+  },
+  foreground: {
+    summary: 'run the kernel in the foreground on the permanent release, until SIGINT or SIGTERM (for systemd and containers)',
+    options: rootOption,
+    async run(values) {
+      const { KernelDaemon } = await import('../main/daemon.ts');
+      const daemon = await KernelDaemon.start({ root: rootArg(values), terminal: Boolean(process.stdout.isTTY) });
+      if (daemon.revertedTrial) say(`Release ${daemon.revertedTrial} was on trial (not committed) and was reverted.`);
+      say(`kernel ready: ${daemon.summary}`);
+      const stop = () => void daemon.stop();
+      process.once('SIGINT', stop);
+      process.once('SIGTERM', stop);
+      await daemon.stopped;
       say('kernel stopped');
       return EXIT.ok;
     },
   },
-  stop: { summary: 'drain the services, end them cleanly and exit', plannedIn: 'issue 4' },
-  ping: { summary: 'check that the kernel answers', plannedIn: 'issue 4' },
-  pid: { summary: "print the kernel's process id", plannedIn: 'issue 4' },
-  status: { summary: 'show the release and every service', plannedIn: 'issue 4' },
-  upgrade: { summary: 'hot-upgrade the running kernel to a release (folder, tarball or version)', plannedIn: 'issue 4' },
-  downgrade: { summary: 'hot-downgrade the running kernel to an installed release', plannedIn: 'issue 4' },
-  commit: { summary: 'make the release on trial permanent', plannedIn: 'issue 4' },
+  stop: {
+    summary: 'drain the services, end them cleanly and exit',
+    options: rootOption,
+    async run(values) {
+      const root = rootArg(values);
+      const { pid } = (await request(root, 'stop', {})) as { pid: number };
+      const { isAlive } = await import('../main/daemon.ts');
+      const deadline = Date.now() + 60_000;
+      while (isAlive(pid) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
+      if (isAlive(pid)) throw theseusError('E_KERNEL_TIMEOUT', 'stop', 60_000);
+      say(`Kernel stopped (pid ${pid}).`);
+      return EXIT.ok;
+    },
+  },
+  ping: {
+    summary: 'check that the kernel answers',
+    options: rootOption,
+    async run(values) {
+      const { pid, release } = (await request(rootArg(values), 'ping', {}, { timeoutMs: 5000 })) as { pid: number; release: string };
+      say(`pong: pid ${pid}, release ${release}`);
+      return EXIT.ok;
+    },
+  },
+  pid: {
+    summary: "print the kernel's process id",
+    options: rootOption,
+    async run(values) {
+      const { pid } = (await request(rootArg(values), 'ping', {}, { timeoutMs: 5000 })) as { pid: number };
+      say(String(pid));
+      return EXIT.ok;
+    },
+  },
+  status: {
+    summary: 'show the release, every service (version, vsn, uptime, calls, in flight, memory) and the last upgrade',
+    options: { ...rootOption, json: { type: 'boolean', description: 'print JSON' } },
+    async run(values) {
+      const status = (await request(rootArg(values), 'status', {})) as StatusResult;
+      if (values.json) {
+        say(JSON.stringify(status));
+        return EXIT.ok;
+      }
+      say(`${status.app} ${status.release} (permanent: ${status.permanent ?? 'none'}), pid ${status.pid}, up ${formatDuration(status.uptimeMs)}`);
+      say(
+        table(
+          ['SERVICE', 'STATE', 'RELEASE', 'VSN', 'UPTIME', 'CALLS', 'CASTS', 'IN FLIGHT', 'QUEUED', 'HEAP'],
+          status.services.map((s) => [s.name, s.state, s.release, s.vsn, formatDuration(s.uptimeMs), String(s.callsServed), String(s.castsServed), String(s.inFlight), String(s.queued), `${(s.heapUsed / 1048576).toFixed(1)} MB`]),
+        ),
+      );
+      for (const s of status.services) if (s.failure) say(`  ${s.name} failed: ${s.failure}`);
+      if (status.lastUpgrade) say(`last upgrade: ${status.lastUpgrade.from} -> ${status.lastUpgrade.to} at ${status.lastUpgrade.at}${status.lastUpgrade.committed ? '' : ' (on trial)'}`);
+      return EXIT.ok;
+    },
+  },
+  upgrade: {
+    summary: 'hot-upgrade the running kernel to a release (folder, tarball or installed version)',
+    usage: '<folder|tarball|version>',
+    options: { ...rootOption, 'no-commit': { type: 'boolean', description: 'leave the release on trial; kernel commit makes it permanent' }, json: { type: 'boolean', description: 'print the result as JSON' } },
+    async run(values, positionals) {
+      const source = positionals[0];
+      if (!source) throw new UsageError('kernel upgrade: which release? Usage: kernel upgrade <folder|tarball|version>');
+      // A path is resolved here: the kernel's working folder is not the CLI's.
+      const { existsSync } = await import('node:fs');
+      return swapVerb('upgrade', rootArg(values), existsSync(source) ? resolve(source) : source, !values['no-commit'], Boolean(values.json));
+    },
+  },
+  downgrade: {
+    summary: 'hot-downgrade the running kernel to an installed release',
+    usage: '<version>',
+    options: { ...rootOption, 'no-commit': { type: 'boolean', description: 'leave the release on trial' }, json: { type: 'boolean', description: 'print the result as JSON' } },
+    async run(values, positionals) {
+      const version = positionals[0];
+      if (!version) throw new UsageError('kernel downgrade: to which version? Usage: kernel downgrade <version>');
+      return swapVerb('downgrade', rootArg(values), version, !values['no-commit'], Boolean(values.json));
+    },
+  },
+  commit: {
+    summary: 'make the release on trial permanent',
+    options: rootOption,
+    async run(values) {
+      const { permanent } = (await request(rootArg(values), 'commit', {})) as { permanent: string };
+      say(`Made release permanent: ${permanent}`);
+      return EXIT.ok;
+    },
+  },
   releases: {
     summary: 'list the releases installed in the deploy root',
     options: { ...rootOption, json: { type: 'boolean', description: 'print JSON' } },
     async run(values) {
-      const registry = await readRegistry(resolveDeployRoot(values.root as string | undefined));
+      const root = rootArg(values);
+      // Through the kernel when one runs (it knows which release is running); else the registry file.
+      const releases = (await request(root, 'releases', {}, { timeoutMs: 5000 }).catch(async (error: unknown) => {
+        if (error instanceof TheseusError && error.code === 'E_KERNEL_NOT_RUNNING') return (await readRegistry(root)).releases.map((r) => ({ ...r, running: false }));
+        throw error;
+      })) as Array<{ version: string; status: string; installedAt: string; manifestSha256: string; running: boolean }>;
       if (values.json) {
-        say(JSON.stringify(registry.releases));
+        say(JSON.stringify(releases));
         return EXIT.ok;
       }
-      if (registry.releases.length === 0) {
+      if (releases.length === 0) {
         say('No releases installed.');
         return EXIT.ok;
       }
-      const rows = [['VERSION', 'STATUS', 'INSTALLED', 'MANIFEST'], ...registry.releases.map((r) => [r.version, r.status, r.installedAt, r.manifestSha256.slice(0, 12)])];
-      const widths = rows[0]!.map((_, column) => Math.max(...rows.map((row) => row[column]!.length)));
-      for (const row of rows) say(row.map((cell, column) => cell.padEnd(widths[column]!)).join('  ').trimEnd());
+      say(table(['VERSION', 'STATUS', 'RUNNING', 'INSTALLED', 'MANIFEST'], releases.map((r) => [r.version, r.status, r.running ? 'yes' : '', r.installedAt, r.manifestSha256.slice(0, 12)])));
       return EXIT.ok;
     },
   },
   remove: {
-    summary: 'remove an installed release (never the permanent or the current one)',
+    summary: 'remove an installed release (never the permanent, current or running one)',
     usage: '<version>',
     options: rootOption,
     async run(values, positionals) {
       const version = positionals[0];
       if (!version) throw new UsageError('kernel remove: which version? Usage: kernel remove <version>');
-      const root = resolveDeployRoot(values.root as string | undefined);
-      const registry = withoutRelease(await readRegistry(root), version);
-      // The registry first: a release it no longer lists is never booted, even if the delete below is cut short.
-      await writeRegistry(root, registry);
-      await rm(join(root, 'releases', version), { recursive: true, force: true });
+      const root = rootArg(values);
+      try {
+        await request(root, 'remove', { version });
+      } catch (error) {
+        if (!(error instanceof TheseusError && error.code === 'E_KERNEL_NOT_RUNNING')) throw error;
+        // No kernel: edit the registry directly. The registry first, so a release it no longer
+        // lists is never booted, even if the delete below is cut short.
+        await writeRegistry(root, withoutRelease(await readRegistry(root), version));
+        await rm(join(root, 'releases', version), { recursive: true, force: true });
+      }
       say(`Removed release ${version}.`);
       return EXIT.ok;
     },
   },
+  logs: {
+    summary: "show the kernel's log (var/log/kernel.log); -f follows it",
+    options: { ...rootOption, follow: { type: 'boolean', short: 'f', description: 'keep printing new lines (-f)' }, lines: { type: 'string', short: 'n', description: 'how many lines to show first (default 50)' } },
+    async run(values) {
+      const { showLogs } = await import('./logs.ts');
+      await showLogs(rootArg(values), { follow: Boolean(values.follow), lines: Number(values.lines ?? 50) });
+      return EXIT.ok;
+    },
+  },
   console: { summary: 'attach a REPL to the running kernel', plannedIn: 'issue 5' },
-  logs: { summary: "show the kernel's logs", plannedIn: 'issue 4' },
   init: {
     summary: `write the release configuration (${DEFAULT_CONFIG_FILE}) with a comment on every option`,
     options: {
@@ -157,6 +264,69 @@ const verbs: Record<string, Verb> = {
 };
 
 class UsageError extends Error {}
+
+interface StatusResult {
+  pid: number;
+  app: string;
+  release: string;
+  permanent: string | null;
+  uptimeMs: number;
+  services: ServiceStatus[];
+  lastUpgrade: { from: string; to: string; at: string; committed: boolean } | null;
+}
+
+interface SwapResult {
+  from: string;
+  to: string;
+  committed: boolean;
+  report: { services: Array<{ service: string; from: { release: string; vsn: string }; to: { release: string; vsn: string }; migration: string; stateBytes: number; pauseMs: number; outcome: string }> };
+}
+
+/** upgrade and downgrade: print each step with its timing, then each service's pause. */
+async function swapVerb(verb: 'upgrade' | 'downgrade', root: string, target: string, commit: boolean, json: boolean): Promise<number> {
+  const events: ProgressEvent[] = [];
+  const onEvent = (event: ProgressEvent) => {
+    events.push(event);
+    if (!json) say(`  ${event.step.padEnd(10)} ${`${event.ms} ms`.padStart(10)}${event.detail ? `  ${event.detail}` : ''}`);
+  };
+  if (!json) say(`${verb === 'upgrade' ? 'Upgrading' : 'Downgrading'} to ${target}`);
+  try {
+    const result = (await (verb === 'upgrade'
+      ? request(root, 'upgrade', { source: target, commit }, { timeoutMs: 10 * 60_000, onEvent })
+      : request(root, 'downgrade', { version: target, commit }, { timeoutMs: 10 * 60_000, onEvent }))) as SwapResult;
+    if (json) {
+      say(JSON.stringify({ ok: true, ...result, steps: events }));
+      return EXIT.ok;
+    }
+    for (const service of result.report.services) {
+      say(`  ${service.service}: ${service.from.release} (vsn ${service.from.vsn}) -> ${service.to.release} (vsn ${service.to.vsn}), migration ${service.migration}, state ${service.stateBytes} bytes, pause ${service.pauseMs} ms, ${service.outcome}`);
+    }
+    say(result.committed ? `Release ${result.to} is running and permanent.` : `Release ${result.to} is running on trial: 'kernel commit' makes it permanent; a restart goes back to the permanent release.`);
+    return EXIT.ok;
+  } catch (error) {
+    if (json && error instanceof TheseusError) {
+      say(JSON.stringify({ ok: false, error: { code: error.code, message: error.message, phase: error.phase ?? null }, steps: events }));
+      return EXIT.failure;
+    }
+    if (error instanceof TheseusError && error.phase) {
+      process.stderr.write(`kernel ${verb}: failed in phase '${error.phase}': ${error.message} [${error.code}]\n`);
+      return EXIT.failure;
+    }
+    throw error;
+  }
+}
+
+function table(header: string[], rows: string[][]): string {
+  const widths = header.map((cell, column) => Math.max(cell.length, ...rows.map((row) => row[column]!.length)));
+  return [header, ...rows].map((row) => row.map((cell, column) => cell.padEnd(widths[column]!)).join('  ').trimEnd()).join('\n');
+}
+
+function formatDuration(ms: number): string {
+  const seconds = Math.floor(ms / 1000);
+  if (seconds < 60) return `${seconds}s`;
+  if (seconds < 3600) return `${Math.floor(seconds / 60)}m${seconds % 60}s`;
+  return `${Math.floor(seconds / 3600)}h${Math.floor((seconds % 3600) / 60)}m`;
+}
 
 async function kernelVersion(): Promise<string> {
   const { readFile } = await import('node:fs/promises');

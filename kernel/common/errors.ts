@@ -82,6 +82,17 @@ const messages = {
     `${archive}: ${what} is over the limit of ${limit} bytes (a corrupt archive or a decompression bomb). The archive was refused; nothing was written.`,
   E_TAR_CORRUPT: (archive: string, reason: string) => `${archive} is not a readable .tar.gz: ${reason}. Fetch it again.`,
   E_REGISTRY_INVALID: (file: string, reason: string) => `The release registry ${file} is unreadable: ${reason}. Restore it from the audit log, or remove it to start over.`,
+  // The kernel as a program: control socket, daemon, hooks.
+  E_KERNEL_NOT_RUNNING: (root: string, why: string) => `No kernel is running in ${root} (${why}). Start one with 'kernel start'.`,
+  E_ALREADY_RUNNING: (root: string, pid: number) => `A kernel is already running in ${root} (pid ${pid}). Stop it with 'kernel stop' first.`,
+  E_BAD_COOKIE: () => `The request's cookie does not match this kernel's var/cookie. Run the CLI as the user who owns the deploy root.`,
+  E_COOKIE_UNREADABLE: (file: string, reason: string) => `Cannot read the cookie ${file}: ${reason}. Run the CLI as the user who owns the deploy root.`,
+  E_FRAME_TOO_LARGE: (size: number, limit: number) => `A control frame of ${size} bytes is over the limit of ${limit} bytes; the connection was closed.`,
+  E_FRAME_INVALID: (reason: string) => `A control frame was refused: ${reason}; the connection was closed.`,
+  E_KERNEL_TIMEOUT: (op: string, ms: number) => `The kernel did not answer '${op}' within ${ms} ms. Check 'kernel logs'; the kernel may be busy or stuck.`,
+  E_HOOK_FAILED: (hook: string, command: string, reason: string) => `The ${hook} hook '${command}' failed: ${reason}. Fix the hook, or remove it from theseus.config.ts.`,
+  E_UNSUPPORTED_CHANGE: (version: string, reason: string) => `Release ${version} cannot be hot-swapped in yet: ${reason}. Stop the kernel and start it on the new release instead.`,
+  E_NOTHING_TO_COMMIT: (version: string) => `Release ${version} is already permanent; there is nothing on trial to commit.`,
   E_REMOVE_REFUSED: (version: string, status: string) => `Release ${version} is ${status} and cannot be removed. Downgrade or upgrade away from it first.`,
 } as const;
 

@@ -79,6 +79,8 @@ export async function verifyReleaseDir(dir: string): Promise<{ manifest: Manifes
 
 export interface InstallOptions {
   limits?: TarLimits;
+  /** Told how long unpacking and verifying took, as they finish. */
+  onStep?: (step: 'unpack' | 'verify', ms: number) => void;
 }
 
 /**
@@ -90,6 +92,12 @@ export async function installRelease(root: string, source: string, options: Inst
   const releasesDir = join(root, 'releases');
   await mkdir(releasesDir, { recursive: true });
   const resolved = await resolveSource(root, source);
+  let mark = performance.now();
+  const step = (name: 'unpack' | 'verify') => {
+    const now = performance.now();
+    options.onStep?.(name, Math.round((now - mark) * 10) / 10);
+    mark = now;
+  };
   const staging = join(releasesDir, `.staging-${randomBytes(6).toString('hex')}`);
   try {
     let candidate: string;
@@ -104,7 +112,9 @@ export async function installRelease(root: string, source: string, options: Inst
     } else {
       candidate = resolved.path;
     }
+    step('unpack');
     const { manifest, plan, manifestSha256 } = await verifyReleaseDir(candidate);
+    step('verify');
     const target = join(releasesDir, manifest.version);
     const existing = await stat(join(target, 'manifest.json')).catch(() => null);
     if (existing) {

@@ -1,0 +1,81 @@
+// The CLI's side of the control socket. Runs in the CLI's process. Every request has a timeout,
+// and a missing or dead kernel is reported as such: no verb ever hangs.
+
+import { readFile } from 'node:fs/promises';
+import { connect } from 'node:net';
+import { TheseusError, theseusError } from '../common/errors.ts';
+import { decodeFrames, encodeFrame, type ControlOpName, type ControlRequest, type ControlResponse, type ProgressEvent } from '../common/control-protocol.ts';
+import { varPaths } from '../main/var-paths.ts';
+
+export interface RequestOptions {
+  timeoutMs?: number;
+  onEvent?: (event: ProgressEvent) => void;
+}
+
+export async function readCookie(root: string): Promise<string> {
+  const file = varPaths(root).cookie;
+  try {
+    return (await readFile(file, 'utf8')).trim();
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') throw theseusError('E_KERNEL_NOT_RUNNING', root, 'no cookie in var/');
+    throw theseusError('E_COOKIE_UNREADABLE', file, code ?? String(error));
+  }
+}
+
+export async function request<Op extends ControlOpName>(
+  root: string,
+  op: Op,
+  args: Extract<ControlRequest, { op: Op }>['args'],
+  options: RequestOptions = {},
+): Promise<unknown> {
+  const cookie = await readCookie(root);
+  return send(varPaths(root).socket, { v: 1, cookie, id: 1, op, args }, op, root, options);
+}
+
+/** Sends one frame as given (tests use this to send bad cookies and bad frames). */
+export function send(socketPath: string, frame: unknown, op: string, root: string, options: RequestOptions = {}): Promise<unknown> {
+  const timeoutMs = options.timeoutMs ?? 30_000;
+  return new Promise((resolve, reject) => {
+    const socket = connect(socketPath);
+    let buffered: Buffer = Buffer.alloc(0);
+    let settled = false;
+    const finish = (error: unknown, value?: unknown) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      socket.destroy();
+      if (error) reject(error);
+      else resolve(value);
+    };
+    const timer = setTimeout(() => finish(theseusError('E_KERNEL_TIMEOUT', op, timeoutMs)), timeoutMs);
+    socket.once('connect', () => socket.write(typeof frame === 'object' && frame !== null && Buffer.isBuffer(frame) ? frame : encodeFrame(frame)));
+    socket.on('error', (error: NodeJS.ErrnoException) => {
+      if (error.code === 'ENOENT' || error.code === 'ECONNREFUSED') finish(theseusError('E_KERNEL_NOT_RUNNING', root, `nothing listens on ${socketPath}`));
+      else if (error.code === 'EACCES') finish(theseusError('E_COOKIE_UNREADABLE', socketPath, 'permission denied on the socket'));
+      else finish(error);
+    });
+    socket.on('close', () => finish(theseusError('E_KERNEL_NOT_RUNNING', root, `the kernel closed the connection before answering '${op}'`)));
+    socket.on('data', (chunk: Buffer) => {
+      buffered = Buffer.concat([buffered, chunk]);
+      const decoded = decodeFrames(buffered);
+      if ('error' in decoded) {
+        finish(theseusError('E_FRAME_INVALID', `the kernel sent a bad frame (${decoded.error})`));
+        return;
+      }
+      buffered = decoded.rest;
+      for (const frame of decoded.frames as ControlResponse[]) {
+        if (frame.kind === 'event') {
+          options.onEvent?.(frame.event);
+          continue;
+        }
+        if (frame.ok) finish(null, frame.result);
+        else {
+          const error = new TheseusError(frame.error.code, frame.error.message);
+          if (frame.error.phase) error.phase = frame.error.phase as TheseusError['phase'];
+          finish(error);
+        }
+      }
+    });
+  });
+}

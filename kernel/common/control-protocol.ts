@@ -1,0 +1,97 @@
+// The control plane's wire protocol: the `kernel` CLI talking to a running kernel over the deploy
+// root's Unix socket (var/kernel.sock). The kernel<->worker protocol is in protocol.ts.
+//
+// Frames are a 4-byte big-endian length, then that many bytes of UTF-8 JSON. Each frame is
+// size-limited and schema-validated; every request carries the cookie from var/cookie, as an
+// Erlang node's requests carry its cookie. A request gets zero or more `event` frames (progress)
+// and then exactly one `result` frame.
+
+import { Type, type Static } from '@sinclair/typebox';
+
+export const CONTROL_PROTOCOL_VERSION = 1;
+/** Larger frames are refused before they are buffered. */
+export const MAX_FRAME_BYTES = 1024 * 1024;
+
+const NoArgs = Type.Object({}, { additionalProperties: false });
+
+export const ControlRequestSchema = Type.Union([
+  Type.Object({ v: Type.Literal(1), cookie: Type.String(), id: Type.Integer(), op: Type.Literal('ping'), args: NoArgs }, { additionalProperties: false }),
+  Type.Object({ v: Type.Literal(1), cookie: Type.String(), id: Type.Integer(), op: Type.Literal('status'), args: NoArgs }, { additionalProperties: false }),
+  Type.Object({ v: Type.Literal(1), cookie: Type.String(), id: Type.Integer(), op: Type.Literal('releases'), args: NoArgs }, { additionalProperties: false }),
+  Type.Object({ v: Type.Literal(1), cookie: Type.String(), id: Type.Integer(), op: Type.Literal('commit'), args: NoArgs }, { additionalProperties: false }),
+  Type.Object({ v: Type.Literal(1), cookie: Type.String(), id: Type.Integer(), op: Type.Literal('stop'), args: NoArgs }, { additionalProperties: false }),
+  Type.Object(
+    {
+      v: Type.Literal(1),
+      cookie: Type.String(),
+      id: Type.Integer(),
+      op: Type.Literal('upgrade'),
+      args: Type.Object({ source: Type.String({ minLength: 1, maxLength: 4096 }), commit: Type.Boolean() }, { additionalProperties: false }),
+    },
+    { additionalProperties: false },
+  ),
+  Type.Object(
+    {
+      v: Type.Literal(1),
+      cookie: Type.String(),
+      id: Type.Integer(),
+      op: Type.Literal('downgrade'),
+      args: Type.Object({ version: Type.String({ minLength: 1, maxLength: 64 }), commit: Type.Boolean() }, { additionalProperties: false }),
+    },
+    { additionalProperties: false },
+  ),
+  Type.Object(
+    {
+      v: Type.Literal(1),
+      cookie: Type.String(),
+      id: Type.Integer(),
+      op: Type.Literal('remove'),
+      args: Type.Object({ version: Type.String({ minLength: 1, maxLength: 64 }) }, { additionalProperties: false }),
+    },
+    { additionalProperties: false },
+  ),
+]);
+
+export type ControlRequest = Static<typeof ControlRequestSchema>;
+export type ControlOpName = ControlRequest['op'];
+
+/** A step of an upgrade as it happens, for the CLI to print. */
+export interface ProgressEvent {
+  step: 'unpack' | 'verify' | 'plan' | 'boot' | 'drain' | 'migrate' | 'switch' | 'probation' | 'commit' | 'hooks';
+  ms: number;
+  detail?: string;
+}
+
+export type ControlResponse =
+  | { id: number; kind: 'event'; event: ProgressEvent }
+  | { id: number; kind: 'result'; ok: true; result: unknown }
+  | { id: number; kind: 'result'; ok: false; error: { code: string; message: string; phase?: string } };
+
+export function encodeFrame(value: unknown): Buffer {
+  const body = Buffer.from(JSON.stringify(value), 'utf8');
+  const header = Buffer.alloc(4);
+  header.writeUInt32BE(body.length, 0);
+  return Buffer.concat([header, body]);
+}
+
+/**
+ * Splits a byte stream into frames. Returns the frames found and the unconsumed rest, or a
+ * reason to drop the connection.
+ */
+export function decodeFrames(buffer: Buffer): { frames: unknown[]; rest: Buffer } | { error: 'too-large' | 'not-json'; size?: number } {
+  const frames: unknown[] = [];
+  let offset = 0;
+  while (buffer.length - offset >= 4) {
+    const size = buffer.readUInt32BE(offset);
+    if (size > MAX_FRAME_BYTES) return { error: 'too-large', size };
+    if (buffer.length - offset - 4 < size) break;
+    const body = buffer.subarray(offset + 4, offset + 4 + size).toString('utf8');
+    try {
+      frames.push(JSON.parse(body));
+    } catch {
+      return { error: 'not-json' };
+    }
+    offset += 4 + size;
+  }
+  return { frames, rest: buffer.subarray(offset) };
+}

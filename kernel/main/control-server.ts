@@ -1,0 +1,115 @@
+// The kernel's side of the control socket. Runs in the kernel's main thread.
+//
+// The socket is created owner-only (mode 0600, inside the 0700 var/ folder) and every request must
+// carry the cookie. A frame that is too large, not JSON, not a valid request or has the wrong
+// cookie is answered with a coded error and the connection is closed; the kernel carries on.
+
+import { timingSafeEqual } from 'node:crypto';
+import { chmod, rm } from 'node:fs/promises';
+import { createServer, type Server, type Socket } from 'node:net';
+import { Value } from '@sinclair/typebox/value';
+import { errorMessage, serializeError, theseusError, TheseusError } from '../common/errors.ts';
+import {
+  ControlRequestSchema,
+  MAX_FRAME_BYTES,
+  decodeFrames,
+  encodeFrame,
+  type ControlRequest,
+  type ControlResponse,
+  type ProgressEvent,
+} from '../common/control-protocol.ts';
+
+export type ControlHandler = (request: ControlRequest, emit: (event: ProgressEvent) => void) => Promise<unknown>;
+
+export class ControlServer {
+  #server: Server;
+  #path: string;
+  #cookie: Buffer;
+  #sockets = new Set<Socket>();
+
+  private constructor(path: string, cookie: string, handler: ControlHandler) {
+    this.#path = path;
+    this.#cookie = Buffer.from(cookie);
+    this.#server = createServer((socket) => this.#serve(socket, handler));
+  }
+
+  static async listen(path: string, cookie: string, handler: ControlHandler): Promise<ControlServer> {
+    const server = new ControlServer(path, cookie, handler);
+    // The umask makes the socket owner-only from the moment it exists; the chmod makes sure.
+    const previous = process.umask(0o177);
+    try {
+      await new Promise<void>((resolve, reject) => {
+        server.#server.once('error', reject);
+        server.#server.listen(path, () => resolve());
+      });
+    } finally {
+      process.umask(previous);
+    }
+    await chmod(path, 0o600);
+    return server;
+  }
+
+  async close(): Promise<void> {
+    await new Promise<void>((resolve) => {
+      this.#server.close(() => resolve());
+      for (const socket of this.#sockets) socket.destroy();
+    });
+    await rm(this.#path, { force: true });
+  }
+
+  #serve(socket: Socket, handler: ControlHandler): void {
+    this.#sockets.add(socket);
+    socket.once('close', () => this.#sockets.delete(socket));
+    socket.on('error', () => socket.destroy());
+    let buffered: Buffer = Buffer.alloc(0);
+    const send = (response: ControlResponse) => {
+      if (!socket.destroyed) socket.write(encodeFrame(response));
+    };
+    const refuse = (id: number, error: TheseusError) => {
+      send({ id, kind: 'result', ok: false, error: { code: error.code, message: error.message } });
+      socket.end();
+    };
+    socket.on('data', (chunk: Buffer) => {
+      buffered = Buffer.concat([buffered, chunk]);
+      const decoded = decodeFrames(buffered);
+      if ('error' in decoded) {
+        refuse(0, decoded.error === 'too-large' ? theseusError('E_FRAME_TOO_LARGE', decoded.size ?? 0, MAX_FRAME_BYTES) : theseusError('E_FRAME_INVALID', 'it is not JSON'));
+        buffered = Buffer.alloc(0);
+        return;
+      }
+      buffered = decoded.rest;
+      for (const frame of decoded.frames) {
+        const id = typeof (frame as { id?: unknown })?.id === 'number' ? (frame as { id: number }).id : 0;
+        // The cookie is checked before the shape, so a stranger learns nothing about the protocol.
+        const cookie = (frame as { cookie?: unknown })?.cookie;
+        if (typeof cookie !== 'string' || !this.#cookieMatches(cookie)) {
+          refuse(id, theseusError('E_BAD_COOKIE'));
+          return;
+        }
+        if (!Value.Check(ControlRequestSchema, frame)) {
+          const first = [...Value.Errors(ControlRequestSchema, frame)][0];
+          refuse(id, theseusError('E_FRAME_INVALID', `${first?.path || '/'} ${first?.message ?? 'does not match the protocol'}`));
+          return;
+        }
+        const request = frame;
+        handler(request, (event) => send({ id: request.id, kind: 'event', event })).then(
+          (result) => send({ id: request.id, kind: 'result', ok: true, result: result ?? null }),
+          (error: unknown) => {
+            const serialized = serializeError(error);
+            send({
+              id: request.id,
+              kind: 'result',
+              ok: false,
+              error: { code: serialized.code, message: error instanceof TheseusError ? error.message : errorMessage(error), ...(serialized.phase ? { phase: serialized.phase } : {}) },
+            });
+          },
+        );
+      }
+    });
+  }
+
+  #cookieMatches(cookie: string): boolean {
+    const given = Buffer.from(cookie);
+    return given.length === this.#cookie.length && timingSafeEqual(given, this.#cookie);
+  }
+}

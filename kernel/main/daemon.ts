@@ -1,0 +1,328 @@
+// The kernel as a long-running program: boots a deploy root's permanent release, owns the pid
+// file, the cookie and the control socket, and carries out the CLI's requests (status, upgrade,
+// downgrade, commit, releases, remove, stop). Runs in the kernel's main thread.
+//
+// Lifecycle: starting -> running -> stopping -> stopped. Requests that change releases are
+// serialized; each one always writes its audit line, whatever happened.
+
+import { randomBytes } from 'node:crypto';
+import { readFile, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import semver from 'semver';
+import { TheseusError, errorMessage, theseusError } from '../common/errors.ts';
+import type { ControlRequest, ProgressEvent } from '../common/control-protocol.ts';
+import type { LogRecord } from '../common/protocol.ts';
+import { installRelease } from '../release/install.ts';
+import type { Manifest } from '../release/manifest.ts';
+import { readRegistry, withCurrent, withPermanent, withoutRelease, writeRegistry, findEntry } from '../release/registry.ts';
+import { writeFileAtomic } from '../release/fs-atomic.ts';
+import { appendAudit } from './audit.ts';
+import { ControlServer } from './control-server.ts';
+import { assertCompatible, serviceSources, startFromRoot } from './deploy-root.ts';
+import { runHooks } from './hooks.ts';
+import type { Kernel } from './kernel.ts';
+import { createKernelLog, type KernelLog } from './kernel-log.ts';
+import { SwapError, type SwapReport } from './hot-swap.ts';
+import { ensureVarDir, varPaths, type VarPaths } from './var-paths.ts';
+
+type DaemonState = 'starting' | 'running' | 'stopping' | 'stopped';
+
+export interface DaemonOptions {
+  root: string;
+  /** Pretty log lines on stdout as well as JSON in var/log/kernel.log. */
+  terminal: boolean;
+}
+
+export class KernelDaemon {
+  #state: DaemonState = 'starting';
+  #root: string;
+  #paths: VarPaths;
+  #log: KernelLog;
+  #kernel!: Kernel;
+  #manifest!: Manifest;
+  #manifestSha: Record<string, string> = {};
+  #running!: string;
+  #server: ControlServer | null = null;
+  #startedAt = Date.now();
+  #lastUpgrade: Record<string, unknown> | null = null;
+  /** Release operations run one at a time. */
+  #operation: Promise<unknown> = Promise.resolve();
+  #stopped: Promise<void>;
+  #resolveStopped!: () => void;
+
+  private constructor(options: DaemonOptions) {
+    this.#root = options.root;
+    this.#paths = varPaths(options.root);
+    this.#log = createKernelLog(this.#paths.log, { terminal: options.terminal });
+    this.#stopped = new Promise((resolve) => (this.#resolveStopped = resolve));
+  }
+
+  get pid(): number {
+    return process.pid;
+  }
+
+  get release(): string {
+    return this.#running;
+  }
+
+  /** The release that was on trial when the kernel last stopped, reverted at this boot. */
+  revertedTrial: string | null = null;
+
+  /** One line for humans: app, release, pid, services. */
+  get summary(): string {
+    const services = Object.entries(this.#manifest.services).map(([name, service]) => `${name} (vsn ${service.vsn})`);
+    return `${this.#manifest.app} ${this.#running}, pid ${process.pid}, services: ${services.join(', ')}`;
+  }
+
+  /** Resolves once the daemon has stopped (a stop request, or stop()). */
+  get stopped(): Promise<void> {
+    return this.#stopped;
+  }
+
+  static async start(options: DaemonOptions): Promise<KernelDaemon> {
+    const paths = varPaths(options.root);
+    await ensureVarDir(paths);
+    await refuseIfRunning(options.root, paths);
+    const daemon = new KernelDaemon(options);
+    try {
+      await daemon.#boot();
+    } catch (error) {
+      daemon.#kernelLog('error', `start failed: ${errorMessage(error)}`);
+      await daemon.#cleanUp();
+      throw error;
+    }
+    return daemon;
+  }
+
+  async #boot(): Promise<void> {
+    await writeFileAtomic(this.#paths.pid, `${process.pid}\n`, 0o600);
+    const registry = await readRegistry(this.#root);
+    const permanent = registry.releases.find((entry) => entry.status === 'permanent');
+    if (permanent) {
+      const manifest = JSON.parse(await readFile(join(this.#root, 'releases', permanent.version, 'manifest.json'), 'utf8').catch(() => '{}')) as Partial<Manifest>;
+      await runHooks('preStart', manifest.hooks?.preStart ?? [], this.#root, { THESEUS_RELEASE: permanent.version });
+    }
+    const booted = await startFromRoot(this.#root, (record) => this.#log.write(record));
+    this.#kernel = booted.kernel;
+    this.#manifest = booted.manifest;
+    this.#running = booted.version;
+    for (const entry of (await readRegistry(this.#root)).releases) this.#manifestSha[entry.version] = entry.manifestSha256;
+    this.revertedTrial = booted.revertedTrial;
+    if (booted.revertedTrial) this.#kernelLog('warn', `release ${booted.revertedTrial} was on trial and was reverted; booted ${booted.version}`);
+    const cookie = await ensureCookie(this.#paths.cookie);
+    this.#server = await ControlServer.listen(this.#paths.socket, cookie, (request, emit) => this.#handle(request, emit));
+    this.#state = 'running';
+    this.#kernelLog('info', `kernel ready: ${booted.manifest.app} ${booted.version}, pid ${process.pid}`);
+    await appendAudit(this.#paths.audit, { op: 'start', from: null, to: booted.version, hashes: this.#hashes(booted.version), outcome: 'ok' });
+    await runHooks('postStart', this.#manifest.hooks.postStart, this.#root, { THESEUS_RELEASE: this.#running }).catch((error: unknown) =>
+      this.#kernelLog('warn', errorMessage(error)),
+    );
+  }
+
+  async stop(): Promise<void> {
+    if (this.#state === 'stopping' || this.#state === 'stopped') return this.#stopped;
+    this.#state = 'stopping';
+    try {
+      await this.#operation.catch(() => undefined);
+      await runHooks('preStop', this.#manifest.hooks.preStop, this.#root, { THESEUS_RELEASE: this.#running }).catch((error: unknown) =>
+        this.#kernelLog('warn', errorMessage(error)),
+      );
+      await this.#server?.close();
+      await this.#kernel.stop();
+      await appendAudit(this.#paths.audit, { op: 'stop', from: this.#running, to: null, hashes: this.#hashes(this.#running), outcome: 'ok' });
+      await runHooks('postStop', this.#manifest.hooks.postStop, this.#root, { THESEUS_RELEASE: this.#running }).catch((error: unknown) =>
+        this.#kernelLog('warn', errorMessage(error)),
+      );
+      this.#kernelLog('info', 'kernel stopped');
+    } finally {
+      await this.#cleanUp();
+      this.#state = 'stopped';
+      this.#resolveStopped();
+    }
+  }
+
+  async #cleanUp(): Promise<void> {
+    await this.#server?.close().catch(() => undefined);
+    await rm(this.#paths.pid, { force: true });
+    this.#log.flush();
+  }
+
+  // -------------------------------------------------------------------------------------------
+
+  async #handle(request: ControlRequest, emit: (event: ProgressEvent) => void): Promise<unknown> {
+    switch (request.op) {
+      case 'ping':
+        return { pong: true, pid: process.pid, release: this.#running };
+      case 'status':
+        return this.#status();
+      case 'releases': {
+        const registry = await readRegistry(this.#root);
+        return registry.releases.map((entry) => ({ ...entry, running: entry.version === this.#running }));
+      }
+      case 'upgrade':
+        return this.#serialized(() => this.#swapTo(request.args.source, request.args.commit, emit));
+      case 'downgrade':
+        return this.#serialized(() => this.#swapTo(request.args.version, request.args.commit, emit));
+      case 'commit':
+        return this.#serialized(() => this.#commit());
+      case 'remove':
+        return this.#serialized(() => this.#remove(request.args.version));
+      case 'stop':
+        // Answer first, then stop: the CLI waits for the pid to go away.
+        setImmediate(() => void this.stop());
+        return { stopping: true, pid: process.pid };
+    }
+  }
+
+  #serialized<T>(operation: () => Promise<T>): Promise<T> {
+    if (this.#state !== 'running') return Promise.reject(theseusError('E_KERNEL_STOPPED'));
+    const next = this.#operation.catch(() => undefined).then(operation);
+    this.#operation = next;
+    return next;
+  }
+
+  async #status(): Promise<unknown> {
+    const registry = await readRegistry(this.#root);
+    return {
+      pid: process.pid,
+      root: this.#root,
+      app: this.#manifest.app,
+      release: this.#running,
+      permanent: registry.releases.find((entry) => entry.status === 'permanent')?.version ?? null,
+      uptimeMs: Date.now() - this.#startedAt,
+      services: await this.#kernel.status(),
+      lastUpgrade: this.#lastUpgrade,
+    };
+  }
+
+  async #swapTo(source: string, commit: boolean, emit: (event: ProgressEvent) => void): Promise<unknown> {
+    const from = this.#running;
+    const durations: Record<string, number> = {};
+    const step = (name: ProgressEvent['step'], ms: number, detail?: string) => {
+      durations[name] = ms;
+      emit(detail === undefined ? { step: name, ms } : { step: name, ms, detail });
+    };
+    let to: string | null = null;
+    let op: 'upgrade' | 'downgrade' = 'upgrade';
+    try {
+      const installed = await installRelease(this.#root, source, { onStep: (name, ms) => step(name, ms) });
+      to = installed.version;
+      this.#manifestSha[to] = installed.manifestSha256;
+      op = semver.gte(to, from) ? 'upgrade' : 'downgrade';
+      assertCompatible(installed.manifest);
+      const running = Object.keys(this.#manifest.services).sort().join(',');
+      const next = Object.keys(installed.manifest.services).sort().join(',');
+      if (running !== next) {
+        throw theseusError('E_UNSUPPORTED_CHANGE', to, `it has services [${next}] where ${from} has [${running}]; adding or removing services during a hot swap is not built yet`);
+      }
+      await runHooks('preUpgrade', installed.manifest.hooks.preUpgrade, this.#root, { THESEUS_RELEASE: to, THESEUS_FROM: from });
+      let report: SwapReport;
+      try {
+        report = await this.#kernel.upgrade({ release: to, services: serviceSources(installed.dir, installed.manifest) });
+      } catch (error) {
+        if (error instanceof SwapError) this.#emitPhases(error.report, step);
+        throw error;
+      }
+      this.#emitPhases(report, step);
+      step('probation', 0, 'not built yet: no probation window');
+      const mark = performance.now();
+      let registry = withCurrent(await readRegistry(this.#root), to);
+      if (commit) registry = withPermanent(registry, to);
+      await writeRegistry(this.#root, registry);
+      this.#running = to;
+      this.#manifest = installed.manifest;
+      step('commit', round(performance.now() - mark), commit ? `${to} is permanent` : `${to} is on trial: 'kernel commit' makes it permanent, a restart reverts it`);
+      await runHooks('postUpgrade', installed.manifest.hooks.postUpgrade, this.#root, { THESEUS_RELEASE: to, THESEUS_FROM: from }).catch((error: unknown) =>
+        this.#kernelLog('warn', errorMessage(error)),
+      );
+      this.#lastUpgrade = { from, to, at: new Date().toISOString(), committed: commit, services: report.services };
+      await appendAudit(this.#paths.audit, { op, from, to, hashes: this.#hashes(from, to), outcome: 'ok', durations });
+      return { from, to, committed: commit, report };
+    } catch (error) {
+      const coded = error instanceof TheseusError ? error : new TheseusError('E_INTERNAL', errorMessage(error));
+      const outcome = error instanceof SwapError ? (error.report.outcome === 'refused' ? 'refused' : 'rolled-back') : 'failed';
+      await appendAudit(this.#paths.audit, {
+        op,
+        from,
+        to,
+        hashes: this.#hashes(from, ...(to ? [to] : [])),
+        outcome,
+        ...(coded.phase ? { phase: coded.phase } : {}),
+        reason: coded.message,
+        code: coded.code,
+        durations,
+      });
+      throw error;
+    }
+  }
+
+  #emitPhases(report: SwapReport, step: (name: ProgressEvent['step'], ms: number, detail?: string) => void): void {
+    const phases = report.phaseMs;
+    if (phases.check !== undefined) step('plan', round(phases.check));
+    if (phases.prepare !== undefined) step('boot', round(phases.prepare));
+    if (phases.suspend !== undefined) step('drain', round(phases.suspend));
+    if (phases.migrate !== undefined) step('migrate', round(phases.migrate));
+    if (phases.switch !== undefined) {
+      const pauses = report.services.filter((s) => s.outcome === 'switched').map((s) => `${s.service} paused ${s.pauseMs} ms`);
+      step('switch', round(phases.switch), pauses.join(', '));
+    }
+  }
+
+  async #commit(): Promise<unknown> {
+    const registry = await readRegistry(this.#root);
+    const entry = findEntry(registry, this.#running);
+    if (entry?.status === 'permanent') throw theseusError('E_NOTHING_TO_COMMIT', this.#running);
+    const previous = registry.releases.find((e) => e.status === 'permanent')?.version ?? null;
+    await writeRegistry(this.#root, withPermanent(registry, this.#running));
+    await appendAudit(this.#paths.audit, { op: 'commit', from: previous, to: this.#running, hashes: this.#hashes(this.#running), outcome: 'ok' });
+    return { permanent: this.#running };
+  }
+
+  async #remove(version: string): Promise<unknown> {
+    if (version === this.#running) throw theseusError('E_REMOVE_REFUSED', version, 'running');
+    const registry = withoutRelease(await readRegistry(this.#root), version);
+    await writeRegistry(this.#root, registry);
+    await rm(join(this.#root, 'releases', version), { recursive: true, force: true });
+    await appendAudit(this.#paths.audit, { op: 'remove', from: version, to: null, hashes: this.#hashes(version), outcome: 'ok' });
+    return { removed: version };
+  }
+
+  #hashes(...versions: string[]): Record<string, string> {
+    return Object.fromEntries(versions.filter((v) => this.#manifestSha[v]).map((v) => [v, this.#manifestSha[v]!]));
+  }
+
+  #kernelLog(level: LogRecord['level'], message: string): void {
+    this.#log.write({ level, service: 'kernel', release: this.#running ?? '-', message, time: Date.now() });
+  }
+}
+
+function round(ms: number): number {
+  return Math.round(ms * 10) / 10;
+}
+
+async function ensureCookie(file: string): Promise<string> {
+  const existing = await readFile(file, 'utf8').catch(() => null);
+  if (existing && existing.trim().length >= 32) return existing.trim();
+  const cookie = randomBytes(32).toString('hex');
+  await writeFileAtomic(file, `${cookie}\n`, 0o600);
+  return cookie;
+}
+
+/** Refuses a second kernel on the same root; removes a pid file and socket left by a dead one. */
+async function refuseIfRunning(root: string, paths: VarPaths): Promise<void> {
+  const text = await readFile(paths.pid, 'utf8').catch(() => null);
+  const pid = text === null ? NaN : Number.parseInt(text, 10);
+  if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && isAlive(pid)) throw theseusError('E_ALREADY_RUNNING', root, pid);
+  // Whatever is left is stale: the process that wrote it is gone.
+  await rm(paths.pid, { force: true });
+  await rm(paths.socket, { force: true });
+}
+
+export function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
