@@ -240,6 +240,8 @@ export class KernelDaemon {
       return { from, to, committed: commit, report };
     } catch (error) {
       const coded = error instanceof TheseusError ? error : new TheseusError('E_INTERNAL', errorMessage(error));
+      // Installing and verifying the release is part of the check: nothing running was touched.
+      coded.phase ??= 'check';
       const outcome = error instanceof SwapError ? (error.report.outcome === 'refused' ? 'refused' : 'rolled-back') : 'failed';
       await appendAudit(this.#paths.audit, {
         op,
@@ -252,7 +254,7 @@ export class KernelDaemon {
         code: coded.code,
         durations,
       });
-      throw error;
+      throw coded;
     }
   }
 

@@ -1,0 +1,224 @@
+// The kernel as a program, driven through the real CLI as a subprocess in temporary deploy roots
+// unpacked from real release tarballs.
+
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { readFile, stat, writeFile } from 'node:fs/promises';
+import { connect } from 'node:net';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import { extract } from 'tar';
+import { send } from '../../kernel/cli/control-client.ts';
+import { buildExamples, tempDir } from '../release/helpers.ts';
+
+const built = buildExamples();
+const roots: string[] = [];
+
+async function deployRoot(): Promise<string> {
+  const { results } = await built;
+  const root = await tempDir('theseus-daemon-');
+  await extract({ file: results[0]!.tarball, cwd: root });
+  roots.push(root);
+  return root;
+}
+
+function cli(root: string, ...args: string[]) {
+  return spawnSync(join(root, 'bin', 'kernel'), args, { cwd: root, encoding: 'utf8', timeout: 60_000, env: { ...process.env, THESEUS_ROOT: '' } });
+}
+
+after(() => {
+  // Never leave a kernel behind, whatever failed.
+  for (const root of roots) cli(root, 'stop');
+});
+
+async function auditOps(root: string): Promise<Array<{ op: string; outcome: string; from: string | null; to: string | null; phase?: string; code?: string; hashes: Record<string, string>; uid: number; user: string; durations?: Record<string, number> }>> {
+  const text = await readFile(join(root, 'var', 'audit.jsonl'), 'utf8');
+  return text.trim().split('\n').map((line) => JSON.parse(line));
+}
+
+test('start, status, upgrade to 0.2.0, downgrade to 0.1.0, upgrade to 0.3.0, stop: all from the command line', async () => {
+  const { results } = await built;
+  const root = await deployRoot();
+  const started = cli(root, 'start');
+  assert.equal(started.status, 0, started.stderr + started.stdout);
+  assert.match(started.stdout, /Kernel started: pid (\d+), release 0\.1\.0/);
+  const pid = Number(/pid (\d+)/.exec(started.stdout)![1]);
+
+  const status = cli(root, 'status', '--json');
+  assert.equal(status.status, 0, status.stderr);
+  const parsed = JSON.parse(status.stdout) as { pid: number; release: string; services: Array<{ name: string; vsn: string; state: string; release: string }> };
+  assert.equal(parsed.pid, pid);
+  assert.equal(parsed.release, '0.1.0');
+  assert.deepEqual(parsed.services.map((s) => [s.name, s.state, s.release, s.vsn]), [['sequence', 'running', '0.1.0', '0']]);
+
+  const up = cli(root, 'upgrade', results[1]!.tarball);
+  assert.equal(up.status, 0, up.stderr + up.stdout);
+  for (const step of ['unpack', 'verify', 'plan', 'boot', 'drain', 'migrate', 'switch', 'probation', 'commit']) {
+    assert.match(up.stdout, new RegExp(`^  ${step}\\s+[\\d.]+ ms`, 'm'), `upgrade printed its ${step} step`);
+  }
+  assert.match(up.stdout, /sequence: 0\.1\.0 \(vsn 0\) -> 0\.2\.0 \(vsn 0\), migration none, state \d+ bytes, pause [\d.]+ ms, switched/);
+
+  const down = cli(root, 'downgrade', '0.1.0', '--json');
+  assert.equal(down.status, 0, down.stderr + down.stdout);
+  const downResult = JSON.parse(down.stdout) as { ok: boolean; from: string; to: string; committed: boolean; steps: Array<{ step: string }> };
+  assert.deepEqual([downResult.ok, downResult.from, downResult.to, downResult.committed], [true, '0.2.0', '0.1.0', true]);
+  assert.ok(downResult.steps.some((s) => s.step === 'switch'));
+
+  const third = cli(root, 'upgrade', results[2]!.dir);
+  assert.equal(third.status, 0, third.stderr + third.stdout);
+  assert.match(third.stdout, /migration 0 -> 1 \(up, in 0\.3\.0\)/);
+  assert.equal(JSON.parse(cli(root, 'status', '--json').stdout).services[0].vsn, '1');
+  assert.equal(cli(root, 'pid').stdout.trim(), String(pid), 'the same kernel process throughout');
+
+  const releases = JSON.parse(cli(root, 'releases', '--json').stdout) as Array<{ version: string; status: string; running: boolean }>;
+  assert.deepEqual(releases.map((r) => [r.version, r.status, r.running]), [['0.1.0', 'old', false], ['0.2.0', 'old', false], ['0.3.0', 'permanent', true]]);
+
+  const stopped = cli(root, 'stop');
+  assert.equal(stopped.status, 0, stopped.stderr);
+  assert.throws(() => process.kill(pid, 0), 'the kernel process is gone');
+  await assert.rejects(stat(join(root, 'var', 'kernel.sock')), 'the socket was removed');
+
+  const audit = await auditOps(root);
+  assert.deepEqual(audit.map((e) => [e.op, e.from, e.to, e.outcome]), [
+    ['start', null, '0.1.0', 'ok'],
+    ['upgrade', '0.1.0', '0.2.0', 'ok'],
+    ['downgrade', '0.2.0', '0.1.0', 'ok'],
+    ['upgrade', '0.1.0', '0.3.0', 'ok'],
+    ['stop', '0.3.0', null, 'ok'],
+  ]);
+  for (const entry of audit) {
+    assert.equal(typeof entry.uid, 'number');
+    assert.ok(entry.user);
+  }
+  assert.match(audit[1]!.hashes['0.2.0']!, /^[0-9a-f]{64}$/);
+  assert.ok((audit[1]!.durations?.boot ?? -1) >= 0);
+
+  // Every line of the kernel's log carries service, release and pid.
+  const log = (await readFile(join(root, 'var', 'log', 'kernel.log'), 'utf8')).trim().split('\n').map((line) => JSON.parse(line) as Record<string, unknown>);
+  assert.ok(log.length > 0);
+  for (const line of log) for (const field of ['service', 'release', 'pid']) assert.ok(field in line, `log line without ${field}: ${JSON.stringify(line)}`);
+  assert.ok(log.some((line) => line.service === 'sequence' && line.release === '0.3.0' && line.msg === 'Changing code from 0 to 1'));
+  const logs = cli(root, 'logs', '-n', '3');
+  assert.equal(logs.status, 0);
+  assert.equal(logs.stdout.trim().split('\n').length, 3);
+});
+
+test('--no-commit leaves the release on trial; a restart comes back on the permanent release; commit makes it stick', async () => {
+  const { results } = await built;
+  const root = await deployRoot();
+  assert.equal(cli(root, 'start').status, 0);
+  const trial = cli(root, 'upgrade', results[1]!.tarball, '--no-commit');
+  assert.equal(trial.status, 0, trial.stderr);
+  assert.match(trial.stdout, /on trial/);
+  assert.equal(JSON.parse(cli(root, 'status', '--json').stdout).release, '0.2.0');
+  assert.equal(cli(root, 'stop').status, 0);
+  const restarted = cli(root, 'start');
+  assert.equal(restarted.status, 0, restarted.stderr);
+  assert.match(restarted.stdout, /release 0\.1\.0/, 'the trial release reverted on restart');
+
+  assert.equal(cli(root, 'upgrade', '0.2.0', '--no-commit').status, 0);
+  const committed = cli(root, 'commit');
+  assert.equal(committed.status, 0, committed.stderr);
+  assert.match(committed.stdout, /Made release permanent: 0\.2\.0/);
+  const again = cli(root, 'commit');
+  assert.equal(again.status, 1);
+  assert.match(again.stderr, /\[E_NOTHING_TO_COMMIT\]/);
+  assert.equal(cli(root, 'stop').status, 0);
+  assert.match(cli(root, 'start').stdout, /release 0\.2\.0/);
+  assert.equal(cli(root, 'stop').status, 0);
+  const ops = (await auditOps(root)).map((e) => e.op);
+  assert.ok(ops.includes('commit'));
+});
+
+test('a failed upgrade names its phase, exits non-zero, keeps the old release and is audited', async () => {
+  const { results } = await built;
+  const root = await deployRoot();
+  assert.equal(cli(root, 'start').status, 0);
+  // A release whose bundle was changed after the build.
+  const { cp } = await import('node:fs/promises');
+  const tampered = await tempDir('theseus-tampered-');
+  await cp(results[1]!.dir, tampered, { recursive: true });
+  await writeFile(join(tampered, 'services/sequence/sequence.mjs'), 'export default {}');
+  const refused = cli(root, 'upgrade', tampered);
+  assert.equal(refused.status, 1);
+  assert.match(refused.stderr, /^kernel upgrade: failed in phase 'check': .*sequence\.mjs does not match the manifest.*\[E_RELEASE_HASH_MISMATCH\]$/m);
+  assert.equal(refused.stderr.trim().split('\n').length, 1, 'one line, no stack trace');
+  // Downgrading to a version that is not installed.
+  const unknown = cli(root, 'downgrade', '0.0.9');
+  assert.equal(unknown.status, 1);
+  assert.match(unknown.stderr, /\[E_RELEASE_NOT_FOUND\]/);
+  const json = cli(root, 'upgrade', tampered, '--json');
+  assert.equal(json.status, 1);
+  assert.deepEqual([JSON.parse(json.stdout).error.code, JSON.parse(json.stdout).error.phase], ['E_RELEASE_HASH_MISMATCH', 'check']);
+  assert.equal(JSON.parse(cli(root, 'status', '--json').stdout).release, '0.1.0');
+  const audit = await auditOps(root);
+  assert.ok(audit.some((e) => e.op === 'upgrade' && e.outcome === 'failed' && e.code === 'E_RELEASE_HASH_MISMATCH' && e.phase === 'check'));
+  assert.equal(cli(root, 'stop').status, 0);
+});
+
+test('the control socket: owner-only, cookie required, bad frames refused, the kernel stays up', async () => {
+  const root = await deployRoot();
+  assert.equal(cli(root, 'start').status, 0);
+  const socketPath = join(root, 'var', 'kernel.sock');
+  assert.equal((await stat(socketPath)).mode & 0o777, 0o600);
+  assert.equal((await stat(join(root, 'var', 'cookie'))).mode & 0o777, 0o600);
+  assert.equal((await stat(join(root, 'var'))).mode & 0o777, 0o700);
+
+  await assert.rejects(send(socketPath, { v: 1, cookie: 'not-the-cookie', id: 7, op: 'stop', args: {} }, 'stop', root), { code: 'E_BAD_COOKIE' });
+  const cookie = (await readFile(join(root, 'var', 'cookie'), 'utf8')).trim();
+  await assert.rejects(send(socketPath, { v: 1, cookie, id: 8, op: 'format-disk', args: {} }, 'format-disk', root), { code: 'E_FRAME_INVALID' });
+  await assert.rejects(send(socketPath, { v: 1, cookie, id: 9, op: 'upgrade', args: { source: 42, commit: true } }, 'upgrade', root), { code: 'E_FRAME_INVALID' });
+  // A frame that claims to be huge is refused before it is read.
+  const huge = Buffer.alloc(4);
+  huge.writeUInt32BE(512 * 1024 * 1024, 0);
+  await assert.rejects(send(socketPath, huge, 'huge', root), { code: 'E_FRAME_TOO_LARGE' });
+  // Garbage that is not JSON.
+  const garbage = Buffer.concat([Buffer.from([0, 0, 0, 5]), Buffer.from('{{{{{')]);
+  await assert.rejects(send(socketPath, garbage, 'garbage', root), { code: 'E_FRAME_INVALID' });
+  // A client that connects and says nothing does not block others.
+  const idle = connect(socketPath);
+  assert.equal(cli(root, 'ping').status, 0, 'the kernel still answers');
+  idle.destroy();
+  assert.equal(cli(root, 'stop').status, 0);
+});
+
+test('a second start is refused; a stale pid file and socket from a dead kernel are cleaned up', async () => {
+  const root = await deployRoot();
+  const first = cli(root, 'start');
+  assert.equal(first.status, 0);
+  const second = cli(root, 'start');
+  assert.equal(second.status, 1);
+  assert.match(second.stderr, /already running .*\(pid \d+\).*\[E_ALREADY_RUNNING\]/);
+  const pid = Number(cli(root, 'pid').stdout.trim());
+  // Kill it so hard that it cannot clean up after itself.
+  process.kill(pid, 'SIGKILL');
+  for (let i = 0; i < 100; i++) {
+    try {
+      process.kill(pid, 0);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    } catch {
+      break;
+    }
+  }
+  assert.ok((await stat(join(root, 'var', 'kernel.pid'))).isFile(), 'the pid file was left behind');
+  const ping = cli(root, 'ping');
+  assert.equal(ping.status, 1);
+  assert.match(ping.stderr, /No kernel is running/);
+  const restarted = cli(root, 'start');
+  assert.equal(restarted.status, 0, restarted.stderr);
+  assert.match(restarted.stdout, /stale pid file/);
+  assert.equal(cli(root, 'stop').status, 0);
+});
+
+test('with no kernel running, every verb says so in one line and none hangs', async () => {
+  const root = await deployRoot();
+  for (const args of [['ping'], ['pid'], ['status'], ['stop'], ['commit'], ['upgrade', '0.2.0'], ['downgrade', '0.1.0']]) {
+    const result = cli(root, ...args);
+    assert.equal(result.status, 1, `${args.join(' ')}: ${result.stderr}`);
+    assert.match(result.stderr, /No kernel is running in .*\[E_KERNEL_NOT_RUNNING\]/, args.join(' '));
+    assert.equal(result.stderr.trim().split('\n').length, 1);
+  }
+  // These work without a kernel.
+  assert.equal(cli(root, 'releases').status, 0);
+  assert.equal(cli(root, 'logs').status, 0);
+});
