@@ -87,6 +87,11 @@ export interface ServiceDefinition<
   terminate?(ctx: ServiceContext<S>, reason: string): MaybePromise<void>;
   migrations?: readonly Migration[];
   /**
+   * Optional health check, polled during an upgrade's probation window: return true when healthy,
+   * false or a reason when not. An unhealthy new release is reverted, its state carried back down.
+   */
+  health?(ctx: ServiceContext<S>): MaybePromise<boolean | string>;
+  /**
    * When the kernel checks that the state is plain data: 'transitions' (after init, after each
    * migration and at every snapshot) or 'every-change' (also after each handler that changes it,
    * which costs a walk of the state per call).

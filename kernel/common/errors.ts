@@ -92,6 +92,8 @@ const messages = {
   E_KERNEL_TIMEOUT: (op: string, ms: number) => `The kernel did not answer '${op}' within ${ms} ms. Check 'kernel logs'; the kernel may be busy or stuck.`,
   E_HOOK_FAILED: (hook: string, command: string, reason: string) => `The ${hook} hook '${command}' failed: ${reason}. Fix the hook, or remove it from theseus.config.ts.`,
   E_UNSUPPORTED_CHANGE: (version: string, reason: string) => `Release ${version} cannot be hot-swapped in yet: ${reason}. Stop the kernel and start it on the new release instead.`,
+  E_PROBATION_FAILED: (service: string, version: string, reason: string, outcome: string) =>
+    `${service}@${version} failed its probation: ${reason}. ${outcome}`,
   E_NOTHING_TO_COMMIT: (version: string) => `Release ${version} is already permanent; there is nothing on trial to commit.`,
   E_REMOVE_REFUSED: (version: string, status: string) => `Release ${version} is ${status} and cannot be removed. Downgrade or upgrade away from it first.`,
 } as const;
@@ -101,7 +103,7 @@ export type ErrorCode = keyof typeof messages;
 type MessageArgs<C extends ErrorCode> = Parameters<(typeof messages)[C]>;
 
 /** The phases of a hot swap, named here so errors can say where they happened. */
-export type SwapPhase = 'check' | 'prepare' | 'suspend' | 'migrate' | 'switch' | 'commit';
+export type SwapPhase = 'check' | 'prepare' | 'suspend' | 'migrate' | 'switch' | 'probation' | 'commit';
 
 export class TheseusError extends Error {
   readonly code: ErrorCode | string;

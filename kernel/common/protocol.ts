@@ -50,13 +50,15 @@ export interface ServiceDescriptor extends MethodTable {
   uses: readonly string[];
   migrations: readonly MigrationEdge[];
   hasTerminate: boolean;
+  /** Whether it defines health(), which the kernel polls during an upgrade's probation. */
+  hasHealth: boolean;
   stateCheck: 'transitions' | 'every-change';
 }
 
 /** Whether two descriptors say the same thing (key order aside). */
 export function sameDescriptor(a: ServiceDescriptor, b: ServiceDescriptor): boolean {
   const canonical = (d: ServiceDescriptor) =>
-    JSON.stringify([d.vsn, d.calls, d.casts, d.uses, d.migrations.map((m) => [m.from, m.to, m.hasDown]), d.hasTerminate, d.stateCheck]);
+    JSON.stringify([d.vsn, d.calls, d.casts, d.uses, d.migrations.map((m) => [m.from, m.to, m.hasDown]), d.hasTerminate, d.hasHealth, d.stateCheck]);
   return canonical(a) === canonical(b);
 }
 
@@ -123,6 +125,8 @@ export interface ControlRequests {
   peer: { request: { service: string; methods: MethodTable }; response: Record<string, never> };
   /** Report counters. */
   stats: { request: Record<string, never>; response: WorkerStats };
+  /** Run the service's health() against its current state. */
+  health: { request: Record<string, never>; response: { healthy: boolean; reason?: string } };
   /** End for good: run terminate() when asked (kernel stop), then let the thread exit. */
   stop: { request: { runTerminate: boolean; reason: string; drainTimeoutMs: number }; response: Record<string, never> };
 }

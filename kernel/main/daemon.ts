@@ -12,7 +12,7 @@ import semver from 'semver';
 import { TheseusError, errorMessage, theseusError } from '../common/errors.ts';
 import type { ControlRequest, ProgressEvent } from '../common/control-protocol.ts';
 import type { LogRecord } from '../common/protocol.ts';
-import { installRelease } from '../release/install.ts';
+import { installRelease, verifyReleaseDir } from '../release/install.ts';
 import type { Manifest } from '../release/manifest.ts';
 import { readRegistry, withCurrent, withPermanent, withoutRelease, writeRegistry, findEntry } from '../release/registry.ts';
 import { writeFileAtomic } from '../release/fs-atomic.ts';
@@ -224,7 +224,16 @@ export class KernelDaemon {
         throw error;
       }
       this.#emitPhases(report, step);
-      step('probation', 0, 'not built yet: no probation window');
+      const probationStarted = performance.now();
+      const verdict = await this.#probation(installed.manifest.probationMs);
+      if (verdict) {
+        const outcome = await this.#revert(from, verdict.service, verdict.reason);
+        step('probation', round(performance.now() - probationStarted), `${verdict.service} unhealthy: ${verdict.reason}; ${outcome}`);
+        const failure = theseusError('E_PROBATION_FAILED', verdict.service, to, verdict.reason, outcome);
+        failure.phase = 'probation';
+        throw failure;
+      }
+      step('probation', round(performance.now() - probationStarted), installed.manifest.probationMs > 0 ? 'healthy' : 'off (probationMs is 0)');
       const mark = performance.now();
       let registry = withCurrent(await readRegistry(this.#root), to);
       if (commit) registry = withPermanent(registry, to);
@@ -242,7 +251,8 @@ export class KernelDaemon {
       const coded = error instanceof TheseusError ? error : new TheseusError('E_INTERNAL', errorMessage(error));
       // Installing and verifying the release is part of the check: nothing running was touched.
       coded.phase ??= 'check';
-      const outcome = error instanceof SwapError ? (error.report.outcome === 'refused' ? 'refused' : 'rolled-back') : 'failed';
+      const outcome =
+        error instanceof SwapError ? (error.report.outcome === 'refused' ? 'refused' : 'rolled-back') : coded.code === 'E_PROBATION_FAILED' ? 'rolled-back' : 'failed';
       await appendAudit(this.#paths.audit, {
         op,
         from,
@@ -255,6 +265,37 @@ export class KernelDaemon {
         durations,
       });
       throw coded;
+    }
+  }
+
+  /** Watches every service for `windowMs`; returns the first unhealthy one, or null. */
+  async #probation(windowMs: number): Promise<{ service: string; reason: string } | null> {
+    if (windowMs <= 0) return null;
+    const until = performance.now() + windowMs;
+    const interval = Math.max(10, Math.min(100, windowMs / 5));
+    for (;;) {
+      for (const service of this.#kernel.services) {
+        const { healthy, reason } = await this.#kernel.health(service);
+        if (!healthy) return { service, reason: reason ?? 'unhealthy' };
+      }
+      if (performance.now() >= until) return null;
+      await new Promise((resolve) => setTimeout(resolve, interval));
+    }
+  }
+
+  /** Swaps back to `version` (still installed and unchanged in the registry), carrying the state down. */
+  async #revert(version: string, service: string, reason: string): Promise<string> {
+    const dir = join(this.#root, 'releases', version);
+    try {
+      const { manifest } = await verifyReleaseDir(dir);
+      await this.#kernel.downgrade({ release: version, services: serviceSources(dir, manifest) });
+      this.#running = version;
+      this.#manifest = manifest;
+      await appendAudit(this.#paths.audit, { op: 'rollback', from: null, to: version, hashes: this.#hashes(version), outcome: 'ok', phase: 'probation', reason: `${service}: ${reason}` });
+      return `Reverted to ${version}, with the state carried back.`;
+    } catch (error) {
+      await appendAudit(this.#paths.audit, { op: 'rollback', from: null, to: version, hashes: this.#hashes(version), outcome: 'failed', phase: 'probation', reason: errorMessage(error) });
+      return `Could not revert to ${version} (${errorMessage(error)}); the release stays on trial and a restart boots the permanent one.`;
     }
   }
 

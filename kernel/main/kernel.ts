@@ -149,6 +149,14 @@ export class Kernel {
     );
   }
 
+  /** Runs a service's health() (healthy when it defines none); a failed service is unhealthy. */
+  async health(service: string): Promise<{ healthy: boolean; reason?: string }> {
+    const host = this.#host(service);
+    if (host.state === 'failed') return { healthy: false, reason: host.failure ?? 'failed' };
+    if (host.state !== 'running') return { healthy: true, reason: host.state };
+    return host.current.request('health', {}, this.#options.controlTimeoutMs).catch((error: unknown) => ({ healthy: false, reason: errorMessage(error) }));
+  }
+
   /** Drains every service, runs terminate(), ends the workers and rejects later calls. */
   async stop(): Promise<void> {
     if (this.#state === 'stopped' || this.#state === 'stopping') return;

@@ -118,7 +118,7 @@ export async function buildRelease(options: BuildOptions): Promise<BuildResult> 
       return worker.descriptor;
     });
     for (const [index, bundle] of bundles.entries()) {
-      const { vsn, calls, casts, uses, migrations, hasTerminate, stateCheck } = descriptors[index]!;
+      const { vsn, calls, casts, uses, migrations, hasTerminate, hasHealth, stateCheck } = descriptors[index]!;
       services[bundle.name] = {
         entry: bundle.file,
         sha256: bundle.sha256,
@@ -128,6 +128,7 @@ export async function buildRelease(options: BuildOptions): Promise<BuildResult> 
         uses: [...uses],
         migrations: migrations.map((m) => ({ ...m })),
         hasTerminate,
+        hasHealth,
         stateCheck,
         staticDir: bundle.staticDir,
       };
@@ -157,6 +158,7 @@ export async function buildRelease(options: BuildOptions): Promise<BuildResult> 
       protocol: PROTOCOL_VERSION,
       node: config.node,
       drainTimeoutMs: config.drainTimeoutMs,
+      probationMs: config.probationMs,
       hooks: config.hooks,
       runtimeConfig: config.runtimeConfig,
       services,

@@ -21,6 +21,7 @@ export const ReleaseConfigSchema = Type.Object(
       { minProperties: 1 },
     ),
     drainTimeoutMs: Type.Optional(Type.Integer({ minimum: 1 })),
+    probationMs: Type.Optional(Type.Integer({ minimum: 0 })),
     node: Type.Optional(Type.String()),
     hooks: Type.Optional(
       Type.Object(
@@ -50,6 +51,7 @@ export function defineRelease(config: ReleaseConfig): ReleaseConfig {
 export const DEFAULT_CONFIG_FILE = 'theseus.config.ts';
 export const DEFAULT_DRAIN_TIMEOUT_MS = 5000;
 export const DEFAULT_NODE_RANGE = '>=20.6';
+export const DEFAULT_PROBATION_MS = 2000;
 
 export interface LoadedConfig {
   file: string;
@@ -61,6 +63,7 @@ export interface LoadedConfig {
   packageFile: string;
   services: Array<{ name: string; entry: string }>;
   drainTimeoutMs: number;
+  probationMs: number;
   node: string;
   hooks: Hooks;
   runtimeConfig: Record<string, unknown>;
@@ -95,6 +98,7 @@ export async function loadReleaseConfig(file: string): Promise<LoadedConfig> {
       .map(([name, service]) => ({ name, entry: resolve(dir, service.entry) }))
       .sort((a, b) => a.name.localeCompare(b.name)),
     drainTimeoutMs: config.drainTimeoutMs ?? DEFAULT_DRAIN_TIMEOUT_MS,
+    probationMs: config.probationMs ?? DEFAULT_PROBATION_MS,
     node,
     hooks: {
       preStart: hooks.preStart ?? [],

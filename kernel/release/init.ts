@@ -4,7 +4,7 @@
 import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { basename, join, relative } from 'node:path';
 import { theseusError } from '../common/errors.ts';
-import { DEFAULT_CONFIG_FILE, DEFAULT_DRAIN_TIMEOUT_MS, DEFAULT_NODE_RANGE } from './config.ts';
+import { DEFAULT_CONFIG_FILE, DEFAULT_DRAIN_TIMEOUT_MS, DEFAULT_NODE_RANGE, DEFAULT_PROBATION_MS } from './config.ts';
 
 /** Finds `services/<name>/index.ts` (or `<name>.ts`) under `dir`, the usual layout. */
 async function discoverServices(dir: string): Promise<Array<{ name: string; entry: string }>> {
@@ -46,6 +46,11 @@ ${serviceLines}
   // How long a service may take to finish its in-flight handlers when an upgrade suspends it.
   // Past it, the upgrade rolls back and the old code keeps serving.
   drainTimeoutMs: ${DEFAULT_DRAIN_TIMEOUT_MS},
+
+  // After an upgrade switches to this release, how long the kernel watches it before making it
+  // permanent. A service whose health() fails in that window, or whose worker dies, reverts the
+  // upgrade. 0 turns probation off.
+  probationMs: ${DEFAULT_PROBATION_MS},
 
   // The Node.js versions the release may run on (a semver range), checked before it boots.
   node: '${DEFAULT_NODE_RANGE}',

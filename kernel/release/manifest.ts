@@ -31,6 +31,7 @@ export const ServiceManifestSchema = Type.Object(
     uses: Type.Array(Name),
     migrations: Type.Array(MigrationEdgeSchema),
     hasTerminate: Type.Boolean(),
+    hasHealth: Type.Boolean(),
     stateCheck: Type.Union([Type.Literal('transitions'), Type.Literal('every-change')]),
     /** Folder of the service's static files inside the release; null when it has none. */
     staticDir: Type.Union([RelativePath, Type.Null()]),
@@ -60,6 +61,8 @@ export const ManifestSchema = Type.Object(
     /** The Node.js versions the release runs on (a semver range). */
     node: Type.String({ minLength: 1 }),
     drainTimeoutMs: Type.Integer({ minimum: 1 }),
+    /** How long after the switch the new code is watched before the upgrade commits (0: no probation). */
+    probationMs: Type.Integer({ minimum: 0 }),
     hooks: HooksSchema,
     /** Plain data handed to every service as `ctx.config`. */
     runtimeConfig: Type.Record(Type.String(), Type.Unknown()),

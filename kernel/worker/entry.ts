@@ -71,6 +71,8 @@ const dispatch = (message: ControlRequestMessage): unknown => {
       return runtime.peer(message as ControlRequestMessage<'peer'>);
     case 'stats':
       return runtime.stats();
+    case 'health':
+      return runtime.health();
     case 'stop':
       return runtime.stop(message as ControlRequestMessage<'stop'>);
     default: {

@@ -215,6 +215,19 @@ export class ServiceRuntime {
     return {};
   }
 
+  async health(): Promise<{ healthy: boolean; reason?: string }> {
+    if (!this.#definition.health) return { healthy: true };
+    if (this.#phase !== 'serving') return { healthy: true, reason: `not serving (${this.#phase})` };
+    try {
+      // Outside the mailbox on purpose: a health check must answer even while a handler runs.
+      const verdict = await this.#definition.health({ ...this.#ctx, state: this.#state } as never);
+      if (verdict === true) return { healthy: true };
+      return { healthy: false, reason: typeof verdict === 'string' ? verdict : 'health() returned false' };
+    } catch (error) {
+      return { healthy: false, reason: `health() threw: ${errorMessage(error)}` };
+    }
+  }
+
   stats(): WorkerStats {
     return {
       callsServed: this.#callsServed,
@@ -532,6 +545,7 @@ export function describeDefinition(definition: ServiceDefinition): ServiceDescri
     uses: [...(definition.uses ?? [])],
     migrations: (definition.migrations ?? []).map((m) => ({ from: m.from, to: m.to, hasDown: typeof m.down === 'function' })),
     hasTerminate: typeof definition.terminate === 'function',
+    hasHealth: typeof definition.health === 'function',
     stateCheck: definition.stateCheck ?? 'transitions',
   };
 }
@@ -557,6 +571,7 @@ export function validateDefinition(value: unknown): string | null {
     return "'uses' must be an array of service names";
   }
   if (def.terminate !== undefined && typeof def.terminate !== 'function') return "'terminate' must be a function";
+  if (def.health !== undefined && typeof def.health !== 'function') return "'health' must be a function";
   if (def.stateCheck !== undefined && def.stateCheck !== 'transitions' && def.stateCheck !== 'every-change') {
     return "'stateCheck' must be 'transitions' or 'every-change'";
   }

@@ -222,3 +222,43 @@ test('with no kernel running, every verb says so in one line and none hangs', as
   assert.equal(cli(root, 'releases').status, 0);
   assert.equal(cli(root, 'logs').status, 0);
 });
+
+test('probation: a new release whose health check fails is reverted automatically, with its state carried back', async () => {
+  const { mkdir } = await import('node:fs/promises');
+  const { buildRelease } = await import('../../kernel/release/build.ts');
+  const { root: repo } = await import('../helpers.ts');
+  // Release 0.2.1 of the sequence app: the 0.2.0 code, plus a health check that always fails.
+  const app = await tempDir('theseus-unhealthy-');
+  await writeFile(join(app, 'package.json'), JSON.stringify({ name: 'sequence', version: '0.2.1', type: 'module' }));
+  await mkdir(join(app, 'svc'));
+  await writeFile(
+    join(app, 'svc', 'sequence.ts'),
+    `import { defineService } from '${repo}kernel/service.ts';
+export default defineService({
+  vsn: '0',
+  init: () => 456,
+  calls: { nextNumber: ({ state }) => ({ reply: \`The next number is \${state}\`, state: state + 1 }) },
+  casts: { incrementNumber: ({ state }, delta: number) => ({ state: state + delta }) },
+  health: ({ state }) => \`cannot reach the ledger (at \${state})\`,
+});
+`,
+  );
+  await writeFile(
+    join(app, 'theseus.config.ts'),
+    `import { defineRelease } from '${repo}kernel/release/config.ts';\nexport default defineRelease({ app: 'sequence', services: { sequence: { entry: './svc/sequence.ts' } }, probationMs: 500 });\n`,
+  );
+  const unhealthy = await buildRelease({ configFile: join(app, 'theseus.config.ts'), outDir: join(app, 'releases') });
+
+  const root = await deployRoot();
+  assert.equal(cli(root, 'start').status, 0);
+  const result = cli(root, 'upgrade', unhealthy.tarball);
+  assert.equal(result.status, 1, result.stdout);
+  assert.match(result.stdout, /probation .*sequence unhealthy: cannot reach the ledger \(at 456\); Reverted to 0\.1\.0, with the state carried back/);
+  assert.match(result.stderr, /failed in phase 'probation'.*\[E_PROBATION_FAILED\]/);
+  const status = JSON.parse(cli(root, 'status', '--json').stdout) as { release: string; permanent: string; services: Array<{ release: string }> };
+  assert.deepEqual([status.release, status.permanent, status.services[0]!.release], ['0.1.0', '0.1.0', '0.1.0']);
+  const audit = await auditOps(root);
+  assert.ok(audit.some((e) => e.op === 'rollback' && e.outcome === 'ok' && e.phase === 'probation'));
+  assert.ok(audit.some((e) => e.op === 'upgrade' && e.to === '0.2.1' && e.outcome === 'rolled-back' && e.phase === 'probation'));
+  assert.equal(cli(root, 'stop').status, 0);
+});

@@ -24,6 +24,7 @@ const sequenceVsn0: ServiceDescriptor = {
   uses: [],
   migrations: [],
   hasTerminate: false,
+  hasHealth: false,
   stateCheck: 'transitions',
 };
 

@@ -7,6 +7,8 @@ export default defineRelease({
     sequence: { entry: './sequence.ts' },
   },
   drainTimeoutMs: 5000,
+  // Watch each upgrade for this long before making it permanent.
+  probationMs: 300,
   node: '>=20.6',
   hooks: {},
   runtimeConfig: {},
