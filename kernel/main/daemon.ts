@@ -208,6 +208,9 @@ export class KernelDaemon {
       const installed = await installRelease(this.#root, source, { onStep: (name, ms) => step(name, ms) });
       to = installed.version;
       this.#manifestSha[to] = installed.manifestSha256;
+      if (!installed.alreadyInstalled) {
+        await appendAudit(this.#paths.audit, { op: 'install', from: null, to, hashes: this.#hashes(to), outcome: 'ok', durations: { ...durations } });
+      }
       op = semver.gte(to, from) ? 'upgrade' : 'downgrade';
       assertCompatible(installed.manifest);
       const running = Object.keys(this.#manifest.services).sort().join(',');

@@ -81,8 +81,10 @@ test('start, status, upgrade to 0.2.0, downgrade to 0.1.0, upgrade to 0.3.0, sto
   const audit = await auditOps(root);
   assert.deepEqual(audit.map((e) => [e.op, e.from, e.to, e.outcome]), [
     ['start', null, '0.1.0', 'ok'],
+    ['install', null, '0.2.0', 'ok'],
     ['upgrade', '0.1.0', '0.2.0', 'ok'],
     ['downgrade', '0.2.0', '0.1.0', 'ok'],
+    ['install', null, '0.3.0', 'ok'],
     ['upgrade', '0.1.0', '0.3.0', 'ok'],
     ['stop', '0.3.0', null, 'ok'],
   ]);
