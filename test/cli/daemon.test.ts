@@ -92,8 +92,8 @@ test('start, status, upgrade to 0.2.0, downgrade to 0.1.0, upgrade to 0.3.0, sto
     assert.equal(typeof entry.uid, 'number');
     assert.ok(entry.user);
   }
-  assert.match(audit[1]!.hashes['0.2.0']!, /^[0-9a-f]{64}$/);
-  assert.ok((audit[1]!.durations?.boot ?? -1) >= 0);
+  assert.match(audit[2]!.hashes['0.2.0']!, /^[0-9a-f]{64}$/);
+  assert.ok((audit[2]!.durations?.boot ?? -1) >= 0, 'the upgrade entry holds its step durations');
 
   // Every line of the kernel's log carries service, release and pid.
   const log = (await readFile(join(root, 'var', 'log', 'kernel.log'), 'utf8')).trim().split('\n').map((line) => JSON.parse(line) as Record<string, unknown>);
