@@ -5,11 +5,14 @@ import { readFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { TheseusError, theseusError } from '../common/errors.ts';
 import { decodeFrames, encodeFrame, type ControlOpName, type ControlRequest, type ControlResponse, type ProgressEvent } from '../common/control-protocol.ts';
+import type { LogRecord } from '../common/protocol.ts';
 import { varPaths } from '../main/var-paths.ts';
 
 export interface RequestOptions {
   timeoutMs?: number;
   onEvent?: (event: ProgressEvent) => void;
+  /** Log lines of a `logs` stream. */
+  onLog?: (record: LogRecord) => void;
 }
 
 export async function readCookie(root: string): Promise<string> {
@@ -67,6 +70,10 @@ export function send(socketPath: string, frame: unknown, op: string, root: strin
       for (const frame of decoded.frames as ControlResponse[]) {
         if (frame.kind === 'event') {
           options.onEvent?.(frame.event);
+          continue;
+        }
+        if (frame.kind === 'log') {
+          options.onLog?.(frame.record);
           continue;
         }
         if (frame.ok) finish(null, frame.result);

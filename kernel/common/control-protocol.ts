@@ -7,6 +7,7 @@
 // and then exactly one `result` frame.
 
 import { Type, type Static } from '@sinclair/typebox';
+import type { LogRecord } from './protocol.ts';
 
 export const CONTROL_PROTOCOL_VERSION = 1;
 /** Larger frames are refused before they are buffered. */
@@ -20,6 +21,24 @@ export const ControlRequestSchema = Type.Union([
   Type.Object({ v: Type.Literal(1), cookie: Type.String(), id: Type.Integer(), op: Type.Literal('releases'), args: NoArgs }, { additionalProperties: false }),
   Type.Object({ v: Type.Literal(1), cookie: Type.String(), id: Type.Integer(), op: Type.Literal('commit'), args: NoArgs }, { additionalProperties: false }),
   Type.Object({ v: Type.Literal(1), cookie: Type.String(), id: Type.Integer(), op: Type.Literal('stop'), args: NoArgs }, { additionalProperties: false }),
+  /** The running services and their call and cast names (for the console's scope and completion). */
+  Type.Object({ v: Type.Literal(1), cookie: Type.String(), id: Type.Integer(), op: Type.Literal('describe'), args: NoArgs }, { additionalProperties: false }),
+  /** Streams every log line as a `log` event until the connection closes; never sends a result. */
+  Type.Object({ v: Type.Literal(1), cookie: Type.String(), id: Type.Integer(), op: Type.Literal('logs'), args: NoArgs }, { additionalProperties: false }),
+  /** A call (or cast) to a service on the console's behalf. Arguments and reply are JSON. */
+  Type.Object(
+    {
+      v: Type.Literal(1),
+      cookie: Type.String(),
+      id: Type.Integer(),
+      op: Type.Literal('call'),
+      args: Type.Object(
+        { service: Type.String({ minLength: 1, maxLength: 64 }), method: Type.String({ minLength: 1, maxLength: 128 }), args: Type.Array(Type.Unknown(), { maxItems: 64 }) },
+        { additionalProperties: false },
+      ),
+    },
+    { additionalProperties: false },
+  ),
   Type.Object(
     {
       v: Type.Literal(1),
@@ -62,8 +81,18 @@ export interface ProgressEvent {
   detail?: string;
 }
 
+/** What `describe` answers. */
+export interface ServiceDescription {
+  name: string;
+  release: string;
+  vsn: string;
+  calls: string[];
+  casts: string[];
+}
+
 export type ControlResponse =
   | { id: number; kind: 'event'; event: ProgressEvent }
+  | { id: number; kind: 'log'; record: LogRecord }
   | { id: number; kind: 'result'; ok: true; result: unknown }
   | { id: number; kind: 'result'; ok: false; error: { code: string; message: string; phase?: string } };
 

@@ -18,8 +18,18 @@ import {
   type ControlResponse,
   type ProgressEvent,
 } from '../common/control-protocol.ts';
+import type { LogRecord } from '../common/protocol.ts';
 
-export type ControlHandler = (request: ControlRequest, emit: (event: ProgressEvent) => void) => Promise<unknown>;
+export interface ControlChannel {
+  /** A progress event for this request. */
+  emit(event: ProgressEvent): void;
+  /** A log line, for the `logs` stream. */
+  log(record: LogRecord): void;
+  /** Resolves when the client goes away (a `logs` stream ends there). */
+  closed: Promise<void>;
+}
+
+export type ControlHandler = (request: ControlRequest, channel: ControlChannel) => Promise<unknown>;
 
 export class ControlServer {
   #server: Server;
@@ -92,7 +102,12 @@ export class ControlServer {
           return;
         }
         const request = frame;
-        handler(request, (event) => send({ id: request.id, kind: 'event', event })).then(
+        const channel: ControlChannel = {
+          emit: (event) => send({ id: request.id, kind: 'event', event }),
+          log: (record) => send({ id: request.id, kind: 'log', record }),
+          closed: new Promise((resolve) => socket.once('close', () => resolve())),
+        };
+        handler(request, channel).then(
           (result) => send({ id: request.id, kind: 'result', ok: true, result: result ?? null }),
           (error: unknown) => {
             const serialized = serializeError(error);

@@ -17,7 +17,7 @@ import type { Manifest } from '../release/manifest.ts';
 import { readRegistry, withCurrent, withPermanent, withoutRelease, writeRegistry, findEntry } from '../release/registry.ts';
 import { writeFileAtomic } from '../release/fs-atomic.ts';
 import { appendAudit } from './audit.ts';
-import { ControlServer } from './control-server.ts';
+import { ControlServer, type ControlChannel } from './control-server.ts';
 import { assertCompatible, serviceSources, startFromRoot } from './deploy-root.ts';
 import { runHooks } from './hooks.ts';
 import type { Kernel } from './kernel.ts';
@@ -48,6 +48,8 @@ export class KernelDaemon {
   /** Release operations run one at a time. */
   #operation: Promise<unknown> = Promise.resolve();
   #stopped: Promise<void>;
+  /** Consoles and `kernel logs`-like streams that receive every log line as it happens. */
+  #logSubscribers = new Set<ControlChannel>();
   #resolveStopped!: () => void;
 
   private constructor(options: DaemonOptions) {
@@ -102,7 +104,7 @@ export class KernelDaemon {
       const manifest = JSON.parse(await readFile(join(this.#root, 'releases', permanent.version, 'manifest.json'), 'utf8').catch(() => '{}')) as Partial<Manifest>;
       await runHooks('preStart', manifest.hooks?.preStart ?? [], this.#root, { THESEUS_RELEASE: permanent.version });
     }
-    const booted = await startFromRoot(this.#root, (record) => this.#log.write(record));
+    const booted = await startFromRoot(this.#root, (record) => this.#writeLog(record));
     this.#kernel = booted.kernel;
     this.#manifest = booted.manifest;
     this.#running = booted.version;
@@ -149,8 +151,33 @@ export class KernelDaemon {
 
   // -------------------------------------------------------------------------------------------
 
-  async #handle(request: ControlRequest, emit: (event: ProgressEvent) => void): Promise<unknown> {
+  async #handle(request: ControlRequest, channel: ControlChannel): Promise<unknown> {
+    const emit = channel.emit;
     switch (request.op) {
+      case 'describe':
+        return (await this.#kernel.status()).map((service) => ({
+          name: service.name,
+          release: service.release,
+          vsn: service.vsn,
+          calls: [...this.#kernel.methods(service.name).calls],
+          casts: [...this.#kernel.methods(service.name).casts],
+        }));
+      case 'logs': {
+        this.#logSubscribers.add(channel);
+        await channel.closed;
+        this.#logSubscribers.delete(channel);
+        return null;
+      }
+      case 'call': {
+        const { service, method, args } = request.args;
+        const client = this.#kernel.client<Record<string, (...a: unknown[]) => unknown>>(service);
+        const methods = this.#kernel.methods(service);
+        if (methods.casts.includes(method)) {
+          client[method]!(...args);
+          return { cast: true };
+        }
+        return { reply: await client[method]!(...args) };
+      }
       case 'ping':
         return { pong: true, pid: process.pid, release: this.#running };
       case 'status':
@@ -338,7 +365,12 @@ export class KernelDaemon {
   }
 
   #kernelLog(level: LogRecord['level'], message: string): void {
-    this.#log.write({ level, service: 'kernel', release: this.#running ?? '-', message, time: Date.now() });
+    this.#writeLog({ level, service: 'kernel', release: this.#running ?? '-', message, time: Date.now() });
+  }
+
+  #writeLog(record: LogRecord): void {
+    this.#log.write(record);
+    for (const subscriber of this.#logSubscribers) subscriber.log(record);
   }
 }
 

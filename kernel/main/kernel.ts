@@ -149,6 +149,12 @@ export class Kernel {
     );
   }
 
+  /** The calls and casts the running code of a service declares. */
+  methods(service: string): { calls: readonly string[]; casts: readonly string[] } {
+    const { calls, casts } = this.#host(service).descriptor;
+    return { calls, casts };
+  }
+
   /** Runs a service's health() (healthy when it defines none); a failed service is unhealthy. */
   async health(service: string): Promise<{ healthy: boolean; reason?: string }> {
     const host = this.#host(service);
