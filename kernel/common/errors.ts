@@ -94,6 +94,10 @@ const messages = {
   E_UNSUPPORTED_CHANGE: (version: string, reason: string) => `Release ${version} cannot be hot-swapped in yet: ${reason}. Stop the kernel and start it on the new release instead.`,
   E_PROBATION_FAILED: (service: string, version: string, reason: string, outcome: string) =>
     `${service}@${version} failed its probation: ${reason}. ${outcome}`,
+  E_CHECKPOINT_CORRUPT: (file: string, reason: string) =>
+    `The checkpoint ${file} is unusable: ${reason}. The kernel will not start this service from scratch by itself: restore the file from a backup, or delete it to start the service from init().`,
+  E_CHECKPOINT_INCOMPATIBLE: (service: string, reason: string) =>
+    `The checkpoint of ${service} cannot be loaded: ${reason}. Start on a release whose code can migrate it, or delete the checkpoint to start from init().`,
   E_NOTHING_TO_COMMIT: (version: string) => `Release ${version} is already permanent; there is nothing on trial to commit.`,
   E_REMOVE_REFUSED: (version: string, status: string) => `Release ${version} is ${status} and cannot be removed. Downgrade or upgrade away from it first.`,
 } as const;

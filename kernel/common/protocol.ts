@@ -73,6 +73,8 @@ export interface WorkerBootData {
   staticDir: string | null;
   /** The release's runtime configuration (ctx.config). */
   config: Record<string, unknown>;
+  /** Ask for a checkpoint after this many state changes (0: never). */
+  checkpointEveryChanges: number;
 }
 
 /** Where a service's code comes from, for Kernel.start and for a swap's target. */
@@ -125,10 +127,18 @@ export interface ControlRequests {
   peer: { request: { service: string; methods: MethodTable }; response: Record<string, never> };
   /** Report counters. */
   stats: { request: Record<string, never>; response: WorkerStats };
+  /** Serialize the current state, between two messages, without pausing the service. */
+  checkpoint: { request: Record<string, never>; response: { snapshot: StateSnapshot } };
+  /** In a loaded worker: migrate a snapshot down to `toVsn` in this (newer) code, and return it. */
+  convert: { request: { snapshot: StateSnapshot; toVsn: string }; response: { snapshot: StateSnapshot } };
   /** Run the service's health() against its current state. */
   health: { request: Record<string, never>; response: { healthy: boolean; reason?: string } };
   /** End for good: run terminate() when asked (kernel stop), then let the thread exit. */
-  stop: { request: { runTerminate: boolean; reason: string; drainTimeoutMs: number }; response: Record<string, never> };
+  stop: {
+    request: { runTerminate: boolean; reason: string; drainTimeoutMs: number; snapshot: boolean };
+    /** The final state, taken after the drain, when asked for. */
+    response: { snapshot?: StateSnapshot };
+  };
 }
 
 export type ControlOp = keyof ControlRequests;
@@ -165,7 +175,9 @@ export interface LogRecord {
 export type WorkerNotice =
   | { kind: 'loaded'; descriptor: ServiceDescriptor }
   | { kind: 'load-failed'; error: SerializedError }
-  | { kind: 'log'; record: LogRecord };
+  | { kind: 'log'; record: LogRecord }
+  /** The state changed `checkpointEveryChanges` times since the last checkpoint. */
+  | { kind: 'checkpoint-due' };
 
 export type WorkerToKernel = ControlResponseMessage | WorkerNotice;
 

@@ -68,6 +68,12 @@ export async function startFromRoot(root: string, onLog?: (record: LogRecord) =>
     services: serviceSources(dir, manifest),
     drainTimeoutMs: manifest.drainTimeoutMs,
     cacheDir: join(root, 'var', 'cache'),
+    stateDir: join(root, 'var', 'state'),
+    resolveRelease: async (other) => {
+      const otherDir = join(root, 'releases', other);
+      const verified = await verifyReleaseDir(otherDir).catch(() => null);
+      return verified ? serviceSources(otherDir, verified.manifest) : null;
+    },
     ...(onLog ? { onLog } : {}),
   });
   return { kernel, version, manifest, revertedTrial: trial };

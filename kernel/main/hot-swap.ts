@@ -461,7 +461,7 @@ export class HotSwap {
         // The old code must really go away: an ES module cannot be unloaded from an isolate, so
         // only the end of its thread frees it.
         await old
-          .request('stop', { runTerminate: false, reason: 'replaced', drainTimeoutMs: 0 }, this.#env.controlTimeoutMs)
+          .request('stop', { runTerminate: false, reason: 'replaced', drainTimeoutMs: 0, snapshot: false }, this.#env.controlTimeoutMs)
           .catch(() => undefined);
         const exited = await Promise.race([old.exited.then(() => true), delay(this.#env.controlTimeoutMs).then(() => false)]);
         if (!exited) await old.terminate();

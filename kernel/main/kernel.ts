@@ -6,7 +6,9 @@ import { TheseusError, errorMessage, theseusError } from '../common/errors.ts';
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { pathToFileURL } from 'node:url';
-import { sameDescriptor, type LogRecord, type PortSet, type ServiceSource } from '../common/protocol.ts';
+import { findMigrationPath } from '../common/migrations.ts';
+import { sameDescriptor, type LogRecord, type PortSet, type ServiceSource, type StateSnapshot } from '../common/protocol.ts';
+import { readCheckpoint, writeCheckpoint } from './checkpoints.ts';
 import { bundleEntry, defaultCacheDir, workerRuntimeBundle, type Bundle } from './bundler.ts';
 import { HotSwap, type SwapReport, type SwapTarget } from './hot-swap.ts';
 import { ServiceHost, type HostState, type LastSwap } from './service-host.ts';
@@ -32,6 +34,22 @@ export interface KernelOptions {
   cacheDir?: string;
   /** Receives every log line of the services and of the kernel. Default: stderr. */
   onLog?: (record: LogRecord) => void;
+  /**
+   * Where checkpoints go (`<stateDir>/<service>.ckpt`). With it, services resume from their
+   * checkpoint at start, and are checkpointed at stop, after every committed swap, every
+   * `checkpointIntervalMs` and every `checkpointEveryChanges` state changes. Without it, state
+   * lives as long as the process.
+   */
+  stateDir?: string;
+  /** Default 1000 ms; 0 turns the timer off. */
+  checkpointIntervalMs?: number;
+  /** Default 1000 changes; 0 turns it off. */
+  checkpointEveryChanges?: number;
+  /**
+   * The services of an installed release, by version: lets a checkpoint taken by a newer release
+   * be migrated down in that release's own code when an older one boots.
+   */
+  resolveRelease?: (version: string) => Promise<Record<string, ServiceSource> | null>;
 }
 
 export interface ServiceStatus {
@@ -55,7 +73,10 @@ type KernelState = 'starting' | 'running' | 'stopping' | 'stopped';
 export class Kernel {
   #state: KernelState = 'starting';
   #hosts = new Map<string, ServiceHost>();
-  #options: Required<Omit<KernelOptions, 'onLog'>> & Pick<KernelOptions, 'onLog'>;
+  #options: Required<Omit<KernelOptions, 'onLog' | 'stateDir' | 'resolveRelease'>> & Pick<KernelOptions, 'onLog' | 'stateDir' | 'resolveRelease'>;
+  #checkpointTimer: NodeJS.Timeout | null = null;
+  /** Checkpoints in progress, by service, so two never overlap. */
+  #checkpointing = new Map<string, Promise<void>>();
   #swap: HotSwap | null = null;
   #swapDone: Promise<SwapReport> | null = null;
   /** The newest release a swap committed (or the first one); labels the kernel's own log lines. */
@@ -69,6 +90,8 @@ export class Kernel {
       initTimeoutMs: 10_000,
       controlTimeoutMs: 10_000,
       cacheDir: defaultCacheDir(),
+      checkpointIntervalMs: 1000,
+      checkpointEveryChanges: 1000,
       ...options,
     };
     this.#release = options.release;
@@ -167,8 +190,10 @@ export class Kernel {
   async stop(): Promise<void> {
     if (this.#state === 'stopped' || this.#state === 'stopping') return;
     this.#state = 'stopping';
+    if (this.#checkpointTimer) clearInterval(this.#checkpointTimer);
     // A swap in flight owns ports and workers; let it finish (or roll back) before ending them.
     await this.#swapDone?.catch(() => undefined);
+    await Promise.all(this.#checkpointing.values());
     await Promise.all(
       [...this.#hosts.values()].map(async (host) => {
         const worker = host.current;
@@ -177,9 +202,17 @@ export class Kernel {
         host.state = 'stopping';
         worker.expectExit();
         if (wasServing) {
-          await worker
-            .request('stop', { runTerminate: true, reason: 'kernel stop', drainTimeoutMs: this.#options.drainTimeoutMs }, this.#options.drainTimeoutMs + this.#options.controlTimeoutMs)
-            .catch((error: unknown) => this.#log('warn', `${host.name} did not stop cleanly: ${errorMessage(error)}`));
+          const stopped = await worker
+            .request('stop', { runTerminate: true, reason: 'kernel stop', drainTimeoutMs: this.#options.drainTimeoutMs, snapshot: Boolean(this.#options.stateDir) }, this.#options.drainTimeoutMs + this.#options.controlTimeoutMs)
+            .catch((error: unknown) => {
+              this.#log('warn', `${host.name} did not stop cleanly: ${errorMessage(error)}`);
+              return {} as { snapshot?: StateSnapshot };
+            });
+          if (stopped.snapshot && this.#options.stateDir) {
+            await writeCheckpoint(this.#options.stateDir, host.name, host.release, stopped.snapshot).catch((error: unknown) =>
+              this.#log('error', `${host.name}: the final checkpoint could not be written: ${errorMessage(error)}`),
+            );
+          }
         }
         host.closeClients('the kernel stopped');
         await worker.terminate();
@@ -229,6 +262,15 @@ export class Kernel {
       [...this.#hosts.values()].map(async (host) => {
         const ports = portSets.get(host.name)!;
         ports.inbound.push(...host.takeInitialCallers());
+        const restored = await this.#restoredState(host);
+        if (restored) {
+          // Resume from the checkpoint instead of init(): adopt it (migrating up if it is older), then serve.
+          await host.current.request('migrate', { snapshot: restored }, this.#options.controlTimeoutMs, [restored.bytes.buffer as ArrayBuffer]);
+          await host.current.request('switch', { ports }, this.#options.controlTimeoutMs);
+          host.state = 'running';
+          for (const port of host.takeInitialCallers()) host.attachCaller(port);
+          return;
+        }
         await host.current.request('start', { ports }, this.#options.initTimeoutMs).catch((error: unknown) => {
           if (error instanceof TheseusError && error.code === 'E_CONTROL_TIMEOUT') {
             throw theseusError('E_INIT_TIMEOUT', host.name, release, this.#options.initTimeoutMs);
@@ -240,6 +282,67 @@ export class Kernel {
       }),
     );
     this.#state = 'running';
+    if (this.#options.stateDir && this.#options.checkpointIntervalMs > 0) {
+      this.#checkpointTimer = setInterval(() => void this.checkpoint().catch(() => undefined), this.#options.checkpointIntervalMs);
+      this.#checkpointTimer.unref();
+    }
+  }
+
+  /**
+   * The state a service resumes from: its checkpoint, converted to the booting code's vsn.
+   * A corrupt checkpoint, or one no code here can migrate, stops the start: state is never
+   * silently reset to init().
+   */
+  async #restoredState(host: ServiceHost): Promise<StateSnapshot | null> {
+    if (!this.#options.stateDir) return null;
+    const checkpoint = await readCheckpoint(this.#options.stateDir, host.name);
+    if (!checkpoint) return null;
+    const { snapshot, header } = checkpoint;
+    const vsn = host.descriptor.vsn;
+    if (snapshot.vsn === vsn || findMigrationPath(host.descriptor.migrations, snapshot.vsn, vsn, 'up')) {
+      this.#log('info', `${host.name} resumes from its checkpoint of ${header.at} (release ${header.release}, vsn ${header.vsn})`);
+      return snapshot;
+    }
+    // A newer vsn (say, from a trial release that a restart reverted): only the code that wrote
+    // it knows how to take it down.
+    const sources = await this.#options.resolveRelease?.(header.release);
+    const source = sources?.[host.name];
+    if (!source) throw theseusError('E_CHECKPOINT_INCOMPATIBLE', host.name, `it holds vsn '${snapshot.vsn}' from release ${header.release}, which is not installed, and ${host.release} has vsn '${vsn}'`);
+    const converter = await this.#loadWorker(host.name, header.release, await this.#bundle(source, host.name), source);
+    try {
+      const { snapshot: converted } = await converter.request('convert', { snapshot, toVsn: vsn }, this.#options.controlTimeoutMs, [snapshot.bytes.buffer as ArrayBuffer]);
+      this.#log('info', `${host.name} resumes from its checkpoint of ${header.at}, migrated down from vsn ${header.vsn} to ${vsn} in ${header.release}'s code`);
+      return converted;
+    } catch (error) {
+      throw theseusError('E_CHECKPOINT_INCOMPATIBLE', host.name, errorMessage(error));
+    } finally {
+      await converter.terminate();
+    }
+  }
+
+  /** Writes a checkpoint of each running service (or of the named ones). */
+  async checkpoint(services: string[] = [...this.#hosts.keys()]): Promise<void> {
+    const stateDir = this.#options.stateDir;
+    if (!stateDir || this.#state !== 'running') return;
+    await Promise.all(
+      services.map((name) => {
+        const host = this.#hosts.get(name);
+        if (!host || host.state !== 'running') return Promise.resolve();
+        const running = this.#checkpointing.get(name);
+        if (running) return running;
+        const worker = host.current;
+        const done = worker
+          .request('checkpoint', {}, this.#options.controlTimeoutMs)
+          .then(({ snapshot }) => writeCheckpoint(stateDir, name, worker.release, snapshot))
+          .then(
+            () => undefined,
+            (error: unknown) => this.#log('error', `${name}: checkpoint failed: ${errorMessage(error)}`),
+          )
+          .finally(() => this.#checkpointing.delete(name));
+        this.#checkpointing.set(name, done);
+        return done;
+      }),
+    );
   }
 
   async #runSwap(target: SwapTarget): Promise<SwapReport> {
@@ -263,6 +366,7 @@ export class Kernel {
     try {
       const report = await done;
       this.#release = target.release;
+      await this.checkpoint(report.services.filter((s) => s.outcome === 'switched').map((s) => s.service));
       return report;
     } finally {
       this.#swap = null;
@@ -291,6 +395,8 @@ export class Kernel {
       moduleUrl: bundle.url,
       staticDir: source.staticDir ?? null,
       config: source.config ?? {},
+      checkpointEveryChanges: this.#options.stateDir ? this.#options.checkpointEveryChanges : 0,
+      onCheckpointDue: () => void this.checkpoint([service]),
       runtimeFile: (await workerRuntimeBundle(this.#options.cacheDir)).file,
       bootTimeoutMs: this.#options.bootTimeoutMs,
       onLog: (record) => this.#emit(record),

@@ -22,6 +22,9 @@ export interface ServiceWorkerOptions {
   moduleUrl: string;
   staticDir?: string | null;
   config?: Record<string, unknown>;
+  checkpointEveryChanges?: number;
+  /** The worker asks for a checkpoint (its state changed often enough since the last). */
+  onCheckpointDue?: () => void;
   runtimeFile: string;
   bootTimeoutMs: number;
   onLog(record: LogRecord): void;
@@ -63,6 +66,7 @@ export class ServiceWorker {
       moduleUrl: options.moduleUrl,
       staticDir: options.staticDir ?? null,
       config: options.config ?? {},
+      checkpointEveryChanges: options.checkpointEveryChanges ?? 0,
     };
     this.#worker = new Worker(options.runtimeFile, {
       workerData: boot,
@@ -198,6 +202,9 @@ export class ServiceWorker {
       }
       case 'log':
         options.onLog(message.record);
+        return;
+      case 'checkpoint-due':
+        options.onCheckpointDue?.();
         return;
       case 'response': {
         const pending = this.#pending.get(message.rid);

@@ -49,6 +49,8 @@ const runtime = new ServiceRuntime({
   release: boot.release,
   staticDir: boot.staticDir,
   config: boot.config,
+  checkpointEveryChanges: boot.checkpointEveryChanges,
+  onCheckpointDue: () => notify({ kind: 'checkpoint-due' }),
   definition,
   emitLog: (record) => notify({ kind: 'log', record }),
 });
@@ -73,6 +75,10 @@ const dispatch = (message: ControlRequestMessage): unknown => {
       return runtime.stats();
     case 'health':
       return runtime.health();
+    case 'checkpoint':
+      return runtime.checkpoint();
+    case 'convert':
+      return runtime.convert(message as ControlRequestMessage<'convert'>);
     case 'stop':
       return runtime.stop(message as ControlRequestMessage<'stop'>);
     default: {

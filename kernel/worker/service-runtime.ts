@@ -66,6 +66,8 @@ export interface RuntimeOptions {
   release: string;
   staticDir: string | null;
   config: Record<string, unknown>;
+  checkpointEveryChanges: number;
+  onCheckpointDue(): void;
   definition: ServiceDefinition;
   emitLog(record: LogRecord): void;
 }
@@ -95,12 +97,18 @@ export class ServiceRuntime {
 
   #callsServed = 0;
   #castsServed = 0;
+  /** State changes since the last checkpoint, and when to ask for the next one. */
+  #changesSinceCheckpoint = 0;
+  #checkpointEveryChanges: number;
+  #onCheckpointDue: () => void;
 
   constructor(options: RuntimeOptions) {
     this.#service = options.service;
     this.#release = options.release;
     this.#definition = options.definition;
     this.#emitLog = options.emitLog;
+    this.#checkpointEveryChanges = options.checkpointEveryChanges;
+    this.#onCheckpointDue = options.onCheckpointDue;
     for (const [name, fn] of Object.entries(options.definition.calls ?? {})) this.#calls.set(name, fn as Handler);
     for (const [name, fn] of Object.entries(options.definition.casts ?? {})) this.#casts.set(name, fn as Handler);
     this.descriptor = describeDefinition(options.definition);
@@ -215,6 +223,22 @@ export class ServiceRuntime {
     return {};
   }
 
+  checkpoint(): ControlRequests['checkpoint']['response'] {
+    if (this.#phase !== 'serving' && this.#phase !== 'draining') {
+      throw theseusError('E_BAD_PHASE', `${this.#service}@${this.#release} cannot checkpoint while ${this.#phase}`);
+    }
+    // Between two messages the state is whole: handlers never mutate it, they return the next one.
+    this.#assertPlain(this.#state, 'at checkpoint');
+    this.#changesSinceCheckpoint = 0;
+    return { snapshot: { vsn: this.descriptor.vsn, bytes: toBytes(this.#state) } };
+  }
+
+  async convert({ snapshot, toVsn }: ControlRequests['convert']['request']): Promise<ControlRequests['convert']['response']> {
+    const path = this.#pathOrThrow(snapshot.vsn, toVsn, 'down');
+    const state = await this.#runMigrations(deserialize(snapshot.bytes), path);
+    return { snapshot: { vsn: toVsn, bytes: toBytes(state) } };
+  }
+
   async health(): Promise<{ healthy: boolean; reason?: string }> {
     if (!this.#definition.health) return { healthy: true };
     if (this.#phase !== 'serving') return { healthy: true, reason: `not serving (${this.#phase})` };
@@ -238,10 +262,12 @@ export class ServiceRuntime {
     };
   }
 
-  async stop({ runTerminate, reason, drainTimeoutMs }: ControlRequests['stop']['request']): Promise<Record<string, never>> {
+  async stop({ runTerminate, reason, drainTimeoutMs, snapshot }: ControlRequests['stop']['request']): Promise<ControlRequests['stop']['response']> {
     const wasServing = this.#phase === 'serving';
     for (const port of this.#inbound) this.#unlisten(port);
     if (wasServing) await this.#waitIdle(drainTimeoutMs);
+    // The final state, after the drain: what a restart resumes from.
+    const final = snapshot && wasServing && this.#state !== undefined ? { snapshot: { vsn: this.descriptor.vsn, bytes: toBytes(this.#state) } } : {};
     this.#phase = 'stopped';
     if (runTerminate && this.#definition.terminate && this.#state !== undefined) {
       this.#ctx.state = this.#state;
@@ -251,7 +277,7 @@ export class ServiceRuntime {
     for (const client of this.#outbound.values()) client.close('the calling service stopped');
     this.#inbound.clear();
     this.#outbound.clear();
-    return {};
+    return final;
   }
 
   // -------------------------------------------------------------------------------------------
@@ -355,7 +381,7 @@ export class ServiceRuntime {
         return;
       }
       this.#callsServed++;
-      if (state !== undefined) this.#state = state;
+      if (state !== undefined) this.#changeState(state);
       return;
     }
     this.#castsServed++;
@@ -365,7 +391,12 @@ export class ServiceRuntime {
       return;
     }
     const { state } = result as { state?: unknown };
-    if (state !== undefined && this.#stateAcceptable(port, frame, state)) this.#state = state;
+    if (state !== undefined && this.#stateAcceptable(port, frame, state)) this.#changeState(state);
+  }
+
+  #changeState(state: unknown): void {
+    this.#state = state;
+    if (this.#checkpointEveryChanges > 0 && ++this.#changesSinceCheckpoint === this.#checkpointEveryChanges) this.#onCheckpointDue();
   }
 
   #stateAcceptable(port: MessagePort, frame: RequestFrame, state: unknown): boolean {

@@ -1,0 +1,70 @@
+// The state survives the kernel: a clean stop and start, and a SIGKILL of the whole kernel.
+// Driven through the real CLI; calls go over the control socket as the console's do.
+
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import { extract } from 'tar';
+import { request } from '../../kernel/cli/control-client.ts';
+import { buildExamples, tempDir } from '../release/helpers.ts';
+
+const built = buildExamples();
+const roots: string[] = [];
+
+function cli(root: string, ...args: string[]) {
+  return spawnSync(join(root, 'bin', 'kernel'), args, { cwd: root, encoding: 'utf8', timeout: 60_000 });
+}
+
+after(() => {
+  for (const root of roots) cli(root, 'stop');
+});
+
+async function deployRoot(): Promise<string> {
+  const { results } = await built;
+  const root = await tempDir('theseus-durable-');
+  await extract({ file: results[0]!.tarball, cwd: root });
+  roots.push(root);
+  return root;
+}
+
+const next = async (root: string) => ((await request(root, 'call', { service: 'sequence', method: 'nextNumber', args: [] })) as { reply: number }).reply;
+
+test('kernel stop, then kernel start: the sequence continues where it left off', async () => {
+  const root = await deployRoot();
+  assert.equal(cli(root, 'start').status, 0);
+  let last = 0;
+  for (let i = 0; i < 20; i++) last = await next(root);
+  assert.equal(last, 475);
+  assert.equal(cli(root, 'stop').status, 0);
+  assert.equal(cli(root, 'start').status, 0);
+  assert.equal(await next(root), 476);
+  assert.equal(cli(root, 'stop').status, 0);
+});
+
+test('after a SIGKILL of the kernel, kernel start resumes from the last checkpoint, never below it', async () => {
+  const root = await deployRoot();
+  assert.equal(cli(root, 'start').status, 0);
+  const pid = Number(cli(root, 'pid').stdout.trim());
+  let last = 0;
+  for (let i = 0; i < 50; i++) last = await next(root);
+  // Let the interval checkpoint (every second by default) catch up with these calls.
+  await new Promise((resolve) => setTimeout(resolve, 1500));
+  for (let i = 0; i < 5; i++) last = await next(root);
+  process.kill(pid, 'SIGKILL');
+  for (let i = 0; i < 200; i++) {
+    try {
+      process.kill(pid, 0);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    } catch {
+      break;
+    }
+  }
+  const restarted = cli(root, 'start');
+  assert.equal(restarted.status, 0, restarted.stderr);
+  const resumed = await next(root);
+  // At least where the checkpoint was (the 50 calls before the pause), at most one past the last answer.
+  assert.ok(resumed >= 456 + 50, `resumed at ${resumed}, below the checkpoint`);
+  assert.ok(resumed <= last + 1, `resumed at ${resumed}, past the last number handed out (${last})`);
+  assert.equal(cli(root, 'stop').status, 0);
+});
