@@ -4,11 +4,16 @@
 //
 // The port's other end lives in whichever worker currently runs the service. A hot swap moves that
 // end to the new worker with its queue intact, so this side never notices a swap.
+//
+// If the service's worker dies, the port closes. The shared `taken` cell then says which calls the
+// worker had started: those reject (they may or may not have run), and the rest, which never
+// started, wait for the kernel to restart the service and are sent again on the new channel
+// (`rebind`). If the service is not coming back, `fail()` rejects them. Nothing hangs.
 
 import type { MessagePort } from 'node:worker_threads';
 import { deserializeError, theseusError } from './errors.ts';
 import { explainCloneFailure } from './plain-data.ts';
-import { FRAME_CALL, FRAME_CAST, REPLY_OK, type MethodTable, type ReplyFrame } from './protocol.ts';
+import { FRAME_CALL, FRAME_CAST, REPLY_OK, type MethodTable, type ReplyFrame, type RequestFrame } from './protocol.ts';
 
 /** From a client proxy back to its ServiceClient, for closeClient(). */
 const clientsByProxy = new WeakMap<object, ServiceClient>();
@@ -26,16 +31,32 @@ export function closeClient(proxy: object): void {
 interface Pending {
   resolve(value: unknown): void;
   reject(error: unknown): void;
+  /** Kept so a call that never started can be sent again to a restarted worker. */
+  frame: RequestFrame;
+}
+
+/** How long calls that never started wait for their service to be restarted. */
+const RESTART_WAIT_MS = 30_000;
+
+/** `a` was issued after `b`, for ids that wrap around in an Int32 cell. */
+function issuedAfter(a: number, b: number): boolean {
+  return (((a | 0) - (b | 0)) | 0) > 0;
 }
 
 export class ServiceClient {
   readonly service: string;
   #port: MessagePort;
+  #taken: Int32Array;
   #pending = new Map<number, Pending>();
+  /** Casts sent but perhaps not yet started; trimmed as the service's `taken` cell moves on. */
+  #unstartedCasts: RequestFrame[] = [];
   #nextId = 1;
   #casts: Set<string>;
   #methods: MethodTable;
+  /** Set when the client is closed or its service is gone for good: calls reject at once. */
   #closedReason: string | null = null;
+  /** Set while the service's worker is dead and a restart may bring it back. */
+  #waitingForRestart: NodeJS.Timeout | null = null;
   #proxy: object | null = null;
   #methodFns = new Map<string, (...args: unknown[]) => unknown>();
   /** Called once when the client is closed, so its owner can forget it. */
@@ -43,9 +64,10 @@ export class ServiceClient {
   /** Replies whose call was not pending: answered twice, or after the call was given up. Should stay 0. */
   strayReplies = 0;
 
-  constructor(service: string, port: MessagePort, methods: MethodTable) {
+  constructor(service: string, port: MessagePort, methods: MethodTable, taken: Int32Array) {
     this.service = service;
     this.#port = port;
+    this.#taken = taken;
     this.#methods = methods;
     this.#casts = new Set(methods.casts);
     this.#listen(port);
@@ -59,11 +81,30 @@ export class ServiceClient {
     return this.#pending.size;
   }
 
-  /** The port moved in from elsewhere (a resumed worker gets its ports back as new objects). */
-  rebind(port: MessagePort): void {
+  get taken(): Int32Array {
+    return this.#taken;
+  }
+
+  /**
+   * A new channel to the service: after a resume (the same worker, its ports moved back) or after
+   * a restart (a new worker). Calls that never started are sent again, in their original order.
+   */
+  rebind(port: MessagePort, taken: Int32Array): void {
+    // Only a dead channel's calls are sent again: a channel that merely moved (a swap rolled back)
+    // still holds its queue, and sending those calls again would run them twice.
+    const channelDied = this.#waitingForRestart !== null;
     this.#port = port;
-    this.#closedReason = null;
+    this.#taken = taken;
+    if (this.#waitingForRestart) clearTimeout(this.#waitingForRestart);
+    this.#waitingForRestart = null;
     this.#listen(port);
+    if (!channelDied) return;
+    const resend = [...this.#unstartedCasts, ...[...this.#pending.values()].map((pending) => pending.frame)].sort((a, b) => (issuedAfter(a[1], b[1]) ? 1 : -1));
+    this.#unstartedCasts = [];
+    for (const frame of resend) {
+      port.postMessage(frame);
+      if (frame[0] === FRAME_CAST) this.#unstartedCasts.push(frame);
+    }
   }
 
   /** Stops listening and returns the port so it can be transferred. Only when nothing is pending. */
@@ -83,23 +124,33 @@ export class ServiceClient {
       return Promise.reject(theseusError('E_SERVICE_DOWN', this.service, this.#closedReason));
     }
     const id = this.#nextId++;
-    try {
-      this.#port.postMessage(args.length === 0 ? [FRAME_CALL, id, method] : [FRAME_CALL, id, method, args]);
-    } catch (error) {
-      return Promise.reject(theseusError('E_ARGS_NOT_CLONEABLE', this.service, method, explainCloneFailure(args, 'args', error)));
+    const frame: RequestFrame = args.length === 0 ? [FRAME_CALL, id, method] : [FRAME_CALL, id, method, args];
+    // While the service restarts, the call waits here and goes out with the resend.
+    if (this.#waitingForRestart === null) {
+      try {
+        this.#port.postMessage(frame);
+      } catch (error) {
+        return Promise.reject(theseusError('E_ARGS_NOT_CLONEABLE', this.service, method, explainCloneFailure(args, 'args', error)));
+      }
     }
     return new Promise((resolve, reject) => {
-      this.#pending.set(id, { resolve, reject });
+      this.#pending.set(id, { resolve, reject, frame });
     });
   }
 
   cast(method: string, args: unknown[]): void {
     if (this.#closedReason !== null) throw theseusError('E_SERVICE_DOWN', this.service, this.#closedReason);
-    try {
-      this.#port.postMessage(args.length === 0 ? [FRAME_CAST, 0, method] : [FRAME_CAST, 0, method, args]);
-    } catch (error) {
-      throw theseusError('E_ARGS_NOT_CLONEABLE', this.service, method, explainCloneFailure(args, 'args', error));
+    const id = this.#nextId++;
+    const frame: RequestFrame = args.length === 0 ? [FRAME_CAST, id, method] : [FRAME_CAST, id, method, args];
+    if (this.#waitingForRestart === null) {
+      try {
+        this.#port.postMessage(frame);
+      } catch (error) {
+        throw theseusError('E_ARGS_NOT_CLONEABLE', this.service, method, explainCloneFailure(args, 'args', error));
+      }
     }
+    this.#trimStartedCasts();
+    this.#unstartedCasts.push(frame);
   }
 
   /** `client.method(...args)`: a call, or a cast when the service declares `method` as one. */
@@ -124,10 +175,21 @@ export class ServiceClient {
 
   /** Rejects everything pending; later calls reject at once. */
   close(reason: string): void {
-    this.#fail(reason);
+    this.fail(reason);
     this.#port.close();
     this.onClose?.();
     this.onClose = null;
+  }
+
+  /** The service is gone for good: reject everything pending, and every later call. */
+  fail(reason: string): void {
+    this.#closedReason ??= reason;
+    if (this.#waitingForRestart) clearTimeout(this.#waitingForRestart);
+    this.#waitingForRestart = null;
+    this.#unstartedCasts = [];
+    const pending = [...this.#pending.values()];
+    this.#pending.clear();
+    for (const entry of pending) entry.reject(theseusError('E_SERVICE_DOWN', this.service, reason));
   }
 
   #listen(port: MessagePort): void {
@@ -141,16 +203,31 @@ export class ServiceClient {
       if (frame[1] === REPLY_OK) pending.resolve(frame[2]);
       else pending.reject(deserializeError(frame[2]));
     });
-    // The service's end closes when its worker dies (not when it is moved): nothing pending can be
-    // answered any more, and it must not hang.
-    port.once('close', () => this.#fail('its worker exited'));
+    // The service's end closes when its worker dies (not when it is moved).
+    port.once('close', () => {
+      if (port === this.#port) this.#workerDied();
+    });
   }
 
-  #fail(reason: string): void {
-    this.#closedReason ??= reason;
-    if (this.#pending.size === 0) return;
-    const pending = [...this.#pending.values()];
-    this.#pending.clear();
-    for (const entry of pending) entry.reject(theseusError('E_SERVICE_DOWN', this.service, reason));
+  #trimStartedCasts(): void {
+    const taken = Atomics.load(this.#taken, 0);
+    let keep = 0;
+    while (keep < this.#unstartedCasts.length && !issuedAfter(this.#unstartedCasts[keep]![1], taken)) keep++;
+    if (keep > 0) this.#unstartedCasts.splice(0, keep);
+  }
+
+  #workerDied(): void {
+    if (this.#closedReason !== null) return;
+    // Calls the worker had started may or may not have run: they fail, and never run twice.
+    const taken = Atomics.load(this.#taken, 0);
+    for (const [id, pending] of this.#pending) {
+      if (issuedAfter(id, taken)) continue;
+      this.#pending.delete(id);
+      pending.reject(theseusError('E_SERVICE_DOWN', this.service, 'its worker exited while handling this call'));
+    }
+    this.#trimStartedCasts();
+    // The rest never started: they wait for a restart, within limits.
+    this.#waitingForRestart = setTimeout(() => this.fail('its worker exited and was not restarted in time'), RESTART_WAIT_MS);
+    this.#waitingForRestart.unref?.();
   }
 }

@@ -31,15 +31,15 @@ function probe(port: MessagePort): MessagePort | null {
 
 /** The same set without its detached ports (live ones come back as new handles). */
 export function pruneDeadPorts(ports: PortSet): PortSet {
-  const inbound: MessagePort[] = [];
-  for (const port of ports.inbound) {
-    const live = probe(port);
-    if (live) inbound.push(live);
+  const inbound: PortSet['inbound'] = [];
+  for (const link of ports.inbound) {
+    const live = probe(link.port);
+    if (live) inbound.push({ port: live, taken: link.taken });
   }
   const outbound: PortSet['outbound'] = {};
   for (const [name, entry] of Object.entries(ports.outbound)) {
     const live = probe(entry.port);
-    if (live) outbound[name] = { port: live, methods: entry.methods };
+    if (live) outbound[name] = { ...entry, port: live };
   }
   return { inbound, outbound };
 }

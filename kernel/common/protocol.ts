@@ -7,7 +7,7 @@
 //  2. Calls: caller <-> service over a dedicated MessagePort per caller. Hot path: frames are
 //     small arrays, because structured clone of an array of primitives is cheaper than of an object.
 
-import type { MessagePort } from 'node:worker_threads';
+import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import type { SerializedError } from './errors.ts';
 import type { MigrationEdge } from './migrations.ts';
 
@@ -89,12 +89,37 @@ export interface ServiceSource {
   config?: Record<string, unknown>;
 }
 
+/**
+ * One caller's channel, as the service holds it: the port, and a shared cell in which the service
+ * stores the id of each call it starts. If the service's worker dies, the caller reads the cell:
+ * calls up to it were in flight and are rejected, calls after it never started and are sent again
+ * to the restarted worker. One Atomics.store per call buys "nothing queued is lost".
+ */
+export interface InboundLink {
+  port: MessagePort;
+  taken: Int32Array;
+}
+
+/** The caller's side of the same channel, for a service calling another. */
+export interface OutboundLink {
+  port: MessagePort;
+  taken: Int32Array;
+  methods: MethodTable;
+}
+
+/** A new caller channel: the caller keeps `caller`, the service gets `service`. */
+export function createLink(methods: MethodTable): { caller: OutboundLink; service: InboundLink } {
+  const { port1, port2 } = new MessageChannel();
+  const taken = new Int32Array(new SharedArrayBuffer(4));
+  return { caller: { port: port1, taken, methods }, service: { port: port2, taken } };
+}
+
 /** The ports a running service owns: the service ends callers write to, and its own client ends. */
 export interface PortSet {
   /** Service ends of callers' channels; the worker listens on each. */
-  inbound: MessagePort[];
+  inbound: InboundLink[];
   /** Client ends to the services in `uses`, by name, with the peer's method table. */
-  outbound: Record<string, { port: MessagePort; methods: MethodTable }>;
+  outbound: Record<string, OutboundLink>;
 }
 
 /** A serialized state: v8.serialize bytes (transferred, not copied) plus the vsn they hold. */
@@ -122,7 +147,11 @@ export interface ControlRequests {
   /** Take the ports and start serving the migrated state. */
   switch: { request: { ports: PortSet }; response: { servingAt: number } };
   /** A new caller's service end. */
-  attach: { request: { port: MessagePort }; response: Record<string, never> };
+  attach: { request: { link: InboundLink }; response: Record<string, never> };
+  /** A service this one uses was restarted: its client gets the new channel (and resends what never started). */
+  rewire: { request: { service: string; link: OutboundLink }; response: Record<string, never> };
+  /** A service this one uses failed for good: its client rejects everything. */
+  'peer-down': { request: { service: string; reason: string }; response: Record<string, never> };
   /** A service this one uses has new code: update the method table of its client. */
   peer: { request: { service: string; methods: MethodTable }; response: Record<string, never> };
   /** Report counters. */
@@ -183,5 +212,5 @@ export type WorkerToKernel = ControlResponseMessage | WorkerNotice;
 
 /** Every MessagePort inside a PortSet, for the transfer list. */
 export function portsOf(ports: PortSet): MessagePort[] {
-  return [...ports.inbound, ...Object.values(ports.outbound).map((entry) => entry.port)];
+  return [...ports.inbound.map((link) => link.port), ...Object.values(ports.outbound).map((entry) => entry.port)];
 }

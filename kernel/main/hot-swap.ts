@@ -24,11 +24,10 @@
 // Rolling back resumes each old worker with its own, untouched state and its ports; callers see
 // only latency.
 
-import { MessageChannel } from 'node:worker_threads';
 import semver from 'semver';
 import { TheseusError, errorMessage, serializeError, theseusError, type SwapPhase } from '../common/errors.ts';
 import { findMigrationPath, formatPath, type MigrationStep } from '../common/migrations.ts';
-import { portsOf, sameDescriptor, type LogRecord, type PortSet, type ServiceDescriptor, type ServiceSource, type StateSnapshot } from '../common/protocol.ts';
+import { createLink, portsOf, sameDescriptor, type LogRecord, type PortSet, type ServiceDescriptor, type ServiceSource, type StateSnapshot } from '../common/protocol.ts';
 import type { Bundle } from './bundler.ts';
 import type { ServiceHost } from './service-host.ts';
 import type { ServiceWorker } from './service-worker.ts';
@@ -127,6 +126,8 @@ export interface SwapEnvironment {
   log(level: LogRecord['level'], message: string, data?: unknown): void;
   /** Marks the host failed if this worker exits unexpectedly. */
   watch(host: ServiceHost, worker: ServiceWorker): void;
+  /** Supervision: restart a service whose worker the swap had to end. */
+  restart(host: ServiceHost, reason: string): void;
 }
 
 interface ServicePlan {
@@ -410,9 +411,9 @@ export class HotSwap {
       for (const dependency of plan.newDescriptor.uses) {
         if (ports.outbound[dependency]) continue;
         // The new code calls a service the old code did not: give it a fresh channel.
-        const { port1, port2 } = new MessageChannel();
-        ports.outbound[dependency] = { port: port1, methods: methodTable(hosts.get(dependency)!.descriptor) };
-        newChannels.push(() => hosts.get(dependency)!.attachCaller(port2));
+        const { caller, service } = createLink(methodTable(hosts.get(dependency)!.descriptor));
+        ports.outbound[dependency] = caller;
+        newChannels.push(() => hosts.get(dependency)!.attachCaller(service));
       }
       acks.push(
         plan.newWorker!.request('switch', { ports }, this.#env.controlTimeoutMs).catch((error: unknown) => {
@@ -484,8 +485,14 @@ export class HotSwap {
         // so it cannot be trusted with them: end it, which closes them and rejects its callers'
         // pending calls instead of leaving them hanging.
         await plan.oldWorker.terminate();
-        plan.host.failure = `did not answer suspend within ${this.#env.drainTimeoutMs + this.#env.controlTimeoutMs} ms and was ended`;
-        this.#env.log('error', `${plan.host.name}: ${plan.host.failure}`);
+        const reason = `it did not answer suspend within ${this.#env.drainTimeoutMs + this.#env.controlTimeoutMs} ms and was ended`;
+        this.#env.log('error', `${plan.host.name}: ${reason}`);
+        // Its callers' channels died with it: supervision restarts it on new ones, and the calls
+        // that never started are sent again.
+        plan.host.state = 'running';
+        this.#env.restart(plan.host, reason);
+        await plan.newWorker?.terminate();
+        continue;
       }
       if (plan.ports) {
         // The old worker suspended and handed over its ports: give them back, with any callers
@@ -507,11 +514,11 @@ export class HotSwap {
         // The old worker died while draining: its ports and callers' queues died with it.
         plan.host.state = 'failed';
         plan.host.failure ??= `worker exited during the swap: ${plan.oldWorker.exitReason}`;
-        for (const port of plan.host.takeHeldCallers()) port.close();
+        for (const link of plan.host.takeHeldCallers()) link.port.close();
       }
       if (plan.host.state === 'swapping') {
         plan.host.state = 'running';
-        for (const port of plan.host.takeHeldCallers()) plan.host.attachCaller(port);
+        for (const link of plan.host.takeHeldCallers()) plan.host.attachCaller(link);
       }
       if (plan.outcome === 'not-started' && plan.suspendedAt > 0) plan.outcome = 'rolled-back';
       await plan.newWorker?.terminate();

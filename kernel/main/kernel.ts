@@ -1,13 +1,12 @@
 // The kernel: hosts each service in its own worker thread, hands out typed clients, and runs hot
 // swaps. This is the small public facade; the swap itself lives in hot-swap.ts.
 
-import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import { TheseusError, errorMessage, theseusError } from '../common/errors.ts';
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { pathToFileURL } from 'node:url';
 import { findMigrationPath } from '../common/migrations.ts';
-import { sameDescriptor, type LogRecord, type PortSet, type ServiceSource, type StateSnapshot } from '../common/protocol.ts';
+import { createLink, sameDescriptor, type InboundLink, type LogRecord, type PortSet, type ServiceSource, type StateSnapshot } from '../common/protocol.ts';
 import { readCheckpoint, writeCheckpoint } from './checkpoints.ts';
 import { bundleEntry, defaultCacheDir, workerRuntimeBundle, type Bundle } from './bundler.ts';
 import { HotSwap, type SwapReport, type SwapTarget } from './hot-swap.ts';
@@ -45,6 +44,10 @@ export interface KernelOptions {
   checkpointIntervalMs?: number;
   /** Default 1000 changes; 0 turns it off. */
   checkpointEveryChanges?: number;
+  /** Supervision: a crashed worker is restarted at most this many times within restartWindowMs (default 3). */
+  maxRestarts?: number;
+  /** Default 5000 ms. */
+  restartWindowMs?: number;
   /**
    * The services of an installed release, by version: lets a checkpoint taken by a newer release
    * be migrated down in that release's own code when an older one boots.
@@ -65,6 +68,8 @@ export interface ServiceStatus {
   queued: number;
   heapUsed: number;
   failure: string | null;
+  /** How many times supervision restarted the service's worker after a crash. */
+  restarts: number;
   lastSwap: LastSwap | null;
 }
 
@@ -77,6 +82,8 @@ export class Kernel {
   #checkpointTimer: NodeJS.Timeout | null = null;
   /** Checkpoints in progress, by service, so two never overlap. */
   #checkpointing = new Map<string, Promise<void>>();
+  /** Restarts in progress; stop() waits for them so no worker outlives it. */
+  #restarting = new Set<Promise<void>>();
   #swap: HotSwap | null = null;
   #swapDone: Promise<SwapReport> | null = null;
   /** The newest release a swap committed (or the first one); labels the kernel's own log lines. */
@@ -92,6 +99,8 @@ export class Kernel {
       cacheDir: defaultCacheDir(),
       checkpointIntervalMs: 1000,
       checkpointEveryChanges: 1000,
+      maxRestarts: 3,
+      restartWindowMs: 5000,
       ...options,
     };
     this.#release = options.release;
@@ -166,6 +175,7 @@ export class Kernel {
           uptimeMs: Date.now() - host.startedAt,
           ...stats,
           failure: host.failure,
+          restarts: host.restarts,
           lastSwap: host.lastSwap,
         };
       }),
@@ -194,6 +204,7 @@ export class Kernel {
     // A swap in flight owns ports and workers; let it finish (or roll back) before ending them.
     await this.#swapDone?.catch(() => undefined);
     await Promise.all(this.#checkpointing.values());
+    await Promise.all(this.#restarting);
     await Promise.all(
       [...this.#hosts.values()].map(async (host) => {
         const worker = host.current;
@@ -253,9 +264,9 @@ export class Kernel {
         if (!callee) {
           throw theseusError('E_UNKNOWN_DEPENDENCY', host.name, dependency);
         }
-        const { port1, port2 }: { port1: MessagePort; port2: MessagePort } = new MessageChannel();
-        portSets.get(host.name)!.outbound[dependency] = { port: port1, methods: { calls: callee.descriptor.calls, casts: callee.descriptor.casts } };
-        portSets.get(dependency)!.inbound.push(port2);
+        const { caller, service } = createLink({ calls: callee.descriptor.calls, casts: callee.descriptor.casts });
+        portSets.get(host.name)!.outbound[dependency] = caller;
+        portSets.get(dependency)!.inbound.push(service);
       }
     }
     await Promise.all(
@@ -268,7 +279,7 @@ export class Kernel {
           await host.current.request('migrate', { snapshot: restored }, this.#options.controlTimeoutMs, [restored.bytes.buffer as ArrayBuffer]);
           await host.current.request('switch', { ports }, this.#options.controlTimeoutMs);
           host.state = 'running';
-          for (const port of host.takeInitialCallers()) host.attachCaller(port);
+          for (const link of host.takeInitialCallers()) host.attachCaller(link);
           return;
         }
         await host.current.request('start', { ports }, this.#options.initTimeoutMs).catch((error: unknown) => {
@@ -278,11 +289,11 @@ export class Kernel {
           throw error;
         });
         host.state = 'running';
-        for (const port of host.takeInitialCallers()) host.attachCaller(port);
+        for (const link of host.takeInitialCallers()) host.attachCaller(link);
       }),
     );
     this.#state = 'running';
-    if (this.#options.stateDir && this.#options.checkpointIntervalMs > 0) {
+    if (this.#options.checkpointIntervalMs > 0) {
       this.#checkpointTimer = setInterval(() => void this.checkpoint().catch(() => undefined), this.#options.checkpointIntervalMs);
       this.#checkpointTimer.unref();
     }
@@ -323,7 +334,7 @@ export class Kernel {
   /** Writes a checkpoint of each running service (or of the named ones). */
   async checkpoint(services: string[] = [...this.#hosts.keys()]): Promise<void> {
     const stateDir = this.#options.stateDir;
-    if (!stateDir || this.#state !== 'running') return;
+    if (this.#state !== 'running') return;
     await Promise.all(
       services.map((name) => {
         const host = this.#hosts.get(name);
@@ -333,7 +344,11 @@ export class Kernel {
         const worker = host.current;
         const done = worker
           .request('checkpoint', {}, this.#options.controlTimeoutMs)
-          .then(({ snapshot }) => writeCheckpoint(stateDir, name, worker.release, snapshot))
+          .then(async ({ snapshot }) => {
+            // Kept in memory for a restart, and on disk for the next start.
+            host.lastSnapshot = { snapshot, release: worker.release, at: new Date().toISOString() };
+            if (stateDir) await writeCheckpoint(stateDir, name, worker.release, snapshot);
+          })
           .then(
             () => undefined,
             (error: unknown) => this.#log('error', `${name}: checkpoint failed: ${errorMessage(error)}`),
@@ -357,6 +372,7 @@ export class Kernel {
         loadWorker: (service, release, bundle, source) => this.#loadWorker(service, release, bundle, source),
         log: (level, message, data) => this.#log(level, message, data),
         watch: (host, worker) => this.#watch(host, worker),
+        restart: (host, reason) => void this.#restart(host, reason),
       },
       target,
     );
@@ -395,7 +411,7 @@ export class Kernel {
       moduleUrl: bundle.url,
       staticDir: source.staticDir ?? null,
       config: source.config ?? {},
-      checkpointEveryChanges: this.#options.stateDir ? this.#options.checkpointEveryChanges : 0,
+      checkpointEveryChanges: this.#options.checkpointEveryChanges,
       onCheckpointDue: () => void this.checkpoint([service]),
       runtimeFile: (await workerRuntimeBundle(this.#options.cacheDir)).file,
       bootTimeoutMs: this.#options.bootTimeoutMs,
@@ -404,13 +420,112 @@ export class Kernel {
   }
 
   /** A worker that dies outside of a swap or stop marks its service failed (supervision comes later). */
+  /** Supervision: a serving worker that dies is restarted with its last state, within limits. */
   #watch(host: ServiceHost, worker: ServiceWorker): void {
     worker.onUnexpectedExit((reason) => {
-      if (host.current !== worker) return;
-      host.state = 'failed';
-      host.failure = `worker exited: ${reason}`;
-      this.#log('error', `${host.name}@${worker.release} ${host.failure}`);
+      if (host.current !== worker || this.#state !== 'running') return;
+      if (host.state === 'running') {
+        void this.#restart(host, reason);
+        return;
+      }
+      if (host.state !== 'swapping') this.#giveUp(host, `worker exited: ${reason}`);
     });
+  }
+
+  #restart(host: ServiceHost, reason: string): Promise<void> {
+    const restarting = this.#restartHost(host, reason).finally(() => this.#restarting.delete(restarting));
+    this.#restarting.add(restarting);
+    return restarting;
+  }
+
+  async #restartHost(host: ServiceHost, reason: string): Promise<void> {
+    const { maxRestarts, restartWindowMs } = this.#options;
+    const now = Date.now();
+    host.restartTimes = host.restartTimes.filter((time) => now - time < restartWindowMs);
+    host.restartTimes.push(now);
+    if (host.restartTimes.length > maxRestarts) {
+      this.#giveUp(host, `worker exited (${reason}); it was restarted ${maxRestarts} times within ${restartWindowMs} ms, the limit`);
+      return;
+    }
+    host.state = 'restarting';
+    host.restarts++;
+    this.#log('warn', `${host.name}@${host.release} worker exited (${reason}); restarting it (${host.restartTimes.length} of ${maxRestarts} within ${restartWindowMs} ms)`);
+    try {
+      const worker = await this.#loadWorker(host.name, host.release, host.bundle, host.source);
+      if (this.#state !== 'running') {
+        await worker.terminate();
+        return;
+      }
+      // The last state: in memory if the kernel has it, else the checkpoint on disk, else init().
+      let snapshot = host.lastSnapshot?.snapshot ?? null;
+      let from = host.lastSnapshot ? `its state of ${host.lastSnapshot.at}` : '';
+      if (!snapshot && this.#options.stateDir) {
+        const checkpoint = await readCheckpoint(this.#options.stateDir, host.name);
+        if (checkpoint && checkpoint.snapshot.vsn === worker.descriptor.vsn) {
+          snapshot = checkpoint.snapshot;
+          from = `its checkpoint of ${checkpoint.header.at}`;
+        }
+      }
+      // Every channel died with the old worker: each caller gets a new one, and so does each
+      // service this one calls.
+      const inbound: InboundLink[] = [];
+      const afterStart: Array<() => void> = [];
+      for (const client of host.clients) {
+        const { caller, service } = createLink(host.descriptor);
+        inbound.push(service);
+        afterStart.push(() => client.rebind(caller.port, caller.taken));
+      }
+      for (const other of this.#hosts.values()) {
+        if (other === host || other.state !== 'running' || !other.descriptor.uses.includes(host.name)) continue;
+        const { caller, service } = createLink(host.descriptor);
+        inbound.push(service);
+        afterStart.push(() => void other.current.request('rewire', { service: host.name, link: caller }, this.#options.controlTimeoutMs, [caller.port]).catch(() => undefined));
+      }
+      const outbound: PortSet['outbound'] = {};
+      for (const dependency of worker.descriptor.uses) {
+        const callee = this.#hosts.get(dependency);
+        if (!callee) continue;
+        const { caller, service } = createLink({ calls: callee.descriptor.calls, casts: callee.descriptor.casts });
+        outbound[dependency] = caller;
+        afterStart.push(() => callee.attachCaller(service));
+      }
+      inbound.push(...host.takeHeldCallers());
+      const ports: PortSet = { inbound, outbound };
+      if (snapshot) {
+        // A copy: the kernel keeps its own for the next restart.
+        const bytes = snapshot.bytes.slice();
+        await worker.request('migrate', { snapshot: { vsn: snapshot.vsn, bytes } }, this.#options.controlTimeoutMs, [bytes.buffer]);
+        await worker.request('switch', { ports }, this.#options.controlTimeoutMs);
+      } else {
+        await worker.request('start', { ports }, this.#options.initTimeoutMs);
+        from = 'init() (no state was saved yet)';
+      }
+      if (this.#state !== 'running') {
+        await worker.terminate();
+        return;
+      }
+      host.current = worker;
+      host.state = 'running';
+      this.#watch(host, worker);
+      for (const step of afterStart) step();
+      for (const link of host.takeHeldCallers()) host.attachCaller(link);
+      this.#log('info', `${host.name}@${host.release} restarted from ${from}`);
+    } catch (error) {
+      this.#giveUp(host, `worker exited (${reason}) and could not be restarted: ${errorMessage(error)}`);
+    }
+  }
+
+  /** The service is failed for good: everything waiting on it, and every later call, is told so. */
+  #giveUp(host: ServiceHost, reason: string): void {
+    host.state = 'failed';
+    host.failure = reason;
+    for (const client of host.clients) client.fail(reason);
+    for (const link of host.takeHeldCallers()) link.port.close();
+    for (const other of this.#hosts.values()) {
+      if (other === host || other.state !== 'running' || !other.descriptor.uses.includes(host.name)) continue;
+      void other.current.request('peer-down', { service: host.name, reason }, this.#options.controlTimeoutMs).catch(() => undefined);
+    }
+    this.#log('error', `${host.name}@${host.release} is marked failed: ${reason}`);
   }
 
   #host(service: string): ServiceHost {

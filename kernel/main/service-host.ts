@@ -2,15 +2,15 @@
 // and the main thread's own clients of it. A hot swap replaces `current`; everything that talks to
 // the service keeps talking to the host or to a port whose far end the swap moves.
 //
-// States:  starting -> running <-> swapping ;  running -> stopping -> stopped ;  any -> failed
+// States:  starting -> running <-> swapping ;  running <-> restarting (supervision) ;
+//          running -> stopping -> stopped ;  any -> failed
 
-import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import { ServiceClient } from '../common/client.ts';
-import type { ServiceDescriptor, ServiceSource } from '../common/protocol.ts';
+import { createLink, type InboundLink, type ServiceDescriptor, type ServiceSource, type StateSnapshot } from '../common/protocol.ts';
 import type { Bundle } from './bundler.ts';
 import type { ServiceWorker } from './service-worker.ts';
 
-export type HostState = 'starting' | 'running' | 'swapping' | 'stopping' | 'stopped' | 'failed';
+export type HostState = 'starting' | 'running' | 'swapping' | 'restarting' | 'stopping' | 'stopped' | 'failed';
 
 export interface LastSwap {
   fromRelease: string;
@@ -29,15 +29,20 @@ export class ServiceHost {
   startedAt = Date.now();
   failure: string | null = null;
   lastSwap: LastSwap | null = null;
+  /** The state as of the last checkpoint, kept in memory for a restart after a crash. */
+  lastSnapshot: { snapshot: StateSnapshot; release: string; at: string } | null = null;
+  /** When the worker was restarted recently (for the restart-intensity limit), and how often in all. */
+  restartTimes: number[] = [];
+  restarts = 0;
   /** Calls and casts served by this service's earlier workers, so totals survive swaps. */
   servedByRetired = { calls: 0, casts: 0 };
 
   #clients = new Set<ServiceClient>();
   #defaultClient: ServiceClient | null = null;
   /** Service ends of callers that arrived while the ports were in transit during a swap. */
-  #heldCallers: MessagePort[] = [];
+  #heldCallers: InboundLink[] = [];
   /** Service ends created before the first start; handed over with the start request. */
-  #initialCallers: MessagePort[] = [];
+  #initialCallers: InboundLink[] = [];
   readonly controlTimeoutMs: number;
 
   constructor(name: string, worker: ServiceWorker, source: ServiceSource, bundle: Bundle, controlTimeoutMs: number) {
@@ -64,42 +69,43 @@ export class ServiceHost {
 
   /** A main-thread client with its own port (its own ordering and its own queue). */
   newClient(): ServiceClient {
-    const { port1, port2 } = new MessageChannel();
-    const client = new ServiceClient(this.name, port1, this.descriptor);
+    const { caller, service } = createLink(this.descriptor);
+    const client = new ServiceClient(this.name, caller.port, caller.methods, caller.taken);
     this.#clients.add(client);
     client.onClose = () => {
       this.#clients.delete(client);
       if (this.#defaultClient === client) this.#defaultClient = null;
     };
-    this.attachCaller(port2);
+    this.attachCaller(service);
     return client;
   }
 
   /** Gives the service the far end of a new caller's channel, wherever its ports are right now. */
-  attachCaller(port: MessagePort): void {
+  attachCaller(link: InboundLink): void {
     switch (this.state) {
       case 'starting':
-        this.#initialCallers.push(port);
+        this.#initialCallers.push(link);
         return;
       case 'running':
-        void this.current.request('attach', { port }, this.controlTimeoutMs, [port]).catch(() => port.close());
+        void this.current.request('attach', { link }, this.controlTimeoutMs, [link.port]).catch(() => link.port.close());
         return;
       case 'swapping':
+      case 'restarting':
         // The inbound ports are with the kernel or moving; this one joins them at switch or resume.
-        this.#heldCallers.push(port);
+        this.#heldCallers.push(link);
         return;
       default:
-        port.close();
+        link.port.close();
     }
   }
 
-  takeInitialCallers(): MessagePort[] {
+  takeInitialCallers(): InboundLink[] {
     const ports = this.#initialCallers;
     this.#initialCallers = [];
     return ports;
   }
 
-  takeHeldCallers(): MessagePort[] {
+  takeHeldCallers(): InboundLink[] {
     const ports = this.#heldCallers;
     this.#heldCallers = [];
     return ports;
@@ -114,9 +120,14 @@ export class ServiceHost {
     for (const client of [...this.#clients]) client.close(reason);
     this.#clients.clear();
     this.#defaultClient = null;
-    for (const port of [...this.#heldCallers, ...this.#initialCallers]) port.close();
+    for (const link of [...this.#heldCallers, ...this.#initialCallers]) link.port.close();
     this.#heldCallers = [];
     this.#initialCallers = [];
+  }
+
+  /** The main thread's clients of this service. */
+  get clients(): ReadonlySet<ServiceClient> {
+    return this.#clients;
   }
 
   get strayReplies(): number {

@@ -71,6 +71,10 @@ const dispatch = (message: ControlRequestMessage): unknown => {
       return runtime.attach(message as ControlRequestMessage<'attach'>);
     case 'peer':
       return runtime.peer(message as ControlRequestMessage<'peer'>);
+    case 'rewire':
+      return runtime.rewire(message as ControlRequestMessage<'rewire'>);
+    case 'peer-down':
+      return runtime.peerDown(message as ControlRequestMessage<'peer-down'>);
     case 'stats':
       return runtime.stats();
     case 'health':

@@ -87,7 +87,8 @@ export class ServiceRuntime {
   #ctx: { state: unknown } & BaseContext;
   #log: ServiceLogger;
 
-  #inbound = new Set<MessagePort>();
+  /** Each caller's port, with the cell where this worker records the last call it started. */
+  #inbound = new Map<MessagePort, Int32Array>();
   #listeners = new Map<MessagePort, (frame: RequestFrame) => void>();
   #watchedForClose = new WeakSet<MessagePort>();
   #outbound = new Map<string, ServiceClient>();
@@ -147,7 +148,7 @@ export class ServiceRuntime {
     this.#expectPhase('suspend', 'serving');
     this.#phase = 'draining';
     // Stop taking new messages first: from here on they wait inside the ports.
-    for (const port of this.#inbound) this.#unlisten(port);
+    for (const port of this.#inbound.keys()) this.#unlisten(port);
     const stoppedAt = preciseNow();
     const drained = await this.#waitIdle(request.drainTimeoutMs);
     if (!drained) {
@@ -156,7 +157,7 @@ export class ServiceRuntime {
       // kernel has given up on them.
       const inFlight = (this.#busy ? 1 : 0) + this.#mailbox.size + this.#outboundPending();
       this.#phase = 'serving';
-      for (const port of this.#inbound) this.#listen(port);
+      for (const port of this.#inbound.keys()) this.#listen(port);
       const error = theseusError('E_DRAIN_TIMEOUT', this.#service, request.drainTimeoutMs, inFlight);
       error.phase = 'suspend';
       throw error;
@@ -167,7 +168,7 @@ export class ServiceRuntime {
     } catch (error) {
       // The state was only read, never replaced: serving it again is safe.
       this.#phase = 'serving';
-      for (const port of this.#inbound) this.#listen(port);
+      for (const port of this.#inbound.keys()) this.#listen(port);
       throw error;
     }
     this.#phase = 'suspended';
@@ -212,9 +213,25 @@ export class ServiceRuntime {
     return { servingAt: preciseNow() };
   }
 
-  attach({ port }: ControlRequests['attach']['request']): ControlRequests['attach']['response'] {
-    this.#inbound.add(port);
-    if (this.#phase === 'serving') this.#listen(port);
+  attach({ link }: ControlRequests['attach']['request']): ControlRequests['attach']['response'] {
+    this.#inbound.set(link.port, link.taken);
+    if (this.#phase === 'serving') this.#listen(link.port);
+    return {};
+  }
+
+  rewire({ service, link }: ControlRequests['rewire']['request']): ControlRequests['rewire']['response'] {
+    const client = this.#outbound.get(service);
+    if (client) {
+      client.setMethods(link.methods);
+      client.rebind(link.port, link.taken);
+    } else {
+      this.#outbound.set(service, new ServiceClient(service, link.port, link.methods, link.taken));
+    }
+    return {};
+  }
+
+  peerDown({ service, reason }: ControlRequests['peer-down']['request']): ControlRequests['peer-down']['response'] {
+    this.#outbound.get(service)?.fail(reason);
     return {};
   }
 
@@ -264,7 +281,7 @@ export class ServiceRuntime {
 
   async stop({ runTerminate, reason, drainTimeoutMs, snapshot }: ControlRequests['stop']['request']): Promise<ControlRequests['stop']['response']> {
     const wasServing = this.#phase === 'serving';
-    for (const port of this.#inbound) this.#unlisten(port);
+    for (const port of this.#inbound.keys()) this.#unlisten(port);
     if (wasServing) await this.#waitIdle(drainTimeoutMs);
     // The final state, after the drain: what a restart resumes from.
     const final = snapshot && wasServing && this.#state !== undefined ? { snapshot: { vsn: this.descriptor.vsn, bytes: toBytes(this.#state) } } : {};
@@ -273,7 +290,7 @@ export class ServiceRuntime {
       this.#ctx.state = this.#state;
       await this.#definition.terminate(this.#ctx as never, reason);
     }
-    for (const port of this.#inbound) port.close();
+    for (const port of this.#inbound.keys()) port.close();
     for (const client of this.#outbound.values()) client.close('the calling service stopped');
     this.#inbound.clear();
     this.#outbound.clear();
@@ -283,10 +300,10 @@ export class ServiceRuntime {
   // -------------------------------------------------------------------------------------------
   // Serving messages.
 
-  #serve(inbound: MessagePort[]): void {
-    for (const port of inbound) this.#inbound.add(port);
+  #serve(inbound: PortSet['inbound']): void {
+    for (const link of inbound) this.#inbound.set(link.port, link.taken);
     this.#phase = 'serving';
-    for (const port of this.#inbound) this.#listen(port);
+    for (const port of this.#inbound.keys()) this.#listen(port);
   }
 
   #listen(port: MessagePort): void {
@@ -336,6 +353,10 @@ export class ServiceRuntime {
       this.#fail(port, frame, theseusError('E_UNKNOWN_METHOD', this.#service, method, [...this.#calls.keys(), ...this.#casts.keys()].join(', ')));
       return;
     }
+    // From here the call counts as started: if this thread dies, the caller rejects it rather than
+    // sending it again (see ServiceClient).
+    const taken = this.#inbound.get(port);
+    if (taken !== undefined) Atomics.store(taken, 0, frame[1]);
     this.#ctx.state = this.#state;
     let result: unknown;
     try {
@@ -454,24 +475,24 @@ export class ServiceRuntime {
   }
 
   #releasePorts(): PortSet {
-    const inbound = [...this.#inbound];
+    const inbound = [...this.#inbound].map(([port, taken]) => ({ port, taken }));
     this.#inbound.clear();
     const outbound: PortSet['outbound'] = {};
     for (const [name, client] of this.#outbound) {
-      outbound[name] = { port: client.detach(), methods: client.methods };
+      outbound[name] = { port: client.detach(), methods: client.methods, taken: client.taken };
     }
     // Keep the client objects: a resume rebinds them to the ports it brings back.
     return { inbound, outbound };
   }
 
   #adoptOutbound(ports: PortSet): void {
-    for (const [name, { port, methods }] of Object.entries(ports.outbound)) {
+    for (const [name, { port, methods, taken }] of Object.entries(ports.outbound)) {
       const existing = this.#outbound.get(name);
       if (existing) {
-        existing.rebind(port);
+        existing.rebind(port, taken);
         existing.setMethods(methods);
       } else {
-        this.#outbound.set(name, new ServiceClient(name, port, methods));
+        this.#outbound.set(name, new ServiceClient(name, port, methods, taken));
       }
     }
   }

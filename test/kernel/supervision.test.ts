@@ -1,0 +1,95 @@
+// Supervision: a crashed service worker is restarted with its last state; the call it was
+// handling fails, the calls queued behind it are served by the new worker, none hangs; and past
+// the restart-intensity limit the service is marked failed.
+
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { Kernel, type TheseusError } from '../../kernel/index.ts';
+import { fixture, logCollector } from '../helpers.ts';
+
+interface CrasherApi {
+  work(ms: number): Promise<number>;
+  armCrash(ms: number): Promise<number>;
+}
+
+const settle = <T>(promise: Promise<T>) => promise.then((value) => ({ value }), (error: TheseusError) => ({ error }));
+
+test('a crashed worker restarts with its last state; in-flight calls reject, queued calls are served', async () => {
+  const logs = logCollector();
+  const kernel = await Kernel.start({ release: '1.0.0', services: { crasher: { entry: fixture('crasher') } }, checkpointIntervalMs: 0, onLog: logs.onLog });
+  try {
+    const crasher = kernel.client<CrasherApi>('crasher');
+    const dedicated = kernel.client<CrasherApi>('crasher', { dedicated: true });
+    assert.equal(await crasher.work(1), 1);
+    assert.equal(await crasher.work(1), 2);
+    await kernel.checkpoint(); // the state the restart resumes from (kept in memory)
+    assert.equal(await crasher.armCrash(100), 2);
+    const inFlight = settle(crasher.work(60_000));
+    const queued = [settle(crasher.work(1)), settle(dedicated.work(1))];
+    const result = await inFlight;
+    assert.equal((result as { error: TheseusError }).error?.code, 'E_SERVICE_DOWN', 'the call the worker was handling is rejected, not retried');
+    // Queued behind it on both ports, never started: served by the restarted worker, in order.
+    assert.deepEqual(await Promise.all(queued), [{ value: 3 }, { value: 4 }]);
+    assert.equal(await crasher.work(1), 5);
+    const [status] = await kernel.status();
+    assert.deepEqual([status!.state, status!.restarts], ['running', 1]);
+    assert.ok(logs.records.some((r) => r.level === 'info' && /crasher@1\.0\.0 restarted from its state of/.test(r.message)));
+    assert.equal(kernel.strayReplies, 0);
+  } finally {
+    await kernel.stop();
+  }
+});
+
+test('past the restart-intensity limit the service is marked failed, and nothing hangs', async () => {
+  const logs = logCollector();
+  const kernel = await Kernel.start({
+    release: '1.0.0',
+    services: { crasher: { entry: fixture('crasher') } },
+    maxRestarts: 2,
+    restartWindowMs: 60_000,
+    onLog: logs.onLog,
+  });
+  try {
+    const crasher = kernel.client<CrasherApi>('crasher');
+    for (let crash = 1; crash <= 3; crash++) {
+      await crasher.armCrash(20);
+      const outcome = await settle(crasher.work(60_000));
+      assert.equal((outcome as { error: TheseusError }).error?.code, 'E_SERVICE_DOWN');
+      // Wait until supervision has acted on this crash.
+      for (let waited = 0; waited < 10_000; waited += 20) {
+        const [status] = await kernel.status();
+        if (status!.state === (crash < 3 ? 'running' : 'failed') && status!.restarts === Math.min(crash, 2)) break;
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+    }
+    const [status] = await kernel.status();
+    assert.equal(status!.state, 'failed');
+    assert.match(status!.failure ?? '', /restarted 2 times within 60000 ms, the limit/);
+    await assert.rejects(crasher.work(1), { code: 'E_SERVICE_DOWN' });
+    assert.ok(logs.records.some((r) => r.level === 'error' && /crasher@1\.0\.0 is marked failed/.test(r.message)));
+  } finally {
+    await kernel.stop();
+  }
+});
+
+test('a service calling a crashed one gets a new channel to its restarted worker', async () => {
+  const kernel = await Kernel.start({
+    release: '1.0.0',
+    services: { gateway: { entry: fixture('gateway-v1') }, counter: { entry: fixture('crasher-counter') } },
+    checkpointIntervalMs: 0,
+    onLog: logCollector().onLog,
+  });
+  try {
+    const gateway = kernel.client<{ bump(n: number): Promise<number> }>('gateway');
+    const counter = kernel.client<{ add(n: number): Promise<number>; armCrash(ms: number): Promise<number> }>('counter');
+    assert.equal(await gateway.bump(3), 3);
+    await kernel.checkpoint();
+    await counter.armCrash(10);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    // The gateway's calls reach the restarted counter, which resumed at 3.
+    assert.equal(await gateway.bump(2), 5);
+    assert.equal(await counter.add(0), 5);
+  } finally {
+    await kernel.stop();
+  }
+});
