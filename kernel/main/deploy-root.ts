@@ -69,6 +69,10 @@ export async function startFromRoot(root: string, onLog?: (record: LogRecord) =>
     drainTimeoutMs: manifest.drainTimeoutMs,
     cacheDir: join(root, 'var', 'cache'),
     stateDir: join(root, 'var', 'state'),
+    checkpointIntervalMs: manifest.checkpointIntervalMs,
+    checkpointEveryChanges: manifest.checkpointEveryChanges,
+    maxRestarts: manifest.maxRestarts,
+    restartWindowMs: manifest.restartWindowMs,
     resolveRelease: async (other) => {
       const otherDir = join(root, 'releases', other);
       const verified = await verifyReleaseDir(otherDir).catch(() => null);

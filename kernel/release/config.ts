@@ -22,6 +22,10 @@ export const ReleaseConfigSchema = Type.Object(
     ),
     drainTimeoutMs: Type.Optional(Type.Integer({ minimum: 1 })),
     probationMs: Type.Optional(Type.Integer({ minimum: 0 })),
+    checkpointIntervalMs: Type.Optional(Type.Integer({ minimum: 0 })),
+    checkpointEveryChanges: Type.Optional(Type.Integer({ minimum: 0 })),
+    maxRestarts: Type.Optional(Type.Integer({ minimum: 0 })),
+    restartWindowMs: Type.Optional(Type.Integer({ minimum: 1 })),
     node: Type.Optional(Type.String()),
     hooks: Type.Optional(
       Type.Object(
@@ -64,6 +68,10 @@ export interface LoadedConfig {
   services: Array<{ name: string; entry: string }>;
   drainTimeoutMs: number;
   probationMs: number;
+  checkpointIntervalMs: number;
+  checkpointEveryChanges: number;
+  maxRestarts: number;
+  restartWindowMs: number;
   node: string;
   hooks: Hooks;
   runtimeConfig: Record<string, unknown>;
@@ -99,6 +107,10 @@ export async function loadReleaseConfig(file: string): Promise<LoadedConfig> {
       .sort((a, b) => a.name.localeCompare(b.name)),
     drainTimeoutMs: config.drainTimeoutMs ?? DEFAULT_DRAIN_TIMEOUT_MS,
     probationMs: config.probationMs ?? DEFAULT_PROBATION_MS,
+    checkpointIntervalMs: config.checkpointIntervalMs ?? 1000,
+    checkpointEveryChanges: config.checkpointEveryChanges ?? 1000,
+    maxRestarts: config.maxRestarts ?? 3,
+    restartWindowMs: config.restartWindowMs ?? 5000,
     node,
     hooks: {
       preStart: hooks.preStart ?? [],

@@ -52,6 +52,18 @@ ${serviceLines}
   // upgrade. 0 turns probation off.
   probationMs: ${DEFAULT_PROBATION_MS},
 
+  // Durable state: every service's state is checkpointed to var/state/ at stop, after each
+  // committed upgrade, every checkpointIntervalMs and every checkpointEveryChanges state changes
+  // (0 turns either off). After a crash of the whole kernel, what changed since the last
+  // checkpoint is lost: lower values lose less and cost more.
+  checkpointIntervalMs: 1000,
+  checkpointEveryChanges: 1000,
+
+  // Supervision: a crashed service worker is restarted with its last state, at most maxRestarts
+  // times within restartWindowMs; past that the service is marked failed.
+  maxRestarts: 3,
+  restartWindowMs: 5000,
+
   // The Node.js versions the release may run on (a semver range), checked before it boots.
   node: '${DEFAULT_NODE_RANGE}',
 

@@ -63,6 +63,12 @@ export const ManifestSchema = Type.Object(
     drainTimeoutMs: Type.Integer({ minimum: 1 }),
     /** How long after the switch the new code is watched before the upgrade commits (0: no probation). */
     probationMs: Type.Integer({ minimum: 0 }),
+    /** Durable state: checkpoint every this many ms and every this many state changes (0: off). */
+    checkpointIntervalMs: Type.Integer({ minimum: 0 }),
+    checkpointEveryChanges: Type.Integer({ minimum: 0 }),
+    /** Supervision: restart a crashed worker at most maxRestarts times within restartWindowMs. */
+    maxRestarts: Type.Integer({ minimum: 0 }),
+    restartWindowMs: Type.Integer({ minimum: 1 }),
     hooks: HooksSchema,
     /** Plain data handed to every service as `ctx.config`. */
     runtimeConfig: Type.Record(Type.String(), Type.Unknown()),
