@@ -1,123 +1,179 @@
-// `npm run demo`: the seed's story, in one process, through the Kernel API. The sequence server
-// goes 0.1.0 -> 0.2.0 -> 0.1.0 -> 0.2.0 -> 0.3.0 (with a state migration) while 200 concurrent
-// callers keep calling it, and the summary checks that no call was lost, failed or repeated.
+// `npm run demo`: the seed's story, end to end, with the real artifacts and the real CLI.
 //
-// Later issues move this onto real release tarballs and the `kernel` CLI; the story stays the same.
+//  1. build releases 0.1.0, 0.2.0 and 0.3.0 of the sequence app from their sources (kernel release);
+//  2. unpack the 0.1.0 tarball into a fresh deploy folder (the seed's ~/deploy);
+//  3. start the kernel there with that folder's own bin/kernel start;
+//  4. keep 100 concurrent callers calling nextNumber for the whole story;
+//  5. upgrade to 0.2.0, downgrade to 0.1.0, upgrade to 0.2.0, then to 0.3.0 (state vsn 0 -> 1),
+//     showing the migration's own log lines; set the step with incrementNumber(10);
+//  6. stop, and check: no call failed, lost or answered twice, the numbers consecutive, one
+//     kernel process throughout. Exit non-zero if any of that is not true.
 
+import { spawnSync } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Kernel, type LogRecord, type SwapReport } from '../kernel/index.ts';
+import { extract } from 'tar';
+import { ControlConnection } from '../kernel/cli/control-client.ts';
 
-const root = fileURLToPath(new URL('..', import.meta.url));
-type Version = '0.1.0' | '0.2.0' | '0.3.0';
-const release = (version: Version) => ({ release: version, services: { sequence: { entry: `${root}services/sequence/${version}/sequence.ts` } } });
+const repo = fileURLToPath(new URL('..', import.meta.url));
+const versions = ['0.1.0', '0.2.0', '0.3.0'] as const;
+const CALLERS = 100;
+const CONNECTIONS = 4;
 
-interface SequenceApi {
-  nextNumber(): Promise<number | string>;
-  incrementNumber(delta: number): void;
+const say = (line = '') => process.stdout.write(`${line}\n`);
+const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+let stepNumber = 0;
+const step = (title: string) => say(`\n${++stepNumber}. ${title}`);
+
+/** Runs a command, shows what it printed (indented), and fails the demo if it failed. */
+function run(command: string, args: string[], cwd: string): string {
+  say(`   $ ${[command.startsWith(repo) ? command.slice(repo.length) : command, ...args].join(' ')}`);
+  const result = spawnSync(command, args, { cwd, encoding: 'utf8', timeout: 120_000 });
+  for (const line of `${result.stdout}${result.stderr}`.trimEnd().split('\n')) if (line) say(`     ${line}`);
+  if (result.status !== 0) throw new Error(`'${command} ${args.join(' ')}' exited with ${result.status}`);
+  return result.stdout;
 }
 
-const say = (line: string) => process.stdout.write(`${line}\n`);
-const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-function parse(reply: number | string): number {
+function parse(reply: unknown): number {
   if (typeof reply === 'number') return reply;
-  const match = /(-?\d+)$/.exec(reply);
+  const match = /(-?\d+)$/.exec(String(reply));
   if (!match) throw new Error(`unexpected reply ${JSON.stringify(reply)}`);
   return Number(match[1]);
 }
 
-function showLog(record: LogRecord): void {
-  if (record.service === 'kernel' && record.level !== 'error') return;
-  const data = record.data === undefined ? '' : ` ${JSON.stringify(record.data)}`;
-  say(`    [${record.service}@${record.release}] ${record.level}: ${record.message}${data}`);
-}
-
 async function main(): Promise<number> {
-  say('Theseus demo: the sequence server, upgraded and downgraded while 200 callers keep calling it.\n');
-  say('1. Start the kernel on release 0.1.0');
-  const kernel = await Kernel.start({ ...release('0.1.0'), onLog: showLog });
-  // The operator's own client, as the seed's iex console; its numbers count in the summary too.
-  const operatorClient = kernel.client<SequenceApi>('sequence');
-  const operatorNumbers: number[] = [];
-  const ask = async () => {
-    const reply = await operatorClient.nextNumber();
-    operatorNumbers.push(parse(reply));
-    return reply;
-  };
-  say(`   nextNumber() -> ${JSON.stringify(await ask())}`);
-
-  // The load: 200 callers over 20 ports, each waiting for its reply before the next call.
-  const perCaller: number[][] = [];
-  const failures: unknown[] = [];
-  let calls = 0;
-  let stop = false;
-  const clients = Array.from({ length: 20 }, () => kernel.client<SequenceApi>('sequence', { dedicated: true }));
-  const callers = Array.from({ length: 200 }, async (_, index) => {
-    const mine: number[] = [];
-    perCaller.push(mine);
-    while (!stop) {
-      calls++;
-      try {
-        mine.push(parse(await clients[index % clients.length]!.nextNumber()));
-      } catch (error) {
-        failures.push(error);
-        stop = true;
-      }
+  say('Theseus demo: the sequence server, upgraded, downgraded and migrated while 100 callers keep calling it.');
+  const work = await mkdtemp(join(tmpdir(), 'theseus-demo-'));
+  const builds = join(work, 'build');
+  const deploy = join(work, 'deploy');
+  const kernel = join(deploy, 'bin', 'kernel');
+  let started = false;
+  try {
+    step('Build the three releases from their sources');
+    for (const version of versions) {
+      run(process.execPath, [join(repo, 'kernel'), 'release', '--config', `services/sequence/${version}/theseus.config.ts`, '--out', builds], repo);
     }
-  });
-  await pause(300);
+    const tarball = (version: string) => join(builds, version, `sequence-${version}.tar.gz`);
 
-  const pauses: Array<{ step: string; report: SwapReport }> = [];
-  const step = async (label: string, version: Version, direction: 'upgrade' | 'downgrade') => {
-    say(`\n${pauses.length + 2}. ${label}`);
-    const report = await kernel[direction](release(version));
-    const service = report.services[0]!;
-    pauses.push({ step: `${service.from.release} -> ${service.to.release}`, report });
-    say(`   ${report.outcome}: ${service.from.release} (vsn ${service.from.vsn}) -> ${service.to.release} (vsn ${service.to.vsn}), ` +
-      `migration ${service.migration}, state ${service.stateBytes} bytes, pause ${service.pauseMs.toFixed(2)} ms`);
-    say(`   nextNumber() -> ${JSON.stringify(await ask())}`);
-    await pause(300);
-  };
+    step(`Unpack sequence-0.1.0.tar.gz into a fresh deploy folder, ${deploy}`);
+    const { mkdir } = await import('node:fs/promises');
+    await mkdir(deploy);
+    await extract({ file: tarball('0.1.0'), cwd: deploy });
+    const { readdir } = await import('node:fs/promises');
+    say(`   ${(await readdir(deploy, { recursive: true })).map(String).filter((path) => path.split('/').length <= 2).sort().join('  ')}`);
 
-  await step('Upgrade to 0.2.0: the reply becomes a sentence', '0.2.0', 'upgrade');
-  await step('Downgrade to 0.1.0: back to bare numbers', '0.1.0', 'downgrade');
-  await step('Upgrade to 0.2.0 again', '0.2.0', 'upgrade');
-  await step('Upgrade to 0.3.0: the state gains a delta (vsn 0 -> 1)', '0.3.0', 'upgrade');
+    step('Start the kernel with the deploy folder\'s own bin/kernel');
+    run(kernel, ['start'], deploy);
+    started = true;
+    const pid = run(kernel, ['pid'], deploy).trim();
 
-  say(`\n${pauses.length + 2}. incrementNumber(10) now sets the step between numbers`);
-  operatorClient.incrementNumber(10);
-  const a = parse(await ask());
-  const b = parse(await ask());
-  say(`   nextNumber() -> ${a}, then ${b} (a multiple of 10 apart: the other callers take numbers in between)`);
-  await pause(300);
+    // The operator's connection (the seed's iex console), the callers' connections, and the log.
+    const operator = await ControlConnection.open(deploy);
+    const ask = async () => ((await operator.request('call', { service: 'sequence', method: 'nextNumber', args: [] })) as { reply: number | string }).reply;
+    const logStream = await ControlConnection.open(deploy);
+    void logStream
+      .request(
+        'logs',
+        {},
+        {
+          timeoutMs: 24 * 3600_000,
+          onLog: (record) => {
+            if (record.service !== 'kernel' && record.level !== 'debug') {
+              const data = record.data === undefined ? '' : ` ${JSON.stringify(record.data)}`;
+              say(`     [${record.service}@${record.release}] ${record.level}: ${record.message}${data}`);
+            }
+          },
+        },
+      )
+      .catch(() => undefined);
 
-  stop = true;
-  await Promise.all(callers);
-  await kernel.stop();
+    step(`Keep ${CALLERS} concurrent callers calling nextNumber() for the rest of the story`);
+    const connections = await Promise.all(Array.from({ length: CONNECTIONS }, () => ControlConnection.open(deploy)));
+    const perCaller: number[][] = [];
+    const operatorNumbers: number[] = [];
+    const failures: unknown[] = [];
+    let calls = 0;
+    let stop = false;
+    const callers = Array.from({ length: CALLERS }, async (_, index) => {
+      const mine: number[] = [];
+      perCaller.push(mine);
+      const connection = connections[index % CONNECTIONS]!;
+      while (!stop) {
+        calls++;
+        try {
+          const { reply } = (await connection.request('call', { service: 'sequence', method: 'nextNumber', args: [] })) as { reply: number | string };
+          mine.push(parse(reply));
+        } catch (error) {
+          failures.push(error);
+          stop = true;
+        }
+      }
+    });
+    const show = async () => {
+      const reply = await ask();
+      operatorNumbers.push(parse(reply));
+      say(`   nextNumber() -> ${JSON.stringify(reply)}`);
+    };
+    await pause(500);
+    await show();
 
-  // The invariants: every number handed out once, each caller's numbers rising, and the numbers
-  // consecutive (step 1, then step 10 once the cast took effect).
-  const all = [...perCaller.flat(), ...operatorNumbers].sort((x, y) => x - y);
-  const duplicates = all.filter((n, i) => i > 0 && n === all[i - 1]).length;
-  const steps = new Set(all.slice(1).map((n, i) => n - all[i]!));
-  const ordered = perCaller.every((mine) => mine.every((n, i) => i === 0 || n > mine[i - 1]!));
-  const consecutive = [...steps].every((s) => s === 1 || s === 10);
-  const answered = all.length - operatorNumbers.length;
-  const lost = calls - answered - failures.length;
+    const pids: string[] = [];
+    const pauses: Array<{ title: string; pauseMs: string }> = [];
+    const swap = async (title: string, args: string[]) => {
+      step(title);
+      const output = run(kernel, args, deploy);
+      pauses.push({ title: `${args[0]} ${args[1]!.replace(/^.*sequence-(\d+\.\d+\.\d+)\.tar\.gz$/, '$1')}`, pauseMs: /paused ([\d.]+) ms/.exec(output)?.[1] ?? '?' });
+      pids.push(run(kernel, ['pid'], deploy).trim());
+      await show();
+      await pause(500);
+    };
+    await swap('Upgrade to 0.2.0: the reply becomes a sentence', ['upgrade', tarball('0.2.0')]);
+    await swap('Downgrade to 0.1.0: back to bare numbers', ['downgrade', '0.1.0']);
+    await swap('Upgrade to 0.2.0 again (already installed)', ['upgrade', '0.2.0']);
+    await swap('Upgrade to 0.3.0: the state gains a delta (vsn 0 -> 1), migrated by 0.3.0\'s own code', ['upgrade', tarball('0.3.0')]);
 
-  say('\nSummary');
-  say(`   calls made        ${calls}`);
-  say(`   answered          ${answered}`);
-  say(`   failed            ${failures.length}`);
-  say(`   lost              ${lost}`);
-  say(`   duplicated        ${duplicates}`);
-  say(`   in order/caller   ${ordered ? 'yes' : 'NO'}`);
-  say(`   consecutive       ${consecutive ? 'yes' : 'NO'} (steps seen: ${[...steps].join(', ')})`);
-  say(`   kernel pid        ${process.pid} throughout (one process, no restart)`);
-  for (const { step, report } of pauses) say(`   pause ${step.padEnd(16)} ${report.services[0]!.pauseMs.toFixed(2)} ms`);
-  const ok = failures.length === 0 && lost === 0 && duplicates === 0 && ordered && consecutive;
-  say(ok ? '\nOK: nothing lost, failed or repeated.' : '\nFAILED: see above.');
-  return ok ? 0 : 1;
+    step('incrementNumber(10) now sets the step between numbers');
+    await operator.request('call', { service: 'sequence', method: 'incrementNumber', args: [10] });
+    await show();
+    await show();
+    await pause(500);
+
+    stop = true;
+    await Promise.all(callers);
+    step('Stop the kernel');
+    run(kernel, ['stop'], deploy);
+    started = false;
+    for (const connection of [...connections, operator, logStream]) connection.close();
+
+    // The invariants.
+    const all = [...perCaller.flat(), ...operatorNumbers].sort((a, b) => a - b);
+    const answered = perCaller.flat().length;
+    const duplicates = all.filter((n, i) => i > 0 && n === all[i - 1]).length;
+    const steps = new Set(all.slice(1).map((n, i) => n - all[i]!));
+    const ordered = perCaller.every((mine) => mine.every((n, i) => i === 0 || n > mine[i - 1]!));
+    const consecutive = [...steps].every((s) => s === 1 || s === 10);
+    const lost = calls - answered - failures.length;
+    const samePid = pids.every((p) => p === pid);
+
+    say('\nSummary');
+    say(`   calls made        ${calls}`);
+    say(`   answered          ${answered}`);
+    say(`   failed            ${failures.length}${failures.length ? ` (first: ${String(failures[0])})` : ''}`);
+    say(`   lost              ${lost}`);
+    say(`   duplicated        ${duplicates}`);
+    say(`   in order/caller   ${ordered ? 'yes' : 'NO'}`);
+    say(`   consecutive       ${consecutive ? 'yes' : 'NO'} (steps between numbers: ${[...steps].sort((a, b) => a - b).join(', ')})`);
+    say(`   kernel pid        ${pid}${samePid ? ', the same throughout' : `, CHANGED: ${pids.join(', ')}`}`);
+    for (const { title, pauseMs } of pauses) say(`   pause, ${title.padEnd(18)} ${pauseMs} ms`);
+    const ok = failures.length === 0 && lost === 0 && duplicates === 0 && ordered && consecutive && samePid && answered > 0;
+    say(ok ? '\nOK: nothing lost, failed or repeated, and the kernel never restarted.' : '\nFAILED: see above.');
+    return ok ? 0 : 1;
+  } finally {
+    if (started) spawnSync(kernel, ['stop'], { cwd: deploy });
+    if (!process.env.THESEUS_DEMO_KEEP) await rm(work, { recursive: true, force: true });
+  }
 }
 
 process.exitCode = await main();

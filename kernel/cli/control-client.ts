@@ -86,3 +86,92 @@ export function send(socketPath: string, frame: unknown, op: string, root: strin
     });
   });
 }
+
+/**
+ * One connection for many requests, several in flight at once (the demo's load, a console). Each
+ * request has its own id and timeout; a lost connection rejects everything waiting on it.
+ */
+export class ControlConnection {
+  #socket: import('node:net').Socket;
+  #cookie: string;
+  #nextId = 1;
+  #pending = new Map<number, { resolve(value: unknown): void; reject(error: unknown): void; timer: NodeJS.Timeout; options: RequestOptions }>();
+  #buffered: Buffer = Buffer.alloc(0);
+
+  private constructor(socket: import('node:net').Socket, cookie: string, root: string) {
+    this.#socket = socket;
+    this.#cookie = cookie;
+    socket.on('data', (chunk: Buffer) => this.#receive(chunk));
+    socket.on('close', () => this.#failAll(theseusError('E_KERNEL_NOT_RUNNING', root, 'the kernel closed the connection')));
+    socket.on('error', () => undefined);
+  }
+
+  static async open(root: string): Promise<ControlConnection> {
+    const cookie = await readCookie(root);
+    const socketPath = varPaths(root).socket;
+    return new Promise((resolve, reject) => {
+      const socket = connect(socketPath);
+      socket.once('connect', () => resolve(new ControlConnection(socket, cookie, root)));
+      socket.once('error', (error: NodeJS.ErrnoException) => {
+        reject(error.code === 'ENOENT' || error.code === 'ECONNREFUSED' ? theseusError('E_KERNEL_NOT_RUNNING', root, `nothing listens on ${socketPath}`) : error);
+      });
+    });
+  }
+
+  request<Op extends ControlOpName>(op: Op, args: Extract<ControlRequest, { op: Op }>['args'], options: RequestOptions = {}): Promise<unknown> {
+    const id = this.#nextId++;
+    const timeoutMs = options.timeoutMs ?? 30_000;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#pending.delete(id);
+        reject(theseusError('E_KERNEL_TIMEOUT', op, timeoutMs));
+      }, timeoutMs);
+      this.#pending.set(id, { resolve, reject, timer, options });
+      this.#socket.write(encodeFrame({ v: 1, cookie: this.#cookie, id, op, args }));
+    });
+  }
+
+  close(): void {
+    this.#socket.end();
+    this.#socket.destroy();
+  }
+
+  #receive(chunk: Buffer): void {
+    this.#buffered = Buffer.concat([this.#buffered, chunk]);
+    const decoded = decodeFrames(this.#buffered);
+    if ('error' in decoded) {
+      this.#failAll(theseusError('E_FRAME_INVALID', `the kernel sent a bad frame (${decoded.error})`));
+      this.close();
+      return;
+    }
+    this.#buffered = decoded.rest;
+    for (const frame of decoded.frames as ControlResponse[]) {
+      const pending = this.#pending.get(frame.id);
+      if (!pending) continue;
+      if (frame.kind === 'event') {
+        pending.options.onEvent?.(frame.event);
+        continue;
+      }
+      if (frame.kind === 'log') {
+        pending.options.onLog?.(frame.record);
+        continue;
+      }
+      this.#pending.delete(frame.id);
+      clearTimeout(pending.timer);
+      if (frame.ok) pending.resolve(frame.result);
+      else {
+        const error = new TheseusError(frame.error.code, frame.error.message);
+        if (frame.error.phase) error.phase = frame.error.phase as TheseusError['phase'];
+        pending.reject(error);
+      }
+    }
+  }
+
+  #failAll(error: unknown): void {
+    for (const pending of this.#pending.values()) {
+      clearTimeout(pending.timer);
+      pending.reject(error);
+    }
+    this.#pending.clear();
+  }
+}
