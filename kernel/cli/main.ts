@@ -12,6 +12,7 @@ import type { ServiceStatus } from '../main/kernel.ts';
 import { DEFAULT_CONFIG_FILE } from '../release/config.ts';
 import { readRegistry, withoutRelease, writeRegistry } from '../release/registry.ts';
 import { request } from './control-client.ts';
+import { formatDuration, table } from './format.ts';
 
 /** Exit codes, documented in the README. */
 export const EXIT = {
@@ -209,7 +210,14 @@ const verbs: Record<string, Verb> = {
       return EXIT.ok;
     },
   },
-  console: { summary: 'attach a REPL to the running kernel', plannedIn: 'issue 5' },
+  console: {
+    summary: 'attach a REPL to the running kernel: its services in scope, their log lines as they happen, commands in .help',
+    options: rootOption,
+    async run(values) {
+      const { runConsole } = await import('./console.ts');
+      return runConsole(rootArg(values));
+    },
+  },
   init: {
     summary: `write the release configuration (${DEFAULT_CONFIG_FILE}) with a comment on every option`,
     options: {
@@ -316,17 +324,7 @@ async function swapVerb(verb: 'upgrade' | 'downgrade', root: string, target: str
   }
 }
 
-function table(header: string[], rows: string[][]): string {
-  const widths = header.map((cell, column) => Math.max(cell.length, ...rows.map((row) => row[column]!.length)));
-  return [header, ...rows].map((row) => row.map((cell, column) => cell.padEnd(widths[column]!)).join('  ').trimEnd()).join('\n');
-}
 
-function formatDuration(ms: number): string {
-  const seconds = Math.floor(ms / 1000);
-  if (seconds < 60) return `${seconds}s`;
-  if (seconds < 3600) return `${Math.floor(seconds / 60)}m${seconds % 60}s`;
-  return `${Math.floor(seconds / 3600)}h${Math.floor((seconds % 3600) / 60)}m`;
-}
 
 async function kernelVersion(): Promise<string> {
   const { readFile } = await import('node:fs/promises');

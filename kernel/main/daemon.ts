@@ -347,6 +347,7 @@ export class KernelDaemon {
     if (entry?.status === 'permanent') throw theseusError('E_NOTHING_TO_COMMIT', this.#running);
     const previous = registry.releases.find((e) => e.status === 'permanent')?.version ?? null;
     await writeRegistry(this.#root, withPermanent(registry, this.#running));
+    if (this.#lastUpgrade && this.#lastUpgrade.to === this.#running) this.#lastUpgrade.committed = true;
     await appendAudit(this.#paths.audit, { op: 'commit', from: previous, to: this.#running, hashes: this.#hashes(this.#running), outcome: 'ok' });
     return { permanent: this.#running };
   }

@@ -32,10 +32,10 @@ test('an unknown verb is a usage error in one line, without a stack trace', () =
   assert.match(result.stderr, /unknown verb 'upgarde'/);
 });
 
-test('verbs that are not built yet say so and exit 3', () => {
-  const result = kernel('console');
-  assert.equal(result.status, 3);
-  assert.match(result.stderr, /not built yet/);
+test('a verb that needs a running kernel says there is none, in one line, and exits 1', () => {
+  const result = spawnSync(process.execPath, [`${root}kernel`, 'console', '--root', '/nonexistent-theseus-root'], { encoding: 'utf8', timeout: 30_000 });
+  assert.equal(result.status, 1);
+  assert.match(result.stderr, /^kernel console: No kernel is running in \/nonexistent-theseus-root .*\[E_KERNEL_NOT_RUNNING\]\n$/);
 });
 
 test('kernel release builds from a config and prints its steps and timing; kernel init writes a commented config', async () => {
