@@ -264,3 +264,50 @@ export default defineService({
   assert.ok(audit.some((e) => e.op === 'upgrade' && e.to === '0.2.1' && e.outcome === 'rolled-back' && e.phase === 'probation'));
   assert.equal(cli(root, 'stop').status, 0);
 });
+
+test('probation: a new worker that crashes (even if supervision restarts it) reverts the upgrade', async () => {
+  const { mkdir } = await import('node:fs/promises');
+  const { spawn } = await import('node:child_process');
+  const { buildRelease } = await import('../../kernel/release/build.ts');
+  const { request } = await import('../../kernel/cli/control-client.ts');
+  const { root: repo } = await import('../helpers.ts');
+  // Release 0.2.2: the 0.2.0 code, plus a call that crashes the worker.
+  const app = await tempDir('theseus-crashy-');
+  await writeFile(join(app, 'package.json'), JSON.stringify({ name: 'sequence', version: '0.2.2', type: 'module' }));
+  await mkdir(join(app, 'svc'));
+  await writeFile(
+    join(app, 'svc', 'sequence.ts'),
+    `import { defineService } from '${repo}kernel/service.ts';
+export default defineService({
+  vsn: '0',
+  init: () => 456,
+  calls: {
+    nextNumber: ({ state }) => ({ reply: state, state: state + 1 }),
+    armCrash: ({ state }) => { setTimeout(() => process.exit(3), 10); return { reply: state }; },
+  },
+  casts: { incrementNumber: ({ state }, delta: number) => ({ state: state + delta }) },
+});
+`,
+  );
+  await writeFile(
+    join(app, 'theseus.config.ts'),
+    `import { defineRelease } from '${repo}kernel/release/config.ts';\nexport default defineRelease({ app: 'sequence', services: { sequence: { entry: './svc/sequence.ts' } }, probationMs: 4000 });\n`,
+  );
+  const crashy = await buildRelease({ configFile: join(app, 'theseus.config.ts'), outDir: join(app, 'releases') });
+
+  const root = await deployRoot();
+  assert.equal(cli(root, 'start').status, 0);
+  const upgrade = spawn(join(root, 'bin', 'kernel'), ['upgrade', crashy.tarball], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  upgrade.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  upgrade.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  const exited = new Promise<number | null>((resolve) => upgrade.once('exit', resolve));
+  // Once the new code serves (probation has begun), make it crash.
+  for (let waited = 0; !/switch/.test(output) && waited < 30_000; waited += 20) await new Promise((resolve) => setTimeout(resolve, 20));
+  await request(root, 'call', { service: 'sequence', method: 'armCrash', args: [] });
+  assert.equal(await exited, 1, output);
+  assert.match(output, /sequence unhealthy: its worker crashed during probation; Reverted to 0\.1\.0/);
+  const status = JSON.parse(cli(root, 'status', '--json').stdout) as { release: string; permanent: string };
+  assert.deepEqual([status.release, status.permanent], ['0.1.0', '0.1.0']);
+  assert.equal(cli(root, 'stop').status, 0);
+});
