@@ -225,18 +225,27 @@ test('with no kernel running, every verb says so in one line and none hangs', as
   assert.equal(cli(root, 'logs').status, 0);
 });
 
-test('probation: a new release whose health check fails is reverted automatically, with its state carried back', async () => {
+/** Builds a one-service release of the sequence app at `version` from the given service source. */
+async function buildVariant(version: string, serviceSource: string, probationMs: number) {
   const { mkdir } = await import('node:fs/promises');
   const { buildRelease } = await import('../../kernel/release/build.ts');
   const { root: repo } = await import('../helpers.ts');
-  // Release 0.2.1 of the sequence app: the 0.2.0 code, plus a health check that always fails.
-  const app = await tempDir('theseus-unhealthy-');
-  await writeFile(join(app, 'package.json'), JSON.stringify({ name: 'sequence', version: '0.2.1', type: 'module' }));
+  const app = await tempDir('theseus-variant-');
+  await writeFile(join(app, 'package.json'), JSON.stringify({ name: 'sequence', version, type: 'module' }));
   await mkdir(join(app, 'svc'));
+  await writeFile(join(app, 'svc', 'sequence.ts'), `import { defineService } from '${repo}kernel/service.ts';\n${serviceSource}`);
   await writeFile(
-    join(app, 'svc', 'sequence.ts'),
-    `import { defineService } from '${repo}kernel/service.ts';
-export default defineService({
+    join(app, 'theseus.config.ts'),
+    `import { defineRelease } from '${repo}kernel/release/config.ts';\nexport default defineRelease({ app: 'sequence', services: { sequence: { entry: './svc/sequence.ts' } }, probationMs: ${probationMs} });\n`,
+  );
+  return buildRelease({ configFile: join(app, 'theseus.config.ts'), outDir: join(app, 'releases') });
+}
+
+test('probation: a new release whose health check fails is reverted automatically, with its state carried back', async () => {
+  // Release 0.2.1 of the sequence app: the 0.2.0 code, plus a health check that always fails.
+  const unhealthy = await buildVariant(
+    '0.2.1',
+    `export default defineService({
   vsn: '0',
   init: () => 456,
   calls: { nextNumber: ({ state }) => ({ reply: \`The next number is \${state}\`, state: state + 1 }) },
@@ -244,12 +253,8 @@ export default defineService({
   health: ({ state }) => \`cannot reach the ledger (at \${state})\`,
 });
 `,
+    500,
   );
-  await writeFile(
-    join(app, 'theseus.config.ts'),
-    `import { defineRelease } from '${repo}kernel/release/config.ts';\nexport default defineRelease({ app: 'sequence', services: { sequence: { entry: './svc/sequence.ts' } }, probationMs: 500 });\n`,
-  );
-  const unhealthy = await buildRelease({ configFile: join(app, 'theseus.config.ts'), outDir: join(app, 'releases') });
 
   const root = await deployRoot();
   assert.equal(cli(root, 'start').status, 0);
@@ -266,19 +271,12 @@ export default defineService({
 });
 
 test('probation: a new worker that crashes (even if supervision restarts it) reverts the upgrade', async () => {
-  const { mkdir } = await import('node:fs/promises');
   const { spawn } = await import('node:child_process');
-  const { buildRelease } = await import('../../kernel/release/build.ts');
   const { request } = await import('../../kernel/cli/control-client.ts');
-  const { root: repo } = await import('../helpers.ts');
-  // Release 0.2.2: the 0.2.0 code, plus a call that crashes the worker.
-  const app = await tempDir('theseus-crashy-');
-  await writeFile(join(app, 'package.json'), JSON.stringify({ name: 'sequence', version: '0.2.2', type: 'module' }));
-  await mkdir(join(app, 'svc'));
-  await writeFile(
-    join(app, 'svc', 'sequence.ts'),
-    `import { defineService } from '${repo}kernel/service.ts';
-export default defineService({
+  // Release 0.2.2: the 0.1.0 code, plus a call that crashes the worker.
+  const crashy = await buildVariant(
+    '0.2.2',
+    `export default defineService({
   vsn: '0',
   init: () => 456,
   calls: {
@@ -288,12 +286,8 @@ export default defineService({
   casts: { incrementNumber: ({ state }, delta: number) => ({ state: state + delta }) },
 });
 `,
+    4000,
   );
-  await writeFile(
-    join(app, 'theseus.config.ts'),
-    `import { defineRelease } from '${repo}kernel/release/config.ts';\nexport default defineRelease({ app: 'sequence', services: { sequence: { entry: './svc/sequence.ts' } }, probationMs: 4000 });\n`,
-  );
-  const crashy = await buildRelease({ configFile: join(app, 'theseus.config.ts'), outDir: join(app, 'releases') });
 
   const root = await deployRoot();
   assert.equal(cli(root, 'start').status, 0);
