@@ -55,6 +55,8 @@ export class ServiceClient {
   #methods: MethodTable;
   /** Set when the client is closed or its service is gone for good: calls reject at once. */
   #closedReason: string | null = null;
+  /** Set when a restart took too long: calls reject at once, until a new channel arrives. */
+  #downReason: string | null = null;
   /** Set while the service's worker is dead and a restart may bring it back. */
   #waitingForRestart: NodeJS.Timeout | null = null;
   #proxy: object | null = null;
@@ -92,15 +94,19 @@ export class ServiceClient {
   rebind(port: MessagePort, taken: Int32Array): void {
     // Only a dead channel's calls are sent again: a channel that merely moved (a swap rolled back)
     // still holds its queue, and sending those calls again would run them twice.
-    const channelDied = this.#waitingForRestart !== null;
+    const channelDied = this.#waitingForRestart !== null || this.#downReason !== null;
     this.#port = port;
     this.#taken = taken;
     if (this.#waitingForRestart) clearTimeout(this.#waitingForRestart);
     this.#waitingForRestart = null;
+    this.#downReason = null;
     this.#listen(port);
     if (!channelDied) return;
     const resend = [...this.#unstartedCasts, ...[...this.#pending.values()].map((pending) => pending.frame)].sort((a, b) => (issuedAfter(a[1], b[1]) ? 1 : -1));
     this.#unstartedCasts = [];
+    // The new channel's cell starts just before the first id sent on it, so "started or not"
+    // compares ids that are close together even after they wrap around the Int32 range.
+    Atomics.store(taken, 0, ((resend[0]?.[1] ?? this.#nextId) - 1) | 0);
     for (const frame of resend) {
       port.postMessage(frame);
       if (frame[0] === FRAME_CAST) this.#unstartedCasts.push(frame);
@@ -120,9 +126,8 @@ export class ServiceClient {
   }
 
   call(method: string, args: unknown[]): Promise<unknown> {
-    if (this.#closedReason !== null) {
-      return Promise.reject(theseusError('E_SERVICE_DOWN', this.service, this.#closedReason));
-    }
+    const down = this.#closedReason ?? this.#downReason;
+    if (down !== null) return Promise.reject(theseusError('E_SERVICE_DOWN', this.service, down));
     const id = this.#nextId++;
     const frame: RequestFrame = args.length === 0 ? [FRAME_CALL, id, method] : [FRAME_CALL, id, method, args];
     // While the service restarts, the call waits here and goes out with the resend.
@@ -139,7 +144,8 @@ export class ServiceClient {
   }
 
   cast(method: string, args: unknown[]): void {
-    if (this.#closedReason !== null) throw theseusError('E_SERVICE_DOWN', this.service, this.#closedReason);
+    const down = this.#closedReason ?? this.#downReason;
+    if (down !== null) throw theseusError('E_SERVICE_DOWN', this.service, down);
     const id = this.#nextId++;
     const frame: RequestFrame = args.length === 0 ? [FRAME_CAST, id, method] : [FRAME_CAST, id, method, args];
     if (this.#waitingForRestart === null) {
@@ -186,6 +192,10 @@ export class ServiceClient {
     this.#closedReason ??= reason;
     if (this.#waitingForRestart) clearTimeout(this.#waitingForRestart);
     this.#waitingForRestart = null;
+    this.#rejectAll(reason);
+  }
+
+  #rejectAll(reason: string): void {
     this.#unstartedCasts = [];
     const pending = [...this.#pending.values()];
     this.#pending.clear();
@@ -217,7 +227,7 @@ export class ServiceClient {
   }
 
   #workerDied(): void {
-    if (this.#closedReason !== null) return;
+    if (this.#closedReason !== null || this.#waitingForRestart !== null) return;
     // Calls the worker had started may or may not have run: they fail, and never run twice.
     const taken = Atomics.load(this.#taken, 0);
     for (const [id, pending] of this.#pending) {
@@ -226,8 +236,13 @@ export class ServiceClient {
       pending.reject(theseusError('E_SERVICE_DOWN', this.service, 'its worker exited while handling this call'));
     }
     this.#trimStartedCasts();
-    // The rest never started: they wait for a restart, within limits.
-    this.#waitingForRestart = setTimeout(() => this.fail('its worker exited and was not restarted in time'), RESTART_WAIT_MS);
+    // The rest never started: they wait for a restart, within limits. Past the wait they fail,
+    // and so do later calls, but a restart that comes later still reopens the client.
+    this.#waitingForRestart = setTimeout(() => {
+      this.#waitingForRestart = null;
+      this.#downReason = 'its worker exited and was not restarted in time';
+      this.#rejectAll(this.#downReason);
+    }, RESTART_WAIT_MS);
     this.#waitingForRestart.unref?.();
   }
 }

@@ -29,6 +29,10 @@ export interface ControlChannel {
   closed: Promise<void>;
 }
 
+/** Control connections open at once; more are refused. */
+const MAX_CONNECTIONS = 256;
+const PARTIAL_FRAME_TIMEOUT_MS = 10_000;
+
 export type ControlHandler = (request: ControlRequest, channel: ControlChannel) => Promise<unknown>;
 
 export class ControlServer {
@@ -68,9 +72,20 @@ export class ControlServer {
   }
 
   #serve(socket: Socket, handler: ControlHandler): void {
+    if (this.#sockets.size >= MAX_CONNECTIONS) {
+      socket.end(encodeFrame({ id: 0, kind: 'result', ok: false, error: { code: 'E_FRAME_INVALID', message: `The kernel already has ${MAX_CONNECTIONS} control connections open; close some and retry.` } }));
+      return;
+    }
     this.#sockets.add(socket);
+    // One promise per connection, shared by its requests (a `logs` stream ends with it).
+    const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
     socket.once('close', () => this.#sockets.delete(socket));
     socket.on('error', () => socket.destroy());
+    // A frame left half-sent is a client that hung or a slow attack: it does not hold the
+    // connection (and its buffer) forever.
+    socket.setTimeout(PARTIAL_FRAME_TIMEOUT_MS, () => {
+      if (buffered.length > 0) socket.destroy();
+    });
     let buffered: Buffer = Buffer.alloc(0);
     const send = (response: ControlResponse) => {
       if (!socket.destroyed) socket.write(encodeFrame(response));
@@ -105,7 +120,7 @@ export class ControlServer {
         const channel: ControlChannel = {
           emit: (event) => send({ id: request.id, kind: 'event', event }),
           log: (record) => send({ id: request.id, kind: 'log', record }),
-          closed: new Promise((resolve) => socket.once('close', () => resolve())),
+          closed,
         };
         handler(request, channel).then(
           (result) => send({ id: request.id, kind: 'result', ok: true, result: result ?? null }),

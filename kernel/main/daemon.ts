@@ -254,6 +254,9 @@ export class KernelDaemon {
         throw error;
       }
       this.#emitPhases(report, step);
+      // The kernel runs `to` from here, whatever probation decides next.
+      this.#running = to;
+      this.#manifest = installed.manifest;
       const probationStarted = performance.now();
       const verdict = await this.#probation(installed.manifest.probationMs);
       if (verdict) {
@@ -268,8 +271,6 @@ export class KernelDaemon {
       let registry = withCurrent(await readRegistry(this.#root), to);
       if (commit) registry = withPermanent(registry, to);
       await writeRegistry(this.#root, registry);
-      this.#running = to;
-      this.#manifest = installed.manifest;
       step('commit', round(performance.now() - mark), commit ? `${to} is permanent` : `${to} is on trial: 'kernel commit' makes it permanent, a restart reverts it`);
       await runHooks('postUpgrade', installed.manifest.hooks.postUpgrade, this.#root, { THESEUS_RELEASE: to, THESEUS_FROM: from }).catch((error: unknown) =>
         this.#kernelLog('warn', errorMessage(error)),
@@ -283,6 +284,7 @@ export class KernelDaemon {
       coded.phase ??= 'check';
       const outcome =
         error instanceof SwapError ? (error.report.outcome === 'refused' ? 'refused' : 'rolled-back') : coded.code === 'E_PROBATION_FAILED' ? 'rolled-back' : 'failed';
+      // The audit line must not hide the error it records.
       await appendAudit(this.#paths.audit, {
         op,
         from,
@@ -293,7 +295,7 @@ export class KernelDaemon {
         reason: coded.message,
         code: coded.code,
         durations,
-      });
+      }).catch((auditError: unknown) => this.#kernelLog('error', `the audit trail could not be written: ${errorMessage(auditError)}`));
       throw coded;
     }
   }
@@ -329,8 +331,13 @@ export class KernelDaemon {
       await appendAudit(this.#paths.audit, { op: 'rollback', from: null, to: version, hashes: this.#hashes(version), outcome: 'ok', phase: 'probation', reason: `${service}: ${reason}` });
       return `Reverted to ${version}, with the state carried back.`;
     } catch (error) {
-      await appendAudit(this.#paths.audit, { op: 'rollback', from: null, to: version, hashes: this.#hashes(version), outcome: 'failed', phase: 'probation', reason: errorMessage(error) });
-      return `Could not revert to ${version} (${errorMessage(error)}); the release stays on trial and a restart boots the permanent one.`;
+      // The new release keeps running: record it as on trial, so the registry tells the truth
+      // and a restart boots the permanent one.
+      await writeRegistry(this.#root, withCurrent(await readRegistry(this.#root), this.#running)).catch(() => undefined);
+      await appendAudit(this.#paths.audit, { op: 'rollback', from: null, to: version, hashes: this.#hashes(version), outcome: 'failed', phase: 'probation', reason: errorMessage(error) }).catch(
+        () => undefined,
+      );
+      return `Could not revert to ${version} (${errorMessage(error)}); ${this.#running} stays running on trial and a restart boots the permanent release.`;
     }
   }
 

@@ -375,7 +375,9 @@ export class HotSwap {
     await Promise.all(
       this.#plans.map(async (plan) => {
         const snapshot = plan.snapshot!;
-        plan.snapshot = null;
+        // A copy stays with the kernel: if the new worker crashes before its first checkpoint,
+        // supervision restarts it from the state it was switched in with, not an older one.
+        plan.snapshot = { vsn: snapshot.vsn, bytes: snapshot.bytes.slice() };
         await plan.newWorker!.request('migrate', { snapshot }, this.#env.controlTimeoutMs, [snapshot.bytes.buffer as ArrayBuffer]);
       }),
     ).catch((error: unknown) => {
@@ -391,6 +393,8 @@ export class HotSwap {
     // Pass 1: the hosts point at the new workers, so anything asking from now on sees new code.
     for (const plan of this.#plans) {
       plan.host.current = plan.newWorker!;
+      if (plan.snapshot) plan.host.lastSnapshot = { snapshot: plan.snapshot, release: this.#target.release, at: new Date().toISOString() };
+      plan.snapshot = null;
       this.#env.watch(plan.host, plan.newWorker!);
       plan.host.servedByRetired.calls += plan.served.calls;
       plan.host.servedByRetired.casts += plan.served.casts;
@@ -510,11 +514,11 @@ export class HotSwap {
           this.#env.log('error', `${plan.host.name}: ${plan.host.failure}`);
         }
       }
-      if (plan.oldWorker.lifecycle === 'exited') {
-        // The old worker died while draining: its ports and callers' queues died with it.
-        plan.host.state = 'failed';
-        plan.host.failure ??= `worker exited during the swap: ${plan.oldWorker.exitReason}`;
-        for (const link of plan.host.takeHeldCallers()) link.port.close();
+      if (plan.oldWorker.lifecycle === 'exited' && plan.host.state === 'swapping') {
+        // The old worker died during the swap: its callers' channels died with it. Supervision
+        // restarts it on new ones (held callers included), from its last state.
+        plan.host.state = 'running';
+        this.#env.restart(plan.host, `it exited during the swap: ${plan.oldWorker.exitReason}`);
       }
       if (plan.host.state === 'swapping') {
         plan.host.state = 'running';

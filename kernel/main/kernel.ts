@@ -239,6 +239,13 @@ export class Kernel {
     const { services, release } = this.#options;
     const names = Object.keys(services);
     if (names.length === 0) throw theseusError('E_BAD_OPTIONS', 'kernel options', 'no services given');
+    if (this.#options.stateDir) {
+      // A kernel killed mid-write leaves a temporary file; the checkpoint beside it is whole.
+      const { readdir, rm } = await import('node:fs/promises');
+      for (const name of await readdir(this.#options.stateDir).catch(() => [] as string[])) {
+        if (name.endsWith('.tmp')) await rm(`${this.#options.stateDir}/${name}`, { force: true });
+      }
+    }
     const loaded = await Promise.allSettled(
       names.map(async (name) => {
         const source = services[name]!;
@@ -275,6 +282,7 @@ export class Kernel {
         ports.inbound.push(...host.takeInitialCallers());
         const restored = await this.#restoredState(host);
         if (restored) {
+          host.lastSnapshot = { snapshot: { vsn: restored.vsn, bytes: restored.bytes.slice() }, release: host.release, at: new Date().toISOString() };
           // Resume from the checkpoint instead of init(): adopt it (migrating up if it is older), then serve.
           await host.current.request('migrate', { snapshot: restored }, this.#options.controlTimeoutMs, [restored.bytes.buffer as ArrayBuffer]);
           await host.current.request('switch', { ports }, this.#options.controlTimeoutMs);
@@ -331,16 +339,21 @@ export class Kernel {
     }
   }
 
-  /** Writes a checkpoint of each running service (or of the named ones). */
-  async checkpoint(services: string[] = [...this.#hosts.keys()]): Promise<void> {
+  /**
+   * Writes a checkpoint of each running service (or of the named ones). `fresh` waits for one
+   * already in progress and takes a new one, so it reflects the state from now on (after a swap).
+   */
+  async checkpoint(services: string[] = [...this.#hosts.keys()], options: { fresh?: boolean } = {}): Promise<void> {
     const stateDir = this.#options.stateDir;
     if (this.#state !== 'running') return;
     await Promise.all(
-      services.map((name) => {
+      services.map(async (name) => {
         const host = this.#hosts.get(name);
-        if (!host || host.state !== 'running') return Promise.resolve();
+        if (!host || host.state !== 'running') return;
         const running = this.#checkpointing.get(name);
-        if (running) return running;
+        if (running && !options.fresh) return running;
+        if (running) await running;
+        if (this.#checkpointing.has(name)) return this.#checkpointing.get(name);
         const worker = host.current;
         const done = worker
           .request('checkpoint', {}, this.#options.controlTimeoutMs)
@@ -382,7 +395,7 @@ export class Kernel {
     try {
       const report = await done;
       this.#release = target.release;
-      await this.checkpoint(report.services.filter((s) => s.outcome === 'switched').map((s) => s.service));
+      await this.checkpoint(report.services.filter((s) => s.outcome === 'switched').map((s) => s.service), { fresh: true });
       return report;
     } finally {
       this.#swap = null;
@@ -450,25 +463,30 @@ export class Kernel {
     host.state = 'restarting';
     host.restarts++;
     this.#log('warn', `${host.name}@${host.release} worker exited (${reason}); restarting it (${host.restartTimes.length} of ${maxRestarts} within ${restartWindowMs} ms)`);
+    let worker: ServiceWorker | null = null;
+    const links: InboundLink[] = [];
+    const outbound: PortSet['outbound'] = {};
     try {
-      const worker = await this.#loadWorker(host.name, host.release, host.bundle, host.source);
+      worker = await this.#loadWorker(host.name, host.release, host.bundle, host.source);
       if (this.#state !== 'running') {
         await worker.terminate();
         return;
       }
-      // The last state: in memory if the kernel has it, else the checkpoint on disk, else init().
+      // The last state: in memory if the kernel has it, else the checkpoint on disk, else init()
+      // (only for a service that never had a state saved). A state that cannot be migrated into
+      // this code fails the restart; it is never replaced by init().
       let snapshot = host.lastSnapshot?.snapshot ?? null;
       let from = host.lastSnapshot ? `its state of ${host.lastSnapshot.at}` : '';
       if (!snapshot && this.#options.stateDir) {
         const checkpoint = await readCheckpoint(this.#options.stateDir, host.name);
-        if (checkpoint && checkpoint.snapshot.vsn === worker.descriptor.vsn) {
+        if (checkpoint) {
           snapshot = checkpoint.snapshot;
           from = `its checkpoint of ${checkpoint.header.at}`;
         }
       }
       // Every channel died with the old worker: each caller gets a new one, and so does each
       // service this one calls.
-      const inbound: InboundLink[] = [];
+      const inbound = links;
       const afterStart: Array<() => void> = [];
       for (const client of host.clients) {
         const { caller, service } = createLink(host.descriptor);
@@ -481,7 +499,6 @@ export class Kernel {
         inbound.push(service);
         afterStart.push(() => void other.current.request('rewire', { service: host.name, link: caller }, this.#options.controlTimeoutMs, [caller.port]).catch(() => undefined));
       }
-      const outbound: PortSet['outbound'] = {};
       for (const dependency of worker.descriptor.uses) {
         const callee = this.#hosts.get(dependency);
         if (!callee) continue;
@@ -511,6 +528,10 @@ export class Kernel {
       for (const link of host.takeHeldCallers()) host.attachCaller(link);
       this.#log('info', `${host.name}@${host.release} restarted from ${from}`);
     } catch (error) {
+      // Nothing half-made is left behind: the new thread ends and the new channels close.
+      await worker?.terminate();
+      for (const link of links) link.port.close();
+      for (const link of Object.values(outbound)) link.port.close();
       this.#giveUp(host, `worker exited (${reason}) and could not be restarted: ${errorMessage(error)}`);
     }
   }
