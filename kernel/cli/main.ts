@@ -242,6 +242,7 @@ const verbs: Record<string, Verb> = {
       out: { type: 'string', description: 'folder for releases/<version>/ (default: ./releases)' },
       upfrom: { type: 'string', description: 'plan the upgrade from this release (default: the newest earlier one)' },
       'include-node': { type: 'boolean', description: 'put this Node.js binary in the tarball' },
+      sign: { type: 'string', description: 'sign manifest.json with this ed25519 private key (PEM)' },
       json: { type: 'boolean', description: 'print the result as JSON' },
     },
     async run(values) {
@@ -252,6 +253,7 @@ const verbs: Record<string, Verb> = {
         outDir: resolve((values.out as string | undefined) ?? 'releases'),
         ...(values.upfrom ? { upfrom: values.upfrom as string } : {}),
         includeNode: Boolean(values['include-node']),
+        ...(values.sign ? { signKey: resolve(values.sign as string) } : {}),
         log: values.json ? () => undefined : say,
       });
       if (values.json) {

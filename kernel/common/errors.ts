@@ -99,6 +99,9 @@ const messages = {
   E_CHECKPOINT_INCOMPATIBLE: (service: string, reason: string) =>
     `The checkpoint of ${service} cannot be loaded: ${reason}. Start on a release whose code can migrate it, or delete the checkpoint to start from init().`,
   E_NOTHING_TO_COMMIT: (version: string) => `Release ${version} is already permanent; there is nothing on trial to commit.`,
+  E_SIGNING_KEY_INVALID: (file: string, reason: string) => `The key ${file} cannot be used: ${reason}. Use an ed25519 key in PEM (openssl genpkey -algorithm ed25519).`,
+  E_RELEASE_UNSIGNED: (release: string, keys: string) => `${release} is not signed, and this deploy root only accepts releases signed by a key in ${keys}. Build it with 'kernel release --sign <key>'.`,
+  E_RELEASE_BAD_SIGNATURE: (file: string, keys: string) => `${file} is not a valid signature of the manifest by any trusted key (${keys}). The release was changed after signing, or signed by another key.`,
   E_REMOVE_REFUSED: (version: string, status: string) => `Release ${version} is ${status} and cannot be removed. Downgrade or upgrade away from it first.`,
 } as const;
 

@@ -61,7 +61,7 @@ export async function startFromRoot(root: string, onLog?: (record: LogRecord) =>
     await writeRegistry(root, registry);
   }
   const dir = join(root, 'releases', version);
-  const { manifest } = await verifyReleaseDir(dir);
+  const { manifest } = await verifyReleaseDir(dir, root);
   assertCompatible(manifest);
   const kernel = await Kernel.start({
     release: version,

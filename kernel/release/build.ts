@@ -26,6 +26,7 @@ import { sha256 } from './fs-atomic.ts';
 import { MANIFEST_SCHEMA_VERSION, type Manifest, type Plan } from './manifest.ts';
 import { computePlan } from './plan.ts';
 import { verifyReleaseDir } from './install.ts';
+import { SIGNATURE_FILE, signManifest } from './signing.ts';
 import { packTarball } from './tarball.ts';
 
 export interface BuildOptions {
@@ -36,6 +37,8 @@ export interface BuildOptions {
   upfrom?: string;
   /** Put this Node binary into the tarball (Distillery's include_erts). */
   includeNode?: boolean;
+  /** An ed25519 private key (PEM): sign manifest.json into manifest.sig. */
+  signKey?: string;
   cacheDir?: string;
   log?: (line: string) => void;
 }
@@ -170,6 +173,10 @@ export async function buildRelease(options: BuildOptions): Promise<BuildResult> 
     };
     const manifestText = `${JSON.stringify(manifest, null, 2)}\n`;
     await writeFile(join(staging, 'manifest.json'), manifestText);
+    if (options.signKey) {
+      await writeFile(join(staging, SIGNATURE_FILE), await signManifest(manifestText, options.signKey));
+      log(`  signed manifest.json with ${options.signKey}`);
+    }
     step('manifest');
 
     // The same version already built: identical sources are fine, anything else needs a bump.
@@ -295,7 +302,8 @@ async function packDeployable(
   try {
     const releasePath = `releases/${config.version}`;
     await mkdir(join(image, releasePath), { recursive: true });
-    const files = ['manifest.json', ...Object.keys(manifest.files)];
+    const signed = await stat(join(releaseDir, SIGNATURE_FILE)).catch(() => null);
+    const files = ['manifest.json', ...(signed ? [SIGNATURE_FILE] : []), ...Object.keys(manifest.files)];
     for (const file of files) {
       await mkdir(dirname(join(image, releasePath, file)), { recursive: true });
       await copyFile(join(releaseDir, file), join(image, releasePath, file));

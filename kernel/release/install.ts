@@ -10,6 +10,7 @@ import semver from 'semver';
 import { theseusError } from '../common/errors.ts';
 import { sha256 } from './fs-atomic.ts';
 import { ManifestSchema, PlanSchema, validateOrThrow, type Manifest, type Plan } from './manifest.ts';
+import { SIGNATURE_FILE, checkSignature } from './signing.ts';
 import { readRegistry, withUnpacked, writeRegistry } from './registry.ts';
 import { DEFAULT_TAR_LIMITS, extractTarball, looksLikeTarball, type TarLimits } from './tarball.ts';
 
@@ -25,7 +26,7 @@ export interface InstalledRelease {
 
 /** Files a release folder may hold besides those its manifest lists. */
 function isReleaseMetadata(path: string): boolean {
-  return path === 'manifest.json' || (!path.includes('/') && path.endsWith('.tar.gz'));
+  return path === 'manifest.json' || path === SIGNATURE_FILE || (!path.includes('/') && path.endsWith('.tar.gz'));
 }
 
 async function listFiles(dir: string): Promise<string[]> {
@@ -41,7 +42,7 @@ async function listFiles(dir: string): Promise<string[]> {
 }
 
 /** Reads and checks a release folder: schema, every listed file's size and hash, no extra files. */
-export async function verifyReleaseDir(dir: string): Promise<{ manifest: Manifest; plan: Plan | null; manifestSha256: string }> {
+export async function verifyReleaseDir(dir: string, trustRoot?: string): Promise<{ manifest: Manifest; plan: Plan | null; manifestSha256: string }> {
   const manifestFile = join(dir, 'manifest.json');
   const manifestText = await readFile(manifestFile, 'utf8').catch(() => null);
   if (manifestText === null) throw theseusError('E_RELEASE_MISSING_FILE', manifestFile);
@@ -52,6 +53,8 @@ export async function verifyReleaseDir(dir: string): Promise<{ manifest: Manifes
     throw theseusError('E_MANIFEST_INVALID', manifestFile, 'release manifest', `not JSON (${(error as Error).message})`);
   }
   const manifest = validateOrThrow(ManifestSchema, parsed, manifestFile);
+  // With trusted keys in the deploy root, nothing unsigned gets further than this.
+  if (trustRoot !== undefined) await checkSignature(trustRoot, dir, manifestText);
   for (const [name, service] of Object.entries(manifest.services)) {
     const listed = manifest.files[service.entry];
     if (!listed || listed.sha256 !== service.sha256) {
@@ -113,12 +116,12 @@ export async function installRelease(root: string, source: string, options: Inst
       candidate = resolved.path;
     }
     step('unpack');
-    const { manifest, plan, manifestSha256 } = await verifyReleaseDir(candidate);
+    const { manifest, plan, manifestSha256 } = await verifyReleaseDir(candidate, root);
     step('verify');
     const target = join(releasesDir, manifest.version);
     const existing = await stat(join(target, 'manifest.json')).catch(() => null);
     if (existing) {
-      const installed = await verifyReleaseDir(target);
+      const installed = await verifyReleaseDir(target, root);
       if (installed.manifestSha256 !== manifestSha256) throw theseusError('E_RELEASE_CONFLICT', manifest.version, releasesDir);
       await writeRegistry(root, withUnpacked(await readRegistry(root), manifest.version, manifestSha256));
       return { version: manifest.version, dir: target, manifest, plan, manifestSha256, alreadyInstalled: true };
@@ -126,12 +129,13 @@ export async function installRelease(root: string, source: string, options: Inst
     if (resolved.kind === 'folder') {
       // Copy only what the manifest lists, then verify the copy: the source may change meanwhile.
       await mkdir(staging, { mode: 0o755 });
-      for (const file of ['manifest.json', ...Object.keys(manifest.files)]) {
+      const signed = await stat(join(candidate, SIGNATURE_FILE)).catch(() => null);
+      for (const file of ['manifest.json', ...(signed ? [SIGNATURE_FILE] : []), ...Object.keys(manifest.files)]) {
         await mkdir(join(staging, file, '..'), { recursive: true });
         await cp(join(candidate, file), join(staging, file));
       }
       candidate = staging;
-      await verifyReleaseDir(candidate);
+      await verifyReleaseDir(candidate, root);
     }
     if (await stat(target).catch(() => null)) {
       // releases/<version>/ holding only the tarball it came from (the seed's way of deploying):
