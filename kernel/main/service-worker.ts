@@ -71,7 +71,10 @@ export class ServiceWorker {
     this.#worker = new Worker(options.runtimeFile, {
       workerData: boot,
       name: `${options.service}@${options.release}`,
-      execArgv: workerExecArgv(),
+      // None of the kernel's own Node flags: workers run plain bundled JavaScript, a loader such as
+      // tsx (from `node --import tsx`) would triple their boot time, and some per-process flags
+      // (--expose-gc) make new Worker() throw.
+      execArgv: [],
     });
     this.threadId = this.#worker.threadId;
     let lastError: unknown = null;
@@ -219,25 +222,4 @@ export class ServiceWorker {
       }
     }
   }
-}
-
-/**
- * The Node flags a service worker starts with: the kernel's own, minus module loader hooks. Workers
- * run plain bundled JavaScript, and a loader such as tsx (inherited from `node --import tsx`)
- * would triple every worker's boot time for nothing.
- */
-function workerExecArgv(): string[] {
-  const loaderFlags = new Set(['--import', '--loader', '--experimental-loader']);
-  const kept: string[] = [];
-  const argv = process.execArgv;
-  for (let i = 0; i < argv.length; i++) {
-    const flag = argv[i]!;
-    if (loaderFlags.has(flag)) {
-      i++; // and its value
-      continue;
-    }
-    if ([...loaderFlags].some((name) => flag.startsWith(`${name}=`))) continue;
-    kept.push(flag);
-  }
-  return kept;
 }
