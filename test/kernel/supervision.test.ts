@@ -10,6 +10,17 @@ import { fixture, logCollector } from '../helpers.ts';
 interface CrasherApi {
   work(ms: number): Promise<number>;
   armCrash(ms: number): Promise<number>;
+  armCrashOn(signal: Int32Array): Promise<number>;
+}
+
+/** Polls the service's counters until `ready` holds. */
+async function waitForStats(kernel: Kernel, ready: (s: { inFlight: number; queued: number }) => boolean): Promise<void> {
+  for (let waited = 0; waited < 20_000; waited += 5) {
+    const [status] = await kernel.status();
+    if (ready(status!)) return;
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+  throw new Error('the service never reached the expected counters');
 }
 
 const settle = <T>(promise: Promise<T>) => promise.then((value) => ({ value }), (error: TheseusError) => ({ error }));
@@ -22,10 +33,16 @@ test('a crashed worker restarts with its last state; in-flight calls reject, que
     const dedicated = kernel.client<CrasherApi>('crasher', { dedicated: true });
     assert.equal(await crasher.work(1), 1);
     assert.equal(await crasher.work(1), 2);
-    await kernel.checkpoint(); // the state the restart resumes from (kept in memory)
-    assert.equal(await crasher.armCrash(100), 2);
+    const signal = new Int32Array(new SharedArrayBuffer(4));
+    assert.equal(await crasher.armCrashOn(signal), 2);
+    // One call in flight, and two queued behind it (one per port), before anything crashes.
     const inFlight = settle(crasher.work(60_000));
+    await waitForStats(kernel, (s) => s.inFlight === 1);
     const queued = [settle(crasher.work(1)), settle(dedicated.work(1))];
+    await waitForStats(kernel, (s) => s.queued === 2);
+    await kernel.checkpoint(); // the state the restart resumes from (kept in memory)
+    Atomics.store(signal, 0, 1);
+    Atomics.notify(signal, 0);
     const result = await inFlight;
     assert.equal((result as { error: TheseusError }).error?.code, 'E_SERVICE_DOWN', 'the call the worker was handling is rejected, not retried');
     // Queued behind it on both ports, never started: served by the restarted worker, in order.
