@@ -69,8 +69,13 @@ test('past the restart-intensity limit the service is marked failed, and nothing
   try {
     const crasher = kernel.client<CrasherApi>('crasher');
     for (let crash = 1; crash <= 3; crash++) {
-      await crasher.armCrash(20);
-      const outcome = await settle(crasher.work(60_000));
+      const signal = new Int32Array(new SharedArrayBuffer(4));
+      await crasher.armCrashOn(signal);
+      const pending = settle(crasher.work(60_000));
+      await waitForStats(kernel, (s) => s.inFlight === 1);
+      Atomics.store(signal, 0, 1);
+      Atomics.notify(signal, 0);
+      const outcome = await pending;
       assert.equal((outcome as { error: TheseusError }).error?.code, 'E_SERVICE_DOWN');
       // Wait until supervision has acted on this crash.
       for (let waited = 0; waited < 10_000; waited += 20) {
