@@ -305,3 +305,27 @@ test('probation: a new worker that crashes (even if supervision restarts it) rev
   assert.deepEqual([status.release, status.permanent], ['0.1.0', '0.1.0']);
   assert.equal(cli(root, 'stop').status, 0);
 });
+
+test('a control connection from another uid is refused by the socket permissions', { skip: process.getuid?.() !== 0 ? 'needs root to act as another uid' : false }, async () => {
+  const { chmod } = await import('node:fs/promises');
+  const root = await deployRoot();
+  assert.equal(cli(root, 'start').status, 0);
+  try {
+    // Let the other user reach var/ itself, so the socket's own mode (0600) is what refuses it.
+    await chmod(root, 0o755);
+    await chmod(join(root, 'var'), 0o755);
+    const probe = spawnSync(
+      process.execPath,
+      ['-e', `const s = require('node:net').connect(${JSON.stringify(join(root, 'var', 'kernel.sock'))}); s.on('connect', () => { console.log('CONNECTED'); process.exit(0); }); s.on('error', (e) => { console.log(e.code); process.exit(0); });`],
+      { uid: 65534, gid: 65534, encoding: 'utf8', timeout: 10_000 },
+    );
+    assert.equal(probe.stdout.trim(), 'EACCES', probe.stderr);
+    // And the cookie cannot be read by that user either.
+    const cookie = spawnSync(process.execPath, ['-e', `require('node:fs').readFileSync(${JSON.stringify(join(root, 'var', 'cookie'))})`], { uid: 65534, gid: 65534, encoding: 'utf8' });
+    assert.notEqual(cookie.status, 0);
+    assert.match(cookie.stderr, /EACCES/);
+  } finally {
+    await chmod(join(root, 'var'), 0o700);
+    assert.equal(cli(root, 'stop').status, 0);
+  }
+});
