@@ -102,6 +102,8 @@ const messages = {
   E_SIGNING_KEY_INVALID: (file: string, reason: string) => `The key ${file} cannot be used: ${reason}. Use an ed25519 key in PEM (openssl genpkey -algorithm ed25519).`,
   E_RELEASE_UNSIGNED: (release: string, keys: string) => `${release} is not signed, and this deploy root only accepts releases signed by a key in ${keys}. Build it with 'kernel release --sign <key>'.`,
   E_RELEASE_BAD_SIGNATURE: (file: string, keys: string) => `${file} is not a valid signature of the manifest by any trusted key (${keys}). The release was changed after signing, or signed by another key.`,
+  E_INSTALL_FAILED: (source: string, reason: string) => `Installing ${source} failed: ${reason}. Nothing was installed; free the space or fix the folder, then try again.`,
+  E_REGISTRY_WRITE_FAILED: (file: string, reason: string) => `The release registry ${file} could not be written: ${reason}.`,
   E_REMOVE_REFUSED: (version: string, status: string) => `Release ${version} is ${status} and cannot be removed. Downgrade or upgrade away from it first.`,
 } as const;
 

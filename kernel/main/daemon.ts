@@ -14,7 +14,7 @@ import type { ControlRequest, ProgressEvent } from '../common/control-protocol.t
 import type { LogRecord } from '../common/protocol.ts';
 import { installRelease, verifyReleaseDir } from '../release/install.ts';
 import type { Manifest } from '../release/manifest.ts';
-import { readRegistry, withCurrent, withPermanent, withoutRelease, writeRegistry, findEntry } from '../release/registry.ts';
+import { findEntry, readRegistry, registryFile, withCurrent, withPermanent, withoutRelease, writeRegistry } from '../release/registry.ts';
 import { writeFileAtomic } from '../release/fs-atomic.ts';
 import { appendAudit } from './audit.ts';
 import { ControlServer, type ControlChannel } from './control-server.ts';
@@ -268,9 +268,18 @@ export class KernelDaemon {
       }
       step('probation', round(performance.now() - probationStarted), installed.manifest.probationMs > 0 ? 'healthy' : 'off (probationMs is 0)');
       const mark = performance.now();
-      let registry = withCurrent(await readRegistry(this.#root), to);
-      if (commit) registry = withPermanent(registry, to);
-      await writeRegistry(this.#root, registry);
+      try {
+        let registry = withCurrent(await readRegistry(this.#root), to);
+        if (commit) registry = withPermanent(registry, to);
+        await writeRegistry(this.#root, registry);
+      } catch (error) {
+        // The registry must tell the truth about what runs: if it cannot record the new release,
+        // the old one comes back, with its state carried down.
+        const outcome = await this.#revert(from, 'registry', errorMessage(error), 'commit');
+        const failure = theseusError('E_REGISTRY_WRITE_FAILED', registryFile(this.#root), `${errorMessage(error)}. ${outcome}`);
+        failure.phase = 'commit';
+        throw failure;
+      }
       step('commit', round(performance.now() - mark), commit ? `${to} is permanent` : `${to} is on trial: 'kernel commit' makes it permanent, a restart reverts it`);
       await runHooks('postUpgrade', installed.manifest.hooks.postUpgrade, this.#root, { THESEUS_RELEASE: to, THESEUS_FROM: from }).catch((error: unknown) =>
         this.#kernelLog('warn', errorMessage(error)),
@@ -283,7 +292,13 @@ export class KernelDaemon {
       // Installing and verifying the release is part of the check: nothing running was touched.
       coded.phase ??= 'check';
       const outcome =
-        error instanceof SwapError ? (error.report.outcome === 'refused' ? 'refused' : 'rolled-back') : coded.code === 'E_PROBATION_FAILED' ? 'rolled-back' : 'failed';
+        error instanceof SwapError
+          ? error.report.outcome === 'refused'
+            ? 'refused'
+            : 'rolled-back'
+          : coded.code === 'E_PROBATION_FAILED' || coded.code === 'E_REGISTRY_WRITE_FAILED'
+            ? 'rolled-back'
+            : 'failed';
       // The audit line must not hide the error it records.
       await appendAudit(this.#paths.audit, {
         op,
@@ -321,20 +336,20 @@ export class KernelDaemon {
   }
 
   /** Swaps back to `version` (still installed and unchanged in the registry), carrying the state down. */
-  async #revert(version: string, service: string, reason: string): Promise<string> {
+  async #revert(version: string, service: string, reason: string, phase: 'probation' | 'commit' = 'probation'): Promise<string> {
     const dir = join(this.#root, 'releases', version);
     try {
       const { manifest } = await verifyReleaseDir(dir);
       await this.#kernel.downgrade({ release: version, services: serviceSources(dir, manifest) });
       this.#running = version;
       this.#manifest = manifest;
-      await appendAudit(this.#paths.audit, { op: 'rollback', from: null, to: version, hashes: this.#hashes(version), outcome: 'ok', phase: 'probation', reason: `${service}: ${reason}` });
+      await appendAudit(this.#paths.audit, { op: 'rollback', from: null, to: version, hashes: this.#hashes(version), outcome: 'ok', phase, reason: `${service}: ${reason}` });
       return `Reverted to ${version}, with the state carried back.`;
     } catch (error) {
       // The new release keeps running: record it as on trial, so the registry tells the truth
       // and a restart boots the permanent one.
       await writeRegistry(this.#root, withCurrent(await readRegistry(this.#root), this.#running)).catch(() => undefined);
-      await appendAudit(this.#paths.audit, { op: 'rollback', from: null, to: version, hashes: this.#hashes(version), outcome: 'failed', phase: 'probation', reason: errorMessage(error) }).catch(
+      await appendAudit(this.#paths.audit, { op: 'rollback', from: null, to: version, hashes: this.#hashes(version), outcome: 'failed', phase, reason: errorMessage(error) }).catch(
         () => undefined,
       );
       return `Could not revert to ${version} (${errorMessage(error)}); ${this.#running} stays running on trial and a restart boots the permanent release.`;

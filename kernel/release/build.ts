@@ -279,7 +279,8 @@ let kernelBundles: Promise<{ kernel: Uint8Array; worker: Uint8Array }> | null = 
 function bundleKernel(): Promise<{ kernel: Uint8Array; worker: Uint8Array }> {
   kernelBundles ??= (async () => {
     const { build } = await import('esbuild');
-    const base = { ...esbuildOptions(kernelRoot), external: ['esbuild', 'tsx'] };
+    // THESEUS_FAULTS is for tests only: a deployed kernel reads it as empty, whatever is set.
+    const base = { ...esbuildOptions(kernelRoot), external: ['esbuild', 'tsx'], define: { 'process.env.THESEUS_FAULTS': '""' } };
     const [kernel, worker] = await Promise.all([
       build({ ...base, entryPoints: [join(kernelRoot, 'kernel', 'cli', 'main.ts')] }),
       build({ ...base, entryPoints: [join(kernelRoot, 'kernel', 'worker', 'entry.ts')] }),

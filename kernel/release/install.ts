@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { cp, mkdir, readdir, readFile, rename, rm, rmdir, stat } from 'node:fs/promises';
 import { join, relative, sep } from 'node:path';
 import semver from 'semver';
-import { theseusError } from '../common/errors.ts';
+import { TheseusError, errorMessage, theseusError } from '../common/errors.ts';
 import { sha256 } from './fs-atomic.ts';
 import { ManifestSchema, PlanSchema, validateOrThrow, type Manifest, type Plan } from './manifest.ts';
 import { SIGNATURE_FILE, checkSignature } from './signing.ts';
@@ -103,6 +103,16 @@ export async function installRelease(root: string, source: string, options: Inst
   };
   const staging = join(releasesDir, `.staging-${randomBytes(6).toString('hex')}`);
   try {
+    return await stageAndInstall();
+  } catch (error) {
+    if (error instanceof TheseusError) throw error;
+    // A full disk or a failing device: a clear error, and the staging folder goes below.
+    throw theseusError('E_INSTALL_FAILED', source, errorMessage(error));
+  } finally {
+    await rm(staging, { recursive: true, force: true });
+  }
+
+  async function stageAndInstall(): Promise<InstalledRelease> {
     let candidate: string;
     if (resolved.kind === 'tarball') {
       await mkdir(staging, { mode: 0o755 });
@@ -123,7 +133,7 @@ export async function installRelease(root: string, source: string, options: Inst
     if (existing) {
       const installed = await verifyReleaseDir(target, root);
       if (installed.manifestSha256 !== manifestSha256) throw theseusError('E_RELEASE_CONFLICT', manifest.version, releasesDir);
-      await writeRegistry(root, withUnpacked(await readRegistry(root), manifest.version, manifestSha256));
+      await recordUnpacked(root, manifest.version, manifestSha256);
       return { version: manifest.version, dir: target, manifest, plan, manifestSha256, alreadyInstalled: true };
     }
     if (resolved.kind === 'folder') {
@@ -147,11 +157,16 @@ export async function installRelease(root: string, source: string, options: Inst
       await rmdir(target);
     }
     await rename(candidate, target);
-    await writeRegistry(root, withUnpacked(await readRegistry(root), manifest.version, manifestSha256));
+    await recordUnpacked(root, manifest.version, manifestSha256);
     return { version: manifest.version, dir: target, manifest, plan, manifestSha256, alreadyInstalled: false };
-  } finally {
-    await rm(staging, { recursive: true, force: true });
   }
+}
+
+/** Adds the release to the registry as unpacked; writes nothing when it is already there. */
+async function recordUnpacked(root: string, version: string, manifestSha256: string): Promise<void> {
+  const registry = await readRegistry(root);
+  const next = withUnpacked(registry, version, manifestSha256);
+  if (next !== registry) await writeRegistry(root, next);
 }
 
 async function resolveSource(root: string, source: string): Promise<{ kind: 'folder' | 'tarball'; path: string }> {

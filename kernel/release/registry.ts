@@ -13,6 +13,7 @@ import { Type, type Static } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import semver from 'semver';
 import { errorMessage, theseusError } from '../common/errors.ts';
+import { injectFault } from '../common/faults.ts';
 import { writeFileAtomic } from './fs-atomic.ts';
 
 export const RegistryEntrySchema = Type.Object(
@@ -59,6 +60,7 @@ export async function readRegistry(root: string): Promise<Registry> {
 
 export async function writeRegistry(root: string, registry: Registry): Promise<void> {
   const sorted: Registry = { schema: 1, releases: [...registry.releases].sort((a, b) => semver.compare(a.version, b.version)) };
+  injectFault('registry-write');
   await writeFileAtomic(registryFile(root), `${JSON.stringify(sorted, null, 2)}\n`);
 }
 

@@ -10,6 +10,7 @@ import { createReadStream } from 'node:fs';
 import { pipeline } from 'node:stream/promises';
 import { Parser, create, extract, type ReadEntry } from 'tar';
 import { TheseusError, errorMessage, theseusError } from '../common/errors.ts';
+import { injectFault } from '../common/faults.ts';
 
 export interface TarLimits {
   /** Largest single file. */
@@ -74,6 +75,7 @@ export async function scanTarball(archive: string, limits: TarLimits = DEFAULT_T
 /** Extracts a scanned archive into `dest` (which must be a fresh, empty folder). */
 export async function extractTarball(archive: string, dest: string, limits: TarLimits = DEFAULT_TAR_LIMITS): Promise<TarEntry[]> {
   const entries = await scanTarball(archive, limits);
+  injectFault('unpack-write');
   const allowed = new Set(entries.map((entry) => entry.path));
   let refusal: TheseusError | null = null;
   await extract({
