@@ -100,5 +100,5 @@ test("a release's bundled kernel cannot be made to fail: THESEUS_FAULTS is compi
   await extract({ file: results[0]!.tarball, cwd: root });
   const kernel = await readFile(join(root, 'lib', 'kernel.mjs'), 'utf8');
   assert.ok(kernel.includes('injected by THESEUS_FAULTS'), 'the fault code is in the bundle');
-  assert.ok(!kernel.includes('process.env.THESEUS_FAULTS'), 'but nothing reads the variable');
+  assert.doesNotMatch(kernel, /process\.env\.THESEUS_FAULTS\s*\?\?/, 'but nothing reads the variable');
 });
