@@ -115,3 +115,37 @@ test('a service calling a crashed one gets a new channel to its restarted worker
     await kernel.stop();
   }
 });
+
+test('the old worker crashes while draining: the swap rolls back and the old release is restarted and serves', async () => {
+  const logs = logCollector();
+  const kernel = await Kernel.start({
+    release: '1.0.0',
+    services: { crasher: { entry: fixture('crasher') } },
+    checkpointIntervalMs: 0,
+    drainTimeoutMs: 30_000,
+    onLog: logs.onLog,
+  });
+  try {
+    const crasher = kernel.client<CrasherApi>('crasher');
+    assert.equal(await crasher.work(1), 1);
+    await kernel.checkpoint();
+    const signal = new Int32Array(new SharedArrayBuffer(4));
+    await crasher.armCrashOn(signal);
+    const inFlight = settle(crasher.work(60_000));
+    await waitForStats(kernel, (s) => s.inFlight === 1);
+    const swap = settle(kernel.upgrade({ release: '1.1.0', services: { crasher: { entry: fixture('crasher-counter') } } }));
+    // Once the swap is draining (the old worker waits for its in-flight call), crash it.
+    for (let waited = 0; kernel.swapState !== 'suspending' && waited < 20_000; waited += 5) await new Promise((resolve) => setTimeout(resolve, 5));
+    const queued = settle(crasher.work(1));
+    Atomics.store(signal, 0, 1);
+    Atomics.notify(signal, 0);
+    const outcome = (await swap) as { error?: TheseusError & { phase?: string } };
+    assert.equal(outcome.error?.phase, 'suspend');
+    assert.equal(((await inFlight) as { error?: TheseusError }).error?.code, 'E_SERVICE_DOWN');
+    assert.deepEqual(await queued, { value: 2 }, 'the call queued during the swap was served by the restarted old release');
+    const [status] = await kernel.status();
+    assert.deepEqual([status!.state, status!.release, status!.restarts], ['running', '1.0.0', 1]);
+  } finally {
+    await kernel.stop();
+  }
+});
