@@ -5,10 +5,23 @@
 
 export type FaultName = 'registry-write' | 'unpack-write';
 
+function activeFaults(): string[] {
+  return (process.env.THESEUS_FAULTS ?? '').split(',').map((fault) => fault.trim());
+}
+
 export function injectFault(name: FaultName): void {
-  const active = (process.env.THESEUS_FAULTS ?? '').split(',').map((fault) => fault.trim());
-  if (!active.includes(name)) return;
+  if (!activeFaults().includes(name)) return;
   const error = new Error(`${name}: no space left on device (injected by THESEUS_FAULTS)`) as NodeJS.ErrnoException;
   error.code = 'ENOSPC';
   throw error;
+}
+
+/**
+ * `hang-after:<point>` stops the operation for good right after that point, so a test can SIGKILL
+ * the kernel exactly at a phase boundary and check what a restart finds.
+ */
+export async function hangIfFaulted(point: string, log: (message: string) => void): Promise<void> {
+  if (!activeFaults().includes(`hang-after:${point}`)) return;
+  log(`hanging after ${point} (injected by THESEUS_FAULTS)`);
+  await new Promise<never>(() => setInterval(() => undefined, 60_000));
 }

@@ -16,6 +16,7 @@ import { installRelease, verifyReleaseDir } from '../release/install.ts';
 import type { Manifest } from '../release/manifest.ts';
 import { findEntry, readRegistry, registryFile, withCurrent, withPermanent, withoutRelease, writeRegistry } from '../release/registry.ts';
 import { writeFileAtomic } from '../release/fs-atomic.ts';
+import { hangIfFaulted } from '../common/faults.ts';
 import { appendAudit } from './audit.ts';
 import { ControlServer, type ControlChannel } from './control-server.ts';
 import { assertCompatible, serviceSources, startFromRoot } from './deploy-root.ts';
@@ -267,6 +268,7 @@ export class KernelDaemon {
         throw failure;
       }
       step('probation', round(performance.now() - probationStarted), installed.manifest.probationMs > 0 ? 'healthy' : 'off (probationMs is 0)');
+      await hangIfFaulted('probation', (message) => this.#kernelLog('warn', message));
       const mark = performance.now();
       try {
         let registry = withCurrent(await readRegistry(this.#root), to);
@@ -280,6 +282,7 @@ export class KernelDaemon {
         failure.phase = 'commit';
         throw failure;
       }
+      await hangIfFaulted('commit', (message) => this.#kernelLog('warn', message));
       step('commit', round(performance.now() - mark), commit ? `${to} is permanent` : `${to} is on trial: 'kernel commit' makes it permanent, a restart reverts it`);
       await runHooks('postUpgrade', installed.manifest.hooks.postUpgrade, this.#root, { THESEUS_RELEASE: to, THESEUS_FROM: from }).catch((error: unknown) =>
         this.#kernelLog('warn', errorMessage(error)),

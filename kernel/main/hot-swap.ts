@@ -26,6 +26,7 @@
 
 import semver from 'semver';
 import { TheseusError, errorMessage, serializeError, theseusError, type SwapPhase } from '../common/errors.ts';
+import { hangIfFaulted } from '../common/faults.ts';
 import { findMigrationPath, formatPath, type MigrationStep } from '../common/migrations.ts';
 import { createLink, portsOf, sameDescriptor, type LogRecord, type PortSet, type ServiceDescriptor, type ServiceSource, type StateSnapshot } from '../common/protocol.ts';
 import type { Bundle } from './bundler.ts';
@@ -181,12 +182,16 @@ export class HotSwap {
     try {
       this.#transition('checking');
       await this.#check();
+      await this.#hangIfFaulted('check');
       this.#transition('preparing');
       await this.#prepare();
+      await this.#hangIfFaulted('prepare');
       this.#transition('suspending');
       await this.#suspend();
+      await this.#hangIfFaulted('suspend');
       this.#transition('migrating');
       await this.#migrate();
+      await this.#hangIfFaulted('migrate');
     } catch (error) {
       const failure = this.#asPhaseError(error);
       if (this.#state === 'checking') {
@@ -205,6 +210,7 @@ export class HotSwap {
     // back, because the state now lives in the new workers.
     this.#transition('switching');
     await this.#switch();
+    await this.#hangIfFaulted('switch');
     this.#transition('committing');
     await this.#commit();
     this.#transition('committed');
@@ -221,6 +227,10 @@ export class HotSwap {
       pauses: Object.fromEntries(report.services.map((s) => [s.service, s.pauseMs])),
     });
     return report;
+  }
+
+  #hangIfFaulted(phase: SwapPhase): Promise<void> {
+    return hangIfFaulted(phase, (message) => this.#env.log('warn', message));
   }
 
   #transition(next: SwapState): void {

@@ -1,0 +1,95 @@
+// Crash recovery: the kernel is SIGKILLed at each phase boundary of an upgrade (held there by the
+// test-only THESEUS_FAULTS=hang-after:<phase>). After `kernel start`, the permanent release runs,
+// the registry is consistent and tells the truth, and the state is at least the last checkpoint.
+// The repo's own kernel (kernel/index.js) runs the deploy root: a release's bundled kernel
+// ignores THESEUS_FAULTS.
+
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import { extract } from 'tar';
+import { request } from '../../kernel/cli/control-client.ts';
+import { readRegistry } from '../../kernel/release/registry.ts';
+import { parseSequenceReply, root as repo } from '../helpers.ts';
+import { buildExamples, tempDir } from '../release/helpers.ts';
+
+const built = buildExamples();
+const roots: string[] = [];
+const kernelBin = join(repo, 'kernel', 'index.js');
+
+function cli(root: string, env: Record<string, string>, ...args: string[]) {
+  return spawnSync(process.execPath, [kernelBin, ...args, '--root', root], { encoding: 'utf8', timeout: 60_000, env: { ...process.env, ...env } });
+}
+
+after(() => {
+  for (const root of roots) cli(root, {}, 'stop');
+});
+
+const next = async (root: string) => parseSequenceReply(((await request(root, 'call', { service: 'sequence', method: 'nextNumber', args: [] })) as { reply: unknown }).reply);
+
+const boundaries = [
+  { phase: 'check', permanent: '0.1.0' },
+  { phase: 'prepare', permanent: '0.1.0' },
+  { phase: 'suspend', permanent: '0.1.0' },
+  { phase: 'migrate', permanent: '0.1.0' },
+  { phase: 'switch', permanent: '0.1.0' },
+  { phase: 'probation', permanent: '0.1.0' },
+  { phase: 'commit', permanent: '0.3.0' },
+];
+
+for (const { phase, permanent } of boundaries) {
+  test(`SIGKILL after ${phase}: a restart runs the permanent release (${permanent}), the registry is true, the state is not behind its checkpoint`, async () => {
+    const { results } = await built;
+    const root = await tempDir('theseus-crash-');
+    roots.push(root);
+    await extract({ file: results[0]!.tarball, cwd: root });
+    const faults = { THESEUS_FAULTS: `hang-after:${phase}` };
+    assert.equal(cli(root, faults, 'start').status, 0);
+    const pid = Number(cli(root, {}, 'pid').stdout.trim());
+    let last = 0;
+    for (let i = 0; i < 30; i++) last = await next(root);
+    // Past the 1 s checkpoint interval, so a checkpoint holds these calls.
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+
+    // 0.1.0 -> 0.3.0 changes the state vsn, so every phase has real work to be cut in.
+    const upgrade = spawn(process.execPath, [kernelBin, 'upgrade', results[2]!.tarball, '--root', root], { stdio: 'ignore' });
+    upgrade.on('error', () => undefined);
+    const log = join(root, 'var', 'log', 'kernel.log');
+    for (let waited = 0; waited < 30_000; waited += 50) {
+      const text = await readFile(log, 'utf8').catch(() => '');
+      if (text.includes(`hanging after ${phase}`)) break;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    assert.match(await readFile(log, 'utf8'), new RegExp(`hanging after ${phase}`));
+    process.kill(pid, 'SIGKILL');
+    for (let i = 0; i < 200; i++) {
+      try {
+        process.kill(pid, 0);
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      } catch {
+        break;
+      }
+    }
+    upgrade.kill();
+
+    const restarted = cli(root, {}, 'start');
+    assert.equal(restarted.status, 0, restarted.stderr + restarted.stdout);
+    assert.match(restarted.stdout, new RegExp(`release ${permanent.replace(/\./g, '\\.')}`));
+    const registry = await readRegistry(root);
+    const permanents = registry.releases.filter((r) => r.status === 'permanent');
+    assert.deepEqual(permanents.map((r) => r.version), [permanent], 'exactly one permanent release, the one running');
+    assert.ok(!registry.releases.some((r) => r.status === 'current'), 'no release left on trial after a restart');
+    const listed = JSON.parse(cli(root, {}, 'releases', '--json').stdout) as Array<{ version: string; status: string; running: boolean }>;
+    assert.deepEqual(
+      listed.filter((r) => r.running).map((r) => [r.version, r.status]),
+      [[permanent, 'permanent']],
+      'kernel releases tells the truth',
+    );
+    const resumed = await next(root);
+    assert.ok(resumed >= 456 + 30, `resumed at ${resumed}, below the checkpoint taken after 30 calls`);
+    assert.ok(resumed <= last + 1 + 5, `resumed at ${resumed}, beyond any number handed out (${last})`);
+    assert.equal(cli(root, {}, 'stop').status, 0);
+  });
+}
