@@ -329,3 +329,51 @@ test('a control connection from another uid is refused by the socket permissions
     assert.equal(cli(root, 'stop').status, 0);
   }
 });
+
+for (const fault of [
+  {
+    name: 'the new worker throws at boot',
+    version: '0.2.3',
+    phase: 'prepare',
+    code: 'E_BOOT_FAILED',
+    // Throws only where a kernel runs it (bin/kernel sets THESEUS_ROOT), not while the release is built.
+    source: `if (process.env.THESEUS_ROOT) throw new Error('cannot open the ledger');
+export default defineService({ vsn: '0', init: () => 0, calls: { nextNumber: ({ state }) => ({ reply: state, state: state + 1 }) }, casts: { incrementNumber: ({ state }, d: number) => ({ state: state + d }) } });
+`,
+  },
+  {
+    name: 'the up migration throws',
+    version: '0.2.4',
+    phase: 'migrate',
+    code: 'E_MIGRATION_FAILED',
+    source: `export default defineService({ vsn: '1', init: () => ({ n: 0 }), calls: { nextNumber: ({ state }) => ({ reply: state.n, state: { n: state.n + 1 } }) }, casts: { incrementNumber: ({ state }) => ({ state }) },
+  migrations: [{ from: '0', to: '1', up: () => { throw new Error('cannot read the old state'); }, down: (s: { n: number }) => s.n }] });
+`,
+  },
+  {
+    name: 'the up migration returns state that cannot be cloned',
+    version: '0.2.5',
+    phase: 'migrate',
+    code: 'E_MIGRATION_BAD_STATE',
+    source: `export default defineService({ vsn: '1', init: () => ({ n: 0 }), calls: { nextNumber: ({ state }) => ({ reply: state.n, state: { n: state.n + 1 } }) }, casts: { incrementNumber: ({ state }) => ({ state }) },
+  migrations: [{ from: '0', to: '1', up: (n: number) => ({ n, format: () => n }), down: (s: { n: number }) => s.n }] });
+`,
+  },
+]) {
+  test(`from the command line, ${fault.name}: phase '${fault.phase}', the old release serves on, the audit records it`, async () => {
+    const { request } = await import('../../kernel/cli/control-client.ts');
+    const variant = await buildVariant(fault.version, fault.source, 0);
+    const root = await deployRoot();
+    assert.equal(cli(root, 'start').status, 0);
+    const next = async () => ((await request(root, 'call', { service: 'sequence', method: 'nextNumber', args: [] })) as { reply: number }).reply;
+    assert.equal(await next(), 456);
+    const result = cli(root, 'upgrade', variant.tarball);
+    assert.equal(result.status, 1, result.stdout);
+    assert.match(result.stderr, new RegExp(`failed in phase '${fault.phase}'.*\\[${fault.code}\\]`));
+    assert.equal(await next(), 457, 'the old release kept its state and serves on');
+    assert.equal(JSON.parse(cli(root, 'status', '--json').stdout).release, '0.1.0');
+    const audit = await auditOps(root);
+    assert.ok(audit.some((e) => e.op === 'upgrade' && e.to === fault.version && e.outcome === 'rolled-back' && e.phase === fault.phase && e.code === fault.code));
+    assert.equal(cli(root, 'stop').status, 0);
+  });
+}
