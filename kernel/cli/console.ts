@@ -20,10 +20,9 @@ import { join, resolve } from 'node:path';
 import { clearScreenDown, cursorTo, moveCursor, type AsyncCompleter, type CompleterResult } from 'node:readline';
 import repl, { type REPLServer } from 'node:repl';
 import { inspect, type InspectOptions } from 'node:util';
-import type { ProgressEvent, ServiceDescription } from '../common/control-protocol.ts';
+import type { ProgressEvent, ReleaseEntry, ServiceDescription, StatusResult, SwapResult } from '../common/control-protocol.ts';
 import { TheseusError, errorMessage } from '../common/errors.ts';
 import type { LogRecord } from '../common/protocol.ts';
-import type { ServiceStatus } from '../main/kernel.ts';
 import { varPaths } from '../main/var-paths.ts';
 import { ControlConnection, request } from './control-client.ts';
 import { formatDuration, table } from './format.ts';
@@ -62,31 +61,6 @@ type Methods = Record<string, (...args: unknown[]) => unknown>;
 interface Client {
   methods: Methods;
   proxy: Methods;
-}
-
-interface StatusResult {
-  pid: number;
-  app: string;
-  release: string;
-  permanent: string | null;
-  uptimeMs: number;
-  services: ServiceStatus[];
-  lastUpgrade: { from: string; to: string; at: string; committed: boolean } | null;
-}
-
-interface ReleaseEntry {
-  version: string;
-  status: string;
-  installedAt: string;
-  manifestSha256: string;
-  running: boolean;
-}
-
-interface SwapResult {
-  from: string;
-  to: string;
-  committed: boolean;
-  report: { services: Array<{ service: string; from: { release: string; vsn: string }; to: { release: string; vsn: string }; migration: string; stateBytes: number; pauseMs: number; outcome: string }> };
 }
 
 class ConsoleSession {

@@ -5,10 +5,9 @@
 import { rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import type { ProgressEvent } from '../common/control-protocol.ts';
+import type { ProgressEvent, ReleaseEntry, StatusResult, SwapResult } from '../common/control-protocol.ts';
 import { TheseusError, theseusError } from '../common/errors.ts';
 import { resolveDeployRoot } from '../main/deploy-root.ts';
-import type { ServiceStatus } from '../main/kernel.ts';
 import { DEFAULT_CONFIG_FILE } from '../release/config.ts';
 import { readRegistry, withoutRelease, writeRegistry } from '../release/registry.ts';
 import { request } from './control-client.ts';
@@ -167,7 +166,7 @@ const verbs: Record<string, Verb> = {
       const releases = (await request(root, 'releases', {}, { timeoutMs: 5000 }).catch(async (error: unknown) => {
         if (error instanceof TheseusError && error.code === 'E_KERNEL_NOT_RUNNING') return (await readRegistry(root)).releases.map((r) => ({ ...r, running: false }));
         throw error;
-      })) as Array<{ version: string; status: string; installedAt: string; manifestSha256: string; running: boolean }>;
+      })) as ReleaseEntry[];
       if (values.json) {
         say(JSON.stringify(releases));
         return EXIT.ok;
@@ -274,23 +273,6 @@ const verbs: Record<string, Verb> = {
 };
 
 class UsageError extends Error {}
-
-interface StatusResult {
-  pid: number;
-  app: string;
-  release: string;
-  permanent: string | null;
-  uptimeMs: number;
-  services: ServiceStatus[];
-  lastUpgrade: { from: string; to: string; at: string; committed: boolean } | null;
-}
-
-interface SwapResult {
-  from: string;
-  to: string;
-  committed: boolean;
-  report: { services: Array<{ service: string; from: { release: string; vsn: string }; to: { release: string; vsn: string }; migration: string; stateBytes: number; pauseMs: number; outcome: string }> };
-}
 
 /** upgrade and downgrade: print each step with its timing, then each service's pause. */
 async function swapVerb(verb: 'upgrade' | 'downgrade', root: string, target: string, commit: boolean, json: boolean): Promise<number> {

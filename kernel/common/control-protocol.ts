@@ -7,6 +7,7 @@
 // and then exactly one `result` frame.
 
 import { Type, type Static } from '@sinclair/typebox';
+import type { ServiceStatus } from '../main/kernel.ts';
 import type { LogRecord } from './protocol.ts';
 
 export const CONTROL_PROTOCOL_VERSION = 1;
@@ -79,6 +80,34 @@ export interface ProgressEvent {
   step: 'unpack' | 'verify' | 'plan' | 'boot' | 'drain' | 'migrate' | 'switch' | 'probation' | 'commit' | 'hooks';
   ms: number;
   detail?: string;
+}
+
+/** What `status` answers. */
+export interface StatusResult {
+  pid: number;
+  app: string;
+  release: string;
+  permanent: string | null;
+  uptimeMs: number;
+  services: ServiceStatus[];
+  lastUpgrade: { from: string; to: string; at: string; committed: boolean } | null;
+}
+
+/** What `releases` answers: the registry, with the running release marked. */
+export interface ReleaseEntry {
+  version: string;
+  status: string;
+  installedAt: string;
+  manifestSha256: string;
+  running: boolean;
+}
+
+/** What `upgrade` and `downgrade` answer. */
+export interface SwapResult {
+  from: string;
+  to: string;
+  committed: boolean;
+  report: { services: Array<{ service: string; from: { release: string; vsn: string }; to: { release: string; vsn: string }; migration: string; stateBytes: number; pauseMs: number; outcome: string }> };
 }
 
 /** What `describe` answers. */
