@@ -87,6 +87,8 @@ export interface ServiceSource {
   descriptor?: ServiceDescriptor;
   staticDir?: string;
   config?: Record<string, unknown>;
+  /** Declares the service stateless: it runs on a pool of `size` worker threads (piscina). */
+  pool?: { size: number };
 }
 
 /**

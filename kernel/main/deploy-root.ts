@@ -23,8 +23,9 @@ export function resolveDeployRoot(flag: string | undefined): string {
 export function serviceSources(dir: string, manifest: Manifest): Record<string, ServiceSource> {
   return Object.fromEntries(
     Object.entries(manifest.services).map(([name, service]) => {
-      const { entry, sha256, staticDir, ...descriptor } = service;
+      const { entry, sha256, staticDir, pool, ...descriptor } = service;
       const source: ServiceSource = { bundle: { file: join(dir, entry), sha256 }, descriptor, config: manifest.runtimeConfig };
+      if (pool) source.pool = pool;
       if (staticDir !== null) source.staticDir = join(dir, staticDir);
       return [name, source];
     }),

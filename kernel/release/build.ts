@@ -135,8 +135,18 @@ export async function buildRelease(options: BuildOptions): Promise<BuildResult> 
         stateCheck,
         staticDir: bundle.staticDir,
       };
+      const pool = config.services.find((s) => s.name === bundle.name)!.pool;
+      if (pool) services[bundle.name]!.pool = pool;
       for (const dependency of uses) {
         if (!config.services.some((s) => s.name === dependency)) throw theseusError('E_UNKNOWN_DEPENDENCY', `${bundle.name}@${config.version}`, dependency);
+      }
+    }
+    for (const listener of config.http?.listeners ?? []) {
+      for (const route of listener.routes) {
+        const calls = services[route.service]!.calls;
+        if (!calls.includes(route.handler)) {
+          throw theseusError('E_CONFIG_INVALID', config.file, `the route ${route.method} ${route.path} names ${route.service}.${route.handler}, which is not a call of that service (its calls: ${calls.join(', ') || 'none'})`);
+        }
       }
     }
     step('describe');
@@ -168,6 +178,7 @@ export async function buildRelease(options: BuildOptions): Promise<BuildResult> 
       restartWindowMs: config.restartWindowMs,
       hooks: config.hooks,
       runtimeConfig: config.runtimeConfig,
+      ...(config.http ? { http: config.http } : {}),
       services,
       files,
     };

@@ -8,7 +8,7 @@ import { Type, type Static } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import semver from 'semver';
 import { errorMessage, theseusError } from '../common/errors.ts';
-import type { Hooks } from './manifest.ts';
+import { HttpRouteSchema, PoolSchema, type Hooks, type HttpConfig, type PoolConfig } from './manifest.ts';
 
 const HookList = Type.Array(Type.String({ minLength: 1 }));
 
@@ -17,7 +17,14 @@ export const ReleaseConfigSchema = Type.Object(
     app: Type.String({ pattern: '^[A-Za-z][A-Za-z0-9_-]{0,63}$' }),
     services: Type.Record(
       Type.String({ pattern: '^[A-Za-z][A-Za-z0-9_-]{0,63}$' }),
-      Type.Object({ entry: Type.String({ minLength: 1 }) }, { additionalProperties: false }),
+      Type.Object(
+        {
+          entry: Type.String({ minLength: 1 }),
+          /** Declares the service stateless, run on a pool of this many worker threads. */
+          pool: Type.Optional(PoolSchema),
+        },
+        { additionalProperties: false },
+      ),
       { minProperties: 1 },
     ),
     drainTimeoutMs: Type.Optional(Type.Integer({ minimum: 1 })),
@@ -41,6 +48,26 @@ export const ReleaseConfigSchema = Type.Object(
       ),
     ),
     runtimeConfig: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
+    http: Type.Optional(
+      Type.Object(
+        {
+          listeners: Type.Array(
+            Type.Object(
+              {
+                port: Type.Integer({ minimum: 0, maximum: 65535 }),
+                host: Type.Optional(Type.String({ minLength: 1 })),
+                routes: Type.Array(HttpRouteSchema, { minItems: 1 }),
+              },
+              { additionalProperties: false },
+            ),
+            { minItems: 1 },
+          ),
+          maxBodyBytes: Type.Optional(Type.Integer({ minimum: 0 })),
+          requestTimeoutMs: Type.Optional(Type.Integer({ minimum: 1 })),
+        },
+        { additionalProperties: false },
+      ),
+    ),
   },
   { additionalProperties: false },
 );
@@ -56,6 +83,9 @@ export const DEFAULT_CONFIG_FILE = 'theseus.config.ts';
 export const DEFAULT_DRAIN_TIMEOUT_MS = 5000;
 export const DEFAULT_NODE_RANGE = '>=20.6';
 export const DEFAULT_PROBATION_MS = 2000;
+export const DEFAULT_HTTP_HOST = '127.0.0.1';
+export const DEFAULT_MAX_BODY_BYTES = 1024 * 1024;
+export const DEFAULT_HTTP_TIMEOUT_MS = 30_000;
 
 export interface LoadedConfig {
   file: string;
@@ -65,7 +95,7 @@ export interface LoadedConfig {
   /** From the nearest package.json, as the seed's version comes from mix.exs. */
   version: string;
   packageFile: string;
-  services: Array<{ name: string; entry: string }>;
+  services: Array<{ name: string; entry: string; pool: PoolConfig | null }>;
   drainTimeoutMs: number;
   probationMs: number;
   checkpointIntervalMs: number;
@@ -75,6 +105,8 @@ export interface LoadedConfig {
   node: string;
   hooks: Hooks;
   runtimeConfig: Record<string, unknown>;
+  /** The HTTP front door, with defaults filled in; null when the release declares none. */
+  http: HttpConfig | null;
 }
 
 export async function loadReleaseConfig(file: string): Promise<LoadedConfig> {
@@ -103,7 +135,7 @@ export async function loadReleaseConfig(file: string): Promise<LoadedConfig> {
     version,
     packageFile,
     services: Object.entries(config.services)
-      .map(([name, service]) => ({ name, entry: resolve(dir, service.entry) }))
+      .map(([name, service]) => ({ name, entry: resolve(dir, service.entry), pool: service.pool ?? null }))
       .sort((a, b) => a.name.localeCompare(b.name)),
     drainTimeoutMs: config.drainTimeoutMs ?? DEFAULT_DRAIN_TIMEOUT_MS,
     probationMs: config.probationMs ?? DEFAULT_PROBATION_MS,
@@ -121,7 +153,28 @@ export async function loadReleaseConfig(file: string): Promise<LoadedConfig> {
       postUpgrade: hooks.postUpgrade ?? [],
     },
     runtimeConfig: config.runtimeConfig ?? {},
+    http: config.http ? normalizeHttp(config.http, absolute, Object.keys(config.services)) : null,
   };
+}
+
+function normalizeHttp(http: NonNullable<ReleaseConfig['http']>, file: string, services: string[]): HttpConfig {
+  const listeners = http.listeners.map((listener) => ({ port: listener.port, host: listener.host ?? DEFAULT_HTTP_HOST, routes: listener.routes }));
+  const seen = new Set<string>();
+  for (const [index, listener] of listeners.entries()) {
+    const key = `${listener.host}:${listener.port}`;
+    if (listener.port !== 0 && seen.has(key)) throw theseusError('E_CONFIG_INVALID', file, `http.listeners[${index}]: ${key} is declared twice; put its routes in one listener`);
+    seen.add(key);
+    const routes = new Set<string>();
+    for (const route of listener.routes) {
+      if (!services.includes(route.service)) {
+        throw theseusError('E_CONFIG_INVALID', file, `the route ${route.method} ${route.path} goes to service '${route.service}', which is not in services (${services.join(', ')})`);
+      }
+      const routeKey = `${route.method} ${route.path}`;
+      if (routes.has(routeKey)) throw theseusError('E_CONFIG_INVALID', file, `the route ${routeKey} is declared twice on ${key}`);
+      routes.add(routeKey);
+    }
+  }
+  return { listeners, maxBodyBytes: http.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES, requestTimeoutMs: http.requestTimeoutMs ?? DEFAULT_HTTP_TIMEOUT_MS };
 }
 
 async function findPackageVersion(from: string): Promise<{ version: string; packageFile: string }> {

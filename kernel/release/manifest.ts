@@ -18,6 +18,44 @@ const Version = Type.String({ pattern: '^\\d+\\.\\d+\\.\\d+(?:-[0-9A-Za-z.-]+)?(
 const RelativePath = Type.String({ pattern: '^(?!/)(?!.*(?:^|/)\\.\\.?(?:/|$))[^\\\\\\0]+$', maxLength: 1024 });
 const Name = Type.String({ pattern: '^[A-Za-z][A-Za-z0-9_-]{0,63}$' });
 
+export const PoolSchema = Type.Object({ size: Type.Integer({ minimum: 1, maximum: 64 }) }, { additionalProperties: false });
+
+export const HTTP_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'] as const;
+
+/** One route of the HTTP front door: requests for `method path` go to `service.handler`. */
+export const HttpRouteSchema = Type.Object(
+  {
+    method: Type.Union(HTTP_METHODS.map((method) => Type.Literal(method))),
+    /** An exact path (`/next`), or a prefix ending in `/*` (`/files/*`). */
+    path: Type.String({ pattern: '^/[^?#\\s]*$', maxLength: 1024 }),
+    service: Name,
+    /** A call of the service; it receives the request and replies { status, headers, body }. */
+    handler: Type.String({ minLength: 1 }),
+  },
+  { additionalProperties: false },
+);
+
+export const HttpListenerSchema = Type.Object(
+  {
+    port: Type.Integer({ minimum: 0, maximum: 65535 }),
+    host: Type.String({ minLength: 1 }),
+    routes: Type.Array(HttpRouteSchema, { minItems: 1 }),
+  },
+  { additionalProperties: false },
+);
+
+/** The HTTP front door: sockets the kernel's main thread owns, and the limits it enforces. */
+export const HttpSchema = Type.Object(
+  {
+    listeners: Type.Array(HttpListenerSchema, { minItems: 1 }),
+    /** Larger request bodies get 413 without reaching a service. */
+    maxBodyBytes: Type.Integer({ minimum: 0 }),
+    /** A handler that has not replied by then gets the client a 504. */
+    requestTimeoutMs: Type.Integer({ minimum: 1 }),
+  },
+  { additionalProperties: false },
+);
+
 export const MigrationEdgeSchema = Type.Object({ from: Type.String(), to: Type.String(), hasDown: Type.Boolean() }, { additionalProperties: false });
 
 export const ServiceManifestSchema = Type.Object(
@@ -35,6 +73,8 @@ export const ServiceManifestSchema = Type.Object(
     stateCheck: Type.Union([Type.Literal('transitions'), Type.Literal('every-change')]),
     /** Folder of the service's static files inside the release; null when it has none. */
     staticDir: Type.Union([RelativePath, Type.Null()]),
+    /** A stateless service run on a pool of `size` worker threads (piscina); absent for a stateful one. */
+    pool: Type.Optional(PoolSchema),
   },
   { additionalProperties: false },
 );
@@ -72,6 +112,8 @@ export const ManifestSchema = Type.Object(
     hooks: HooksSchema,
     /** Plain data handed to every service as `ctx.config`. */
     runtimeConfig: Type.Record(Type.String(), Type.Unknown()),
+    /** The HTTP front door, when the release declares one. */
+    http: Type.Optional(HttpSchema),
     services: Type.Record(Name, ServiceManifestSchema),
     files: Type.Record(RelativePath, Type.Object({ sha256: Sha256, size: Type.Integer({ minimum: 0 }) }, { additionalProperties: false })),
   },
@@ -81,6 +123,10 @@ export const ManifestSchema = Type.Object(
 export type Manifest = Static<typeof ManifestSchema>;
 export type ServiceManifest = Static<typeof ServiceManifestSchema>;
 export type Hooks = Static<typeof HooksSchema>;
+export type HttpConfig = Static<typeof HttpSchema>;
+export type HttpRoute = Static<typeof HttpRouteSchema>;
+export type HttpListenerConfig = Static<typeof HttpListenerSchema>;
+export type PoolConfig = Static<typeof PoolSchema>;
 
 export const ServicePlanSchema = Type.Object(
   {
