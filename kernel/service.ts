@@ -124,3 +124,6 @@ export type ClientOf<D> =
 
 /** A definition without `casts` (or `calls`) infers a string index; a client should not offer one. */
 type NamedOnly<T> = string extends keyof T ? unknown : T;
+
+/** What an HTTP route's handler receives, and what it replies (see the release's `http` config). */
+export type { HttpReply, HttpRequest } from './common/protocol.ts';

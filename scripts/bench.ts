@@ -21,6 +21,10 @@
 //    counter must have no gap and no repeat, and a call made after upgrade() resolved must be
 //    answered by the new code.
 //
+// 3. Pooled throughput (scripts/bench/pool-throughput.ts). A CPU-bound call served by a pooled
+//    service with one thread per core, against the same module in one stateful worker: calls/s of
+//    each and their ratio.
+//
 // The exit code is non-zero only when a call failed or went wrong, or the benchmark crashed; a
 // missed performance target is reported, not fatal.
 
@@ -35,6 +39,7 @@ import { Kernel, type ClientOf, type LogRecord, type SwapReport } from '../kerne
 import type sequenceService from '../services/sequence/0.1.0/sequence.ts';
 import type blobService from './bench/services/blob-v1.ts';
 import { benchBuild } from './bench/build-time.ts';
+import { benchPoolThroughput, type PoolThroughputResult } from './bench/pool-throughput.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Configuration
@@ -631,10 +636,13 @@ interface BenchResult {
   kernelWarnings: string[];
   /** `kernel release` time in ms, keyed by the number of services built. */
   buildMs: Record<string, number>;
+  /** A CPU-bound call on a pool of one thread per core against one stateful worker. */
+  poolThroughput: PoolThroughputResult;
+  poolThroughputRatioVsOneWorker: number;
   durationMs: number;
 }
 
-function summarize(calls: CallResults, swaps: ScenarioResult[], buildMs: Record<string, number>, durationMs: number): BenchResult {
+function summarize(calls: CallResults, swaps: ScenarioResult[], buildMs: Record<string, number>, pool: PoolThroughputResult, durationMs: number): BenchResult {
   const { pipelinedCallsPerSec: pipelined, sequentialP50Us: p50 } = calls;
   const bySize = (shape: SwapScenario['shape'], pick: (result: ScenarioResult) => number) =>
     Object.fromEntries(swaps.filter((result) => result.scenario.shape === shape).map((result) => [result.scenario.label, pick(result)]));
@@ -669,6 +677,8 @@ function summarize(calls: CallResults, swaps: ScenarioResult[], buildMs: Record<
     swapDetails: swaps.flatMap((r) => r.details),
     kernelWarnings: kernelProblems.slice(0, 20),
     buildMs,
+    poolThroughput: pool,
+    poolThroughputRatioVsOneWorker: pool.ratio,
     durationMs: Math.round(durationMs),
   };
   const added1MB = result.swapAddedLatencyMs['1MB'] ?? Number.NaN;
@@ -770,6 +780,20 @@ function printTables(result: BenchResult, swaps: readonly ScenarioResult[]): voi
     ),
     '',
   );
+  const pool = result.poolThroughput;
+  out.push(`Pooled throughput: fib(${pool.fibN}) per call, ${pool.poolSize * 2} closed-loop callers, median of ${pool.rounds} rounds each:`);
+  out.push(
+    table(
+      ['served by', 'calls/s'],
+      [
+        [`a pool of ${pool.poolSize} thread(s) (one per core)`, formatNumber(pool.pooledCallsPerSec, 0)],
+        ['one stateful worker', formatNumber(pool.oneWorkerCallsPerSec, 0)],
+        ['ratio (pool / one worker)', `${formatNumber(pool.ratio, 2)}x`],
+      ],
+    ),
+    `(${pool.calls.toLocaleString('en-US')} calls, failed ${pool.failedCalls}; the process used ${formatNumber(pool.pooledCoresUsed, 2)} cores during the pooled rounds)`,
+    '',
+  );
   out.push(
     table(
       ['target', 'wanted', 'measured', 'met'],
@@ -789,7 +813,9 @@ async function main(): Promise<number> {
   const swaps = await benchSwaps(swapConfig);
   progress('build time against the number of services');
   const buildMs = await benchBuild([1, 10, 100]);
-  const result = summarize(calls, swaps, buildMs, performance.now() - started);
+  progress('pooled CPU-bound calls against one worker');
+  const pool = await benchPoolThroughput({ quick, onLog: onKernelLog });
+  const result = summarize(calls, swaps, buildMs, pool, performance.now() - started);
   if (jsonOutput) process.stdout.write(`${JSON.stringify(result)}\n`);
   else printTables(result, swaps);
 
@@ -797,7 +823,9 @@ async function main(): Promise<number> {
     for (const failure of swap.failures) progress(`call failed (${swap.scenario.shape} ${swap.scenario.label}): ${failure}`);
     for (const error of swap.swapErrors) progress(`swap failed (${swap.scenario.shape} ${swap.scenario.label}): ${error}`);
   }
+  if (pool.failedCalls > 0) progress(`${pool.failedCalls} pooled-throughput calls failed or gave a wrong answer`);
   const wentWrong =
+    pool.failedCalls +
     result.swapFailedCalls + result.swapSequenceErrors + result.swapStaleReplies + result.swapStrayReplies + result.swapErrors.length;
   return wentWrong === 0 ? 0 : 1;
 }

@@ -122,6 +122,10 @@ const verbs: Record<string, Verb> = {
         ),
       );
       for (const s of status.services) if (s.failure) say(`  ${s.name} failed: ${s.failure}`);
+      if (status.http) {
+        const answered = Object.entries(status.http.responses).map(([kind, count]) => `${kind} ${count}`).join(', ');
+        say(`http: ${status.http.listeners.map((l) => `http://${l.host}:${l.port} (${l.routes.length} route${l.routes.length === 1 ? '' : 's'})`).join(', ')}; ${status.http.requests} requests, ${status.http.inFlight} in flight${answered ? `; ${answered}` : ''}`);
+      }
       if (status.lastUpgrade) say(`last upgrade: ${status.lastUpgrade.from} -> ${status.lastUpgrade.to} at ${status.lastUpgrade.at}${status.lastUpgrade.committed ? '' : ' (on trial)'}`);
       return EXIT.ok;
     },

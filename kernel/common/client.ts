@@ -13,7 +13,7 @@
 import type { MessagePort } from 'node:worker_threads';
 import { deserializeError, theseusError } from './errors.ts';
 import { explainCloneFailure } from './plain-data.ts';
-import { FRAME_CALL, FRAME_CAST, REPLY_OK, type MethodTable, type ReplyFrame, type RequestFrame } from './protocol.ts';
+import { FRAME_BATCH, FRAME_CALL, FRAME_CAST, REPLY_OK, type BatchedCall, type BatchedResult, type MethodTable, type ReplyFrame, type RequestFrame } from './protocol.ts';
 
 /** From a client proxy back to its ServiceClient, for closeClient(). */
 const clientsByProxy = new WeakMap<object, ServiceClient>();
@@ -126,16 +126,28 @@ export class ServiceClient {
   }
 
   call(method: string, args: unknown[]): Promise<unknown> {
+    return this.#request(FRAME_CALL, method, args);
+  }
+
+  /**
+   * Several calls in one message, run by the service one after another; resolves with each one's
+   * outcome in order. If the service's worker dies while running the batch, all of it rejects.
+   */
+  callBatch(calls: BatchedCall[]): Promise<BatchedResult[]> {
+    return this.#request(FRAME_BATCH, '', calls) as Promise<BatchedResult[]>;
+  }
+
+  #request(kind: typeof FRAME_CALL | typeof FRAME_BATCH, method: string, args: unknown[]): Promise<unknown> {
     const down = this.#closedReason ?? this.#downReason;
     if (down !== null) return Promise.reject(theseusError('E_SERVICE_DOWN', this.service, down));
     const id = this.#nextId++;
-    const frame: RequestFrame = args.length === 0 ? [FRAME_CALL, id, method] : [FRAME_CALL, id, method, args];
+    const frame: RequestFrame = args.length === 0 && kind === FRAME_CALL ? [kind, id, method] : [kind, id, method, args];
     // While the service restarts, the call waits here and goes out with the resend.
     if (this.#waitingForRestart === null) {
       try {
         this.#port.postMessage(frame);
       } catch (error) {
-        return Promise.reject(theseusError('E_ARGS_NOT_CLONEABLE', this.service, method, explainCloneFailure(args, 'args', error)));
+        return Promise.reject(theseusError('E_ARGS_NOT_CLONEABLE', this.service, method || 'batch', explainCloneFailure(args, 'args', error)));
       }
     }
     return new Promise((resolve, reject) => {

@@ -7,6 +7,7 @@
 // and then exactly one `result` frame.
 
 import { Type, type Static } from '@sinclair/typebox';
+import type { FrontDoorStats } from '../main/http-front-door.ts';
 import type { ServiceStatus } from '../main/kernel.ts';
 import type { LogRecord } from './protocol.ts';
 
@@ -91,6 +92,8 @@ export interface StatusResult {
   uptimeMs: number;
   services: ServiceStatus[];
   lastUpgrade: { from: string; to: string; at: string; committed: boolean } | null;
+  /** The HTTP front door, when the running release declares one. */
+  http: FrontDoorStats | null;
 }
 
 /** What `releases` answers: the registry, with the running release marked. */

@@ -55,6 +55,19 @@ const messages = {
     `Service '${service}' asked for a client of '${other}', which it does not list in uses. Add uses: ['${other}'] to its definition.`,
   E_SERVICE_NOT_RUNNING: (service: string, state: string) =>
     `Service '${service}' is ${state}, not running; only a running service can be swapped. Check 'kernel status' and the log for why.`,
+  // Pooled services
+  E_POOLED_STATE_RETURNED: (service: string, method: string) =>
+    `${service}.${method}() returned a state, but ${service} is a pooled (stateless) service: its handlers run on any thread of the pool and keep nothing between calls. Return { reply } only, or remove pool from the service's entry in theseus.config.ts to make it stateful.`,
+  E_POOLED_NO_CLIENT: (service: string, other: string) =>
+    `${service} asked for a client of '${other}', but pooled services cannot call other services yet. Make ${service} stateful (remove its pool), or move the call to its caller.`,
+  E_POOLED_USES: (service: string, uses: string) =>
+    `${service} is pooled and declares uses: [${uses}]; pooled services cannot call other services yet. Remove uses from ${service}, or remove its pool to make it stateful.`,
+  E_USES_POOLED: (service: string, pooled: string) =>
+    `${service} uses '${pooled}', which is pooled; calls from a service to a pool are not built yet. Call '${pooled}' from the main thread (kernel.client), or make '${pooled}' stateful by removing its pool.`,
+  E_POOLED_KIND_CHANGE: (service: string, from: string, to: string) =>
+    `${service} is ${from} in the running release and ${to} in the new one; a service cannot change between pooled and stateful during a hot swap. Stop the kernel and start it on the new release, or keep the kind.`,
+  E_POOL_WARMUP_TIMEOUT: (service: string, release: string, ready: number, size: number, ms: number) =>
+    `The pool for ${service}@${release} had ${ready} of ${size} threads ready after ${ms} ms. The running release was not touched; make the module load faster or raise bootTimeoutMs.`,
   E_BAD_PHASE: (what: string) => `${what}. This is a kernel bug; please report it with the kernel's log.`,
 
   // Releases: building, installing and the registry.
@@ -105,6 +118,16 @@ const messages = {
   E_INSTALL_FAILED: (source: string, reason: string) => `Installing ${source} failed: ${reason}. Nothing was installed; free the space or fix the folder, then try again.`,
   E_REGISTRY_WRITE_FAILED: (file: string, reason: string) => `The release registry ${file} could not be written: ${reason}.`,
   E_REMOVE_REFUSED: (version: string, status: string) => `Release ${version} is ${status} and cannot be removed. Downgrade or upgrade away from it first.`,
+  // The HTTP front door.
+  E_HTTP_LISTEN_FAILED: (address: string, reason: string) =>
+    `The HTTP front door cannot listen on ${address}: ${reason}. Free the port, or change http.listeners in theseus.config.ts.`,
+  E_HTTP_NO_ROUTE: (method: string, path: string) => `No route for ${method} ${path}. Check the path; the release's http.listeners list the routes.`,
+  E_HTTP_METHOD_NOT_ALLOWED: (path: string, method: string, allowed: string) => `${path} does not take ${method}; it takes ${allowed}.`,
+  E_HTTP_BODY_TOO_LARGE: (limit: number) => `The request body is over the limit of ${limit} bytes. Send a smaller body, or raise http.maxBodyBytes in theseus.config.ts.`,
+  E_HTTP_BAD_REPLY: (route: string, reason: string) =>
+    `The handler of ${route} replied ${reason}; an HTTP handler must reply { status?, headers?, body? } with status 200-599. The client got 502.`,
+  E_HTTP_TIMEOUT: (route: string, ms: number) =>
+    `The handler of ${route} did not reply within ${ms} ms; the client got 504. Make the handler reply sooner, or raise http.requestTimeoutMs.`,
 } as const;
 
 export type ErrorCode = keyof typeof messages;

@@ -24,6 +24,13 @@ export const PROTOCOL_VERSION = 1;
 
 export const FRAME_CALL = 0;
 export const FRAME_CAST = 1;
+/**
+ * Several calls in one message: [FRAME_BATCH, id, '', [[method, args?], ...]], answered by one
+ * reply [id, REPLY_OK, [[status, value], ...]] in the same order. The service runs them one after
+ * another, exactly as if they had come one by one; the batch only saves the per-message cost of a
+ * MessagePort, which dominates small calls (the HTTP front door batches what arrives in one turn).
+ */
+export const FRAME_BATCH = 2;
 export const REPLY_OK = 0;
 export const REPLY_ERROR = 1;
 
@@ -31,7 +38,10 @@ export const REPLY_ERROR = 1;
  * caller -> service: [FRAME_CALL, id, method, args?] or [FRAME_CAST, 0, method, args?]. A call
  * without arguments leaves `args` out rather than sending an empty array.
  */
-export type RequestFrame = [kind: typeof FRAME_CALL | typeof FRAME_CAST, id: number, method: string, args?: unknown[]];
+export type RequestFrame = [kind: typeof FRAME_CALL | typeof FRAME_CAST | typeof FRAME_BATCH, id: number, method: string, args?: unknown[]];
+/** One call inside a batch, and its outcome. */
+export type BatchedCall = [method: string, args?: unknown[]];
+export type BatchedResult = [status: typeof REPLY_OK, value: unknown] | [status: typeof REPLY_ERROR, error: SerializedError];
 /** service -> caller: [id, REPLY_OK, value] or [id, REPLY_ERROR, error] */
 export type ReplyFrame = [id: number, status: typeof REPLY_OK, value: unknown] | [id: number, status: typeof REPLY_ERROR, error: SerializedError];
 
@@ -215,4 +225,65 @@ export type WorkerToKernel = ControlResponseMessage | WorkerNotice;
 /** Every MessagePort inside a PortSet, for the transfer list. */
 export function portsOf(ports: PortSet): MessagePort[] {
   return [...ports.inbound.map((link) => link.port), ...Object.values(ports.outbound).map((entry) => entry.port)];
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTP front door (kernel main thread -> a service's HTTP handler, which is an ordinary call)
+
+/** What a route's handler receives as its one argument. */
+export interface HttpRequest {
+  method: string;
+  /** The path without the query string, e.g. "/next". */
+  path: string;
+  /** Query parameters; a name given more than once maps to an array. */
+  query: Record<string, string | string[]>;
+  /** Header names in lower case, as Node's http module gives them. */
+  headers: Record<string, string | string[] | undefined>;
+  /**
+   * The body: a string for text, JSON, XML and form bodies; bytes for anything else; null when
+   * the request has none. Bodies over the release's `http.maxBodyBytes` never reach the handler.
+   */
+  body: string | Uint8Array | null;
+}
+
+/**
+ * What a route's handler replies. `status` defaults to 200. A string body is sent as text, bytes
+ * as application/octet-stream, anything else as JSON; a content-type header overrides that.
+ */
+export interface HttpReply {
+  status?: number;
+  headers?: Record<string, string | number | readonly string[]>;
+  body?: unknown;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pooled services (kernel -> one thread of a service's piscina pool, as piscina tasks)
+
+/** Passed as piscina's workerData to every thread of a pool. */
+export interface PoolBootData {
+  protocol: number;
+  service: string;
+  release: string;
+  /** file: URL of the service's bundled module. */
+  moduleUrl: string;
+  staticDir: string | null;
+  config: Record<string, unknown>;
+}
+
+/**
+ * One piscina task. `warm` loads nothing new: it waits for the thread's module to have loaded and
+ * reports what it declares, so a pool serves only once every thread has its code.
+ */
+export type PoolTask = { op: 'warm' } | { op: 'call' | 'cast'; method: string; args?: unknown[] };
+
+/**
+ * A task's answer. Errors come back as values (structured clone keeps no `code` on an Error), and
+ * the log lines the handler wrote travel with the answer for the kernel to emit.
+ */
+export type PoolTaskResult = ({ ok: true; reply: unknown } | { ok: false; error: SerializedError }) & { logs?: LogRecord[] };
+
+/** The reply of a `warm` task. */
+export interface PoolWarmReply {
+  descriptor: ServiceDescriptor;
+  threadId: number;
 }

@@ -95,21 +95,39 @@ export async function bundleEntry(entry: string, cacheDir: string, label = basen
 }
 
 let workerRuntime: Promise<Bundle> | null = null;
+let poolRuntime: Promise<Bundle> | null = null;
 
 /**
  * The bundled worker entry (kernel/worker/entry.ts), built once per process. A deployed release
  * ships it prebuilt as worker.mjs next to the bundled kernel.
  */
 export function workerRuntimeBundle(cacheDir: string): Promise<Bundle> {
-  workerRuntime ??= prebuiltWorkerRuntime().then((prebuilt) => prebuilt ?? bundleEntry(join(projectRoot, 'kernel', 'worker', 'entry.ts'), cacheDir, 'theseus-worker')).catch((error: unknown) => {
+  workerRuntime ??= runtimeBundle('worker.mjs', 'entry.ts', 'theseus-worker', cacheDir).catch((error: unknown) => {
     workerRuntime = null;
     throw error;
   });
   return workerRuntime;
 }
 
-async function prebuiltWorkerRuntime(): Promise<Bundle | null> {
-  const file = fileURLToPath(new URL('./worker.mjs', import.meta.url));
+/**
+ * The bundled task module of pooled services' threads (kernel/worker/pool-entry.ts), which
+ * piscina's own worker imports. A deployed release ships it prebuilt as pool-worker.mjs.
+ */
+export function poolRuntimeBundle(cacheDir: string): Promise<Bundle> {
+  poolRuntime ??= runtimeBundle('pool-worker.mjs', 'pool-entry.ts', 'theseus-pool-worker', cacheDir).catch((error: unknown) => {
+    poolRuntime = null;
+    throw error;
+  });
+  return poolRuntime;
+}
+
+async function runtimeBundle(prebuiltName: string, entry: string, label: string, cacheDir: string): Promise<Bundle> {
+  return (await prebuiltRuntime(prebuiltName)) ?? bundleEntry(join(projectRoot, 'kernel', 'worker', entry), cacheDir, label);
+}
+
+/** A runtime file next to this module: only in a deployed release, where this module is lib/kernel.mjs. */
+async function prebuiltRuntime(name: string): Promise<Bundle | null> {
+  const file = fileURLToPath(new URL(`./${name}`, import.meta.url));
   const contents = await readFile(file).catch(() => null);
   if (contents === null) return null;
   return { file, url: pathToFileURL(file).href, sha256: createHash('sha256').update(contents).digest('hex') };

@@ -21,6 +21,7 @@ import { appendAudit } from './audit.ts';
 import { ControlServer, type ControlChannel } from './control-server.ts';
 import { assertCompatible, serviceSources, startFromRoot } from './deploy-root.ts';
 import { runHooks } from './hooks.ts';
+import { HttpFrontDoor } from './http-front-door.ts';
 import type { Kernel } from './kernel.ts';
 import { createKernelLog, type KernelLog } from './kernel-log.ts';
 import { SwapError, type SwapReport } from './hot-swap.ts';
@@ -44,6 +45,8 @@ export class KernelDaemon {
   #manifestSha: Record<string, string> = {};
   #running!: string;
   #server: ControlServer | null = null;
+  /** The release's HTTP listeners; their sockets stay put across upgrades. */
+  #frontDoor: HttpFrontDoor | null = null;
   #startedAt = Date.now();
   #lastUpgrade: Record<string, unknown> | null = null;
   /** Release operations run one at a time. */
@@ -111,6 +114,16 @@ export class KernelDaemon {
     this.#running = booted.version;
     for (const entry of (await readRegistry(this.#root)).releases) this.#manifestSha[entry.version] = entry.manifestSha256;
     this.revertedTrial = booted.revertedTrial;
+    this.#frontDoor = new HttpFrontDoor({
+      callBatch: (service, calls) => this.#kernel.callBatch(service, calls),
+      log: (level, message) => this.#kernelLog(level, message),
+    });
+    try {
+      await this.#frontDoor.apply(this.#manifest.http ?? null);
+    } catch (error) {
+      await this.#kernel.stop().catch(() => undefined);
+      throw error;
+    }
     if (booted.revertedTrial) this.#kernelLog('warn', `release ${booted.revertedTrial} was on trial and was reverted; booted ${booted.version}`);
     const cookie = await ensureCookie(this.#paths.cookie);
     this.#server = await ControlServer.listen(this.#paths.socket, cookie, (request, emit) => this.#handle(request, emit));
@@ -131,6 +144,8 @@ export class KernelDaemon {
         this.#kernelLog('warn', errorMessage(error)),
       );
       await this.#server?.close();
+      // Requests in flight are answered while the services still run; then the services stop.
+      await this.#frontDoor?.close();
       await this.#kernel.stop();
       await appendAudit(this.#paths.audit, { op: 'stop', from: this.#running, to: null, hashes: this.#hashes(this.#running), outcome: 'ok' });
       await runHooks('postStop', this.#manifest.hooks.postStop, this.#root, { THESEUS_RELEASE: this.#running }).catch((error: unknown) =>
@@ -220,6 +235,7 @@ export class KernelDaemon {
       uptimeMs: Date.now() - this.#startedAt,
       services: await this.#kernel.status(),
       lastUpgrade: this.#lastUpgrade,
+      http: this.#frontDoor && this.#frontDoor.state !== 'idle' ? this.#frontDoor.stats() : null,
     };
   }
 
@@ -247,13 +263,17 @@ export class KernelDaemon {
         throw theseusError('E_UNSUPPORTED_CHANGE', to, `it has services [${next}] where ${from} has [${running}]; adding or removing services during a hot swap is not built yet`);
       }
       await runHooks('preUpgrade', installed.manifest.hooks.preUpgrade, this.#root, { THESEUS_RELEASE: to, THESEUS_FROM: from });
+      // New HTTP listeners open before anything is swapped: a taken port refuses the release.
+      const http = await this.#frontDoor!.stage(installed.manifest.http ?? null);
       let report: SwapReport;
       try {
         report = await this.#kernel.upgrade({ release: to, services: serviceSources(installed.dir, installed.manifest) });
       } catch (error) {
+        await http.abort();
         if (error instanceof SwapError) this.#emitPhases(error.report, step);
         throw error;
       }
+      http.commit();
       this.#emitPhases(report, step);
       // The kernel runs `to` from here, whatever probation decides next.
       this.#running = to;
@@ -346,6 +366,9 @@ export class KernelDaemon {
       await this.#kernel.downgrade({ release: version, services: serviceSources(dir, manifest) });
       this.#running = version;
       this.#manifest = manifest;
+      await this.#frontDoor!.apply(manifest.http ?? null).catch((error: unknown) =>
+        this.#kernelLog('error', `the HTTP routes of ${version} could not be restored: ${errorMessage(error)}`),
+      );
       await appendAudit(this.#paths.audit, { op: 'rollback', from: null, to: version, hashes: this.#hashes(version), outcome: 'ok', phase, reason: `${service}: ${reason}` });
       return `Reverted to ${version}, with the state carried back.`;
     } catch (error) {

@@ -119,6 +119,8 @@ export class SwapError extends TheseusError {
 /** What the swap needs from the kernel. */
 export interface SwapEnvironment {
   hosts: ReadonlyMap<string, ServiceHost>;
+  /** Pooled services: not swapped here (the kernel switches their pools), and not callable by services yet. */
+  pooledServices: ReadonlySet<string>;
   drainTimeoutMs: number;
   controlTimeoutMs: number;
   bundle(source: ServiceSource, service: string): Promise<Bundle>;
@@ -314,6 +316,11 @@ export class HotSwap {
         throw error;
       }
       for (const dependency of descriptor.uses) {
+        if (this.#env.pooledServices.has(dependency)) {
+          const error = theseusError('E_USES_POOLED', `${name}@${target.release}`, dependency);
+          error.service = name;
+          throw error;
+        }
         if (!hosts.has(dependency)) {
           const error = theseusError('E_UNKNOWN_DEPENDENCY', `${name}@${target.release}`, dependency);
           error.service = name;

@@ -1,15 +1,17 @@
 // The kernel: hosts each service in its own worker thread, hands out typed clients, and runs hot
 // swaps. This is the small public facade; the swap itself lives in hot-swap.ts.
 
-import { TheseusError, errorMessage, theseusError } from '../common/errors.ts';
+import { TheseusError, errorMessage, serializeError, theseusError, type SwapPhase } from '../common/errors.ts';
 import { createHash } from 'node:crypto';
+import semver from 'semver';
 import { readFile } from 'node:fs/promises';
 import { pathToFileURL } from 'node:url';
 import { findMigrationPath } from '../common/migrations.ts';
-import { createLink, sameDescriptor, type InboundLink, type LogRecord, type PortSet, type ServiceSource, type StateSnapshot } from '../common/protocol.ts';
+import { createLink, REPLY_ERROR, REPLY_OK, sameDescriptor, type BatchedCall, type BatchedResult, type InboundLink, type LogRecord, type PortSet, type ServiceSource, type StateSnapshot } from '../common/protocol.ts';
 import { readCheckpoint, writeCheckpoint } from './checkpoints.ts';
-import { bundleEntry, defaultCacheDir, workerRuntimeBundle, type Bundle } from './bundler.ts';
-import { HotSwap, type SwapReport, type SwapTarget } from './hot-swap.ts';
+import { bundleEntry, defaultCacheDir, poolRuntimeBundle, workerRuntimeBundle, type Bundle } from './bundler.ts';
+import { HotSwap, SwapError, type ServiceSwapReport, type SwapReport, type SwapTarget } from './hot-swap.ts';
+import { PoolHost, type PoolGeneration, type PoolOptions } from './pool-host.ts';
 import { ServiceHost, type HostState, type LastSwap } from './service-host.ts';
 import { ServiceWorker } from './service-worker.ts';
 
@@ -71,6 +73,8 @@ export interface ServiceStatus {
   /** How many times supervision restarted the service's worker after a crash. */
   restarts: number;
   lastSwap: LastSwap | null;
+  /** A pooled service's pool: its size and the threads serving it (threadId is the first of them). */
+  pool?: { size: number; threadIds: number[] };
 }
 
 type KernelState = 'starting' | 'running' | 'stopping' | 'stopped';
@@ -78,6 +82,8 @@ type KernelState = 'starting' | 'running' | 'stopping' | 'stopped';
 export class Kernel {
   #state: KernelState = 'starting';
   #hosts = new Map<string, ServiceHost>();
+  /** Pooled (stateless) services, each on a piscina pool; never in #hosts. */
+  #pools = new Map<string, PoolHost>();
   #options: Required<Omit<KernelOptions, 'onLog' | 'stateDir' | 'resolveRelease'>> & Pick<KernelOptions, 'onLog' | 'stateDir' | 'resolveRelease'>;
   #checkpointTimer: NodeJS.Timeout | null = null;
   /** Checkpoints in progress, by service, so two never overlap. */
@@ -123,9 +129,36 @@ export class Kernel {
    * ordering and queue); otherwise the main thread shares one client per service.
    */
   client<Api extends object>(service: string, options: { dedicated?: boolean } = {}): Api {
+    // A pool has no per-caller channel or ordering to give, so every caller shares its client.
+    const pool = this.#pool(service);
+    if (pool) return pool.proxy<Api>();
     const host = this.#host(service);
     const client = options.dedicated ? host.newClient() : host.defaultClient();
     return client.proxy<Api>();
+  }
+
+  /**
+   * Several calls to one service in one message, run one after another as if sent one by one;
+   * resolves with each outcome in order. The HTTP front door sends what arrives in one turn this
+   * way, because a MessagePort's per-message cost dominates small calls. A pool runs them as
+   * separate tasks, since its threads share no state to keep in order.
+   */
+  callBatch(service: string, calls: BatchedCall[]): Promise<BatchedResult[]> {
+    const pool = this.#pool(service);
+    if (pool) {
+      const proxy = pool.proxy<Record<string, (...args: unknown[]) => Promise<unknown>>>();
+      return Promise.all(
+        calls.map(([method, args]) =>
+          Promise.resolve()
+            .then(() => proxy[method]!(...(args ?? [])))
+            .then(
+              (value): BatchedResult => [REPLY_OK, value],
+              (error: unknown): BatchedResult => [REPLY_ERROR, serializeError(error, 'E_HANDLER_FAILED')],
+            ),
+        ),
+      );
+    }
+    return this.#host(service).defaultClient().callBatch(calls);
   }
 
   /** Moves the named services to the target release's code; rejects with a SwapError on failure. */
@@ -139,14 +172,22 @@ export class Kernel {
   }
 
   get swapState(): string {
-    return this.#swap?.state ?? 'idle';
+    // A swap of pooled services only runs no HotSwap machine: it warms, then switches.
+    return this.#swap?.state ?? (this.#swapDone ? 'pools' : 'idle');
   }
 
   get services(): string[] {
-    return [...this.#hosts.keys()];
+    return [...this.#hosts.keys(), ...this.#pools.keys()];
   }
 
-  /** Thread ids of the worker currently serving each service. */
+  /** Thread ids of the pool threads currently serving a pooled service. */
+  poolThreadIds(service: string): number[] {
+    const pool = this.#pool(service);
+    if (!pool) throw theseusError('E_UNKNOWN_SERVICE', service, [...this.#pools.keys()].join(', '));
+    return [...pool.current.threadIds];
+  }
+
+  /** Thread ids of the worker currently serving each stateful service. */
   get threadIds(): number[] {
     return [...this.#hosts.values()].filter((host) => host.current.lifecycle !== 'exited').map((host) => host.current.threadId);
   }
@@ -159,7 +200,22 @@ export class Kernel {
   }
 
   async status(): Promise<ServiceStatus[]> {
-    return Promise.all(
+    const pools = [...this.#pools.values()].map((pool): ServiceStatus => ({
+      name: pool.name,
+      state: pool.state,
+      release: pool.release,
+      vsn: pool.descriptor.vsn,
+      threadId: pool.current.threadIds[0] ?? 0,
+      uptimeMs: Date.now() - pool.startedAt,
+      ...pool.stats(),
+      // Not measured for pools: each thread has its own heap, and asking would queue behind the calls.
+      heapUsed: 0,
+      failure: pool.failure,
+      restarts: 0,
+      lastSwap: pool.lastSwap,
+      pool: { size: pool.size, threadIds: [...pool.current.threadIds] },
+    }));
+    const stateful = await Promise.all(
       [...this.#hosts.values()].map(async (host) => {
         const stats = await host.current
           .request('stats', {}, this.#options.controlTimeoutMs)
@@ -180,16 +236,20 @@ export class Kernel {
         };
       }),
     );
+    return [...stateful, ...pools];
   }
 
   /** The calls and casts the running code of a service declares. */
   methods(service: string): { calls: readonly string[]; casts: readonly string[] } {
-    const { calls, casts } = this.#host(service).descriptor;
+    const { calls, casts } = (this.#pool(service) ?? this.#host(service)).descriptor;
     return { calls, casts };
   }
 
   /** Runs a service's health() (healthy when it defines none); a failed service is unhealthy. */
   async health(service: string): Promise<{ healthy: boolean; reason?: string }> {
+    // A pool has no state for health() to judge: it is healthy while it serves.
+    const pool = this.#pool(service);
+    if (pool) return pool.state === 'running' ? { healthy: true } : { healthy: false, reason: pool.failure ?? pool.state };
     const host = this.#host(service);
     if (host.state === 'failed') return { healthy: false, reason: host.failure ?? 'failed' };
     if (host.state !== 'running') return { healthy: true, reason: host.state };
@@ -205,6 +265,7 @@ export class Kernel {
     await this.#swapDone?.catch(() => undefined);
     await Promise.all(this.#checkpointing.values());
     await Promise.all(this.#restarting);
+    const poolsStopped = Promise.all([...this.#pools.values()].map((pool) => pool.stop()));
     await Promise.all(
       [...this.#hosts.values()].map(async (host) => {
         const worker = host.current;
@@ -230,6 +291,7 @@ export class Kernel {
         host.state = 'stopped';
       }),
     );
+    await poolsStopped;
     this.#state = 'stopped';
   }
 
@@ -250,6 +312,16 @@ export class Kernel {
       names.map(async (name) => {
         const source = services[name]!;
         const bundle = await this.#bundle(source, name);
+        if (source.pool) {
+          const pool = await PoolHost.start(await this.#poolOptions(name), release, bundle, source);
+          // Registered before it is checked, so a refusal below still ends its threads (stop()).
+          this.#pools.set(name, pool);
+          if (source.descriptor && !sameDescriptor(source.descriptor, pool.descriptor)) {
+            throw theseusError('E_DESCRIPTOR_MISMATCH', name, release, JSON.stringify(pool.descriptor), JSON.stringify(source.descriptor));
+          }
+          if (pool.descriptor.uses.length > 0) throw theseusError('E_POOLED_USES', name, pool.descriptor.uses.join(', '));
+          return;
+        }
         const worker = await this.#loadWorker(name, release, bundle, source);
         if (source.descriptor && !sameDescriptor(source.descriptor, worker.descriptor)) {
           await worker.terminate();
@@ -267,6 +339,7 @@ export class Kernel {
     const portSets = new Map<string, PortSet>(names.map((name) => [name, { inbound: [], outbound: {} }]));
     for (const host of this.#hosts.values()) {
       for (const dependency of host.descriptor.uses) {
+        if (this.#pools.has(dependency)) throw theseusError('E_USES_POOLED', host.name, dependency);
         const callee = this.#hosts.get(dependency);
         if (!callee) {
           throw theseusError('E_UNKNOWN_DEPENDENCY', host.name, dependency);
@@ -375,10 +448,138 @@ export class Kernel {
 
   async #runSwap(target: SwapTarget): Promise<SwapReport> {
     if (this.#state !== 'running') throw theseusError('E_KERNEL_STOPPED');
-    if (this.#swap) throw theseusError('E_SWAP_IN_PROGRESS');
+    if (this.#swapDone) throw theseusError('E_SWAP_IN_PROGRESS');
+    const done = this.#swapServices(target);
+    this.#swapDone = done;
+    try {
+      const report = await done;
+      this.#release = target.release;
+      const switched = report.services.filter((s) => s.outcome === 'switched' && this.#hosts.has(s.service)).map((s) => s.service);
+      await this.checkpoint(switched, { fresh: true });
+      return report;
+    } finally {
+      this.#swap = null;
+      this.#swapDone = null;
+    }
+  }
+
+  /**
+   * One swap of any mix of services. Stateful services go through the HotSwap machine. Pooled
+   * services hand over no state: their new pools are warmed before that machine starts, switched
+   * only once it is past its switch, and discarded if it rolls back, so the release moves as one.
+   */
+  async #swapServices(target: SwapTarget): Promise<SwapReport> {
+    const started = performance.now();
+    const stateful: Record<string, ServiceSource> = {};
+    const pooled: Array<{ name: string; pool: PoolHost; source: ServiceSource & { pool: { size: number } } }> = [];
+    for (const [name, source] of Object.entries(target.services)) {
+      const pool = this.#pools.get(name);
+      if (pool && !source.pool) throw this.#swapFailed(target, started, inPhase(theseusError('E_POOLED_KIND_CHANGE', name, 'pooled', 'stateful'), 'check'));
+      if (!pool && source.pool && this.#hosts.has(name)) throw this.#swapFailed(target, started, inPhase(theseusError('E_POOLED_KIND_CHANGE', name, 'stateful', 'pooled'), 'check'));
+      if (pool) pooled.push({ name, pool, source: source as ServiceSource & { pool: { size: number } } });
+      else stateful[name] = source;
+    }
+    if (pooled.length > 0 && !semver.valid(target.release)) {
+      throw this.#swapFailed(target, started, inPhase(theseusError('E_BAD_OPTIONS', 'release version', `'${target.release}' is not a semantic version (like 1.2.3)`), 'check'));
+    }
+
+    // 1. Warm a new pool for each changed pooled service, while the old pools serve on.
+    const warmStarted = performance.now();
+    const warmed: Array<{ pool: PoolHost; generation: PoolGeneration }> = [];
+    const unchanged: ServiceSwapReport[] = [];
+    const warming = await Promise.allSettled(
+      pooled.map(async ({ name, pool, source }) => {
+        if (pool.state !== 'running') throw inPhase(theseusError('E_SERVICE_NOT_RUNNING', name, pool.state), 'check');
+        const bundle = await this.#bundle(source, name).catch((error: unknown) => Promise.reject(inPhase(error, 'check')));
+        if (bundle.sha256 === pool.bundle.sha256 && source.pool.size === pool.size) {
+          unchanged.push(unchangedEntry(name, pool.release, pool.descriptor.vsn));
+          return;
+        }
+        if (pool.release === target.release) {
+          throw inPhase(theseusError('E_BAD_OPTIONS', `release ${target.release}`, `${name} is already running release ${pool.release} with different code; bump the release version so the two can be told apart`), 'check');
+        }
+        if (source.descriptor && source.descriptor.uses.length > 0) throw inPhase(theseusError('E_POOLED_USES', name, source.descriptor.uses.join(', ')), 'check');
+        const generation = await pool.warm(target.release, bundle, source).catch((error: unknown) => Promise.reject(inPhase(error, 'prepare')));
+        warmed.push({ pool, generation });
+        if (generation.descriptor.uses.length > 0) throw inPhase(theseusError('E_POOLED_USES', name, generation.descriptor.uses.join(', ')), 'prepare');
+        if (source.descriptor && !sameDescriptor(source.descriptor, generation.descriptor)) {
+          throw inPhase(theseusError('E_DESCRIPTOR_MISMATCH', name, target.release, JSON.stringify(generation.descriptor), JSON.stringify(source.descriptor)), 'prepare');
+        }
+      }),
+    );
+    const poolEntries = (outcome: ServiceSwapReport['outcome']): ServiceSwapReport[] =>
+      warmed.map(({ pool, generation }) => ({
+        service: pool.name,
+        from: { release: pool.release, vsn: pool.descriptor.vsn },
+        to: { release: target.release, vsn: generation.descriptor.vsn },
+        migration: 'none',
+        stateBytes: 0,
+        pauseMs: 0,
+        outcome,
+      }));
+    const warmFailure = warming.find((result): result is PromiseRejectedResult => result.status === 'rejected');
+    if (warmFailure) {
+      // Nothing served from the new pools: ending them is the whole roll-back.
+      const entries = poolEntries('rolled-back');
+      for (const { name, pool, source } of pooled) {
+        if (unchanged.some((entry) => entry.service === name) || entries.some((entry) => entry.service === name)) continue;
+        // Its new pool never warmed, so what the new code declares is known only from a manifest.
+        entries.push({ ...unchangedEntry(name, pool.release, pool.descriptor.vsn), to: { release: target.release, vsn: source.descriptor?.vsn ?? 'unknown' }, outcome: 'rolled-back' });
+      }
+      await Promise.all(warmed.map(({ generation }) => generation.discard()));
+      throw this.#swapFailed(target, started, warmFailure.reason, [...entries, ...unchanged]);
+    }
+    const warmMs = performance.now() - warmStarted;
+
+    // 2. The stateful services, through the HotSwap machine, unless none of them changes.
+    let statefulReport: SwapReport | null = null;
+    let statefulUnchanged: ServiceSwapReport[] = [];
+    if (Object.keys(stateful).length > 0) {
+      const changed = warmed.length === 0 || (await this.#anyStatefulChange(stateful));
+      if (changed) {
+        try {
+          statefulReport = await this.#runHotSwap({ release: target.release, services: stateful });
+        } catch (error) {
+          // Past its switch the release is decided, even if one service failed as it took over:
+          // the pools follow. Before it, the new pools are discarded with the rest.
+          const decided = error instanceof SwapError && error.report.outcome === 'failed-after-switch';
+          const entries = poolEntries(decided ? 'switched' : 'rolled-back');
+          if (decided) await this.#switchPools(warmed, target.release);
+          else await Promise.all(warmed.map(({ generation }) => generation.discard()));
+          if (error instanceof SwapError) error.report.services.push(...entries, ...unchanged);
+          throw error;
+        }
+      } else {
+        statefulUnchanged = Object.keys(stateful).map((name) => {
+          const host = this.#hosts.get(name)!;
+          return unchangedEntry(name, host.release, host.descriptor.vsn);
+        });
+      }
+    }
+    if (!statefulReport && warmed.length === 0) {
+      throw this.#swapFailed(target, started, inPhase(theseusError('E_SWAP_NOTHING_TO_DO', target.release), 'check'), [...statefulUnchanged, ...unchanged]);
+    }
+
+    // 3. Every new call goes to the new pools; the old ones finish what they have and close.
+    const switched = poolEntries('switched');
+    await this.#switchPools(warmed, target.release);
+    if (!statefulReport) this.#log('info', `swap to ${target.release} committed`, { pools: switched.map((entry) => entry.service) });
+    const phaseMs = { ...statefulReport?.phaseMs };
+    if (warmed.length > 0) phaseMs.prepare = roundMs((phaseMs.prepare ?? 0) + warmMs);
+    return {
+      release: target.release,
+      outcome: 'committed',
+      services: [...(statefulReport?.services ?? statefulUnchanged), ...switched, ...unchanged],
+      phaseMs,
+      totalMs: roundMs(performance.now() - started),
+    };
+  }
+
+  #runHotSwap(target: SwapTarget): Promise<SwapReport> {
     const swap = new HotSwap(
       {
         hosts: this.#hosts,
+        pooledServices: new Set(this.#pools.keys()),
         drainTimeoutMs: this.#options.drainTimeoutMs,
         controlTimeoutMs: this.#options.controlTimeoutMs,
         bundle: (source, service) => this.#bundle(source, service),
@@ -390,17 +591,46 @@ export class Kernel {
       target,
     );
     this.#swap = swap;
-    const done = swap.run();
-    this.#swapDone = done;
-    try {
-      const report = await done;
-      this.#release = target.release;
-      await this.checkpoint(report.services.filter((s) => s.outcome === 'switched').map((s) => s.service), { fresh: true });
-      return report;
-    } finally {
-      this.#swap = null;
-      this.#swapDone = null;
+    return swap.run();
+  }
+
+  /** Whether any of these stateful services would get new code (an unknown one counts: HotSwap refuses it). */
+  async #anyStatefulChange(services: Record<string, ServiceSource>): Promise<boolean> {
+    for (const [name, source] of Object.entries(services)) {
+      const host = this.#hosts.get(name);
+      const bundle = host ? await this.#bundle(source, name).catch(() => null) : null;
+      if (!host || !bundle || bundle.sha256 !== host.bundle.sha256) return true;
     }
+    return false;
+  }
+
+  async #switchPools(warmed: ReadonlyArray<{ pool: PoolHost; generation: PoolGeneration }>, release: string): Promise<void> {
+    await Promise.all(
+      warmed.map(({ pool, generation }) => {
+        const fromRelease = pool.release;
+        // switchTo routes new calls to the new pool before it returns its promise; the promise
+        // waits for the old pool's threads to exit.
+        const retired = pool.switchTo(generation);
+        pool.lastSwap = { fromRelease, toRelease: release, at: Date.now(), pauseMs: 0, outcome: 'switched' };
+        return retired.catch((error: unknown) => this.#log('warn', `${pool.name}@${fromRelease}: the old pool did not close cleanly: ${errorMessage(error)}`));
+      }),
+    );
+  }
+
+  /** A swap that failed before anything switched, as a SwapError with its report. */
+  #swapFailed(target: SwapTarget, started: number, error: unknown, services: ServiceSwapReport[] = []): SwapError {
+    const cause = inPhase(error, 'check');
+    const report: SwapReport = {
+      release: target.release,
+      outcome: cause.phase === 'check' ? 'refused' : 'rolled-back',
+      failedPhase: cause.phase!,
+      error: { code: cause.code, message: cause.message },
+      services,
+      phaseMs: {},
+      totalMs: roundMs(performance.now() - started),
+    };
+    this.#log('error', `swap to ${target.release} ${report.outcome} in phase ${cause.phase}: ${cause.message}`, { code: cause.code });
+    return new SwapError(cause, report);
   }
 
   async #bundle(source: ServiceSource, service: string): Promise<Bundle> {
@@ -552,8 +782,25 @@ export class Kernel {
   #host(service: string): ServiceHost {
     if (this.#state === 'stopped' || this.#state === 'stopping') throw theseusError('E_KERNEL_STOPPED');
     const host = this.#hosts.get(service);
-    if (!host) throw theseusError('E_UNKNOWN_SERVICE', service, [...this.#hosts.keys()].join(', '));
+    if (!host) throw theseusError('E_UNKNOWN_SERVICE', service, this.services.join(', '));
     return host;
+  }
+
+  /** The pooled service of that name, or null when it is not pooled. */
+  #pool(service: string): PoolHost | null {
+    if (this.#state === 'stopped' || this.#state === 'stopping') throw theseusError('E_KERNEL_STOPPED');
+    return this.#pools.get(service) ?? null;
+  }
+
+  async #poolOptions(service: string): Promise<PoolOptions> {
+    return {
+      service,
+      runtimeFile: (await poolRuntimeBundle(this.#options.cacheDir)).file,
+      bootTimeoutMs: this.#options.bootTimeoutMs,
+      drainTimeoutMs: this.#options.drainTimeoutMs,
+      onLog: (record) => this.#emit(record),
+      log: (level, message) => this.#log(level, message),
+    };
   }
 
   #log(level: LogRecord['level'], message: string, data?: unknown): void {
@@ -570,4 +817,19 @@ export class Kernel {
     const data = record.data === undefined ? '' : ` ${JSON.stringify(record.data)}`;
     process.stderr.write(`${new Date(record.time).toISOString()} ${record.level} [${record.service}@${record.release}] ${record.message}${data}\n`);
   }
+}
+
+/** The error as a coded one, tagged with the swap phase it failed in (unless it already says). */
+function inPhase(error: unknown, phase: SwapPhase): TheseusError {
+  const coded = error instanceof TheseusError ? error : new TheseusError('E_INTERNAL', errorMessage(error), { cause: error });
+  coded.phase ??= phase;
+  return coded;
+}
+
+function unchangedEntry(service: string, release: string, vsn: string): ServiceSwapReport {
+  return { service, from: { release, vsn }, to: { release, vsn }, migration: 'none', stateBytes: 0, pauseMs: 0, outcome: 'unchanged' };
+}
+
+function roundMs(ms: number): number {
+  return Math.round(ms * 1000) / 1000;
 }

@@ -13,6 +13,7 @@
 
 import { chmod, copyFile, cp, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
+import { createRequire } from 'node:module';
 import { availableParallelism } from 'node:os';
 import { dirname, join, relative, sep } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -141,6 +142,7 @@ export async function buildRelease(options: BuildOptions): Promise<BuildResult> 
         if (!config.services.some((s) => s.name === dependency)) throw theseusError('E_UNKNOWN_DEPENDENCY', `${bundle.name}@${config.version}`, dependency);
       }
     }
+    assertPoolsCallable(services);
     for (const listener of config.http?.listeners ?? []) {
       for (const route of listener.routes) {
         const calls = services[route.service]!.calls;
@@ -153,6 +155,13 @@ export async function buildRelease(options: BuildOptions): Promise<BuildResult> 
 
     // 3. The upgrade plan against the previous release.
     const plan = computePlan(previous?.manifest ?? null, { version: config.version, services });
+    for (const [name, service] of Object.entries(services)) {
+      const before = previous?.manifest.services[name];
+      if (!before || Boolean(before.pool) === Boolean(service.pool)) continue;
+      // A valid release, but not one a running kernel can swap to: say so now rather than at upgrade.
+      const [from, to] = before.pool ? ['pooled', 'stateful'] : ['stateful', 'pooled'];
+      plan.warnings.push(`${name} changes from ${from} to ${to}: 'kernel upgrade' from ${previous!.version} refuses that (E_POOLED_KIND_CHANGE); stop the kernel and start it on ${config.version} instead`);
+    }
     await writeFile(join(staging, 'plan.json'), `${JSON.stringify(plan, null, 2)}\n`);
     for (const warning of plan.warnings) log(`  warning: ${warning}`);
     log(`  plan: ${describePlan(plan)}`);
@@ -213,6 +222,18 @@ export async function buildRelease(options: BuildOptions): Promise<BuildResult> 
     return { version: config.version, dir: target, manifest, plan, tarball: join(target, tarballName), built: true, steps, totalMs };
   } finally {
     await rm(staging, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Pooled services cannot call other services, nor be called by them, until service-to-service
+ * calls to pools exist: a release that needs either is refused here, not at its first start.
+ */
+function assertPoolsCallable(services: Manifest['services']): void {
+  for (const [name, service] of Object.entries(services)) {
+    if (service.pool && service.uses.length > 0) throw theseusError('E_POOLED_USES', name, service.uses.join(', '));
+    const pooled = service.uses.find((dependency) => services[dependency]?.pool);
+    if (pooled) throw theseusError('E_USES_POOLED', name, pooled);
   }
 }
 
@@ -284,21 +305,46 @@ node="$root/node/bin/node"
 THESEUS_ROOT="$root" exec "$node" "$root/lib/kernel.mjs" "$@"
 `;
 
-let kernelBundles: Promise<{ kernel: Uint8Array; worker: Uint8Array }> | null = null;
+interface KernelBundles {
+  kernel: Uint8Array;
+  worker: Uint8Array;
+  poolWorker: Uint8Array;
+  /** piscina's own files, for lib/node_modules/piscina/, by path inside that folder. */
+  piscina: Array<[path: string, contents: Uint8Array]>;
+}
 
-/** The kernel and worker runtime as two self-contained files, built once per process. */
-function bundleKernel(): Promise<{ kernel: Uint8Array; worker: Uint8Array }> {
+let kernelBundles: Promise<KernelBundles> | null = null;
+
+/**
+ * The kernel, the worker runtime and the pool worker runtime as three self-contained files, and
+ * piscina beside them, built once per process.
+ *
+ * piscina stays a package of its own rather than being bundled into kernel.mjs: it starts each
+ * pool thread from its own worker.js, found next to its module (`__dirname`), and a bundled copy
+ * would have neither that file nor `__dirname` (an ES module has none).
+ */
+function bundleKernel(): Promise<KernelBundles> {
   kernelBundles ??= (async () => {
     const { build } = await import('esbuild');
     // THESEUS_FAULTS is for tests only: a deployed kernel reads it as empty, whatever is set.
-    const base = { ...esbuildOptions(kernelRoot), external: ['esbuild', 'tsx'], define: { 'process.env.THESEUS_FAULTS': '""' } };
-    const [kernel, worker] = await Promise.all([
+    const base = { ...esbuildOptions(kernelRoot), external: ['esbuild', 'tsx', 'piscina'], define: { 'process.env.THESEUS_FAULTS': '""' } };
+    const [kernel, worker, poolWorker, piscina] = await Promise.all([
       build({ ...base, entryPoints: [join(kernelRoot, 'kernel', 'cli', 'main.ts')] }),
       build({ ...base, entryPoints: [join(kernelRoot, 'kernel', 'worker', 'entry.ts')] }),
+      build({ ...base, entryPoints: [join(kernelRoot, 'kernel', 'worker', 'pool-entry.ts')] }),
+      piscinaFiles(),
     ]);
-    return { kernel: kernel.outputFiles![0]!.contents, worker: worker.outputFiles![0]!.contents };
+    return { kernel: kernel.outputFiles![0]!.contents, worker: worker.outputFiles![0]!.contents, poolWorker: poolWorker.outputFiles![0]!.contents, piscina };
   })();
   return kernelBundles;
+}
+
+/** What piscina needs at run time: its package.json, licence and compiled JavaScript (no maps or types). */
+async function piscinaFiles(): Promise<Array<[string, Uint8Array]>> {
+  // The package's "exports" hide package.json, so start from its main file (dist/main.js).
+  const packageDir = dirname(dirname(createRequire(import.meta.url).resolve('piscina')));
+  const wanted = (await listFilesSorted(packageDir)).filter((file) => file === 'package.json' || file === 'LICENSE' || /^dist\/.+\.(?:js|mjs)$/.test(file));
+  return Promise.all(wanted.map(async (file): Promise<[string, Uint8Array]> => [file, await readFile(join(packageDir, file))]));
 }
 
 async function packDeployable(
@@ -320,10 +366,16 @@ async function packDeployable(
       await mkdir(dirname(join(image, releasePath, file)), { recursive: true });
       await copyFile(join(releaseDir, file), join(image, releasePath, file));
     }
-    const { kernel, worker } = await bundleKernel();
+    const { kernel, worker, poolWorker, piscina } = await bundleKernel();
     await mkdir(join(image, 'lib'), { recursive: true });
     await writeFile(join(image, 'lib', 'kernel.mjs'), kernel);
     await writeFile(join(image, 'lib', 'worker.mjs'), worker);
+    await writeFile(join(image, 'lib', 'pool-worker.mjs'), poolWorker);
+    const piscinaEntries = piscina.map(([file]) => `lib/node_modules/piscina/${file}`);
+    for (const [index, [, contents]] of piscina.entries()) {
+      await mkdir(dirname(join(image, piscinaEntries[index]!)), { recursive: true });
+      await writeFile(join(image, piscinaEntries[index]!), contents);
+    }
     await mkdir(join(image, 'bin'), { recursive: true });
     await writeFile(join(image, 'bin', 'kernel'), launcher);
     await chmod(join(image, 'bin', 'kernel'), 0o755);
@@ -333,7 +385,7 @@ async function packDeployable(
       releases: [{ version: config.version, status: 'permanent', manifestSha256, installedAt: new Date(0).toISOString() }],
     };
     await writeFile(join(image, 'releases', 'RELEASES'), `${JSON.stringify(registry, null, 2)}\n`);
-    const entries = ['bin/kernel', 'lib/kernel.mjs', 'lib/worker.mjs', 'releases/RELEASES', ...files.map((file) => `${releasePath}/${file}`)];
+    const entries = ['bin/kernel', 'lib/kernel.mjs', 'lib/worker.mjs', 'lib/pool-worker.mjs', ...piscinaEntries, 'releases/RELEASES', ...files.map((file) => `${releasePath}/${file}`)];
     if (includeNode) {
       await mkdir(join(image, 'node', 'bin'), { recursive: true });
       await copyFile(process.execPath, join(image, 'node', 'bin', 'node'));

@@ -6,10 +6,9 @@
 // each release's code lives and dies with its worker's isolate.
 
 import { parentPort, workerData, type TransferListItem } from 'node:worker_threads';
-import { serializeError, theseusError } from '../common/errors.ts';
+import { serializeError } from '../common/errors.ts';
 import { postWithPorts } from '../common/ports.ts';
 import {
-  PROTOCOL_VERSION,
   type PortSet,
   type ControlRequestMessage,
   type ControlResponseMessage,
@@ -17,7 +16,8 @@ import {
   type WorkerNotice,
 } from '../common/protocol.ts';
 import type { ServiceDefinition } from '../service.ts';
-import { ServiceRuntime, validateDefinition } from './service-runtime.ts';
+import { loadServiceDefinition } from './load-definition.ts';
+import { ServiceRuntime } from './service-runtime.ts';
 
 const boot = workerData as WorkerBootData;
 const kernel = parentPort!;
@@ -26,19 +26,9 @@ function notify(notice: WorkerNotice): void {
   kernel.postMessage(notice);
 }
 
-async function load(): Promise<ServiceDefinition> {
-  if (boot.protocol !== PROTOCOL_VERSION) {
-    throw theseusError('E_INVALID_SERVICE', boot.moduleUrl, `it was started by a kernel speaking protocol ${boot.protocol}, this runtime speaks ${PROTOCOL_VERSION}`);
-  }
-  const module = (await import(boot.moduleUrl)) as { default?: unknown };
-  const problem = validateDefinition(module.default);
-  if (problem) throw theseusError('E_INVALID_SERVICE', boot.moduleUrl, problem);
-  return module.default as ServiceDefinition;
-}
-
 let definition: ServiceDefinition;
 try {
-  definition = await load();
+  definition = await loadServiceDefinition(boot.moduleUrl, boot.protocol);
 } catch (error) {
   notify({ kind: 'load-failed', error: serializeError(error, 'E_BOOT_FAILED') });
   process.exit(1);

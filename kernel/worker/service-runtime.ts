@@ -21,10 +21,13 @@ import { errorMessage, serializeError, theseusError, type SwapPhase } from '../c
 import { findMigrationPath, formatPath, type MigrationStep } from '../common/migrations.ts';
 import { explainCloneFailure, findNonPlainData } from '../common/plain-data.ts';
 import {
+  FRAME_BATCH,
   FRAME_CALL,
   preciseNow,
   REPLY_ERROR,
   REPLY_OK,
+  type BatchedCall,
+  type BatchedResult,
   type ControlRequests,
   type LogRecord,
   type PortSet,
@@ -113,7 +116,7 @@ export class ServiceRuntime {
     for (const [name, fn] of Object.entries(options.definition.calls ?? {})) this.#calls.set(name, fn as Handler);
     for (const [name, fn] of Object.entries(options.definition.casts ?? {})) this.#casts.set(name, fn as Handler);
     this.descriptor = describeDefinition(options.definition);
-    this.#log = this.#makeLogger();
+    this.#log = createServiceLogger(this.#service, this.#release, this.#emitLog);
     const runtime = this;
     this.#ctx = {
       state: undefined,
@@ -347,6 +350,10 @@ export class ServiceRuntime {
 
   #handle(port: MessagePort, frame: RequestFrame): void {
     const kind = frame[0];
+    if (kind === FRAME_BATCH) {
+      this.#handleBatch(port, frame);
+      return;
+    }
     const method = frame[2];
     const handler = kind === FRAME_CALL ? this.#calls.get(method) : this.#casts.get(method);
     if (handler === undefined) {
@@ -413,6 +420,90 @@ export class ServiceRuntime {
     }
     const { state } = result as { state?: unknown };
     if (state !== undefined && this.#stateAcceptable(port, frame, state)) this.#changeState(state);
+  }
+
+  /**
+   * The calls of a batch, one after another, as if each had come in its own message: each sees
+   * the state the previous one left. One reply carries every outcome, in order.
+   */
+  #handleBatch(port: MessagePort, frame: RequestFrame): void {
+    const id = frame[1];
+    const calls = (frame[3] ?? []) as BatchedCall[];
+    const results = new Array<BatchedResult>(calls.length);
+    // The whole batch counts as started: a crash from here rejects all of it, never resends it.
+    const taken = this.#inbound.get(port);
+    if (taken !== undefined) Atomics.store(taken, 0, id);
+    let index = 0;
+    let wentAsync = false;
+    const finish = () => {
+      try {
+        port.postMessage([id, REPLY_OK, results]);
+      } catch (error) {
+        port.postMessage([id, REPLY_ERROR, serializeError(error, 'E_REPLY_NOT_CLONEABLE')]);
+      }
+      if (wentAsync) {
+        this.#busy = false;
+        this.#pump();
+      }
+    };
+    const runFrom = (): void => {
+      while (index < calls.length) {
+        const [method, args] = calls[index]!;
+        const at = index++;
+        const handler = this.#calls.get(method);
+        if (handler === undefined) {
+          results[at] = [REPLY_ERROR, serializeError(theseusError('E_UNKNOWN_METHOD', this.#service, method, [...this.#calls.keys(), ...this.#casts.keys()].join(', ')))];
+          continue;
+        }
+        this.#ctx.state = this.#state;
+        let result: unknown;
+        try {
+          result = args === undefined ? handler(this.#ctx) : handler(this.#ctx, ...args);
+        } catch (error) {
+          results[at] = [REPLY_ERROR, serializeError(error, 'E_HANDLER_FAILED')];
+          continue;
+        }
+        if (result !== null && typeof result === 'object' && typeof (result as Promise<unknown>).then === 'function') {
+          wentAsync = true;
+          this.#busy = true;
+          (result as Promise<unknown>).then(
+            (value) => {
+              results[at] = this.#settleBatched(method, value);
+              runFrom();
+            },
+            (error: unknown) => {
+              results[at] = [REPLY_ERROR, serializeError(error, 'E_HANDLER_FAILED')];
+              runFrom();
+            },
+          );
+          return;
+        }
+        results[at] = this.#settleBatched(method, result);
+      }
+      finish();
+    };
+    runFrom();
+  }
+
+  /**
+   * One batched call's outcome. Its reply is checked before its state is kept: the batch is
+   * posted as a whole at the end, too late to leave the state as it was for one reply that cannot
+   * be cloned.
+   */
+  #settleBatched(method: string, result: unknown): BatchedResult {
+    if (result === null || typeof result !== 'object' || !('reply' in result)) {
+      return [REPLY_ERROR, serializeError(theseusError('E_BAD_HANDLER_RESULT', this.#service, method, describeValue(result)))];
+    }
+    const { reply, state } = result as { reply: unknown; state?: unknown };
+    const replyProblem = reply !== null && typeof reply === 'object' ? findNonPlainData(reply, 'reply') : typeof reply === 'function' || typeof reply === 'symbol' ? `the reply is a ${typeof reply}` : null;
+    if (replyProblem !== null) return [REPLY_ERROR, serializeError(theseusError('E_REPLY_NOT_CLONEABLE', this.#service, method, replyProblem))];
+    if (state !== undefined && this.descriptor.stateCheck === 'every-change') {
+      const problem = findNonPlainData(state);
+      if (problem !== null) return [REPLY_ERROR, serializeError(theseusError('E_STATE_NOT_CLONEABLE', this.#service, `after ${method}()`, problem))];
+    }
+    this.#callsServed++;
+    if (state !== undefined) this.#changeState(state);
+    return [REPLY_OK, reply];
   }
 
   #changeState(state: unknown): void {
@@ -560,20 +651,22 @@ export class ServiceRuntime {
       throw theseusError('E_BAD_PHASE', `${this.#service}@${this.#release} cannot '${op}' while ${this.#phase} (expected ${expected})`);
     }
   }
+}
 
-  #makeLogger(): ServiceLogger {
-    const emit = (level: LogRecord['level'], message: string, data?: unknown) => {
-      const record: LogRecord = { level, service: this.#service, release: this.#release, message: String(message), time: Date.now() };
-      if (data !== undefined) record.data = findNonPlainData(data, 'data') === null ? data : inspect(data);
-      this.#emitLog(record);
-    };
-    return {
-      debug: (message, data) => emit('debug', message, data),
-      info: (message, data) => emit('info', message, data),
-      warn: (message, data) => emit('warn', message, data),
-      error: (message, data) => emit('error', message, data),
-    };
-  }
+/** A handler's `log`: each line is a record carrying the service's name and release. */
+export function createServiceLogger(service: string, release: string, emitLog: (record: LogRecord) => void): ServiceLogger {
+  const emit = (level: LogRecord['level'], message: string, data?: unknown) => {
+    const record: LogRecord = { level, service, release, message: String(message), time: Date.now() };
+    // Data that cannot cross threads is shown as text rather than lost.
+    if (data !== undefined) record.data = findNonPlainData(data, 'data') === null ? data : inspect(data);
+    emitLog(record);
+  };
+  return {
+    debug: (message, data) => emit('debug', message, data),
+    info: (message, data) => emit('info', message, data),
+    warn: (message, data) => emit('warn', message, data),
+    error: (message, data) => emit('error', message, data),
+  };
 }
 
 function toBytes(state: unknown): Uint8Array {
@@ -582,7 +675,8 @@ function toBytes(state: unknown): Uint8Array {
   return new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.byteLength);
 }
 
-function describeValue(value: unknown): string {
+/** How a handler's bad result is described in E_BAD_HANDLER_RESULT. */
+export function describeValue(value: unknown): string {
   if (value === undefined) return 'undefined';
   if (value === null) return 'null';
   if (typeof value === 'object') return `an object without 'reply' (keys: ${Object.keys(value).join(', ') || 'none'})`;

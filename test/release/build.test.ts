@@ -19,7 +19,7 @@ test('the three example releases: manifests describe each service, plans say wha
     assert.equal(result.manifest.app, 'sequence');
     assert.equal(result.manifest.protocol, 1);
     const service = result.manifest.services.sequence!;
-    assert.deepEqual(service.calls, ['nextNumber']);
+    assert.deepEqual(service.calls, ['nextNumber', 'httpNext', 'httpIncrement']);
     assert.deepEqual(service.casts, ['incrementNumber']);
     assert.equal(service.sha256, await sha(join(result.dir, service.entry)));
     assert.equal(result.manifest.files[service.entry]!.sha256, service.sha256);

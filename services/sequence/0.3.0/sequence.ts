@@ -1,6 +1,7 @@
 // Sequence server, release 0.3.0: incrementNumber now sets the step between numbers, so the state
 // gains a delta. The state shape changed, so vsn goes from "0" to "1" with a migration each way.
-import { defineService } from '../../../kernel/service.ts';
+import { defineService, type HttpRequest } from '../../../kernel/service.ts';
+import { readDelta } from '../shared/http.ts';
 
 export interface SequenceState {
   currentNumber: number;
@@ -15,6 +16,16 @@ export default defineService({
       reply: `The next number is ${state.currentNumber}`,
       state: { ...state, currentNumber: state.currentNumber + state.delta },
     }),
+    httpNext: ({ state, release }) => ({
+      reply: { body: { number: state.currentNumber, release } },
+      state: { ...state, currentNumber: state.currentNumber + state.delta },
+    }),
+    // As incrementNumber does in this release: the delta becomes the step between numbers.
+    httpIncrement: ({ state }, request: HttpRequest) => {
+      const read = readDelta(request);
+      if ('reply' in read) return { reply: read.reply };
+      return { reply: { body: { delta: read.delta } }, state: { ...state, delta: read.delta } };
+    },
   },
   casts: {
     incrementNumber: ({ state }, delta: number) => ({ state: { ...state, delta } }),

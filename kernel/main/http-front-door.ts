@@ -1,0 +1,575 @@
+// The HTTP front door: listening sockets owned by the kernel's main thread, with routes to service
+// handlers. Runs in the kernel's main thread.
+//
+// The sockets never move. A hot swap changes only the code behind a handler, so keep-alive
+// connections and requests in flight survive upgrades: a request that arrives while its service is
+// paused waits in the service's port like any other call, and is answered by the new code.
+//
+// Lifecycle: idle -> listening -> closing -> closed. `apply()` reconciles the listeners with a
+// release's `http` config (new ones open, removed ones close, kept ones take the new routes);
+// opening is all-or-nothing, so a port that is taken refuses the release before anything changed.
+
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import { TheseusError, deserializeError, errorMessage, theseusError } from '../common/errors.ts';
+import { REPLY_OK, type BatchedCall, type BatchedResult, type HttpReply, type HttpRequest, type LogRecord } from '../common/protocol.ts';
+import type { HttpConfig, HttpListenerConfig, HttpRoute } from '../release/manifest.ts';
+
+type FrontDoorState = 'idle' | 'listening' | 'closing' | 'closed';
+
+export interface FrontDoorOptions {
+  /** Sends calls to a service's handlers in one message; resolves with each outcome in order. */
+  callBatch(service: string, calls: BatchedCall[]): Promise<BatchedResult[]>;
+  log(level: LogRecord['level'], message: string): void;
+  /** How long close() lets requests in flight finish before it ends their connections. */
+  closeGraceMs?: number;
+}
+
+export interface ListenerStatus {
+  host: string;
+  /** The port asked for in the config (0: any free port). */
+  configuredPort: number;
+  /** The port actually bound. */
+  port: number;
+  routes: string[];
+}
+
+export interface FrontDoorStats {
+  listeners: ListenerStatus[];
+  requests: number;
+  inFlight: number;
+  /** Responses by status class, e.g. { "2xx": 10, "5xx": 1 }. */
+  responses: Record<string, number>;
+}
+
+/** Routes of one listener: exact paths first, then `/prefix/*` routes, longest prefix first. */
+class RouteTable {
+  readonly #exact = new Map<string, Map<string, HttpRoute>>();
+  readonly #prefixes: Array<{ prefix: string; byMethod: Map<string, HttpRoute> }> = [];
+
+  constructor(routes: readonly HttpRoute[]) {
+    for (const route of routes) {
+      let byMethod: Map<string, HttpRoute>;
+      if (route.path.endsWith('/*')) {
+        const prefix = route.path.slice(0, -1);
+        let entry = this.#prefixes.find((candidate) => candidate.prefix === prefix);
+        if (!entry) this.#prefixes.push((entry = { prefix, byMethod: new Map() }));
+        byMethod = entry.byMethod;
+      } else {
+        byMethod = this.#exact.get(route.path) ?? new Map();
+        this.#exact.set(route.path, byMethod);
+      }
+      byMethod.set(route.method, route);
+    }
+    this.#prefixes.sort((a, b) => b.prefix.length - a.prefix.length);
+  }
+
+  /** The route, or the methods the path does allow (for a 405), or null (a 404). */
+  match(method: string, path: string): HttpRoute | string[] | null {
+    let byMethod = this.#exact.get(path);
+    if (!byMethod) {
+      for (const entry of this.#prefixes) {
+        if (path.startsWith(entry.prefix)) {
+          byMethod = entry.byMethod;
+          break;
+        }
+      }
+    }
+    if (!byMethod) return null;
+    // A GET route answers HEAD too; Node leaves the body out.
+    const route = byMethod.get(method) ?? (method === 'HEAD' ? byMethod.get('GET') : undefined);
+    if (route) return route;
+    const allowed = [...byMethod.keys()];
+    if (allowed.includes('GET') && !allowed.includes('HEAD')) allowed.push('HEAD');
+    return allowed;
+  }
+
+  get descriptions(): string[] {
+    const out: string[] = [];
+    for (const [path, byMethod] of this.#exact) for (const route of byMethod.values()) out.push(`${route.method} ${path} -> ${route.service}.${route.handler}`);
+    for (const { byMethod } of this.#prefixes) for (const route of byMethod.values()) out.push(`${route.method} ${route.path} -> ${route.service}.${route.handler}`);
+    return out;
+  }
+}
+
+interface Listener {
+  key: string;
+  config: HttpListenerConfig;
+  server: Server;
+  routes: RouteTable;
+  sockets: Set<Socket>;
+  /**
+   * Requests that reached a listener opened for a release whose code is not running yet: they
+   * wait for commit() (which serves them) or abort() (503). null once the listener is live.
+   */
+  held: Array<[IncomingMessage, ServerResponse]> | null;
+}
+
+/** Content types whose bodies reach the handler as a string. */
+const TEXT_BODY = /^(?:text\/|application\/(?:[\w.+-]*\+)?(?:json|xml|x-www-form-urlencoded|javascript)\b)/i;
+/** Headers the front door sets itself: a handler's values would break the connection's framing. */
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'transfer-encoding', 'content-length', 'upgrade', 'trailer', 'te', 'proxy-connection']);
+/** A batch this large goes out at once rather than at the end of the turn. */
+const MAX_BATCH = 256;
+
+interface Batch {
+  calls: BatchedCall[];
+  requests: Array<{ route: HttpRoute; httpRequest: HttpRequest; response: ServerResponse }>;
+  /** When its requests get a 504 if the service has not answered. */
+  deadline: number;
+  /** Set once its requests were answered (by the service, or with a 504). */
+  settled: boolean;
+}
+
+const EMPTY_QUERY: Record<string, string | string[]> = Object.freeze({}) as Record<string, string | string[]>;
+
+export class HttpFrontDoor {
+  #state: FrontDoorState = 'idle';
+  #listeners = new Map<string, Listener>();
+  #options: Required<FrontDoorOptions>;
+  #maxBodyBytes = 0;
+  #requestTimeoutMs = 30_000;
+  /** Batches sent and not answered yet, oldest first; one sweep timer checks their deadlines. */
+  #waiting = new Set<Batch>();
+  #inFlight = 0;
+  #sweeper: NodeJS.Timeout | null = null;
+  #requests = 0;
+  #responses: Record<string, number> = {};
+  /** Requests of this turn, by service, waiting to go out as one batch each. */
+  #batches = new Map<string, Batch>();
+  #flushScheduled = false;
+
+  constructor(options: FrontDoorOptions) {
+    this.#options = { closeGraceMs: 5000, ...options };
+  }
+
+  get state(): FrontDoorState {
+    return this.#state;
+  }
+
+  stats(): FrontDoorStats {
+    return {
+      listeners: [...this.#listeners.values()].map((listener) => ({
+        host: listener.config.host,
+        configuredPort: listener.config.port,
+        port: (listener.server.address() as AddressInfo | null)?.port ?? listener.config.port,
+        routes: listener.routes.descriptions,
+      })),
+      requests: this.#requests,
+      inFlight: this.#inFlight,
+      responses: { ...this.#responses },
+    };
+  }
+
+  /** Makes the listeners match `config` (null: none) at once; see stage(). */
+  async apply(config: HttpConfig | null): Promise<void> {
+    (await this.stage(config)).commit();
+  }
+
+  /**
+   * Prepares the listeners of `config` (null: none): sockets it adds are opened now, so a port
+   * that is taken refuses the change before anything else happened (the ones just opened close
+   * again). `commit()` then swaps the routes in one synchronous step and closes the listeners the
+   * config dropped, gracefully; `abort()` closes what was opened and leaves the rest as it was.
+   */
+  async stage(config: HttpConfig | null): Promise<{ commit(): void; abort(): Promise<void> }> {
+    if (this.#state === 'closing' || this.#state === 'closed') throw theseusError('E_KERNEL_STOPPED');
+    const wanted = new Map((config?.listeners ?? []).map((listener) => [listenerKey(listener), listener]));
+    const opened: Listener[] = [];
+    try {
+      for (const [key, listenerConfig] of wanted) {
+        if (!this.#listeners.has(key)) opened.push(await this.#open(key, listenerConfig));
+      }
+    } catch (error) {
+      await Promise.all(opened.map((listener) => this.#closeListener(listener, 0)));
+      throw error;
+    }
+    let settled = false;
+    return {
+      commit: () => {
+        if (settled) return;
+        settled = true;
+        if (config) {
+          this.#maxBodyBytes = config.maxBodyBytes;
+          this.#requestTimeoutMs = config.requestTimeoutMs;
+        }
+        const removed: Listener[] = [];
+        for (const [key, listener] of this.#listeners) {
+          const next = wanted.get(key);
+          if (!next) {
+            removed.push(listener);
+            this.#listeners.delete(key);
+            continue;
+          }
+          listener.config = next;
+          listener.routes = new RouteTable(next.routes);
+        }
+        for (const listener of opened) {
+          this.#listeners.set(listener.key, listener);
+          const held = listener.held ?? [];
+          listener.held = null;
+          for (const [request, response] of held) this.#onRequest(listener, request, response);
+          this.#options.log('info', `HTTP front door listening on ${describe(listener)} (${listener.routes.descriptions.join('; ')})`);
+        }
+        this.#state = this.#listeners.size > 0 ? 'listening' : 'idle';
+        for (const listener of removed) void this.#closeListener(listener, this.#options.closeGraceMs);
+      },
+      abort: async () => {
+        if (settled) return;
+        settled = true;
+        for (const listener of opened) {
+          const held = listener.held ?? [];
+          listener.held = null;
+          // The release these requests came for did not go in: 503 (try again), never a wrong answer.
+          for (const [request, response] of held) {
+            response.setHeader('connection', 'close');
+            response.setHeader('retry-after', '1');
+            this.#sendError(request, response, 503, 'E_SERVICE_DOWN', publicReason(503));
+          }
+        }
+        await Promise.all(opened.map((listener) => this.#closeListener(listener, 0)));
+      },
+    };
+  }
+
+  /** Stops accepting, lets requests in flight finish (within the grace period), then closes everything. */
+  async close(): Promise<void> {
+    if (this.#state === 'closed') return;
+    this.#state = 'closing';
+    const listeners = [...this.#listeners.values()];
+    this.#listeners.clear();
+    await Promise.all(listeners.map((listener) => this.#closeListener(listener, this.#options.closeGraceMs)));
+    if (this.#sweeper) clearInterval(this.#sweeper);
+    this.#sweeper = null;
+    this.#state = 'closed';
+  }
+
+  // -------------------------------------------------------------------------------------------
+
+  async #open(key: string, config: HttpListenerConfig): Promise<Listener> {
+    const server = createServer({ keepAlive: true });
+    const listener: Listener = { key, config, server, routes: new RouteTable(config.routes), sockets: new Set(), held: [] };
+    server.on('request', (request: IncomingMessage, response: ServerResponse) => {
+      if (listener.held) listener.held.push([request, response]);
+      else this.#onRequest(listener, request, response);
+    });
+    server.on('connection', (socket: Socket) => {
+      listener.sockets.add(socket);
+      socket.once('close', () => listener.sockets.delete(socket));
+    });
+    // A malformed request gets a 400 and its connection closes; the kernel goes on.
+    server.on('clientError', (_error, socket: Socket) => {
+      if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+      else socket.destroy();
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', (error) => reject(theseusError('E_HTTP_LISTEN_FAILED', `${config.host}:${config.port}`, errorMessage(error))));
+      server.listen({ port: config.port, host: config.host }, () => resolve());
+    });
+    server.on('error', (error) => this.#options.log('error', `HTTP front door on ${describe(listener)}: ${errorMessage(error)}`));
+    return listener;
+  }
+
+  async #closeListener(listener: Listener, graceMs: number): Promise<void> {
+    const closed = new Promise<void>((resolve) => listener.server.close(() => resolve()));
+    // Idle keep-alive connections would hold close() open; busy ones finish their response first
+    // (Node answers them with "Connection: close" once the server is closing).
+    listener.server.closeIdleConnections();
+    const grace = setTimeout(() => {
+      for (const socket of listener.sockets) socket.destroy();
+    }, graceMs);
+    const idleSweep = setInterval(() => listener.server.closeIdleConnections(), 50);
+    try {
+      await closed;
+    } finally {
+      clearTimeout(grace);
+      clearInterval(idleSweep);
+    }
+    this.#options.log('info', `HTTP front door stopped listening on ${describe(listener)}`);
+  }
+
+  #onRequest(listener: Listener, request: IncomingMessage, response: ServerResponse): void {
+    this.#requests++;
+    if (this.#state === 'closing') response.setHeader('connection', 'close');
+    const url = request.url ?? '/';
+    const queryAt = url.indexOf('?');
+    const path = queryAt === -1 ? url : url.slice(0, queryAt);
+    const method = request.method ?? 'GET';
+    const match = listener.routes.match(method, path);
+    if (match === null) return this.#refuse(request, response, 404, theseusError('E_HTTP_NO_ROUTE', method, path));
+    if (Array.isArray(match)) {
+      response.setHeader('allow', match.join(', '));
+      return this.#refuse(request, response, 405, theseusError('E_HTTP_METHOD_NOT_ALLOWED', path, method, match.join(', ')));
+    }
+    const query = queryAt === -1 ? EMPTY_QUERY : parseQuery(url.slice(queryAt + 1));
+    const headers = request.headers;
+    // No declared body: dispatch now rather than wait for the (empty) stream to end.
+    if (headers['content-length'] === undefined && headers['transfer-encoding'] === undefined) {
+      request.resume();
+      this.#dispatch(match, { method, path, query, headers, body: null }, response);
+      return;
+    }
+    const declared = Number(headers['content-length'] ?? 0);
+    if (declared > this.#maxBodyBytes) {
+      response.setHeader('connection', 'close');
+      return this.#refuse(request, response, 413, theseusError('E_HTTP_BODY_TOO_LARGE', this.#maxBodyBytes));
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let refused = false;
+    request.on('data', (chunk: Buffer) => {
+      if (refused) return;
+      size += chunk.length;
+      if (size > this.#maxBodyBytes) {
+        refused = true;
+        response.setHeader('connection', 'close');
+        this.#refuse(request, response, 413, theseusError('E_HTTP_BODY_TOO_LARGE', this.#maxBodyBytes));
+        return;
+      }
+      chunks.push(chunk);
+    });
+    request.on('end', () => {
+      if (refused) return;
+      const bytes = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
+      const contentType = headers['content-type'];
+      const body = bytes.length === 0 ? null : contentType === undefined || TEXT_BODY.test(contentType) ? bytes.toString('utf8') : new Uint8Array(bytes);
+      this.#dispatch(match, { method, path, query, headers, body }, response);
+    });
+    request.on('error', () => response.destroy());
+  }
+
+  /**
+   * Queues the request for its service. Everything that arrives in one turn of the event loop goes
+   * to each service as one batch (one message instead of one per request), sent once the turn's
+   * I/O callbacks have run.
+   */
+  #dispatch(route: HttpRoute, httpRequest: HttpRequest, response: ServerResponse): void {
+    let batch = this.#batches.get(route.service);
+    if (!batch) {
+      batch = { calls: [], requests: [], deadline: 0, settled: false };
+      this.#batches.set(route.service, batch);
+      if (!this.#flushScheduled) {
+        this.#flushScheduled = true;
+        setImmediate(this.#flush);
+      }
+    }
+    batch.calls.push([route.handler, [httpRequest]]);
+    batch.requests.push({ route, httpRequest, response });
+    if (batch.calls.length >= MAX_BATCH) {
+      this.#batches.delete(route.service);
+      this.#send(route.service, batch);
+    }
+  }
+
+  #flush = (): void => {
+    this.#flushScheduled = false;
+    const batches = [...this.#batches];
+    this.#batches.clear();
+    for (const [service, batch] of batches) this.#send(service, batch);
+  };
+
+  #send(service: string, batch: Batch): void {
+    batch.deadline = Date.now() + this.#requestTimeoutMs;
+    this.#waiting.add(batch);
+    this.#inFlight += batch.requests.length;
+    this.#sweeper ??= setInterval(() => this.#sweep(), Math.min(1000, Math.max(10, this.#requestTimeoutMs / 4)));
+    let sent: Promise<BatchedResult[]>;
+    try {
+      sent = this.#options.callBatch(service, batch.calls);
+    } catch (error) {
+      sent = Promise.reject(error);
+    }
+    sent.then(
+      (results) => {
+        if (!this.#settle(batch)) return;
+        for (let i = 0; i < batch.requests.length; i++) {
+          const { route, httpRequest, response } = batch.requests[i]!;
+          const result = results[i];
+          if (result !== undefined && result[0] === REPLY_OK) this.#sendReply(route, httpRequest, response, result[1]);
+          else this.#sendFailure(route, httpRequest, response, result === undefined ? theseusError('E_BAD_PHASE', 'a batch came back with fewer results than calls') : deserializeError(result[1]));
+        }
+      },
+      (error: unknown) => {
+        if (!this.#settle(batch)) return;
+        for (const { route, httpRequest, response } of batch.requests) this.#sendFailure(route, httpRequest, response, error);
+      },
+    );
+  }
+
+  #sendFailure(route: HttpRoute, httpRequest: HttpRequest, response: ServerResponse, error: unknown): void {
+    const code = error instanceof TheseusError ? error.code : 'E_INTERNAL';
+    const status = statusForError(code);
+    if (status >= 500) this.#options.log('warn', `${httpRequest.method} ${httpRequest.path} -> ${route.service}.${route.handler}: ${status}, ${errorMessage(error)}`);
+    if (status === 503) response.setHeader('retry-after', '1');
+    this.#sendError(null, response, status, code, publicReason(status));
+  }
+
+  /** Takes a batch off the waiting list; false when it already timed out and was answered. */
+  #settle(batch: Batch): boolean {
+    if (batch.settled) return false;
+    batch.settled = true;
+    this.#waiting.delete(batch);
+    this.#inFlight -= batch.requests.length;
+    return true;
+  }
+
+  #sweep(): void {
+    const now = Date.now();
+    // Sets iterate in insertion order, so the first batch still in time ends the sweep.
+    for (const batch of this.#waiting) {
+      if (batch.deadline > now) break;
+      this.#settle(batch);
+      for (const { route, response } of batch.requests) {
+        const error = theseusError('E_HTTP_TIMEOUT', `${route.method} ${route.path} (${route.service}.${route.handler})`, this.#requestTimeoutMs);
+        this.#options.log('warn', error.message);
+        this.#sendError(null, response, 504, error.code, publicReason(504));
+      }
+    }
+    if (this.#waiting.size === 0 && this.#sweeper) {
+      clearInterval(this.#sweeper);
+      this.#sweeper = null;
+    }
+  }
+
+  #sendReply(route: HttpRoute, httpRequest: HttpRequest, response: ServerResponse, value: unknown): void {
+    const reply = value as HttpReply | null;
+    const problem = replyProblem(reply);
+    if (problem) return this.#badReply(response, `${httpRequest.method} ${httpRequest.path} (${route.service}.${route.handler})`, problem);
+    const { status = 200, headers, body } = reply!;
+    const where = `${httpRequest.method} ${httpRequest.path} (${route.service}.${route.handler})`;
+    let payload: string | Uint8Array;
+    let contentType: string | null = null;
+    if (body === undefined || body === null) payload = '';
+    else if (typeof body === 'string') {
+      payload = body;
+      contentType = 'text/plain; charset=utf-8';
+    } else if (body instanceof Uint8Array) {
+      payload = body;
+      contentType = 'application/octet-stream';
+    } else {
+      try {
+        payload = JSON.stringify(body);
+      } catch (error) {
+        return this.#badReply(response, where, `a body that is not JSON (${errorMessage(error)})`);
+      }
+      contentType = 'application/json; charset=utf-8';
+    }
+    // One flat [name, value, ...] list for writeHead: Node's quickest way to send headers.
+    const head: Array<string | number> = [];
+    if (headers) {
+      for (const name in headers) {
+        const lower = name.toLowerCase();
+        if (HOP_BY_HOP.has(lower)) continue;
+        if (lower === 'content-type') contentType = null;
+        const value = headers[name]!;
+        if (typeof value === 'object') for (const each of value) head.push(name, each);
+        else head.push(name, value);
+      }
+    }
+    // 204 and 304 have no body, by definition; Node would drop it, but not a content-length.
+    const bodyless = status === 204 || status === 304;
+    if (!bodyless) {
+      if (contentType) head.push('content-type', contentType);
+      head.push('content-length', typeof payload === 'string' ? Buffer.byteLength(payload) : payload.byteLength);
+    }
+    try {
+      response.writeHead(status, head);
+    } catch (error) {
+      return this.#badReply(response, where, `an invalid header (${errorMessage(error)})`);
+    }
+    this.#count(status);
+    if (bodyless) response.end();
+    else response.end(payload);
+  }
+
+  #badReply(response: ServerResponse, where: string, problem: string): void {
+    // Headers the handler's reply may have left set are not the error's.
+    for (const name of response.getHeaderNames()) if (name !== 'connection') response.removeHeader(name);
+    const error = theseusError('E_HTTP_BAD_REPLY', where, problem);
+    this.#options.log('warn', error.message);
+    this.#sendError(null, response, 502, error.code, publicReason(502));
+  }
+
+  /** A request refused before it reached a service: the client may see why. */
+  #refuse(request: IncomingMessage, response: ServerResponse, status: number, error: TheseusError): void {
+    this.#sendError(request, response, status, error.code, error.message);
+  }
+
+  #sendError(request: IncomingMessage | null, response: ServerResponse, status: number, code: string, message: string): void {
+    // The rest of a refused body is not read; the connection closes after the answer.
+    if (request && !request.complete) request.resume();
+    if (response.headersSent) {
+      response.destroy();
+      return;
+    }
+    const payload = JSON.stringify({ error: code, message });
+    this.#count(status);
+    response.writeHead(status, ['content-type', 'application/json; charset=utf-8', 'content-length', Buffer.byteLength(payload)]);
+    response.end(payload);
+  }
+
+  #count(status: number): void {
+    const key = `${Math.floor(status / 100)}xx`;
+    this.#responses[key] = (this.#responses[key] ?? 0) + 1;
+  }
+}
+
+/** The HTTP status for a coded error from a call. */
+export function statusForError(code: string): number {
+  switch (code) {
+    case 'E_SERVICE_DOWN':
+    case 'E_KERNEL_STOPPED':
+      return 503;
+    case 'E_UNKNOWN_METHOD':
+    case 'E_UNKNOWN_SERVICE':
+    case 'E_BAD_HANDLER_RESULT':
+    case 'E_REPLY_NOT_CLONEABLE':
+    case 'E_HTTP_BAD_REPLY':
+      return 502;
+    default:
+      return 500;
+  }
+}
+
+/** What the client is told: the status's meaning, never the handler's own message. */
+function publicReason(status: number): string {
+  switch (status) {
+    case 502:
+      return 'the service gave an invalid reply';
+    case 503:
+      return 'the service is not available; try again';
+    case 504:
+      return 'the service did not reply in time';
+    default:
+      return 'the service failed to handle the request';
+  }
+}
+
+function replyProblem(reply: HttpReply | null): string | null {
+  if (reply === null || typeof reply !== 'object' || Array.isArray(reply) || reply instanceof Uint8Array) {
+    return Array.isArray(reply) ? 'an array' : reply === null ? 'null' : typeof reply === 'object' ? 'bytes' : `a ${typeof reply}`;
+  }
+  if (reply.status !== undefined && (!Number.isInteger(reply.status) || reply.status < 200 || reply.status > 599)) return `status ${JSON.stringify(reply.status)}`;
+  if (reply.headers !== undefined && (reply.headers === null || typeof reply.headers !== 'object' || Array.isArray(reply.headers))) return 'headers that are not an object';
+  return null;
+}
+
+function parseQuery(search: string): Record<string, string | string[]> {
+  const query: Record<string, string | string[]> = {};
+  for (const [name, value] of new URLSearchParams(search)) {
+    const existing = query[name];
+    if (existing === undefined) query[name] = value;
+    else if (Array.isArray(existing)) existing.push(value);
+    else query[name] = [existing, value];
+  }
+  return query;
+}
+
+function listenerKey(listener: HttpListenerConfig): string {
+  return `${listener.host}:${listener.port}`;
+}
+
+function describe(listener: Listener): string {
+  const port = (listener.server.address() as AddressInfo | null)?.port ?? listener.config.port;
+  return `http://${listener.config.host.includes(':') ? `[${listener.config.host}]` : listener.config.host}:${port}`;
+}

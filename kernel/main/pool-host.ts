@@ -1,0 +1,387 @@
+// The kernel's record of one pooled (stateless) service: a piscina pool of `size` threads running
+// its code, and the main thread's typed client of it. Runs in the kernel's main thread.
+//
+// A hot swap of a pooled service needs no state hand-over. The new code gets a pool of its own,
+// warmed first (every thread has loaded the module), while the old pool keeps serving. Then one
+// synchronous assignment routes every new call to it, and the old pool retires: it finishes the
+// tasks it already has, then closes, and its threads exit. No call is refused or lost on the way.
+//
+// One pool generation:
+//
+//   warming --(every thread loaded)--> warm --(switchTo)--> serving --(replaced, stop)--> retiring --> closed
+//      |                                 |
+//      +--(load fails, timeout)--> closed +--(the stateful swap rolled back)--> closed
+//
+// The host:  starting -> running -> stopping -> stopped
+
+import { Piscina } from 'piscina';
+import { TheseusError, deserializeError, errorMessage, serializeError, theseusError } from '../common/errors.ts';
+import { explainCloneFailure } from '../common/plain-data.ts';
+import {
+  PROTOCOL_VERSION,
+  type LogRecord,
+  type PoolBootData,
+  type PoolTask,
+  type PoolTaskResult,
+  type PoolWarmReply,
+  type ServiceDescriptor,
+  type ServiceSource,
+} from '../common/protocol.ts';
+import type { Bundle } from './bundler.ts';
+import type { HostState, LastSwap } from './service-host.ts';
+
+export type PoolGenerationState = 'warming' | 'warm' | 'serving' | 'retiring' | 'closed';
+
+const allowedTransitions: Record<PoolGenerationState, readonly PoolGenerationState[]> = {
+  warming: ['warm', 'closed'],
+  warm: ['serving', 'closed'],
+  serving: ['retiring'],
+  retiring: ['closed'],
+  closed: [],
+};
+
+export interface PoolOptions {
+  service: string;
+  /** The piscina worker's task module: the bundled kernel/worker/pool-entry.ts. */
+  runtimeFile: string;
+  /** How long warming may take, for all threads together. */
+  bootTimeoutMs: number;
+  /** How long a retiring pool's tasks may take to finish before its threads are ended anyway. */
+  drainTimeoutMs: number;
+  onLog(record: LogRecord): void;
+  log(level: LogRecord['level'], message: string): void;
+}
+
+/** One release of a pooled service on its own pool of threads. */
+export class PoolGeneration {
+  readonly release: string;
+  readonly bundle: Bundle;
+  readonly source: ServiceSource;
+  readonly size: number;
+  descriptor!: ServiceDescriptor;
+  /** The ids of the pool's threads, as each reported while warming. */
+  threadIds: number[] = [];
+  #state: PoolGenerationState = 'warming';
+  #pool: Piscina<PoolTask, PoolTaskResult>;
+  #options: PoolOptions;
+  /** Tasks given to the pool and not yet answered (running or queued). */
+  #pending = 0;
+  #onIdle: (() => void) | null = null;
+
+  private constructor(options: PoolOptions, release: string, bundle: Bundle, source: ServiceSource, size: number) {
+    this.#options = options;
+    this.release = release;
+    this.bundle = bundle;
+    this.source = source;
+    this.size = size;
+    const boot: PoolBootData = {
+      protocol: PROTOCOL_VERSION,
+      service: options.service,
+      release,
+      moduleUrl: bundle.url,
+      staticDir: source.staticDir ?? null,
+      config: source.config ?? {},
+    };
+    this.#pool = new Piscina<PoolTask, PoolTaskResult>({
+      filename: options.runtimeFile,
+      // A fixed size: every thread is started now and warmed, never started on demand mid-load.
+      minThreads: size,
+      maxThreads: size,
+      concurrentTasksPerWorker: 1,
+      workerData: boot,
+      // As for service workers: none of the kernel's own Node flags (a tsx loader would slow every
+      // thread's boot, and some flags make new Worker() throw).
+      execArgv: [],
+      closeTimeout: options.drainTimeoutMs,
+    });
+    // A thread that dies with no task on it is reported here; without a listener piscina's
+    // 'error' event would throw in the kernel's main thread.
+    this.#pool.on('error', (error: unknown) => options.log('warn', `${options.service}@${release}: a pool thread failed: ${errorMessage(error)}`));
+  }
+
+  /**
+   * Starts a pool of `size` threads and resolves once every thread has loaded the module (each
+   * answered a `warm` task). A module that fails to load, or a thread that does not answer within
+   * the boot timeout, ends the whole pool and rejects: nothing of it is left running.
+   */
+  static async warm(options: PoolOptions, release: string, bundle: Bundle, source: ServiceSource): Promise<PoolGeneration> {
+    const size = source.pool?.size ?? 1;
+    const generation = new PoolGeneration(options, release, bundle, source, size);
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(theseusError('E_POOL_WARMUP_TIMEOUT', options.service, release, generation.threadIds.length, size, options.bootTimeoutMs)),
+        options.bootTimeoutMs,
+      );
+    });
+    try {
+      await Promise.race([generation.#warmEveryThread(), timedOut]);
+      generation.#transition('warm');
+      return generation;
+    } catch (error) {
+      await generation.discard();
+      throw error;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  get state(): PoolGenerationState {
+    return this.#state;
+  }
+
+  /** Tasks running now, and tasks waiting for a free thread. */
+  get load(): { inFlight: number; queued: number } {
+    const queued = this.#pool.queueSize;
+    return { inFlight: this.#pending - queued, queued };
+  }
+
+  /** Runs one task. Never rejects: a thread that died under the task answers E_SERVICE_DOWN. */
+  run(task: PoolTask): Promise<PoolTaskResult> {
+    this.#pending++;
+    return this.#pool.run(task).then(
+      (result) => {
+        this.#settled();
+        return result;
+      },
+      (error: unknown) => {
+        this.#settled();
+        // It may or may not have run, as with a stateful worker that dies mid-call: not sent again.
+        const reason = `its pool thread ended while handling this call (${errorMessage(error)})`;
+        return { ok: false, error: serializeError(theseusError('E_SERVICE_DOWN', this.#options.service, reason)) };
+      },
+    );
+  }
+
+  /** From warm to serving: the host routes new calls here from now on. */
+  serve(): void {
+    this.#transition('serving');
+  }
+
+  /**
+   * Lets the tasks already given to this pool finish (within the drain timeout), then closes it;
+   * resolves once its threads have exited. Tasks still running past the timeout are ended with
+   * their threads, as a stateful worker blocked past its drain timeout is.
+   */
+  async retire(): Promise<void> {
+    this.#transition('retiring');
+    const drained = await this.#waitIdle(this.#options.drainTimeoutMs);
+    if (!drained) {
+      this.#options.log('warn', `${this.#options.service}@${this.release}: ${this.#pending} pooled calls were still running after the drain timeout of ${this.#options.drainTimeoutMs} ms; their threads are ended`);
+    }
+    await (drained ? this.#pool.close() : this.#pool.destroy());
+    this.#transition('closed');
+  }
+
+  /** Ends a pool that never served (warming failed, or the swap it was made for rolled back). */
+  async discard(): Promise<void> {
+    if (this.#state === 'closed') return;
+    await this.#pool.destroy();
+    this.#transition('closed');
+  }
+
+  async #warmEveryThread(): Promise<void> {
+    // One warm task per thread at once: piscina gives each to a different idle thread. A thread
+    // answers only after its module has loaded, so all answered means all are ready; any
+    // thread missed (it was busy) is asked again.
+    const seen = new Set<number>();
+    while (seen.size < this.size) {
+      const answers = await Promise.all(Array.from({ length: this.size - seen.size }, () => this.run({ op: 'warm' })));
+      for (const answer of answers) {
+        if (!answer.ok) {
+          // The same code a stateful worker's failed boot gives, with the module's own error as cause.
+          const cause = deserializeError(answer.error);
+          const error = theseusError('E_BOOT_FAILED', this.#options.service, this.release, cause.message);
+          error.cause = cause;
+          throw error;
+        }
+        const reply = answer.reply as PoolWarmReply;
+        this.descriptor = reply.descriptor;
+        seen.add(reply.threadId);
+      }
+      if (this.#state !== 'warming') return;
+    }
+    this.threadIds = [...seen];
+  }
+
+  #settled(): void {
+    this.#pending--;
+    if (this.#pending === 0) this.#onIdle?.();
+  }
+
+  #waitIdle(timeoutMs: number): Promise<boolean> {
+    if (this.#pending === 0) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => finish(false), timeoutMs);
+      const finish = (drained: boolean) => {
+        clearTimeout(timer);
+        this.#onIdle = null;
+        resolve(drained);
+      };
+      this.#onIdle = () => finish(true);
+    });
+  }
+
+  #transition(next: PoolGenerationState): void {
+    if (!allowedTransitions[this.#state].includes(next)) {
+      throw theseusError('E_BAD_PHASE', `the pool of ${this.#options.service}@${this.release} cannot go from ${this.#state} to ${next}`);
+    }
+    this.#state = next;
+  }
+}
+
+/** A pooled service as the kernel holds it: the serving generation, and the ones retiring. */
+export class PoolHost {
+  readonly name: string;
+  state: HostState = 'starting';
+  current: PoolGeneration;
+  readonly startedAt = Date.now();
+  failure: string | null = null;
+  lastSwap: LastSwap | null = null;
+  /** Answered calls and casts, over every generation. */
+  callsServed = 0;
+  castsServed = 0;
+  #options: PoolOptions;
+  #retiring = new Set<PoolGeneration>();
+  #casts: ReadonlySet<string>;
+  #proxy: object | null = null;
+  #methodFns = new Map<string, (...args: unknown[]) => unknown>();
+
+  private constructor(options: PoolOptions, first: PoolGeneration) {
+    this.name = options.service;
+    this.#options = options;
+    this.current = first;
+    this.#casts = new Set(first.descriptor.casts);
+  }
+
+  /** Warms the first pool and serves it. */
+  static async start(options: PoolOptions, release: string, bundle: Bundle, source: ServiceSource): Promise<PoolHost> {
+    const first = await PoolGeneration.warm(options, release, bundle, source);
+    first.serve();
+    const host = new PoolHost(options, first);
+    host.state = 'running';
+    return host;
+  }
+
+  get descriptor(): ServiceDescriptor {
+    return this.current.descriptor;
+  }
+
+  get release(): string {
+    return this.current.release;
+  }
+
+  get bundle(): Bundle {
+    return this.current.bundle;
+  }
+
+  get size(): number {
+    return this.current.size;
+  }
+
+  /** A new generation of this service on a pool of its own, warmed but not serving. */
+  warm(release: string, bundle: Bundle, source: ServiceSource): Promise<PoolGeneration> {
+    return PoolGeneration.warm(this.#options, release, bundle, source);
+  }
+
+  /**
+   * Routes every call from now on to `next` (in this synchronous turn), then retires the old pool:
+   * resolves once its tasks have finished and its threads have exited.
+   */
+  async switchTo(next: PoolGeneration): Promise<void> {
+    const old = this.current;
+    next.serve();
+    this.current = next;
+    this.#casts = new Set(next.descriptor.casts);
+    this.#retiring.add(old);
+    try {
+      await old.retire();
+    } finally {
+      this.#retiring.delete(old);
+    }
+  }
+
+  /** Warms the new code's pool, switches to it and retires the old one. */
+  async swapTo(release: string, bundle: Bundle, source: ServiceSource): Promise<void> {
+    await this.switchTo(await this.warm(release, bundle, source));
+  }
+
+  call(method: string, args: unknown[]): Promise<unknown> {
+    const refused = this.#refusal(method, args);
+    if (refused) return Promise.reject(refused);
+    const task: PoolTask = args.length === 0 ? { op: 'call', method } : { op: 'call', method, args };
+    return this.current.run(task).then((result) => {
+      this.#emitLogs(result);
+      if (!result.ok) throw deserializeError(result.error);
+      this.callsServed++;
+      return result.reply;
+    });
+  }
+
+  cast(method: string, args: unknown[]): void {
+    const refused = this.#refusal(method, args);
+    if (refused) throw refused;
+    const task: PoolTask = args.length === 0 ? { op: 'cast', method } : { op: 'cast', method, args };
+    void this.current.run(task).then((result) => {
+      this.#emitLogs(result);
+      if (result.ok) this.castsServed++;
+      else this.#options.log('error', `${this.name}: cast ${method}() failed: ${result.error.message}`);
+    });
+  }
+
+  /** The same shape as a stateful service's client: calls return a promise, casts return nothing. */
+  proxy<Api extends object>(): Api {
+    this.#proxy ??= new Proxy(Object.create(null) as object, {
+      get: (_target, name) => {
+        // `then` must stay undefined or `await client` would treat the client as a promise.
+        if (typeof name !== 'string' || name === 'then') return undefined;
+        let fn = this.#methodFns.get(name);
+        if (!fn) {
+          fn = (...args: unknown[]) => (this.#casts.has(name) ? this.cast(name, args) : this.call(name, args));
+          this.#methodFns.set(name, fn);
+        }
+        return fn;
+      },
+    });
+    return this.#proxy as Api;
+  }
+
+  stats(): { callsServed: number; castsServed: number; inFlight: number; queued: number } {
+    let inFlight = 0;
+    let queued = 0;
+    for (const generation of [this.current, ...this.#retiring]) {
+      const load = generation.load;
+      inFlight += load.inFlight;
+      queued += load.queued;
+    }
+    return { callsServed: this.callsServed, castsServed: this.castsServed, inFlight, queued };
+  }
+
+  /** Later calls are refused; the calls already made finish (within the drain timeout); the threads exit. */
+  async stop(): Promise<void> {
+    if (this.state === 'stopping' || this.state === 'stopped') return;
+    this.state = 'stopping';
+    await this.current.retire().catch((error: unknown) => this.#options.log('warn', `${this.name}: the pool did not close cleanly: ${errorMessage(error)}`));
+    this.state = 'stopped';
+  }
+
+  #refusal(method: string, args: unknown[]): TheseusError | null {
+    if (this.state !== 'running') return theseusError('E_SERVICE_DOWN', this.name, this.state === 'failed' ? (this.failure ?? 'failed') : `the service is ${this.state}`);
+    // piscina clones the task when it hands it to a thread, possibly later and out of this call's
+    // reach; anything it could not clone is refused here, as a stateful client refuses it.
+    for (const arg of args) {
+      if (arg === null || (typeof arg !== 'object' && typeof arg !== 'function' && typeof arg !== 'symbol')) continue;
+      try {
+        structuredClone(args);
+      } catch (error) {
+        return theseusError('E_ARGS_NOT_CLONEABLE', this.name, method, explainCloneFailure(args, 'args', error));
+      }
+      break;
+    }
+    return null;
+  }
+
+  #emitLogs(result: PoolTaskResult): void {
+    if (result.logs) for (const record of result.logs) this.#options.onLog(record);
+  }
+}

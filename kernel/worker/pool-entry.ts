@@ -1,0 +1,117 @@
+// Runs inside each thread of a pooled service's piscina pool: piscina's task module. It loads the
+// service's bundle once per thread, and its default export runs one task: a call or cast of the
+// service, with no state, or the `warm` probe the kernel sends before a pool may serve.
+//
+// A pooled service is stateless: every handler gets `state: undefined` and must not return one,
+// because the next call may run on another thread. Errors come back as the same coded errors the
+// stateful runtime gives (service-runtime.ts), so a caller cannot tell a pool from a worker.
+//
+// This file is bundled (with kernel/worker and kernel/common) into its own runtime file, which
+// piscina's worker imports; a deployed release ships it prebuilt as lib/pool-worker.mjs.
+
+import { threadId, workerData } from 'node:worker_threads';
+import { serializeError, theseusError, type SerializedError } from '../common/errors.ts';
+import { explainCloneFailure } from '../common/plain-data.ts';
+import type { LogRecord, PoolBootData, PoolTask, PoolTaskResult, PoolWarmReply, ServiceDescriptor } from '../common/protocol.ts';
+import type { BaseContext, ServiceDefinition } from '../service.ts';
+import { loadServiceDefinition } from './load-definition.ts';
+import { createServiceLogger, describeDefinition, describeValue } from './service-runtime.ts';
+
+type Handler = (ctx: unknown, ...args: unknown[]) => unknown;
+
+interface LoadedService {
+  definition: ServiceDefinition;
+  descriptor: ServiceDescriptor;
+  calls: Map<string, Handler>;
+  casts: Map<string, Handler>;
+}
+
+const boot = workerData as PoolBootData;
+const config = Object.freeze({ ...boot.config });
+
+// Started at import and never thrown from it: a thread that crashed at import would be replaced by
+// piscina with a new one, which would crash the same way, over and over. Every task reports the
+// failure instead, and the kernel's warm-up turns it into a refused swap.
+const loading: Promise<LoadedService | { failed: SerializedError }> = loadServiceDefinition(boot.moduleUrl, boot.protocol).then(
+  (definition) => ({
+    definition,
+    descriptor: describeDefinition(definition),
+    calls: new Map(Object.entries(definition.calls ?? {}) as Array<[string, Handler]>),
+    casts: new Map(Object.entries(definition.casts ?? {}) as Array<[string, Handler]>),
+  }),
+  (error: unknown) => ({ failed: serializeError(error, 'E_BOOT_FAILED') }),
+);
+
+/** Log lines written after their task answered (a handler's stray timer); sent with the next answer. */
+let lateLogs: LogRecord[] = [];
+
+export default async function runPoolTask(task: PoolTask): Promise<PoolTaskResult> {
+  const loaded = await loading;
+  if ('failed' in loaded) return { ok: false, error: loaded.failed };
+  if (task.op === 'warm') {
+    const reply: PoolWarmReply = { descriptor: loaded.descriptor, threadId };
+    return { ok: true, reply };
+  }
+  let open = true;
+  const logs: LogRecord[] = lateLogs;
+  lateLogs = [];
+  const log = createServiceLogger(boot.service, boot.release, (record) => (open ? logs : lateLogs).push(record));
+  const result = await runHandler(loaded, task, log);
+  open = false;
+  return logs.length > 0 ? { ...result, logs } : result;
+}
+
+async function runHandler(loaded: LoadedService, task: Extract<PoolTask, { op: 'call' | 'cast' }>, log: BaseContext['log']): Promise<PoolTaskResult> {
+  const { method, args } = task;
+  const handler = task.op === 'call' ? loaded.calls.get(method) : loaded.casts.get(method);
+  if (handler === undefined) {
+    const known = [...loaded.calls.keys(), ...loaded.casts.keys()].join(', ');
+    return failed(task, log, theseusError('E_UNKNOWN_METHOD', boot.service, method, known));
+  }
+  const ctx = {
+    state: undefined,
+    service: boot.service,
+    release: boot.release,
+    log,
+    staticDir: boot.staticDir,
+    config,
+    client(other: string): never {
+      throw theseusError('E_POOLED_NO_CLIENT', boot.service, other);
+    },
+  };
+  let result: unknown;
+  try {
+    result = await (args === undefined ? handler(ctx) : handler(ctx, ...args));
+  } catch (error) {
+    return failed(task, log, error);
+  }
+  if (task.op === 'cast') {
+    if (result === undefined) return { ok: true, reply: undefined };
+    if (result === null || typeof result !== 'object') return failed(task, log, theseusError('E_BAD_HANDLER_RESULT', boot.service, method, describeValue(result)));
+    if ((result as { state?: unknown }).state !== undefined) return failed(task, log, theseusError('E_POOLED_STATE_RETURNED', boot.service, method));
+    return { ok: true, reply: undefined };
+  }
+  if (result === null || typeof result !== 'object' || !('reply' in result)) {
+    return failed(task, log, theseusError('E_BAD_HANDLER_RESULT', boot.service, method, describeValue(result)));
+  }
+  const { reply, state } = result as { reply: unknown; state?: unknown };
+  if (state !== undefined) return failed(task, log, theseusError('E_POOLED_STATE_RETURNED', boot.service, method));
+  // piscina posts the answer itself, and a reply it cannot clone would crash the thread: find out
+  // here, where it can still be answered as the stateful runtime answers it.
+  if (reply !== null && (typeof reply === 'object' || typeof reply === 'function' || typeof reply === 'symbol')) {
+    try {
+      structuredClone(reply);
+    } catch (error) {
+      return failed(task, log, theseusError('E_REPLY_NOT_CLONEABLE', boot.service, method, explainCloneFailure(reply, 'reply', error)));
+    }
+  }
+  return { ok: true, reply };
+}
+
+/** A call's failure goes back to its caller; a cast has nobody to answer, so it is logged. */
+function failed(task: Extract<PoolTask, { op: 'call' | 'cast' }>, log: BaseContext['log'], error: unknown): PoolTaskResult {
+  const serialized = serializeError(error, 'E_HANDLER_FAILED');
+  if (task.op === 'call') return { ok: false, error: serialized };
+  log.error(`cast ${task.method}() failed: ${serialized.message}`, { code: serialized.code });
+  return { ok: true, reply: undefined };
+}
