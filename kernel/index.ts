@@ -5,3 +5,6 @@ export { closeClient } from './common/client.ts';
 export { TheseusError, type ErrorCode } from './common/errors.ts';
 export type { LogRecord } from './common/protocol.ts';
 export type { ClientOf } from './service.ts';
+export { HttpFrontDoor, type FrontDoorOptions, type FrontDoorStats } from './main/http-front-door.ts';
+export type { HttpConfig, HttpRoute } from './release/manifest.ts';
+export type { HttpReply, HttpRequest } from './common/protocol.ts';

@@ -3,13 +3,17 @@
 //  1. build releases 0.1.0, 0.2.0 and 0.3.0 of the sequence app from their sources (kernel release);
 //  2. unpack the 0.1.0 tarball into a fresh deploy folder (the seed's ~/deploy);
 //  3. start the kernel there with that folder's own bin/kernel start;
-//  4. keep 100 concurrent callers calling nextNumber for the whole story;
+//  4. keep 100 concurrent callers calling nextNumber over the control socket, and 20 HTTP clients
+//     calling GET /next on the release's HTTP front door, for the whole story;
 //  5. upgrade to 0.2.0, downgrade to 0.1.0, upgrade to 0.2.0, then to 0.3.0 (state vsn 0 -> 1),
 //     showing the migration's own log lines; set the step with incrementNumber(10);
 //  6. stop, and check: no call failed, lost or answered twice, the numbers consecutive, one
 //     kernel process throughout. Exit non-zero if any of that is not true.
 
-import { spawnSync } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
+import { Agent, request as httpRequest } from 'node:http';
+import type { Socket } from 'node:net';
+import { promisify } from 'node:util';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -21,6 +25,9 @@ const repo = fileURLToPath(new URL('..', import.meta.url));
 const versions = ['0.1.0', '0.2.0', '0.3.0'] as const;
 const CALLERS = 100;
 const CONNECTIONS = 4;
+const HTTP_CALLERS = 20;
+const HTTP_SOCKETS = 10;
+const execFileAsync = promisify(execFile);
 
 const say = (line = '') => process.stdout.write(`${line}\n`);
 const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -34,6 +41,31 @@ function run(command: string, args: string[], cwd: string): string {
   for (const line of `${result.stdout}${result.stderr}`.trimEnd().split('\n')) if (line) say(`     ${line}`);
   if (result.status !== 0) throw new Error(`'${command} ${args.join(' ')}' exited with ${result.status}`);
   return result.stdout;
+}
+
+/** The same, without blocking this process: the callers keep calling while the command runs. */
+async function runAsync(command: string, args: string[], cwd: string): Promise<string> {
+  say(`   $ ${[command.startsWith(repo) ? command.slice(repo.length) : command, ...args].join(' ')}`);
+  const result = await execFileAsync(command, args, { cwd, encoding: 'utf8', timeout: 120_000 }).catch((error: { stdout?: string; stderr?: string; code?: number }) => {
+    for (const line of `${error.stdout ?? ''}${error.stderr ?? ''}`.trimEnd().split('\n')) if (line) say(`     ${line}`);
+    throw new Error(`'${command} ${args.join(' ')}' exited with ${error.code}`);
+  });
+  for (const line of `${result.stdout}${result.stderr}`.trimEnd().split('\n')) if (line) say(`     ${line}`);
+  return result.stdout;
+}
+
+/** GET /next on the front door, over a keep-alive connection of `agent`. */
+function getNext(port: number, agent: Agent): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest({ host: '127.0.0.1', port, path: '/next', agent }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => (body += chunk));
+      res.on('end', () => (res.statusCode === 200 ? resolve((JSON.parse(body) as { number: number }).number) : reject(new Error(`GET /next: ${res.statusCode} ${body}`))));
+    });
+    req.on('error', reject);
+    req.end();
+  });
 }
 
 function parse(reply: unknown): number {
@@ -89,7 +121,19 @@ async function main(): Promise<number> {
       )
       .catch(() => undefined);
 
-    step(`Keep ${CALLERS} concurrent callers calling nextNumber() for the rest of the story`);
+    step(`Keep ${CALLERS} callers calling nextNumber() over the control socket, and ${HTTP_CALLERS} HTTP clients calling GET /next, for the rest of the story`);
+    const status = (await operator.request('status', {})) as { http: { listeners: Array<{ port: number }> } | null };
+    const httpPort = status.http?.listeners[0]?.port;
+    if (!httpPort) throw new Error('the release opened no HTTP listener');
+    say(`   the front door listens on http://127.0.0.1:${httpPort}`);
+    let httpConnections = 0;
+    const agent = new Agent({ keepAlive: true, maxSockets: HTTP_SOCKETS });
+    const createConnection = agent.createConnection.bind(agent) as (...args: unknown[]) => Socket;
+    agent.createConnection = ((...args: unknown[]) => {
+      httpConnections++;
+      return createConnection(...args);
+    }) as Agent['createConnection'];
+    let httpRequests = 0;
     const connections = await Promise.all(Array.from({ length: CONNECTIONS }, () => ControlConnection.open(deploy)));
     const perCaller: number[][] = [];
     const operatorNumbers: number[] = [];
@@ -111,6 +155,20 @@ async function main(): Promise<number> {
         }
       }
     });
+    const httpCallers = Array.from({ length: HTTP_CALLERS }, async () => {
+      const mine: number[] = [];
+      perCaller.push(mine);
+      while (!stop) {
+        calls++;
+        httpRequests++;
+        try {
+          mine.push(await getNext(httpPort, agent));
+        } catch (error) {
+          failures.push(error);
+          stop = true;
+        }
+      }
+    });
     const show = async () => {
       const reply = await ask();
       operatorNumbers.push(parse(reply));
@@ -123,7 +181,7 @@ async function main(): Promise<number> {
     const pauses: Array<{ title: string; pauseMs: string }> = [];
     const swap = async (title: string, args: string[]) => {
       step(title);
-      const output = run(kernel, args, deploy);
+      const output = await runAsync(kernel, args, deploy);
       pauses.push({ title: `${args[0]} ${args[1]!.replace(/^.*sequence-(\d+\.\d+\.\d+)\.tar\.gz$/, '$1')}`, pauseMs: /paused ([\d.]+) ms/.exec(output)?.[1] ?? '?' });
       pids.push(run(kernel, ['pid'], deploy).trim());
       await show();
@@ -141,7 +199,8 @@ async function main(): Promise<number> {
     await pause(500);
 
     stop = true;
-    await Promise.all(callers);
+    await Promise.all([...callers, ...httpCallers]);
+    agent.destroy();
     step('Stop the kernel');
     run(kernel, ['stop'], deploy);
     started = false;
@@ -158,7 +217,7 @@ async function main(): Promise<number> {
     const samePid = pids.every((p) => p === pid);
 
     say('\nSummary');
-    say(`   calls made        ${calls}`);
+    say(`   calls made        ${calls} (${httpRequests} of them HTTP requests, over ${httpConnections} keep-alive connections kept through every swap)`);
     say(`   answered          ${answered}`);
     say(`   failed            ${failures.length}${failures.length ? ` (first: ${String(failures[0])})` : ''}`);
     say(`   lost              ${lost}`);
@@ -167,7 +226,7 @@ async function main(): Promise<number> {
     say(`   consecutive       ${consecutive ? 'yes' : 'NO'} (steps between numbers: ${[...steps].sort((a, b) => a - b).join(', ')})`);
     say(`   kernel pid        ${pid}${samePid ? ', the same throughout' : `, CHANGED: ${pids.join(', ')}`}`);
     for (const { title, pauseMs } of pauses) say(`   pause, ${title.padEnd(18)} ${pauseMs} ms`);
-    const ok = failures.length === 0 && lost === 0 && duplicates === 0 && ordered && consecutive && samePid && answered > 0;
+    const ok = failures.length === 0 && lost === 0 && duplicates === 0 && ordered && consecutive && samePid && answered > 0 && httpConnections <= HTTP_SOCKETS;
     say(ok ? '\nOK: nothing lost, failed or repeated, and the kernel never restarted.' : '\nFAILED: see above.');
     return ok ? 0 : 1;
   } finally {

@@ -4,7 +4,7 @@
 import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { basename, join, relative } from 'node:path';
 import { theseusError } from '../common/errors.ts';
-import { DEFAULT_CONFIG_FILE, DEFAULT_DRAIN_TIMEOUT_MS, DEFAULT_NODE_RANGE, DEFAULT_PROBATION_MS } from './config.ts';
+import { DEFAULT_CONFIG_FILE, DEFAULT_DRAIN_TIMEOUT_MS, DEFAULT_HTTP_TIMEOUT_MS, DEFAULT_MAX_BODY_BYTES, DEFAULT_NODE_RANGE, DEFAULT_PROBATION_MS } from './config.ts';
 
 /** Finds `services/<name>/index.ts` (or `<name>.ts`) under `dir`, the usual layout. */
 async function discoverServices(dir: string): Promise<Array<{ name: string; entry: string }>> {
@@ -38,7 +38,8 @@ export default defineRelease({
 
   // The services in the release, by name. Each entry is the module whose default export is
   // defineService({...}); it is bundled with esbuild into one file. A static/ folder next to the
-  // entry is copied into the release, and the service finds its copy at ctx.staticDir.
+  // entry is copied into the release, and the service finds its copy at ctx.staticDir. A
+  // stateless service can run on a pool of threads instead: { entry: '...', pool: { size: 4 } }.
   services: {
 ${serviceLines}
   },
@@ -81,6 +82,17 @@ ${serviceLines}
   // Plain data handed to every service as ctx.config, taken from the release being run: an
   // upgrade brings its own.
   runtimeConfig: {},
+
+  // An HTTP front door: sockets the kernel's main thread owns, with routes to service calls. The
+  // handler receives { method, path, query, headers, body } and replies { status, headers, body }.
+  // The sockets stay open across upgrades; only the code behind the routes changes.
+  // http: {
+  //   listeners: [
+  //     { port: 8080, host: '127.0.0.1', routes: [{ method: 'GET', path: '/next', service: 'sequence', handler: 'httpNext' }] },
+  //   ],
+  //   maxBodyBytes: ${DEFAULT_MAX_BODY_BYTES},     // larger request bodies get 413
+  //   requestTimeoutMs: ${DEFAULT_HTTP_TIMEOUT_MS},  // a handler slower than this gets the client a 504
+  // },
 });
 `;
 }
