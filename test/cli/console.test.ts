@@ -137,7 +137,7 @@ test('kernel console: call, complete, survive an error, watch an upgrade from an
   terminal.press('Enter');
   const banner = await terminal.waitFor('the banner and the prompt', atPrompt);
   assert.match(banner, /Theseus console: sequence 0\.2\.0/);
-  assert.match(banner, /sequence\s+0\.2\.0 \(vsn 0\)\s+calls: nextNumber\s+casts: incrementNumber/);
+  assert.match(banner, /sequence\s+0\.2\.0 \(vsn 0\)\s+calls: nextNumber, httpNext, httpIncrement\s+casts: incrementNumber/);
   assert.match(banner, /\.help/);
 
   // A call, and its reply.
