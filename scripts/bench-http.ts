@@ -239,7 +239,8 @@ async function main(): Promise<number> {
     const steadyRounds: LoadResult[] = [];
     for (let round = 1; round <= ROUNDS; round++) {
       progress(`round ${round} of ${ROUNDS}: plain node:http server, then the front door without upgrades, ${DURATION_S} s each`);
-      plainRounds.push(await load('plain node:http', plainServer.port, DURATION_S, null));
+      // The client reads the plain server's numbers too, so both servers face the same client work.
+      plainRounds.push(await load('plain node:http', plainServer.port, DURATION_S, { numbers: [], loads: [] }));
       steadyRounds.push(await load('front door', frontDoorPort, DURATION_S, numbers));
     }
     const plainResult = medianOf('plain node:http', plainRounds);

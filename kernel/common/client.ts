@@ -13,7 +13,7 @@
 import type { MessagePort } from 'node:worker_threads';
 import { deserializeError, theseusError } from './errors.ts';
 import { explainCloneFailure } from './plain-data.ts';
-import { FRAME_BATCH, FRAME_CALL, FRAME_CAST, REPLY_OK, type BatchedCall, type BatchedResult, type MethodTable, type ReplyFrame, type RequestFrame } from './protocol.ts';
+import { BATCH_HTTP, FRAME_BATCH, FRAME_CALL, FRAME_CAST, REPLY_OK, type BatchedCall, type BatchedResult, type MethodTable, type ReplyFrame, type RequestFrame } from './protocol.ts';
 
 /** From a client proxy back to its ServiceClient, for closeClient(). */
 const clientsByProxy = new WeakMap<object, ServiceClient>();
@@ -133,8 +133,8 @@ export class ServiceClient {
    * Several calls in one message, run by the service one after another; resolves with each one's
    * outcome in order. If the service's worker dies while running the batch, all of it rejects.
    */
-  callBatch(calls: BatchedCall[]): Promise<BatchedResult[]> {
-    return this.#request(FRAME_BATCH, '', calls) as Promise<BatchedResult[]>;
+  callBatch(calls: BatchedCall[], encoding: '' | typeof BATCH_HTTP = ''): Promise<BatchedResult[]> {
+    return this.#request(FRAME_BATCH, encoding, calls) as Promise<BatchedResult[]>;
   }
 
   #request(kind: typeof FRAME_CALL | typeof FRAME_BATCH, method: string, args: unknown[]): Promise<unknown> {
@@ -147,7 +147,7 @@ export class ServiceClient {
       try {
         this.#port.postMessage(frame);
       } catch (error) {
-        return Promise.reject(theseusError('E_ARGS_NOT_CLONEABLE', this.service, method || 'batch', explainCloneFailure(args, 'args', error)));
+        return Promise.reject(theseusError('E_ARGS_NOT_CLONEABLE', this.service, kind === FRAME_BATCH ? 'batch' : method, explainCloneFailure(args, 'args', error)));
       }
     }
     return new Promise((resolve, reject) => {

@@ -31,6 +31,13 @@ export const FRAME_CAST = 1;
  * MessagePort, which dominates small calls (the HTTP front door batches what arrives in one turn).
  */
 export const FRAME_BATCH = 2;
+/**
+ * The method slot of a batch frame says how its calls are encoded: '' for ordinary calls
+ * ([method, args]), BATCH_HTTP for the front door's ([handler, WireHttpRequest], each given to the
+ * handler as one HttpRequest, each reply answered as a ready-to-write WireHttpReply; see
+ * http-codec.ts).
+ */
+export const BATCH_HTTP = 'http';
 export const REPLY_OK = 0;
 export const REPLY_ERROR = 1;
 

@@ -115,7 +115,7 @@ export class KernelDaemon {
     for (const entry of (await readRegistry(this.#root)).releases) this.#manifestSha[entry.version] = entry.manifestSha256;
     this.revertedTrial = booted.revertedTrial;
     this.#frontDoor = new HttpFrontDoor({
-      callBatch: (service, calls) => this.#kernel.callBatch(service, calls),
+      callBatch: (service, calls, encoding) => this.#kernel.callBatch(service, calls, encoding),
       log: (level, message) => this.#kernelLog(level, message),
     });
     try {

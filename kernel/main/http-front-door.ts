@@ -12,14 +12,18 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { TheseusError, deserializeError, errorMessage, theseusError } from '../common/errors.ts';
-import { REPLY_OK, type BatchedCall, type BatchedResult, type HttpReply, type HttpRequest, type LogRecord } from '../common/protocol.ts';
+import type { WireHttpReply, WireHttpRequest } from '../common/http-codec.ts';
+import { BATCH_HTTP, REPLY_OK, type BatchedCall, type BatchedResult, type LogRecord } from '../common/protocol.ts';
 import type { HttpConfig, HttpListenerConfig, HttpRoute } from '../release/manifest.ts';
 
 type FrontDoorState = 'idle' | 'listening' | 'closing' | 'closed';
 
 export interface FrontDoorOptions {
-  /** Sends calls to a service's handlers in one message; resolves with each outcome in order. */
-  callBatch(service: string, calls: BatchedCall[]): Promise<BatchedResult[]>;
+  /**
+   * Sends requests to a service's handlers in one message (a BATCH_HTTP batch, see
+   * http-codec.ts); resolves with each outcome in order. Kernel.callBatch does this.
+   */
+  callBatch(service: string, calls: BatchedCall[], encoding: typeof BATCH_HTTP): Promise<BatchedResult[]>;
   log(level: LogRecord['level'], message: string): void;
   /** How long close() lets requests in flight finish before it ends their connections. */
   closeGraceMs?: number;
@@ -107,21 +111,20 @@ interface Listener {
 
 /** Content types whose bodies reach the handler as a string. */
 const TEXT_BODY = /^(?:text\/|application\/(?:[\w.+-]*\+)?(?:json|xml|x-www-form-urlencoded|javascript)\b)/i;
-/** Headers the front door sets itself: a handler's values would break the connection's framing. */
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'transfer-encoding', 'content-length', 'upgrade', 'trailer', 'te', 'proxy-connection']);
 /** A batch this large goes out at once rather than at the end of the turn. */
 const MAX_BATCH = 256;
 
 interface Batch {
+  /** [handler, request] pairs, as the service takes them. */
   calls: BatchedCall[];
-  requests: Array<{ route: HttpRoute; httpRequest: HttpRequest; response: ServerResponse }>;
+  routes: HttpRoute[];
+  responses: ServerResponse[];
   /** When its requests get a 504 if the service has not answered. */
   deadline: number;
   /** Set once its requests were answered (by the service, or with a 504). */
   settled: boolean;
 }
 
-const EMPTY_QUERY: Record<string, string | string[]> = Object.freeze({}) as Record<string, string | string[]>;
 
 export class HttpFrontDoor {
   #state: FrontDoorState = 'idle';
@@ -134,7 +137,8 @@ export class HttpFrontDoor {
   #inFlight = 0;
   #sweeper: NodeJS.Timeout | null = null;
   #requests = 0;
-  #responses: Record<string, number> = {};
+  /** Responses by status class: index 2 counts the 2xx, and so on. */
+  #byClass = [0, 0, 0, 0, 0, 0];
   /** Requests of this turn, by service, waiting to go out as one batch each. */
   #batches = new Map<string, Batch>();
   #flushScheduled = false;
@@ -157,7 +161,7 @@ export class HttpFrontDoor {
       })),
       requests: this.#requests,
       inFlight: this.#inFlight,
-      responses: { ...this.#responses },
+      responses: Object.fromEntries(this.#byClass.flatMap((count, index) => (count > 0 ? [[`${index}xx`, count]] : []))),
     };
   }
 
@@ -301,16 +305,26 @@ export class HttpFrontDoor {
       response.setHeader('allow', match.join(', '));
       return this.#refuse(request, response, 405, theseusError('E_HTTP_METHOD_NOT_ALLOWED', path, method, match.join(', ')));
     }
-    const query = queryAt === -1 ? EMPTY_QUERY : parseQuery(url.slice(queryAt + 1));
-    const headers = request.headers;
+    const query = queryAt === -1 ? '' : url.slice(queryAt + 1);
+    // rawHeaders, not headers: Node builds the headers object only when asked, and the worker
+    // builds the handler's copy, off this thread.
+    const rawHeaders = request.rawHeaders;
+    let contentLength: string | undefined;
+    let chunked = false;
+    let contentType: string | undefined;
+    for (let i = 0; i < rawHeaders.length; i += 2) {
+      const name = rawHeaders[i]!;
+      if (name.length === 14 && name.toLowerCase() === 'content-length') contentLength = rawHeaders[i + 1];
+      else if (name.length === 17 && name.toLowerCase() === 'transfer-encoding') chunked = true;
+      else if (name.length === 12 && name.toLowerCase() === 'content-type') contentType = rawHeaders[i + 1];
+    }
     // No declared body: dispatch now rather than wait for the (empty) stream to end.
-    if (headers['content-length'] === undefined && headers['transfer-encoding'] === undefined) {
+    if (contentLength === undefined && !chunked) {
       request.resume();
-      this.#dispatch(match, { method, path, query, headers, body: null }, response);
+      this.#dispatch(match, [method, path, query, rawHeaders, null], response);
       return;
     }
-    const declared = Number(headers['content-length'] ?? 0);
-    if (declared > this.#maxBodyBytes) {
+    if (Number(contentLength ?? 0) > this.#maxBodyBytes) {
       response.setHeader('connection', 'close');
       return this.#refuse(request, response, 413, theseusError('E_HTTP_BODY_TOO_LARGE', this.#maxBodyBytes));
     }
@@ -331,9 +345,8 @@ export class HttpFrontDoor {
     request.on('end', () => {
       if (refused) return;
       const bytes = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
-      const contentType = headers['content-type'];
       const body = bytes.length === 0 ? null : contentType === undefined || TEXT_BODY.test(contentType) ? bytes.toString('utf8') : new Uint8Array(bytes);
-      this.#dispatch(match, { method, path, query, headers, body }, response);
+      this.#dispatch(match, [method, path, query, rawHeaders, body], response);
     });
     request.on('error', () => response.destroy());
   }
@@ -343,18 +356,19 @@ export class HttpFrontDoor {
    * to each service as one batch (one message instead of one per request), sent once the turn's
    * I/O callbacks have run.
    */
-  #dispatch(route: HttpRoute, httpRequest: HttpRequest, response: ServerResponse): void {
+  #dispatch(route: HttpRoute, wire: WireHttpRequest, response: ServerResponse): void {
     let batch = this.#batches.get(route.service);
     if (!batch) {
-      batch = { calls: [], requests: [], deadline: 0, settled: false };
+      batch = { calls: [], routes: [], responses: [], deadline: 0, settled: false };
       this.#batches.set(route.service, batch);
       if (!this.#flushScheduled) {
         this.#flushScheduled = true;
         setImmediate(this.#flush);
       }
     }
-    batch.calls.push([route.handler, [httpRequest]]);
-    batch.requests.push({ route, httpRequest, response });
+    batch.calls.push([route.handler, wire]);
+    batch.routes.push(route);
+    batch.responses.push(response);
     if (batch.calls.length >= MAX_BATCH) {
       this.#batches.delete(route.service);
       this.#send(route.service, batch);
@@ -371,35 +385,52 @@ export class HttpFrontDoor {
   #send(service: string, batch: Batch): void {
     batch.deadline = Date.now() + this.#requestTimeoutMs;
     this.#waiting.add(batch);
-    this.#inFlight += batch.requests.length;
+    this.#inFlight += batch.responses.length;
     this.#sweeper ??= setInterval(() => this.#sweep(), Math.min(1000, Math.max(10, this.#requestTimeoutMs / 4)));
     let sent: Promise<BatchedResult[]>;
     try {
-      sent = this.#options.callBatch(service, batch.calls);
+      sent = this.#options.callBatch(service, batch.calls, BATCH_HTTP);
     } catch (error) {
       sent = Promise.reject(error);
     }
     sent.then(
       (results) => {
         if (!this.#settle(batch)) return;
-        for (let i = 0; i < batch.requests.length; i++) {
-          const { route, httpRequest, response } = batch.requests[i]!;
+        const { calls, routes, responses } = batch;
+        for (let i = 0; i < responses.length; i++) {
           const result = results[i];
-          if (result !== undefined && result[0] === REPLY_OK) this.#sendReply(route, httpRequest, response, result[1]);
-          else this.#sendFailure(route, httpRequest, response, result === undefined ? theseusError('E_BAD_PHASE', 'a batch came back with fewer results than calls') : deserializeError(result[1]));
+          if (result !== undefined && result[0] === REPLY_OK) this.#write(responses[i]!, result[1] as WireHttpReply);
+          else this.#sendFailure(routes[i]!, calls[i]![1] as unknown as WireHttpRequest, responses[i]!, result === undefined ? theseusError('E_BAD_PHASE', 'a batch came back with fewer results than calls') : deserializeError(result[1]));
         }
       },
       (error: unknown) => {
         if (!this.#settle(batch)) return;
-        for (const { route, httpRequest, response } of batch.requests) this.#sendFailure(route, httpRequest, response, error);
+        const { calls, routes, responses } = batch;
+        for (let i = 0; i < responses.length; i++) this.#sendFailure(routes[i]!, calls[i]![1] as unknown as WireHttpRequest, responses[i]!, error);
       },
     );
   }
 
-  #sendFailure(route: HttpRoute, httpRequest: HttpRequest, response: ServerResponse, error: unknown): void {
+  /** A reply the worker encoded: status, headers and body, written as they are. */
+  #write(response: ServerResponse, [status, headers, body]: WireHttpReply): void {
+    try {
+      response.writeHead(status, headers as string[]);
+    } catch (error) {
+      // Node checks header names and values as it writes them.
+      for (const name of response.getHeaderNames()) if (name !== 'connection') response.removeHeader(name);
+      const coded = theseusError('E_HTTP_BAD_REPLY', `the handler behind ${response.req.method} ${response.req.url}`, `an invalid header (${errorMessage(error)})`);
+      this.#options.log('warn', coded.message);
+      this.#sendError(null, response, 502, coded.code, publicReason(502));
+      return;
+    }
+    this.#count(status);
+    response.end(body);
+  }
+
+  #sendFailure(route: HttpRoute, wire: WireHttpRequest, response: ServerResponse, error: unknown): void {
     const code = error instanceof TheseusError ? error.code : 'E_INTERNAL';
     const status = statusForError(code);
-    if (status >= 500) this.#options.log('warn', `${httpRequest.method} ${httpRequest.path} -> ${route.service}.${route.handler}: ${status}, ${errorMessage(error)}`);
+    if (status >= 500) this.#options.log('warn', `${wire[0]} ${wire[1]} -> ${route.service}.${route.handler}: ${status}, ${errorMessage(error)}`);
     if (status === 503) response.setHeader('retry-after', '1');
     this.#sendError(null, response, status, code, publicReason(status));
   }
@@ -409,7 +440,7 @@ export class HttpFrontDoor {
     if (batch.settled) return false;
     batch.settled = true;
     this.#waiting.delete(batch);
-    this.#inFlight -= batch.requests.length;
+    this.#inFlight -= batch.responses.length;
     return true;
   }
 
@@ -419,7 +450,8 @@ export class HttpFrontDoor {
     for (const batch of this.#waiting) {
       if (batch.deadline > now) break;
       this.#settle(batch);
-      for (const { route, response } of batch.requests) {
+      for (const [i, response] of batch.responses.entries()) {
+        const route = batch.routes[i]!;
         const error = theseusError('E_HTTP_TIMEOUT', `${route.method} ${route.path} (${route.service}.${route.handler})`, this.#requestTimeoutMs);
         this.#options.log('warn', error.message);
         this.#sendError(null, response, 504, error.code, publicReason(504));
@@ -429,65 +461,6 @@ export class HttpFrontDoor {
       clearInterval(this.#sweeper);
       this.#sweeper = null;
     }
-  }
-
-  #sendReply(route: HttpRoute, httpRequest: HttpRequest, response: ServerResponse, value: unknown): void {
-    const reply = value as HttpReply | null;
-    const problem = replyProblem(reply);
-    if (problem) return this.#badReply(response, `${httpRequest.method} ${httpRequest.path} (${route.service}.${route.handler})`, problem);
-    const { status = 200, headers, body } = reply!;
-    const where = `${httpRequest.method} ${httpRequest.path} (${route.service}.${route.handler})`;
-    let payload: string | Uint8Array;
-    let contentType: string | null = null;
-    if (body === undefined || body === null) payload = '';
-    else if (typeof body === 'string') {
-      payload = body;
-      contentType = 'text/plain; charset=utf-8';
-    } else if (body instanceof Uint8Array) {
-      payload = body;
-      contentType = 'application/octet-stream';
-    } else {
-      try {
-        payload = JSON.stringify(body);
-      } catch (error) {
-        return this.#badReply(response, where, `a body that is not JSON (${errorMessage(error)})`);
-      }
-      contentType = 'application/json; charset=utf-8';
-    }
-    // One flat [name, value, ...] list for writeHead: Node's quickest way to send headers.
-    const head: Array<string | number> = [];
-    if (headers) {
-      for (const name in headers) {
-        const lower = name.toLowerCase();
-        if (HOP_BY_HOP.has(lower)) continue;
-        if (lower === 'content-type') contentType = null;
-        const value = headers[name]!;
-        if (typeof value === 'object') for (const each of value) head.push(name, each);
-        else head.push(name, value);
-      }
-    }
-    // 204 and 304 have no body, by definition; Node would drop it, but not a content-length.
-    const bodyless = status === 204 || status === 304;
-    if (!bodyless) {
-      if (contentType) head.push('content-type', contentType);
-      head.push('content-length', typeof payload === 'string' ? Buffer.byteLength(payload) : payload.byteLength);
-    }
-    try {
-      response.writeHead(status, head);
-    } catch (error) {
-      return this.#badReply(response, where, `an invalid header (${errorMessage(error)})`);
-    }
-    this.#count(status);
-    if (bodyless) response.end();
-    else response.end(payload);
-  }
-
-  #badReply(response: ServerResponse, where: string, problem: string): void {
-    // Headers the handler's reply may have left set are not the error's.
-    for (const name of response.getHeaderNames()) if (name !== 'connection') response.removeHeader(name);
-    const error = theseusError('E_HTTP_BAD_REPLY', where, problem);
-    this.#options.log('warn', error.message);
-    this.#sendError(null, response, 502, error.code, publicReason(502));
   }
 
   /** A request refused before it reached a service: the client may see why. */
@@ -509,8 +482,7 @@ export class HttpFrontDoor {
   }
 
   #count(status: number): void {
-    const key = `${Math.floor(status / 100)}xx`;
-    this.#responses[key] = (this.#responses[key] ?? 0) + 1;
+    this.#byClass[(status / 100) | 0]!++;
   }
 }
 
@@ -543,26 +515,6 @@ function publicReason(status: number): string {
     default:
       return 'the service failed to handle the request';
   }
-}
-
-function replyProblem(reply: HttpReply | null): string | null {
-  if (reply === null || typeof reply !== 'object' || Array.isArray(reply) || reply instanceof Uint8Array) {
-    return Array.isArray(reply) ? 'an array' : reply === null ? 'null' : typeof reply === 'object' ? 'bytes' : `a ${typeof reply}`;
-  }
-  if (reply.status !== undefined && (!Number.isInteger(reply.status) || reply.status < 200 || reply.status > 599)) return `status ${JSON.stringify(reply.status)}`;
-  if (reply.headers !== undefined && (reply.headers === null || typeof reply.headers !== 'object' || Array.isArray(reply.headers))) return 'headers that are not an object';
-  return null;
-}
-
-function parseQuery(search: string): Record<string, string | string[]> {
-  const query: Record<string, string | string[]> = {};
-  for (const [name, value] of new URLSearchParams(search)) {
-    const existing = query[name];
-    if (existing === undefined) query[name] = value;
-    else if (Array.isArray(existing)) existing.push(value);
-    else query[name] = [existing, value];
-  }
-  return query;
 }
 
 function listenerKey(listener: HttpListenerConfig): string {

@@ -7,7 +7,8 @@ import semver from 'semver';
 import { readFile } from 'node:fs/promises';
 import { pathToFileURL } from 'node:url';
 import { findMigrationPath } from '../common/migrations.ts';
-import { createLink, REPLY_ERROR, REPLY_OK, sameDescriptor, type BatchedCall, type BatchedResult, type InboundLink, type LogRecord, type PortSet, type ServiceSource, type StateSnapshot } from '../common/protocol.ts';
+import { decodeHttpRequest, encodeHttpReply, type WireHttpRequest } from '../common/http-codec.ts';
+import { BATCH_HTTP, createLink, REPLY_ERROR, REPLY_OK, sameDescriptor, type BatchedCall, type BatchedResult, type InboundLink, type LogRecord, type PortSet, type ServiceSource, type StateSnapshot } from '../common/protocol.ts';
 import { readCheckpoint, writeCheckpoint } from './checkpoints.ts';
 import { bundleEntry, defaultCacheDir, poolRuntimeBundle, workerRuntimeBundle, type Bundle } from './bundler.ts';
 import { HotSwap, SwapError, type ServiceSwapReport, type SwapReport, type SwapTarget } from './hot-swap.ts';
@@ -143,22 +144,27 @@ export class Kernel {
    * way, because a MessagePort's per-message cost dominates small calls. A pool runs them as
    * separate tasks, since its threads share no state to keep in order.
    */
-  callBatch(service: string, calls: BatchedCall[]): Promise<BatchedResult[]> {
+  callBatch(service: string, calls: BatchedCall[], encoding: '' | typeof BATCH_HTTP = ''): Promise<BatchedResult[]> {
     const pool = this.#pool(service);
     if (pool) {
       const proxy = pool.proxy<Record<string, (...args: unknown[]) => Promise<unknown>>>();
       return Promise.all(
         calls.map(([method, args]) =>
           Promise.resolve()
-            .then(() => proxy[method]!(...(args ?? [])))
+            .then(() => (encoding === BATCH_HTTP ? proxy[method]!(decodeHttpRequest(args as unknown as WireHttpRequest)) : proxy[method]!(...(args ?? []))))
             .then(
-              (value): BatchedResult => [REPLY_OK, value],
+              (value): BatchedResult => {
+                if (encoding !== BATCH_HTTP) return [REPLY_OK, value];
+                const encoded = encodeHttpReply(value);
+                if ('problem' in encoded) return [REPLY_ERROR, serializeError(theseusError('E_HTTP_BAD_REPLY', `${service}.${method}()`, encoded.problem))];
+                return [REPLY_OK, encoded];
+              },
               (error: unknown): BatchedResult => [REPLY_ERROR, serializeError(error, 'E_HANDLER_FAILED')],
             ),
         ),
       );
     }
-    return this.#host(service).defaultClient().callBatch(calls);
+    return this.#host(service).defaultClient().callBatch(calls, encoding);
   }
 
   /** Moves the named services to the target release's code; rejects with a SwapError on failure. */

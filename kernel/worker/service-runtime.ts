@@ -20,7 +20,9 @@ import { ServiceClient } from '../common/client.ts';
 import { errorMessage, serializeError, theseusError, type SwapPhase } from '../common/errors.ts';
 import { findMigrationPath, formatPath, type MigrationStep } from '../common/migrations.ts';
 import { explainCloneFailure, findNonPlainData } from '../common/plain-data.ts';
+import { decodeHttpRequest, encodeHttpReply, type WireHttpRequest } from '../common/http-codec.ts';
 import {
+  BATCH_HTTP,
   FRAME_BATCH,
   FRAME_CALL,
   preciseNow,
@@ -429,6 +431,7 @@ export class ServiceRuntime {
   #handleBatch(port: MessagePort, frame: RequestFrame): void {
     const id = frame[1];
     const calls = (frame[3] ?? []) as BatchedCall[];
+    const http = frame[2] === BATCH_HTTP;
     const results = new Array<BatchedResult>(calls.length);
     // The whole batch counts as started: a crash from here rejects all of it, never resends it.
     const taken = this.#inbound.get(port);
@@ -458,7 +461,8 @@ export class ServiceRuntime {
         this.#ctx.state = this.#state;
         let result: unknown;
         try {
-          result = args === undefined ? handler(this.#ctx) : handler(this.#ctx, ...args);
+          if (http) result = handler(this.#ctx, decodeHttpRequest(args as unknown as WireHttpRequest));
+          else result = args === undefined ? handler(this.#ctx) : handler(this.#ctx, ...args);
         } catch (error) {
           results[at] = [REPLY_ERROR, serializeError(error, 'E_HANDLER_FAILED')];
           continue;
@@ -468,7 +472,7 @@ export class ServiceRuntime {
           this.#busy = true;
           (result as Promise<unknown>).then(
             (value) => {
-              results[at] = this.#settleBatched(method, value);
+              results[at] = this.#settleBatched(method, value, http);
               runFrom();
             },
             (error: unknown) => {
@@ -478,7 +482,7 @@ export class ServiceRuntime {
           );
           return;
         }
-        results[at] = this.#settleBatched(method, result);
+        results[at] = this.#settleBatched(method, result, http);
       }
       finish();
     };
@@ -490,13 +494,21 @@ export class ServiceRuntime {
    * posted as a whole at the end, too late to leave the state as it was for one reply that cannot
    * be cloned.
    */
-  #settleBatched(method: string, result: unknown): BatchedResult {
+  #settleBatched(method: string, result: unknown, http: boolean): BatchedResult {
     if (result === null || typeof result !== 'object' || !('reply' in result)) {
       return [REPLY_ERROR, serializeError(theseusError('E_BAD_HANDLER_RESULT', this.#service, method, describeValue(result)))];
     }
-    const { reply, state } = result as { reply: unknown; state?: unknown };
-    const replyProblem = reply !== null && typeof reply === 'object' ? findNonPlainData(reply, 'reply') : typeof reply === 'function' || typeof reply === 'symbol' ? `the reply is a ${typeof reply}` : null;
-    if (replyProblem !== null) return [REPLY_ERROR, serializeError(theseusError('E_REPLY_NOT_CLONEABLE', this.#service, method, replyProblem))];
+    let { reply } = result as { reply: unknown };
+    const { state } = result as { state?: unknown };
+    if (http) {
+      // Encoded here, off the front door's thread; what comes out is strings and bytes.
+      const encoded = encodeHttpReply(reply);
+      if ('problem' in encoded) return [REPLY_ERROR, serializeError(theseusError('E_HTTP_BAD_REPLY', `${this.#service}.${method}()`, encoded.problem))];
+      reply = encoded;
+    } else {
+      const replyProblem = reply !== null && typeof reply === 'object' ? findNonPlainData(reply, 'reply') : typeof reply === 'function' || typeof reply === 'symbol' ? `the reply is a ${typeof reply}` : null;
+      if (replyProblem !== null) return [REPLY_ERROR, serializeError(theseusError('E_REPLY_NOT_CLONEABLE', this.#service, method, replyProblem))];
+    }
     if (state !== undefined && this.descriptor.stateCheck === 'every-change') {
       const problem = findNonPlainData(state);
       if (problem !== null) return [REPLY_ERROR, serializeError(theseusError('E_STATE_NOT_CLONEABLE', this.#service, `after ${method}()`, problem))];

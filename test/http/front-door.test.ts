@@ -32,7 +32,7 @@ const kernelLines: string[] = [];
 
 before(async () => {
   kernel = await Kernel.start({ release: '1.0.0', services: { echo: { entry: fixture('http-echo') } }, onLog: logs.onLog, maxRestarts: 10 });
-  door = new HttpFrontDoor({ callBatch: (service, calls) => kernel.callBatch(service, calls), log: (_level, message) => kernelLines.push(message), closeGraceMs: 1000 });
+  door = new HttpFrontDoor({ callBatch: (service, calls, encoding) => kernel.callBatch(service, calls, encoding), log: (_level, message) => kernelLines.push(message), closeGraceMs: 1000 });
   await door.apply(config(0));
   port = door.stats().listeners[0]!.port;
 });
