@@ -111,8 +111,14 @@ interface Listener {
 
 /** Content types whose bodies reach the handler as a string. */
 const TEXT_BODY = /^(?:text\/|application\/(?:[\w.+-]*\+)?(?:json|xml|x-www-form-urlencoded|javascript)\b)/i;
-/** A batch this large goes out at once rather than at the end of the turn. */
+/** A batch holds at most this many requests; more start the next one. */
 const MAX_BATCH = 256;
+/**
+ * Batches sent to one service and not answered yet, at most. A service runs its calls one at a
+ * time, so one batch in its queue while it works on another keeps it busy; what arrives meanwhile
+ * waits here and goes out as one larger batch. Fewer, larger messages cost the main thread less.
+ */
+const MAX_BATCHES_IN_FLIGHT = 2;
 
 interface Batch {
   /** [handler, request] pairs, as the service takes them. */
@@ -123,6 +129,15 @@ interface Batch {
   deadline: number;
   /** Set once its requests were answered (by the service, or with a 504). */
   settled: boolean;
+  /** Its lane, while it counts against the lane's batches in flight. */
+  lane: Lane | null;
+}
+
+/** One service's batches: the ones waiting to go, and how many are out. */
+interface Lane {
+  service: string;
+  queued: Batch[];
+  inFlight: number;
 }
 
 
@@ -139,8 +154,8 @@ export class HttpFrontDoor {
   #requests = 0;
   /** Responses by status class: index 2 counts the 2xx, and so on. */
   #byClass = [0, 0, 0, 0, 0, 0];
-  /** Requests of this turn, by service, waiting to go out as one batch each. */
-  #batches = new Map<string, Batch>();
+  /** Per service: batches waiting to go out, and how many are out. */
+  #lanes = new Map<string, Lane>();
   #flushScheduled = false;
 
   constructor(options: FrontDoorOptions) {
@@ -357,36 +372,55 @@ export class HttpFrontDoor {
    * I/O callbacks have run.
    */
   #dispatch(route: HttpRoute, wire: WireHttpRequest, response: ServerResponse): void {
-    let batch = this.#batches.get(route.service);
-    if (!batch) {
-      batch = { calls: [], routes: [], responses: [], deadline: 0, settled: false };
-      this.#batches.set(route.service, batch);
-      if (!this.#flushScheduled) {
-        this.#flushScheduled = true;
-        setImmediate(this.#flush);
-      }
+    let lane = this.#lanes.get(route.service);
+    if (!lane) {
+      lane = { service: route.service, queued: [], inFlight: 0 };
+      this.#lanes.set(route.service, lane);
+    }
+    let batch = lane.queued[lane.queued.length - 1];
+    if (!batch || batch.calls.length >= MAX_BATCH) {
+      // The deadline runs from arrival: time spent waiting for a free slot counts too.
+      batch = { calls: [], routes: [], responses: [], deadline: Date.now() + this.#requestTimeoutMs, settled: false, lane: null };
+      lane.queued.push(batch);
+      this.#waiting.add(batch);
+      this.#sweeper ??= setInterval(() => this.#sweep(), Math.min(1000, Math.max(10, this.#requestTimeoutMs / 4)));
     }
     batch.calls.push([route.handler, wire]);
     batch.routes.push(route);
     batch.responses.push(response);
-    if (batch.calls.length >= MAX_BATCH) {
-      this.#batches.delete(route.service);
-      this.#send(route.service, batch);
+    this.#inFlight++;
+    if (!this.#flushScheduled) {
+      this.#flushScheduled = true;
+      setImmediate(this.#flush);
     }
   }
 
   #flush = (): void => {
     this.#flushScheduled = false;
-    const batches = [...this.#batches];
-    this.#batches.clear();
-    for (const [service, batch] of batches) this.#send(service, batch);
+    for (const lane of this.#lanes.values()) this.#drain(lane);
   };
 
+  /** Sends queued batches while the lane has room. */
+  #drain(lane: Lane): void {
+    while (lane.inFlight < MAX_BATCHES_IN_FLIGHT && lane.queued.length > 0) {
+      const batch = lane.queued.shift()!;
+      if (batch.settled) continue; // timed out while it waited
+      lane.inFlight++;
+      batch.lane = lane;
+      this.#send(lane.service, batch);
+    }
+  }
+
+  /** The batch no longer counts against its lane (answered, failed or timed out). */
+  #freeSlot(batch: Batch): void {
+    const lane = batch.lane;
+    if (!lane) return;
+    batch.lane = null;
+    lane.inFlight--;
+    this.#drain(lane);
+  }
+
   #send(service: string, batch: Batch): void {
-    batch.deadline = Date.now() + this.#requestTimeoutMs;
-    this.#waiting.add(batch);
-    this.#inFlight += batch.responses.length;
-    this.#sweeper ??= setInterval(() => this.#sweep(), Math.min(1000, Math.max(10, this.#requestTimeoutMs / 4)));
     let sent: Promise<BatchedResult[]>;
     try {
       sent = this.#options.callBatch(service, batch.calls, BATCH_HTTP);
@@ -395,6 +429,7 @@ export class HttpFrontDoor {
     }
     sent.then(
       (results) => {
+        this.#freeSlot(batch);
         if (!this.#settle(batch)) return;
         const { calls, routes, responses } = batch;
         for (let i = 0; i < responses.length; i++) {
@@ -404,6 +439,7 @@ export class HttpFrontDoor {
         }
       },
       (error: unknown) => {
+        this.#freeSlot(batch);
         if (!this.#settle(batch)) return;
         const { calls, routes, responses } = batch;
         for (let i = 0; i < responses.length; i++) this.#sendFailure(routes[i]!, calls[i]![1] as unknown as WireHttpRequest, responses[i]!, error);
@@ -450,6 +486,8 @@ export class HttpFrontDoor {
     for (const batch of this.#waiting) {
       if (batch.deadline > now) break;
       this.#settle(batch);
+      // A service that does not answer must not hold back the requests queued behind it here.
+      this.#freeSlot(batch);
       for (const [i, response] of batch.responses.entries()) {
         const route = batch.routes[i]!;
         const error = theseusError('E_HTTP_TIMEOUT', `${route.method} ${route.path} (${route.service}.${route.handler})`, this.#requestTimeoutMs);
