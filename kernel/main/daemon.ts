@@ -116,6 +116,7 @@ export class KernelDaemon {
     this.revertedTrial = booted.revertedTrial;
     this.#frontDoor = new HttpFrontDoor({
       callBatch: (service, calls, encoding) => this.#kernel.callBatch(service, calls, encoding),
+      concurrent: (service) => this.#kernel.isPooled(service),
       log: (level, message) => this.#kernelLog(level, message),
     });
     try {

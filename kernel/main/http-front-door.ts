@@ -25,6 +25,11 @@ export interface FrontDoorOptions {
    */
   callBatch(service: string, calls: BatchedCall[], encoding: typeof BATCH_HTTP): Promise<BatchedResult[]>;
   log(level: LogRecord['level'], message: string): void;
+  /**
+   * Whether a service runs its calls concurrently (a pool). Its requests then go out one by one
+   * and at once: in a batch, the slowest call would hold back the replies of the others.
+   */
+  concurrent?(service: string): boolean;
   /** How long close() lets requests in flight finish before it ends their connections. */
   closeGraceMs?: number;
 }
@@ -159,7 +164,7 @@ export class HttpFrontDoor {
   #flushScheduled = false;
 
   constructor(options: FrontDoorOptions) {
-    this.#options = { closeGraceMs: 5000, ...options };
+    this.#options = { closeGraceMs: 5000, concurrent: () => false, ...options };
   }
 
   get state(): FrontDoorState {
@@ -372,6 +377,14 @@ export class HttpFrontDoor {
    * I/O callbacks have run.
    */
   #dispatch(route: HttpRoute, wire: WireHttpRequest, response: ServerResponse): void {
+    if (this.#options.concurrent(route.service)) {
+      const single: Batch = { calls: [[route.handler, wire]], routes: [route], responses: [response], deadline: Date.now() + this.#requestTimeoutMs, settled: false, lane: null };
+      this.#inFlight++;
+      this.#waiting.add(single);
+      this.#sweeper ??= setInterval(() => this.#sweep(), Math.min(1000, Math.max(10, this.#requestTimeoutMs / 4)));
+      this.#send(route.service, single);
+      return;
+    }
     let lane = this.#lanes.get(route.service);
     if (!lane) {
       lane = { service: route.service, queued: [], inFlight: 0 };

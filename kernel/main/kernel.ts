@@ -141,8 +141,10 @@ export class Kernel {
   /**
    * Several calls to one service in one message, run one after another as if sent one by one;
    * resolves with each outcome in order. The HTTP front door sends what arrives in one turn this
-   * way, because a MessagePort's per-message cost dominates small calls. A pool runs them as
-   * separate tasks, since its threads share no state to keep in order.
+   * way, because a MessagePort's per-message cost dominates small calls. With `encoding`
+   * BATCH_HTTP, each call is a handler and a WireHttpRequest, and each reply comes back encoded
+   * (http-codec.ts). A pool runs the calls as separate tasks, since its threads share no state to
+   * keep in order.
    */
   callBatch(service: string, calls: BatchedCall[], encoding: '' | typeof BATCH_HTTP = ''): Promise<BatchedResult[]> {
     const pool = this.#pool(service);
@@ -165,6 +167,11 @@ export class Kernel {
       );
     }
     return this.#host(service).defaultClient().callBatch(calls, encoding);
+  }
+
+  /** Whether a service runs on a pool (its calls run concurrently, in no particular order). */
+  isPooled(service: string): boolean {
+    return this.#pools.has(service);
   }
 
   /** Moves the named services to the target release's code; rejects with a SwapError on failure. */

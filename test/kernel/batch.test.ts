@@ -92,7 +92,7 @@ test('batches from many callers through swaps: every number once, none lost, no 
 
 test('an HTTP route to a pooled service: the pool answers, and a swap of the pool keeps it answering', async () => {
   const kernel = await Kernel.start({ release: '1.0.0', services: { maths: { entry: fixture('pooled-v1'), pool: { size: 2 } } }, ...logCollector() });
-  const door = new HttpFrontDoor({ callBatch: (service, calls, encoding) => kernel.callBatch(service, calls, encoding), log: () => undefined });
+  const door = new HttpFrontDoor({ callBatch: (service, calls, encoding) => kernel.callBatch(service, calls, encoding), concurrent: (service) => kernel.isPooled(service), log: () => undefined });
   try {
     await door.apply({ listeners: [{ port: 0, host: '127.0.0.1', routes: [{ method: 'GET', path: '/fib', service: 'maths', handler: 'httpFib' }] }], maxBodyBytes: 1024, requestTimeoutMs: 10_000 });
     const port = door.stats().listeners[0]!.port;
