@@ -394,4 +394,10 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
+// `kernel status | head -1` closes the pipe early: that is the reader being done, not an error.
+process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+  if (error.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+  throw error;
+});
+
 process.exitCode = await main(process.argv.slice(2));
