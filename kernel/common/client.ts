@@ -28,6 +28,26 @@ export function closeClient(proxy: object): void {
   client.close('the client was closed');
 }
 
+/**
+ * The object callers hold: `proxy.name(...args)` is a cast when `isCast(name)`, else a call. The
+ * same for every kind of client, so a pooled service's client looks like a stateful one's.
+ */
+export function methodProxy(isCast: (name: string) => boolean, call: (name: string, args: unknown[]) => Promise<unknown>, cast: (name: string, args: unknown[]) => void): object {
+  const methodFns = new Map<string, (...args: unknown[]) => unknown>();
+  return new Proxy(Object.create(null) as object, {
+    get: (_target, name) => {
+      // `then` must stay undefined or `await client` would treat the client as a promise.
+      if (typeof name !== 'string' || name === 'then') return undefined;
+      let fn = methodFns.get(name);
+      if (!fn) {
+        fn = (...args: unknown[]) => (isCast(name) ? cast(name, args) : call(name, args));
+        methodFns.set(name, fn);
+      }
+      return fn;
+    },
+  });
+}
+
 interface Pending {
   resolve(value: unknown): void;
   reject(error: unknown): void;
@@ -60,7 +80,6 @@ export class ServiceClient {
   /** Set while the service's worker is dead and a restart may bring it back. */
   #waitingForRestart: NodeJS.Timeout | null = null;
   #proxy: object | null = null;
-  #methodFns = new Map<string, (...args: unknown[]) => unknown>();
   /** Called once when the client is closed, so its owner can forget it. */
   onClose: (() => void) | null = null;
   /** Replies whose call was not pending: answered twice, or after the call was given up. Should stay 0. */
@@ -174,18 +193,11 @@ export class ServiceClient {
   /** `client.method(...args)`: a call, or a cast when the service declares `method` as one. */
   proxy<Api extends object>(): Api {
     if (!this.#proxy) {
-      this.#proxy = new Proxy(Object.create(null) as object, {
-        get: (_target, name) => {
-          // `then` must stay undefined or `await client` would treat the client as a promise.
-          if (typeof name !== 'string' || name === 'then') return undefined;
-          let fn = this.#methodFns.get(name);
-          if (!fn) {
-            fn = (...args: unknown[]) => (this.#casts.has(name) ? this.cast(name, args) : this.call(name, args));
-            this.#methodFns.set(name, fn);
-          }
-          return fn;
-        },
-      });
+      this.#proxy = methodProxy(
+        (name) => this.#casts.has(name),
+        (name, args) => this.call(name, args),
+        (name, args) => this.cast(name, args),
+      );
       clientsByProxy.set(this.#proxy, this);
     }
     return this.#proxy as Api;

@@ -79,8 +79,8 @@ export function sameDescriptor(a: ServiceDescriptor, b: ServiceDescriptor): bool
   return canonical(a) === canonical(b);
 }
 
-/** Passed as workerData when the kernel creates a service worker. */
-export interface WorkerBootData {
+/** What every thread that runs a service's code is told when it starts. */
+export interface ServiceBootData {
   protocol: number;
   service: string;
   release: string;
@@ -90,6 +90,10 @@ export interface WorkerBootData {
   staticDir: string | null;
   /** The release's runtime configuration (ctx.config). */
   config: Record<string, unknown>;
+}
+
+/** Passed as workerData when the kernel creates a service worker. */
+export interface WorkerBootData extends ServiceBootData {
   /** Ask for a checkpoint after this many state changes (0: never). */
   checkpointEveryChanges: number;
 }
@@ -267,15 +271,7 @@ export interface HttpReply {
 // Pooled services (kernel -> one thread of a service's piscina pool, as piscina tasks)
 
 /** Passed as piscina's workerData to every thread of a pool. */
-export interface PoolBootData {
-  protocol: number;
-  service: string;
-  release: string;
-  /** file: URL of the service's bundled module. */
-  moduleUrl: string;
-  staticDir: string | null;
-  config: Record<string, unknown>;
-}
+export type PoolBootData = ServiceBootData;
 
 /**
  * One piscina task. `warm` loads nothing new: it waits for the thread's module to have loaded and

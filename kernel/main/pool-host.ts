@@ -16,6 +16,7 @@
 
 import { Piscina } from 'piscina';
 import { TheseusError, deserializeError, errorMessage, serializeError, theseusError } from '../common/errors.ts';
+import { methodProxy } from '../common/client.ts';
 import { explainCloneFailure } from '../common/plain-data.ts';
 import {
   PROTOCOL_VERSION,
@@ -245,7 +246,6 @@ export class PoolHost {
   #retiring = new Set<PoolGeneration>();
   #casts: ReadonlySet<string>;
   #proxy: object | null = null;
-  #methodFns = new Map<string, (...args: unknown[]) => unknown>();
 
   private constructor(options: PoolOptions, first: PoolGeneration) {
     this.name = options.service;
@@ -331,18 +331,11 @@ export class PoolHost {
 
   /** The same shape as a stateful service's client: calls return a promise, casts return nothing. */
   proxy<Api extends object>(): Api {
-    this.#proxy ??= new Proxy(Object.create(null) as object, {
-      get: (_target, name) => {
-        // `then` must stay undefined or `await client` would treat the client as a promise.
-        if (typeof name !== 'string' || name === 'then') return undefined;
-        let fn = this.#methodFns.get(name);
-        if (!fn) {
-          fn = (...args: unknown[]) => (this.#casts.has(name) ? this.cast(name, args) : this.call(name, args));
-          this.#methodFns.set(name, fn);
-        }
-        return fn;
-      },
-    });
+    this.#proxy ??= methodProxy(
+      (name) => this.#casts.has(name),
+      (name, args) => this.call(name, args),
+      (name, args) => this.cast(name, args),
+    );
     return this.#proxy as Api;
   }
 
