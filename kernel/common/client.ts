@@ -11,9 +11,9 @@
 // (`rebind`). If the service is not coming back, `fail()` rejects them. Nothing hangs.
 
 import type { MessagePort } from 'node:worker_threads';
-import { deserializeError, theseusError } from './errors.ts';
+import { deserializeError, serializeError, theseusError } from './errors.ts';
 import { explainCloneFailure } from './plain-data.ts';
-import { BATCH_HTTP, FRAME_BATCH, FRAME_CALL, FRAME_CAST, REPLY_OK, type BatchedCall, type BatchedResult, type MethodTable, type ReplyFrame, type RequestFrame } from './protocol.ts';
+import { BATCH_HTTP, FRAME_BATCH, FRAME_CALL, FRAME_CAST, REPLY_ERROR, REPLY_OK, type BatchedCall, type BatchedResult, type MethodTable, type ReplyFrame, type RequestFrame } from './protocol.ts';
 
 /** From a client proxy back to its ServiceClient, for closeClient(). */
 const clientsByProxy = new WeakMap<object, ServiceClient>();
@@ -53,6 +53,8 @@ interface Pending {
   reject(error: unknown): void;
   /** Kept so a call that never started can be sent again to a restarted worker. */
   frame: RequestFrame;
+  /** A batch cut by a crash: the outcomes of its calls that had started (they failed). */
+  done?: BatchedResult[];
 }
 
 /** How long calls that never started wait for their service to be restarted. */
@@ -234,8 +236,9 @@ export class ServiceClient {
         return;
       }
       this.#pending.delete(frame[0]);
-      if (frame[1] === REPLY_OK) pending.resolve(frame[2]);
-      else pending.reject(deserializeError(frame[2]));
+      if (frame[1] !== REPLY_OK) pending.reject(deserializeError(frame[2]));
+      else if (pending.done) pending.resolve([...pending.done, ...(frame[2] as BatchedResult[])]);
+      else pending.resolve(frame[2]);
     });
     // The service's end closes when its worker dies (not when it is moved).
     port.once('close', () => {
@@ -256,6 +259,18 @@ export class ServiceClient {
     const taken = Atomics.load(this.#taken, 0);
     for (const [id, pending] of this.#pending) {
       if (issuedAfter(id, taken)) continue;
+      const frame = pending.frame;
+      if (id === taken && frame[0] === FRAME_BATCH) {
+        // A batch fails only as far as it got; its calls that never started wait for the restart.
+        const calls = frame[3] as BatchedCall[];
+        const started = Math.min(Atomics.load(this.#taken, 1), calls.length);
+        if (started < calls.length) {
+          const failed = serializeError(theseusError('E_SERVICE_DOWN', this.service, 'its worker exited while handling this call'));
+          pending.done = [...(pending.done ?? []), ...calls.slice(0, started).map((): BatchedResult => [REPLY_ERROR, failed])];
+          pending.frame = [FRAME_BATCH, id, frame[2], calls.slice(started)];
+          continue;
+        }
+      }
       this.#pending.delete(id);
       pending.reject(theseusError('E_SERVICE_DOWN', this.service, 'its worker exited while handling this call'));
     }

@@ -124,6 +124,7 @@ const messages = {
   E_HTTP_NO_ROUTE: (method: string, path: string) => `No route for ${method} ${path}. Check the path; the release's http.listeners list the routes.`,
   E_HTTP_METHOD_NOT_ALLOWED: (path: string, method: string, allowed: string) => `${path} does not take ${method}; it takes ${allowed}.`,
   E_HTTP_BODY_TOO_LARGE: (limit: number) => `The request body is over the limit of ${limit} bytes. Send a smaller body, or raise http.maxBodyBytes in theseus.config.ts.`,
+  E_HTTP_BUSY: (count: number, what: string) => `The kernel has ${count} ${what}, its limit; the request was refused. Try again shortly, or spread the load.`,
   E_HTTP_BAD_REPLY: (route: string, reason: string) =>
     `The handler of ${route} replied ${reason}; an HTTP handler must reply { status?, headers?, body? } with status 200-599. The client got 502.`,
   E_HTTP_TIMEOUT: (route: string, ms: number) =>

@@ -133,7 +133,9 @@ export interface OutboundLink {
 /** A new caller channel: the caller keeps `caller`, the service gets `service`. */
 export function createLink(methods: MethodTable): { caller: OutboundLink; service: InboundLink } {
   const { port1, port2 } = new MessageChannel();
-  const taken = new Int32Array(new SharedArrayBuffer(4));
+  // [0]: the id of the last frame the service took; [1]: for a batch, how many of its calls had
+  // started. A crash fails what had started and sends the rest again.
+  const taken = new Int32Array(new SharedArrayBuffer(8));
   return { caller: { port: port1, taken, methods }, service: { port: port2, taken } };
 }
 

@@ -13,7 +13,7 @@ import { TheseusError, errorMessage, theseusError } from '../common/errors.ts';
 import type { ControlRequest, ProgressEvent } from '../common/control-protocol.ts';
 import type { LogRecord } from '../common/protocol.ts';
 import { installRelease, verifyReleaseDir } from '../release/install.ts';
-import type { Manifest } from '../release/manifest.ts';
+import type { HttpConfig, Manifest } from '../release/manifest.ts';
 import { findEntry, readRegistry, registryFile, withCurrent, withPermanent, withoutRelease, writeRegistry } from '../release/registry.ts';
 import { writeFileAtomic } from '../release/fs-atomic.ts';
 import { hangIfFaulted } from '../common/faults.ts';
@@ -94,6 +94,9 @@ export class KernelDaemon {
       await daemon.#boot();
     } catch (error) {
       daemon.#kernelLog('error', `start failed: ${errorMessage(error)}`);
+      // Whatever did start is stopped: no listener or worker outlives a failed start.
+      await daemon.#frontDoor?.close().catch(() => undefined);
+      await daemon.#kernel?.stop().catch(() => undefined);
       await daemon.#cleanUp();
       throw error;
     }
@@ -119,12 +122,7 @@ export class KernelDaemon {
       concurrent: (service) => this.#kernel.isPooled(service),
       log: (level, message) => this.#kernelLog(level, message),
     });
-    try {
-      await this.#frontDoor.apply(this.#manifest.http ?? null);
-    } catch (error) {
-      await this.#kernel.stop().catch(() => undefined);
-      throw error;
-    }
+    await this.#frontDoor.apply(this.#manifest.http ?? null);
     if (booted.revertedTrial) this.#kernelLog('warn', `release ${booted.revertedTrial} was on trial and was reverted; booted ${booted.version}`);
     const cookie = await ensureCookie(this.#paths.cookie);
     this.#server = await ControlServer.listen(this.#paths.socket, cookie, (request, emit) => this.#handle(request, emit));
@@ -264,13 +262,16 @@ export class KernelDaemon {
         throw theseusError('E_UNSUPPORTED_CHANGE', to, `it has services [${next}] where ${from} has [${running}]; adding or removing services during a hot swap is not built yet`);
       }
       await runHooks('preUpgrade', installed.manifest.hooks.preUpgrade, this.#root, { THESEUS_RELEASE: to, THESEUS_FROM: from });
-      // New HTTP listeners open before anything is swapped: a taken port refuses the release.
+      // New HTTP listeners open before anything is swapped: a taken port refuses the release. The
+      // new routes take over in the turn the new code starts serving.
       const http = await this.#frontDoor!.stage(installed.manifest.http ?? null);
       let report: SwapReport;
       try {
-        report = await this.#kernel.upgrade({ release: to, services: serviceSources(installed.dir, installed.manifest) });
+        report = await this.#kernel.upgrade({ release: to, services: serviceSources(installed.dir, installed.manifest), onSwitch: () => http.commit() });
       } catch (error) {
-        await http.abort();
+        // Past the switch the new code serves, even if one service failed as it took over.
+        if (error instanceof SwapError && error.report.outcome === 'failed-after-switch') http.commit();
+        else await http.abort();
         if (error instanceof SwapError) this.#emitPhases(error.report, step);
         throw error;
       }
@@ -362,17 +363,26 @@ export class KernelDaemon {
   /** Swaps back to `version` (still installed and unchanged in the registry), carrying the state down. */
   async #revert(version: string, service: string, reason: string, phase: 'probation' | 'commit' = 'probation'): Promise<string> {
     const dir = join(this.#root, 'releases', version);
+    let http: { commit(): void; abort(): Promise<void> } | null = null;
     try {
       const { manifest } = await verifyReleaseDir(dir);
-      await this.#kernel.downgrade({ release: version, services: serviceSources(dir, manifest) });
+      // The old release's listeners, if it had others; a port taken meanwhile is reported, and
+      // the routes that can come back still do.
+      let httpProblem: string | null = null;
+      http = await this.#frontDoor!.stage(manifest.http ?? null).catch((error: unknown) => {
+        httpProblem = errorMessage(error);
+        return this.#frontDoor!.stage(keepListeners(manifest.http ?? null, this.#frontDoor!.stats().listeners));
+      });
+      const staged = http;
+      await this.#kernel.downgrade({ release: version, services: serviceSources(dir, manifest), onSwitch: () => staged.commit() });
+      staged.commit();
       this.#running = version;
       this.#manifest = manifest;
-      await this.#frontDoor!.apply(manifest.http ?? null).catch((error: unknown) =>
-        this.#kernelLog('error', `the HTTP routes of ${version} could not be restored: ${errorMessage(error)}`),
-      );
-      await appendAudit(this.#paths.audit, { op: 'rollback', from: null, to: version, hashes: this.#hashes(version), outcome: 'ok', phase, reason: `${service}: ${reason}` });
-      return `Reverted to ${version}, with the state carried back.`;
+      const note = httpProblem ? ` Its HTTP listeners could not all be reopened (${httpProblem}); the running ones serve its routes.` : '';
+      await appendAudit(this.#paths.audit, { op: 'rollback', from: null, to: version, hashes: this.#hashes(version), outcome: 'ok', phase, reason: `${service}: ${reason}${note}` });
+      return `Reverted to ${version}, with the state carried back.${note}`;
     } catch (error) {
+      await http?.abort();
       // The new release keeps running: record it as on trial, so the registry tells the truth
       // and a restart boots the permanent one.
       await writeRegistry(this.#root, withCurrent(await readRegistry(this.#root), this.#running)).catch(() => undefined);
@@ -427,6 +437,13 @@ export class KernelDaemon {
     this.#log.write(record);
     for (const subscriber of this.#logSubscribers) subscriber.log(record);
   }
+}
+
+/** `config` limited to the listeners already open: the routes a revert can restore without a new port. */
+function keepListeners(config: HttpConfig | null, open: ReadonlyArray<{ host: string; configuredPort: number }>): HttpConfig | null {
+  if (!config) return null;
+  const listeners = config.listeners.filter((listener) => open.some((o) => o.host === listener.host && o.configuredPort === listener.port));
+  return listeners.length > 0 ? { ...config, listeners } : null;
 }
 
 function round(ms: number): number {

@@ -76,6 +76,11 @@ export interface SwapTarget {
    * descriptor, the check phase learns it from a throwaway worker that only loads the module.
    */
   services: Record<string, ServiceSource>;
+  /**
+   * Called once, in the same synchronous turn in which the new code starts taking calls (not at
+   * all when the swap rolls back): the HTTP front door switches its routes here.
+   */
+  onSwitch?: () => void;
 }
 
 export interface ServiceSwapReport {
@@ -452,6 +457,12 @@ export class HotSwap {
       plan.host.updateMethodTables();
     }
     for (const attach of newChannels) attach();
+    try {
+      this.#target.onSwitch?.();
+    } catch (error) {
+      // The switch is decided: a failing hook is reported, never allowed to throw it back.
+      this.#env.log('error', `swap to ${this.#target.release}: the switch hook failed: ${errorMessage(error)}`);
+    }
     // Services that call a switched one learn its new calls and casts.
     const switched = new Set(this.#plans.map((plan) => plan.host.name));
     for (const host of hosts.values()) {

@@ -124,18 +124,55 @@ const MAX_BATCH = 256;
  * waits here and goes out as one larger batch. Fewer, larger messages cost the main thread less.
  */
 const MAX_BATCHES_IN_FLIGHT = 2;
+/**
+ * Limits that keep a flood of clients from exhausting the kernel (whose main thread also runs
+ * the control socket): connections per listener, requests waiting for their services, and bytes
+ * of request bodies held. Past them, new connections are refused and new requests get 503.
+ */
+const MAX_CONNECTIONS = 4096;
+const MAX_IN_FLIGHT = 16_384;
+const MAX_BUFFERED_BODY_BYTES = 256 * 1024 * 1024;
+const HEADERS_TIMEOUT_MS = 10_000;
+const REQUEST_RECEIVE_TIMEOUT_MS = 30_000;
 
 interface Batch {
   /** [handler, request] pairs, as the service takes them. */
   calls: BatchedCall[];
   routes: HttpRoute[];
-  responses: ServerResponse[];
-  /** When its requests get a 504 if the service has not answered. */
-  deadline: number;
-  /** Set once its requests were answered (by the service, or with a 504). */
-  settled: boolean;
+  /** Each request's response; null once it was answered. */
+  responses: Array<ServerResponse | null>;
+  /** When each request gets a 504 if its service has not answered. */
+  deadlines: number[];
+  /** The size of each request's body, counted against MAX_BUFFERED_BODY_BYTES until answered. */
+  bodyBytes: number[];
+  /** Requests not answered yet. */
+  pending: number;
+  sent: boolean;
   /** Its lane, while it counts against the lane's batches in flight. */
   lane: Lane | null;
+}
+
+function newBatch(): Batch {
+  return { calls: [], routes: [], responses: [], deadlines: [], bodyBytes: [], pending: 0, sent: false, lane: null };
+}
+
+function addToBatch(batch: Batch, route: HttpRoute, wire: WireHttpRequest, response: ServerResponse, deadline: number, bodyBytes: number): void {
+  batch.calls.push([route.handler, wire]);
+  batch.routes.push(route);
+  batch.responses.push(response);
+  batch.deadlines.push(deadline);
+  batch.bodyBytes.push(bodyBytes);
+  batch.pending++;
+}
+
+/** Removes the requests of a batch not sent yet that were answered already (timed out). */
+function dropAnswered(batch: Batch): void {
+  const keep = batch.responses.flatMap((response, i) => (response ? [i] : []));
+  batch.calls = keep.map((i) => batch.calls[i]!);
+  batch.routes = keep.map((i) => batch.routes[i]!);
+  batch.responses = keep.map((i) => batch.responses[i]!);
+  batch.deadlines = keep.map((i) => batch.deadlines[i]!);
+  batch.bodyBytes = keep.map((i) => batch.bodyBytes[i]!);
 }
 
 /** One service's batches: the ones waiting to go, and how many are out. */
@@ -152,9 +189,12 @@ export class HttpFrontDoor {
   #options: Required<FrontDoorOptions>;
   #maxBodyBytes = 0;
   #requestTimeoutMs = 30_000;
-  /** Batches sent and not answered yet, oldest first; one sweep timer checks their deadlines. */
+  /** Batches with requests not answered yet, queued or sent; one sweep timer checks deadlines. */
   #waiting = new Set<Batch>();
+  /** Requests dispatched and not answered yet. */
   #inFlight = 0;
+  /** Bytes of request bodies received and not answered yet. */
+  #bufferedBytes = 0;
   #sweeper: NodeJS.Timeout | null = null;
   #requests = 0;
   /** Responses by status class: index 2 counts the 2xx, and so on. */
@@ -248,7 +288,8 @@ export class HttpFrontDoor {
           for (const [request, response] of held) {
             response.setHeader('connection', 'close');
             response.setHeader('retry-after', '1');
-            this.#sendError(request, response, 503, 'E_SERVICE_DOWN', publicReason(503));
+            request.resume();
+            this.#sendError(response, 503, 'E_SERVICE_DOWN', publicReason(503));
           }
         }
         await Promise.all(opened.map((listener) => this.#closeListener(listener, 0)));
@@ -271,7 +312,10 @@ export class HttpFrontDoor {
   // -------------------------------------------------------------------------------------------
 
   async #open(key: string, config: HttpListenerConfig): Promise<Listener> {
-    const server = createServer({ keepAlive: true });
+    // Node's limits for slow or idle clients, tighter than its defaults: a client must send its
+    // headers within 10 s and its whole request within 30 s, or its connection is closed.
+    const server = createServer({ keepAlive: true, headersTimeout: HEADERS_TIMEOUT_MS, requestTimeout: REQUEST_RECEIVE_TIMEOUT_MS });
+    server.maxConnections = MAX_CONNECTIONS;
     const listener: Listener = { key, config, server, routes: new RouteTable(config.routes), sockets: new Set(), held: [] };
     server.on('request', (request: IncomingMessage, response: ServerResponse) => {
       if (listener.held) listener.held.push([request, response]);
@@ -281,11 +325,8 @@ export class HttpFrontDoor {
       listener.sockets.add(socket);
       socket.once('close', () => listener.sockets.delete(socket));
     });
-    // A malformed request gets a 400 and its connection closes; the kernel goes on.
-    server.on('clientError', (_error, socket: Socket) => {
-      if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
-      else socket.destroy();
-    });
+    // Malformed requests are left to Node's own handling: it answers 400 (or 431, 408) when no
+    // response is pending on the connection, and closes it.
     await new Promise<void>((resolve, reject) => {
       server.once('error', (error) => reject(theseusError('E_HTTP_LISTEN_FAILED', `${config.host}:${config.port}`, errorMessage(error))));
       server.listen({ port: config.port, host: config.host }, () => resolve());
@@ -296,8 +337,7 @@ export class HttpFrontDoor {
 
   async #closeListener(listener: Listener, graceMs: number): Promise<void> {
     const closed = new Promise<void>((resolve) => listener.server.close(() => resolve()));
-    // Idle keep-alive connections would hold close() open; busy ones finish their response first
-    // (Node answers them with "Connection: close" once the server is closing).
+    // Idle keep-alive connections would hold close() open; busy ones finish their response first.
     listener.server.closeIdleConnections();
     const grace = setTimeout(() => {
       for (const socket of listener.sockets) socket.destroy();
@@ -314,7 +354,6 @@ export class HttpFrontDoor {
 
   #onRequest(listener: Listener, request: IncomingMessage, response: ServerResponse): void {
     this.#requests++;
-    if (this.#state === 'closing') response.setHeader('connection', 'close');
     const url = request.url ?? '/';
     const queryAt = url.indexOf('?');
     const path = queryAt === -1 ? url : url.slice(0, queryAt);
@@ -324,6 +363,10 @@ export class HttpFrontDoor {
     if (Array.isArray(match)) {
       response.setHeader('allow', match.join(', '));
       return this.#refuse(request, response, 405, theseusError('E_HTTP_METHOD_NOT_ALLOWED', path, method, match.join(', ')));
+    }
+    if (this.#inFlight >= MAX_IN_FLIGHT) {
+      response.setHeader('retry-after', '1');
+      return this.#refuse(request, response, 503, theseusError('E_HTTP_BUSY', this.#inFlight, 'requests waiting for their services'));
     }
     const query = queryAt === -1 ? '' : url.slice(queryAt + 1);
     // rawHeaders, not headers: Node builds the headers object only when asked, and the worker
@@ -341,24 +384,30 @@ export class HttpFrontDoor {
     // No declared body: dispatch now rather than wait for the (empty) stream to end.
     if (contentLength === undefined && !chunked) {
       request.resume();
-      this.#dispatch(match, [method, path, query, rawHeaders, null], response);
+      this.#dispatch(match, [method, path, query, rawHeaders, null], response, 0);
       return;
     }
     if (Number(contentLength ?? 0) > this.#maxBodyBytes) {
-      response.setHeader('connection', 'close');
       return this.#refuse(request, response, 413, theseusError('E_HTTP_BODY_TOO_LARGE', this.#maxBodyBytes));
     }
     const chunks: Buffer[] = [];
     let size = 0;
     let refused = false;
+    const refuse = (status: number, error: TheseusError) => {
+      refused = true;
+      this.#bufferedBytes -= size;
+      chunks.length = 0;
+      this.#refuse(request, response, status, error);
+    };
     request.on('data', (chunk: Buffer) => {
       if (refused) return;
       size += chunk.length;
-      if (size > this.#maxBodyBytes) {
-        refused = true;
-        response.setHeader('connection', 'close');
-        this.#refuse(request, response, 413, theseusError('E_HTTP_BODY_TOO_LARGE', this.#maxBodyBytes));
-        return;
+      this.#bufferedBytes += chunk.length;
+      if (size > this.#maxBodyBytes) return refuse(413, theseusError('E_HTTP_BODY_TOO_LARGE', this.#maxBodyBytes));
+      // Bodies held for requests not answered yet, all together, are bounded too.
+      if (this.#bufferedBytes > MAX_BUFFERED_BODY_BYTES) {
+        response.setHeader('retry-after', '1');
+        return refuse(503, theseusError('E_HTTP_BUSY', this.#bufferedBytes, 'bytes of request bodies held'));
       }
       chunks.push(chunk);
     });
@@ -366,22 +415,29 @@ export class HttpFrontDoor {
       if (refused) return;
       const bytes = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
       const body = bytes.length === 0 ? null : contentType === undefined || TEXT_BODY.test(contentType) ? bytes.toString('utf8') : new Uint8Array(bytes);
-      this.#dispatch(match, [method, path, query, rawHeaders, body], response);
+      this.#dispatch(match, [method, path, query, rawHeaders, body], response, size);
     });
-    request.on('error', () => response.destroy());
+    // A client that goes away mid-body: nothing to answer, nothing held.
+    request.on('error', () => {
+      if (!refused) this.#bufferedBytes -= size;
+      refused = true;
+      response.destroy();
+    });
   }
 
   /**
-   * Queues the request for its service. Everything that arrives in one turn of the event loop goes
-   * to each service as one batch (one message instead of one per request), sent once the turn's
-   * I/O callbacks have run.
+   * Queues the request for its service. What arrives for a service goes out in batches (one
+   * message for many requests), at most MAX_BATCHES_IN_FLIGHT at a time; the rest gathers into
+   * the next batch. A pool's requests go out one by one, at once.
    */
-  #dispatch(route: HttpRoute, wire: WireHttpRequest, response: ServerResponse): void {
+  #dispatch(route: HttpRoute, wire: WireHttpRequest, response: ServerResponse, bodyBytes: number): void {
+    const deadline = Date.now() + this.#requestTimeoutMs;
+    this.#inFlight++;
+    this.#sweeper ??= setInterval(() => this.#sweep(), Math.min(1000, Math.max(10, this.#requestTimeoutMs / 4)));
     if (this.#options.concurrent(route.service)) {
-      const single: Batch = { calls: [[route.handler, wire]], routes: [route], responses: [response], deadline: Date.now() + this.#requestTimeoutMs, settled: false, lane: null };
-      this.#inFlight++;
+      const single = newBatch();
+      addToBatch(single, route, wire, response, deadline, bodyBytes);
       this.#waiting.add(single);
-      this.#sweeper ??= setInterval(() => this.#sweep(), Math.min(1000, Math.max(10, this.#requestTimeoutMs / 4)));
       this.#send(route.service, single);
       return;
     }
@@ -392,16 +448,11 @@ export class HttpFrontDoor {
     }
     let batch = lane.queued[lane.queued.length - 1];
     if (!batch || batch.calls.length >= MAX_BATCH) {
-      // The deadline runs from arrival: time spent waiting for a free slot counts too.
-      batch = { calls: [], routes: [], responses: [], deadline: Date.now() + this.#requestTimeoutMs, settled: false, lane: null };
+      batch = newBatch();
       lane.queued.push(batch);
       this.#waiting.add(batch);
-      this.#sweeper ??= setInterval(() => this.#sweep(), Math.min(1000, Math.max(10, this.#requestTimeoutMs / 4)));
     }
-    batch.calls.push([route.handler, wire]);
-    batch.routes.push(route);
-    batch.responses.push(response);
-    this.#inFlight++;
+    addToBatch(batch, route, wire, response, deadline, bodyBytes);
     if (!this.#flushScheduled) {
       this.#flushScheduled = true;
       setImmediate(this.#flush);
@@ -413,11 +464,15 @@ export class HttpFrontDoor {
     for (const lane of this.#lanes.values()) this.#drain(lane);
   };
 
-  /** Sends queued batches while the lane has room. */
+  /** Sends queued batches while the lane has room. Requests already answered (504) stay behind. */
   #drain(lane: Lane): void {
     while (lane.inFlight < MAX_BATCHES_IN_FLIGHT && lane.queued.length > 0) {
       const batch = lane.queued.shift()!;
-      if (batch.settled) continue; // timed out while it waited
+      if (batch.pending < batch.responses.length) dropAnswered(batch);
+      if (batch.pending === 0) {
+        this.#waiting.delete(batch);
+        continue;
+      }
       lane.inFlight++;
       batch.lane = lane;
       this.#send(lane.service, batch);
@@ -434,6 +489,7 @@ export class HttpFrontDoor {
   }
 
   #send(service: string, batch: Batch): void {
+    batch.sent = true;
     let sent: Promise<BatchedResult[]>;
     try {
       sent = this.#options.callBatch(service, batch.calls, BATCH_HTTP);
@@ -441,35 +497,50 @@ export class HttpFrontDoor {
       sent = Promise.reject(error);
     }
     sent.then(
-      (results) => {
-        this.#freeSlot(batch);
-        if (!this.#settle(batch)) return;
-        const { calls, routes, responses } = batch;
-        for (let i = 0; i < responses.length; i++) {
-          const result = results[i];
-          if (result !== undefined && result[0] === REPLY_OK) this.#write(responses[i]!, result[1] as WireHttpReply);
-          else this.#sendFailure(routes[i]!, calls[i]![1] as unknown as WireHttpRequest, responses[i]!, result === undefined ? theseusError('E_BAD_PHASE', 'a batch came back with fewer results than calls') : deserializeError(result[1]));
-        }
-      },
-      (error: unknown) => {
-        this.#freeSlot(batch);
-        if (!this.#settle(batch)) return;
-        const { calls, routes, responses } = batch;
-        for (let i = 0; i < responses.length; i++) this.#sendFailure(routes[i]!, calls[i]![1] as unknown as WireHttpRequest, responses[i]!, error);
-      },
+      (results) => this.#finish(batch, results, null),
+      (error: unknown) => this.#finish(batch, null, error),
     );
+  }
+
+  /** The service answered the batch (or failed it): each request still waiting gets its reply. */
+  #finish(batch: Batch, results: BatchedResult[] | null, error: unknown): void {
+    this.#waiting.delete(batch);
+    const { calls, routes, responses } = batch;
+    for (let i = 0; i < responses.length; i++) {
+      const response = this.#take(batch, i);
+      if (!response) continue; // answered 504 already
+      const result = results?.[i];
+      if (result !== undefined && result[0] === REPLY_OK) this.#write(response, result[1] as WireHttpReply);
+      else {
+        const failure = results === null ? error : result === undefined ? theseusError('E_BAD_PHASE', 'a batch came back with fewer results than calls') : deserializeError(result[1]);
+        this.#sendFailure(routes[i]!, calls[i]![1] as unknown as WireHttpRequest, response, failure);
+      }
+    }
+    this.#freeSlot(batch);
+  }
+
+  /** Request `i` of the batch, taken off the waiting count; null when it was answered already. */
+  #take(batch: Batch, i: number): ServerResponse | null {
+    const response = batch.responses[i];
+    if (!response) return null;
+    batch.responses[i] = null;
+    batch.pending--;
+    this.#inFlight--;
+    this.#bufferedBytes -= batch.bodyBytes[i]!;
+    return response;
   }
 
   /** A reply the worker encoded: status, headers and body, written as they are. */
   #write(response: ServerResponse, [status, headers, body]: WireHttpReply): void {
+    if (this.#state === 'closing') headers.push('connection', 'close');
     try {
       response.writeHead(status, headers as string[]);
     } catch (error) {
       // Node checks header names and values as it writes them.
-      for (const name of response.getHeaderNames()) if (name !== 'connection') response.removeHeader(name);
+      for (const name of response.getHeaderNames()) response.removeHeader(name);
       const coded = theseusError('E_HTTP_BAD_REPLY', `the handler behind ${response.req.method} ${response.req.url}`, `an invalid header (${errorMessage(error)})`);
       this.#options.log('warn', coded.message);
-      this.#sendError(null, response, 502, coded.code, publicReason(502));
+      this.#sendError(response, 502, coded.code, publicReason(502));
       return;
     }
     this.#count(status);
@@ -481,54 +552,58 @@ export class HttpFrontDoor {
     const status = statusForError(code);
     if (status >= 500) this.#options.log('warn', `${wire[0]} ${wire[1]} -> ${route.service}.${route.handler}: ${status}, ${errorMessage(error)}`);
     if (status === 503) response.setHeader('retry-after', '1');
-    this.#sendError(null, response, status, code, publicReason(status));
+    this.#sendError(response, status, code, publicReason(status));
   }
 
-  /** Takes a batch off the waiting list; false when it already timed out and was answered. */
-  #settle(batch: Batch): boolean {
-    if (batch.settled) return false;
-    batch.settled = true;
-    this.#waiting.delete(batch);
-    this.#inFlight -= batch.responses.length;
-    return true;
-  }
-
+  /**
+   * Answers 504 to every request past its deadline, wherever it waits. One sent before its
+   * service answered may still run; one still queued here never goes out.
+   */
   #sweep(): void {
     const now = Date.now();
-    // Sets iterate in insertion order, so the first batch still in time ends the sweep.
+    const freed: Batch[] = [];
     for (const batch of this.#waiting) {
-      if (batch.deadline > now) break;
-      this.#settle(batch);
-      // A service that does not answer must not hold back the requests queued behind it here.
-      this.#freeSlot(batch);
-      for (const [i, response] of batch.responses.entries()) {
+      for (let i = 0; i < batch.deadlines.length; i++) {
+        if (batch.deadlines[i]! > now || !batch.responses[i]) continue;
         const route = batch.routes[i]!;
+        const response = this.#take(batch, i)!;
         const error = theseusError('E_HTTP_TIMEOUT', `${route.method} ${route.path} (${route.service}.${route.handler})`, this.#requestTimeoutMs);
         this.#options.log('warn', error.message);
-        this.#sendError(null, response, 504, error.code, publicReason(504));
+        this.#sendError(response, 504, error.code, publicReason(504));
+      }
+      if (batch.pending === 0) {
+        this.#waiting.delete(batch);
+        if (batch.lane) freed.push(batch);
       }
     }
+    // Only now: a freed slot sends the next batch, whose expired requests were answered above.
+    for (const batch of freed) this.#freeSlot(batch);
     if (this.#waiting.size === 0 && this.#sweeper) {
       clearInterval(this.#sweeper);
       this.#sweeper = null;
     }
   }
 
-  /** A request refused before it reached a service: the client may see why. */
-  #refuse(request: IncomingMessage, response: ServerResponse, status: number, error: TheseusError): void {
-    this.#sendError(request, response, status, error.code, error.message);
+  /**
+   * A request refused before it reached a service: the client may see why. A body it was still
+   * sending is not read: the connection closes after the answer.
+   */
+  #refuse(request: IncomingMessage, response: ServerResponse, status: number, error: TheseusError, unreadBody = status === 413 || status === 503): void {
+    if (unreadBody) response.setHeader('connection', 'close');
+    request.resume();
+    this.#sendError(response, status, error.code, error.message);
   }
 
-  #sendError(request: IncomingMessage | null, response: ServerResponse, status: number, code: string, message: string): void {
-    // The rest of a refused body is not read; the connection closes after the answer.
-    if (request && !request.complete) request.resume();
+  #sendError(response: ServerResponse, status: number, code: string, message: string): void {
     if (response.headersSent) {
       response.destroy();
       return;
     }
     const payload = JSON.stringify({ error: code, message });
     this.#count(status);
-    response.writeHead(status, ['content-type', 'application/json; charset=utf-8', 'content-length', Buffer.byteLength(payload)]);
+    const head: Array<string | number> = ['content-type', 'application/json; charset=utf-8', 'content-length', Buffer.byteLength(payload)];
+    if (this.#state === 'closing') head.push('connection', 'close');
+    response.writeHead(status, head as string[]);
     response.end(payload);
   }
 

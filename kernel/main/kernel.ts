@@ -483,6 +483,17 @@ export class Kernel {
    */
   async #swapServices(target: SwapTarget): Promise<SwapReport> {
     const started = performance.now();
+    // Called by whichever switches first (the stateful swap, else the pools), and only once.
+    let switchedOnce = false;
+    const onSwitch = () => {
+      if (switchedOnce) return;
+      switchedOnce = true;
+      try {
+        target.onSwitch?.();
+      } catch (error) {
+        this.#log('error', `swap to ${target.release}: the switch hook failed: ${errorMessage(error)}`);
+      }
+    };
     const stateful: Record<string, ServiceSource> = {};
     const pooled: Array<{ name: string; pool: PoolHost; source: ServiceSource & { pool: { size: number } } }> = [];
     for (const [name, source] of Object.entries(target.services)) {
@@ -551,13 +562,13 @@ export class Kernel {
       const changed = warmed.length === 0 || (await this.#anyStatefulChange(stateful));
       if (changed) {
         try {
-          statefulReport = await this.#runHotSwap({ release: target.release, services: stateful });
+          statefulReport = await this.#runHotSwap({ release: target.release, services: stateful, onSwitch });
         } catch (error) {
           // Past its switch the release is decided, even if one service failed as it took over:
           // the pools follow. Before it, the new pools are discarded with the rest.
           const decided = error instanceof SwapError && error.report.outcome === 'failed-after-switch';
           const entries = poolEntries(decided ? 'switched' : 'rolled-back');
-          if (decided) await this.#switchPools(warmed, target.release);
+          if (decided) await this.#switchPools(warmed, target.release, onSwitch);
           else await Promise.all(warmed.map(({ generation }) => generation.discard()));
           if (error instanceof SwapError) error.report.services.push(...entries, ...unchanged);
           throw error;
@@ -575,7 +586,7 @@ export class Kernel {
 
     // 3. Every new call goes to the new pools; the old ones finish what they have and close.
     const switched = poolEntries('switched');
-    await this.#switchPools(warmed, target.release);
+    await this.#switchPools(warmed, target.release, onSwitch);
     if (!statefulReport) this.#log('info', `swap to ${target.release} committed`, { pools: switched.map((entry) => entry.service) });
     const phaseMs = { ...statefulReport?.phaseMs };
     if (warmed.length > 0) phaseMs.prepare = roundMs((phaseMs.prepare ?? 0) + warmMs);
@@ -617,17 +628,17 @@ export class Kernel {
     return false;
   }
 
-  async #switchPools(warmed: ReadonlyArray<{ pool: PoolHost; generation: PoolGeneration }>, release: string): Promise<void> {
-    await Promise.all(
-      warmed.map(({ pool, generation }) => {
-        const fromRelease = pool.release;
-        // switchTo routes new calls to the new pool before it returns its promise; the promise
-        // waits for the old pool's threads to exit.
-        const retired = pool.switchTo(generation);
-        pool.lastSwap = { fromRelease, toRelease: release, at: Date.now(), pauseMs: 0, outcome: 'switched' };
-        return retired.catch((error: unknown) => this.#log('warn', `${pool.name}@${fromRelease}: the old pool did not close cleanly: ${errorMessage(error)}`));
-      }),
-    );
+  async #switchPools(warmed: ReadonlyArray<{ pool: PoolHost; generation: PoolGeneration }>, release: string, onSwitch: () => void): Promise<void> {
+    const retiring = warmed.map(({ pool, generation }) => {
+      const fromRelease = pool.release;
+      // switchTo routes new calls to the new pool before it returns its promise; the promise
+      // waits for the old pool's threads to exit.
+      const retired = pool.switchTo(generation);
+      pool.lastSwap = { fromRelease, toRelease: release, at: Date.now(), pauseMs: 0, outcome: 'switched' };
+      return retired.catch((error: unknown) => this.#log('warn', `${pool.name}@${fromRelease}: the old pool did not close cleanly: ${errorMessage(error)}`));
+    });
+    onSwitch();
+    await Promise.all(retiring);
   }
 
   /** A swap that failed before anything switched, as a SwapError with its report. */

@@ -162,7 +162,8 @@ function normalizeHttp(http: NonNullable<ReleaseConfig['http']>, file: string, s
   const seen = new Set<string>();
   for (const [index, listener] of listeners.entries()) {
     const key = `${listener.host}:${listener.port}`;
-    if (listener.port !== 0 && seen.has(key)) throw theseusError('E_CONFIG_INVALID', file, `http.listeners[${index}]: ${key} is declared twice; put its routes in one listener`);
+    // Two listeners on port 0 would be one to the kernel, which tells listeners apart by host and port.
+    if (seen.has(key)) throw theseusError('E_CONFIG_INVALID', file, `http.listeners[${index}]: ${key} is declared twice; put its routes in one listener`);
     seen.add(key);
     const routes = new Set<string>();
     for (const route of listener.routes) {

@@ -433,9 +433,13 @@ export class ServiceRuntime {
     const calls = (frame[3] ?? []) as BatchedCall[];
     const http = frame[2] === BATCH_HTTP;
     const results = new Array<BatchedResult>(calls.length);
-    // The whole batch counts as started: a crash from here rejects all of it, never resends it.
+    // The caller learns how far the batch got: if this thread dies, the calls that had started
+    // fail (they may or may not have run) and the others are sent again to the restarted worker.
     const taken = this.#inbound.get(port);
-    if (taken !== undefined) Atomics.store(taken, 0, id);
+    if (taken !== undefined) {
+      Atomics.store(taken, 1, 0);
+      Atomics.store(taken, 0, id);
+    }
     let index = 0;
     let wentAsync = false;
     const finish = () => {
@@ -453,6 +457,7 @@ export class ServiceRuntime {
       while (index < calls.length) {
         const [method, args] = calls[index]!;
         const at = index++;
+        if (taken !== undefined) Atomics.store(taken, 1, index);
         const handler = this.#calls.get(method);
         if (handler === undefined) {
           results[at] = [REPLY_ERROR, serializeError(theseusError('E_UNKNOWN_METHOD', this.#service, method, [...this.#calls.keys(), ...this.#casts.keys()].join(', ')))];

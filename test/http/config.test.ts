@@ -52,6 +52,7 @@ test('refused: a route to a service not in the release, or to a handler that is 
 test('refused: the same route twice, the same port twice, bad methods, paths and ports', async () => {
   assert.match(await refusal({ listeners: [{ port: 0, routes: [route(), route()] }] }), /GET \/next is declared twice/);
   assert.match(await refusal({ listeners: [{ port: 8123, routes: [route()] }, { port: 8123, routes: [route({ path: '/other' })] }] }), /127\.0\.0\.1:8123 is declared twice/);
+  assert.match(await refusal({ listeners: [{ port: 0, routes: [route()] }, { port: 0, routes: [route({ path: '/other' })] }] }), /127\.0\.0\.1:0 is declared twice/);
   assert.match(await refusal({ listeners: [{ port: 0, routes: [route({ method: 'FETCH' })] }] }), /method/);
   assert.match(await refusal({ listeners: [{ port: 0, routes: [route({ path: 'next' })] }] }), /path/);
   assert.match(await refusal({ listeners: [{ port: 70000, routes: [route()] }] }), /port/);
