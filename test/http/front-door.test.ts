@@ -20,6 +20,17 @@ const routes: HttpRoute[] = [
   { method: 'GET', path: '/missing-service', service: 'nobody', handler: 'echo' },
 ];
 
+/** A port nothing listens on right now. */
+function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const probe = createServer();
+    probe.listen(0, '127.0.0.1', () => {
+      const free = (probe.address() as { port: number }).port;
+      probe.close(() => resolve(free));
+    });
+  });
+}
+
 function config(port: number, extra: Partial<HttpConfig> = {}): HttpConfig {
   return { listeners: [{ port, host: '127.0.0.1', routes }], maxBodyBytes: 1024, requestTimeoutMs: 500, ...extra };
 }
@@ -133,11 +144,31 @@ test('a body over maxBodyBytes gets 413 and never reaches the service', async ()
 });
 
 test('a handler that does not reply in time gets the client a 504; the late reply is dropped', async () => {
+  const before = door.stats().responses;
   const reply = await send(port, 'GET', '/slow');
   assert.equal(reply.status, 504);
   assert.equal(reply.json().error, 'E_HTTP_TIMEOUT');
   await new Promise((resolve) => setTimeout(resolve, 1200));
+  // The late reply came back and was not written a second time.
+  const after = door.stats().responses;
+  assert.equal((after['5xx'] ?? 0) - (before['5xx'] ?? 0), 1);
+  assert.equal(after['2xx'] ?? 0, before['2xx'] ?? 0);
+  assert.equal(door.stats().inFlight, 0);
   assert.equal((await send(port, 'GET', '/echo')).status, 200);
+});
+
+test('requests that time out while queued behind slow ones get 504 and never reach the service', async () => {
+  const served = async () => (await send(port, 'GET', '/echo')).json().served as number;
+  const start = await served();
+  // Two slow handlers fill the service's two batches in flight; the echoes queue in the front door.
+  const slow = [send(port, 'GET', '/slow'), send(port, 'GET', '/slow')];
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  const queued = await Promise.all(Array.from({ length: 5 }, () => send(port, 'GET', '/echo')));
+  for (const reply of queued) assert.equal(reply.status, 504);
+  for (const reply of await Promise.all(slow)) assert.equal(reply.status, 504);
+  await new Promise((resolve) => setTimeout(resolve, 3200));
+  // Only the probe before and this one ran: the five timed-out echoes were never sent.
+  assert.equal(await served(), start + 1);
 });
 
 test('a handler that takes its worker down gets 503; the service is restarted and serves again', async () => {
@@ -196,20 +227,21 @@ test('listeners: a taken port refuses the change and leaves the running ones alo
   assert.equal((await send(port, 'GET', '/only')).status, 200);
 
   // A staged listener holds its requests until commit; an aborted one answers them 503.
-  const second = await new Promise<number>((resolve) => {
-    const probe = createServer();
-    probe.listen(0, '127.0.0.1', () => {
-      const free = (probe.address() as { port: number }).port;
-      probe.close(() => resolve(free));
-    });
-  });
+  const second = await freePort();
   const staged = await door.stage({ ...fewer, listeners: [...fewer.listeners, { port: second, host: '127.0.0.1', routes }] });
   const held = send(second, 'GET', '/echo');
   await new Promise((resolve) => setTimeout(resolve, 100));
   staged.commit();
   assert.equal((await held).status, 200);
-  const aborted = await door.stage({ ...fewer, listeners: [...fewer.listeners, { port: 0, host: '127.0.0.1', routes }] });
+  const third = await freePort();
+  const aborted = await door.stage({ ...fewer, listeners: [...fewer.listeners, { port: third, host: '127.0.0.1', routes }] });
+  const heldThenRefused = send(third, 'GET', '/echo');
+  await new Promise((resolve) => setTimeout(resolve, 100));
   await aborted.abort();
+  const refused = await heldThenRefused;
+  assert.equal(refused.status, 503);
+  assert.equal(refused.headers['retry-after'], '1');
+  await assert.rejects(send(third, 'GET', '/echo'), /ECONNREFUSED/);
   // Back to the full routes, with the second listener closed.
   await door.apply(config(0));
   assert.equal(door.stats().listeners.length, 1);

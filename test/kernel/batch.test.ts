@@ -100,15 +100,33 @@ test('an HTTP route to a pooled service: the pool answers, and a swap of the poo
   const kernel = await Kernel.start({ release: '1.0.0', services: { maths: { entry: fixture('pooled-v1'), pool: { size: 2 } } }, ...logCollector() });
   const door = new HttpFrontDoor({ callBatch: (service, calls, encoding) => kernel.callBatch(service, calls, encoding), concurrent: (service) => kernel.isPooled(service), log: () => undefined });
   try {
-    await door.apply({ listeners: [{ port: 0, host: '127.0.0.1', routes: [{ method: 'GET', path: '/fib', service: 'maths', handler: 'httpFib' }] }], maxBodyBytes: 1024, requestTimeoutMs: 10_000 });
+    await door.apply({
+      listeners: [
+        {
+          port: 0,
+          host: '127.0.0.1',
+          routes: [
+            { method: 'GET', path: '/fib', service: 'maths', handler: 'httpFib' },
+            { method: 'GET', path: '/slow', service: 'maths', handler: 'httpSlow' },
+          ],
+        },
+      ],
+      maxBodyBytes: 1024,
+      requestTimeoutMs: 10_000,
+    });
     const port = door.stats().listeners[0]!.port;
     const first = await send(port, 'GET', '/fib?n=20');
     assert.equal(first.status, 200);
     assert.deepEqual(first.json(), { fib: 6765, release: '1.0.0' });
     assert.equal(first.headers['x-code'], 'v1');
-    const during = Array.from({ length: 40 }, () => send(port, 'GET', '/fib?n=15'));
+    // Slow requests still running in the old pool when the new one takes over: the old pool
+    // finishes them before it closes.
+    const during = Array.from({ length: 20 }, () => send(port, 'GET', '/slow?ms=400'));
+    await new Promise((resolve) => setTimeout(resolve, 50));
     await kernel.upgrade({ release: '1.1.0', services: { maths: { entry: fixture('pooled-v2'), pool: { size: 2 } } } });
-    for (const reply of await Promise.all(during)) assert.equal(reply.status, 200);
+    const replies = await Promise.all(during);
+    for (const reply of replies) assert.equal(reply.status, 200);
+    assert.ok(replies.every((reply) => reply.json().code === 'v1'), 'the old code answered the requests it had started');
     const next = await send(port, 'GET', '/fib?n=10');
     assert.equal(next.headers['x-code'], 'v2');
     assert.equal(next.json().fib, 55);
