@@ -127,6 +127,8 @@ const messages = {
   E_HTTP_BUSY: (count: number, what: string) => `The kernel has ${count} ${what}, its limit; the request was refused. Try again shortly, or spread the load.`,
   E_HTTP_BAD_REPLY: (route: string, reason: string) =>
     `The handler of ${route} replied ${reason}; an HTTP handler must reply { status?, headers?, body? } with status 200-599. The client got 502.`,
+  E_HTTP_REPLY_TOO_LARGE: (route: string, size: number, limit: number) =>
+    `The handler behind ${route} replied ${size} bytes, over the limit of ${limit}; the client got 502. Reply with less (a link to a file, a page of results), or raise http.maxReplyBytes.`,
   E_HTTP_TIMEOUT: (route: string, ms: number) =>
     `The handler of ${route} did not reply within ${ms} ms; the client got 504. Make the handler reply sooner, or raise http.requestTimeoutMs.`,
 } as const;

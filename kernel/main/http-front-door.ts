@@ -188,6 +188,7 @@ export class HttpFrontDoor {
   #listeners = new Map<string, Listener>();
   #options: Required<FrontDoorOptions>;
   #maxBodyBytes = 0;
+  #maxReplyBytes = Number.MAX_SAFE_INTEGER;
   #requestTimeoutMs = 30_000;
   /** Batches with requests not answered yet, queued or sent; one sweep timer checks deadlines. */
   #waiting = new Set<Batch>();
@@ -255,6 +256,7 @@ export class HttpFrontDoor {
         settled = true;
         if (config) {
           this.#maxBodyBytes = config.maxBodyBytes;
+          this.#maxReplyBytes = config.maxReplyBytes;
           this.#requestTimeoutMs = config.requestTimeoutMs;
         }
         const removed: Listener[] = [];
@@ -532,6 +534,14 @@ export class HttpFrontDoor {
 
   /** A reply the worker encoded: status, headers and body, written as they are. */
   #write(response: ServerResponse, [status, headers, body]: WireHttpReply): void {
+    // The encoder puts the body's length last; the body arrived whole, but need not go out.
+    const size = headers[headers.length - 2] === 'content-length' ? (headers[headers.length - 1] as number) : 0;
+    if (size > this.#maxReplyBytes) {
+      const error = theseusError('E_HTTP_REPLY_TOO_LARGE', `${response.req.method} ${response.req.url}`, size, this.#maxReplyBytes);
+      this.#options.log('warn', error.message);
+      this.#sendError(response, 502, error.code, publicReason(502));
+      return;
+    }
     if (this.#state === 'closing') headers.push('connection', 'close');
     try {
       response.writeHead(status, headers as string[]);

@@ -63,6 +63,7 @@ export const ReleaseConfigSchema = Type.Object(
             { minItems: 1 },
           ),
           maxBodyBytes: Type.Optional(Type.Integer({ minimum: 0 })),
+          maxReplyBytes: Type.Optional(Type.Integer({ minimum: 0 })),
           requestTimeoutMs: Type.Optional(Type.Integer({ minimum: 1 })),
         },
         { additionalProperties: false },
@@ -85,6 +86,7 @@ export const DEFAULT_NODE_RANGE = '>=20.6';
 export const DEFAULT_PROBATION_MS = 2000;
 export const DEFAULT_HTTP_HOST = '127.0.0.1';
 export const DEFAULT_MAX_BODY_BYTES = 1024 * 1024;
+export const DEFAULT_MAX_REPLY_BYTES = 16 * 1024 * 1024;
 export const DEFAULT_HTTP_TIMEOUT_MS = 30_000;
 
 export interface LoadedConfig {
@@ -175,7 +177,12 @@ function normalizeHttp(http: NonNullable<ReleaseConfig['http']>, file: string, s
       routes.add(routeKey);
     }
   }
-  return { listeners, maxBodyBytes: http.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES, requestTimeoutMs: http.requestTimeoutMs ?? DEFAULT_HTTP_TIMEOUT_MS };
+  return {
+    listeners,
+    maxBodyBytes: http.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES,
+    maxReplyBytes: http.maxReplyBytes ?? DEFAULT_MAX_REPLY_BYTES,
+    requestTimeoutMs: http.requestTimeoutMs ?? DEFAULT_HTTP_TIMEOUT_MS,
+  };
 }
 
 async function findPackageVersion(from: string): Promise<{ version: string; packageFile: string }> {

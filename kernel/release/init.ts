@@ -4,7 +4,7 @@
 import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { basename, join, relative } from 'node:path';
 import { theseusError } from '../common/errors.ts';
-import { DEFAULT_CONFIG_FILE, DEFAULT_DRAIN_TIMEOUT_MS, DEFAULT_HTTP_TIMEOUT_MS, DEFAULT_MAX_BODY_BYTES, DEFAULT_NODE_RANGE, DEFAULT_PROBATION_MS } from './config.ts';
+import { DEFAULT_CONFIG_FILE, DEFAULT_DRAIN_TIMEOUT_MS, DEFAULT_HTTP_TIMEOUT_MS, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_REPLY_BYTES, DEFAULT_NODE_RANGE, DEFAULT_PROBATION_MS } from './config.ts';
 
 /** Finds `services/<name>/index.ts` (or `<name>.ts`) under `dir`, the usual layout. */
 async function discoverServices(dir: string): Promise<Array<{ name: string; entry: string }>> {
@@ -91,6 +91,7 @@ ${serviceLines}
   //     { port: 8080, host: '127.0.0.1', routes: [{ method: 'GET', path: '/next', service: 'sequence', handler: 'httpNext' }] },
   //   ],
   //   maxBodyBytes: ${DEFAULT_MAX_BODY_BYTES},     // larger request bodies get 413
+  //   maxReplyBytes: ${DEFAULT_MAX_REPLY_BYTES},   // a larger reply is not sent: 502 (replies are sent whole)
   //   requestTimeoutMs: ${DEFAULT_HTTP_TIMEOUT_MS},  // a handler slower than this gets the client a 504
   // },
 });

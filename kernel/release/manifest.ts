@@ -50,6 +50,8 @@ export const HttpSchema = Type.Object(
     listeners: Type.Array(HttpListenerSchema, { minItems: 1 }),
     /** Larger request bodies get 413 without reaching a service. */
     maxBodyBytes: Type.Integer({ minimum: 0 }),
+    /** A larger reply body is not sent: the client gets 502 and the log says why. */
+    maxReplyBytes: Type.Integer({ minimum: 0 }),
     /** A handler that has not replied by then gets the client a 504. */
     requestTimeoutMs: Type.Integer({ minimum: 1 }),
   },

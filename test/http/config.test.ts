@@ -39,6 +39,7 @@ test('a release with an http section: defaults filled in, and carried in the man
   assert.deepEqual(result.manifest.http, {
     listeners: [{ port: 0, host: '127.0.0.1', routes: [route(), route({ method: 'POST', path: '/increment', handler: 'httpIncrement' })] }],
     maxBodyBytes: 1024 * 1024,
+    maxReplyBytes: 16 * 1024 * 1024,
     requestTimeoutMs: 30_000,
   });
 });

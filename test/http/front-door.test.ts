@@ -11,7 +11,7 @@ import type { HttpConfig, HttpRoute } from '../../kernel/release/manifest.ts';
 import { fixture, logCollector } from '../helpers.ts';
 import { send } from './helpers.ts';
 
-const handlers = ['echo', 'bytes', 'text', 'empty', 'throws', 'badStatus', 'notAnObject', 'badHeader', 'slow', 'crash'];
+const handlers = ['echo', 'bytes', 'text', 'empty', 'throws', 'badStatus', 'notAnObject', 'badHeader', 'big', 'slow', 'crash'];
 const routes: HttpRoute[] = [
   ...handlers.map((handler): HttpRoute => ({ method: 'GET', path: `/${handler}`, service: 'echo', handler })),
   { method: 'POST', path: '/echo', service: 'echo', handler: 'echo' },
@@ -32,7 +32,7 @@ function freePort(): Promise<number> {
 }
 
 function config(port: number, extra: Partial<HttpConfig> = {}): HttpConfig {
-  return { listeners: [{ port, host: '127.0.0.1', routes }], maxBodyBytes: 1024, requestTimeoutMs: 500, ...extra };
+  return { listeners: [{ port, host: '127.0.0.1', routes }], maxBodyBytes: 1024, maxReplyBytes: 4096, requestTimeoutMs: 500, ...extra };
 }
 
 let kernel: Kernel;
@@ -113,6 +113,7 @@ test('errors map to HTTP statuses, and the client never sees the handler\'s own 
     ['GET', '/badStatus', 502, 'E_HTTP_BAD_REPLY'],
     ['GET', '/notAnObject', 502, 'E_HTTP_BAD_REPLY'],
     ['GET', '/badHeader', 502, 'E_HTTP_BAD_REPLY'],
+    ['GET', '/big', 502, 'E_HTTP_REPLY_TOO_LARGE'],
     ['GET', '/missing-handler', 502, 'E_UNKNOWN_METHOD'],
     ['GET', '/missing-service', 502, 'E_UNKNOWN_SERVICE'],
   ];

@@ -112,6 +112,7 @@ test('an HTTP route to a pooled service: the pool answers, and a swap of the poo
         },
       ],
       maxBodyBytes: 1024,
+      maxReplyBytes: 1024,
       requestTimeoutMs: 10_000,
     });
     const port = door.stats().listeners[0]!.port;
