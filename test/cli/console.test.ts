@@ -172,7 +172,7 @@ test('kernel console: call, complete, survive an error, watch an upgrade from an
   terminal.type('sequence.');
   await terminal.waitFor('sequence.', (screen) => lastPromptLine(screen) === `${PROMPT}sequence.`);
   terminal.press('Tab');
-  await terminal.pressUntil('Tab', 'the list of sequence.<Tab><Tab>', (screen) => /^sequence\.incrementNumber\s+sequence\.nextNumber\s*$/m.test(screen));
+  await terminal.pressUntil('Tab', 'the list of sequence.<Tab><Tab>', (screen) => /^sequence\.httpIncrement\s+sequence\.httpNext\s+sequence\.incrementNumber\s+sequence\.nextNumber\s*$/m.test(screen));
   terminal.press('C-u');
   await terminal.waitFor('the cleared prompt', atPrompt);
 
