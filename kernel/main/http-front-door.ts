@@ -3,11 +3,13 @@
 //
 // The sockets never move. A hot swap changes only the code behind a handler, so keep-alive
 // connections and requests in flight survive upgrades: a request that arrives while its service is
-// paused waits in the service's port like any other call, and is answered by the new code.
+// paused waits (here, or in the service's port like any other call) and is answered by the new
+// code.
 //
-// Lifecycle: idle -> listening -> closing -> closed. `apply()` reconciles the listeners with a
-// release's `http` config (new ones open, removed ones close, kept ones take the new routes);
-// opening is all-or-nothing, so a port that is taken refuses the release before anything changed.
+// Lifecycle: idle -> listening -> closing -> closed. `stage()` opens the listeners a release adds
+// (all or nothing, so a port that is taken refuses the release before anything changed) and
+// `commit()` switches to its routes in one synchronous step, from the swap's switching turn.
+// Every request has a deadline, and the limits below bound what a flood of clients can hold.
 
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
@@ -147,13 +149,12 @@ interface Batch {
   bodyBytes: number[];
   /** Requests not answered yet. */
   pending: number;
-  sent: boolean;
   /** Its lane, while it counts against the lane's batches in flight. */
   lane: Lane | null;
 }
 
 function newBatch(): Batch {
-  return { calls: [], routes: [], responses: [], deadlines: [], bodyBytes: [], pending: 0, sent: false, lane: null };
+  return { calls: [], routes: [], responses: [], deadlines: [], bodyBytes: [], pending: 0, lane: null };
 }
 
 function addToBatch(batch: Batch, route: HttpRoute, wire: WireHttpRequest, response: ServerResponse, deadline: number, bodyBytes: number): void {
@@ -181,7 +182,6 @@ interface Lane {
   queued: Batch[];
   inFlight: number;
 }
-
 
 export class HttpFrontDoor {
   #state: FrontDoorState = 'idle';
@@ -491,7 +491,6 @@ export class HttpFrontDoor {
   }
 
   #send(service: string, batch: Batch): void {
-    batch.sent = true;
     let sent: Promise<BatchedResult[]>;
     try {
       sent = this.#options.callBatch(service, batch.calls, BATCH_HTTP);
