@@ -34,6 +34,8 @@ export interface FrontDoorOptions {
   concurrent?(service: string): boolean;
   /** How long close() lets requests in flight finish before it ends their connections. */
   closeGraceMs?: number;
+  /** DEFAULT_FRONT_DOOR_LIMITS, unless given. */
+  limits?: Partial<FrontDoorLimits>;
 }
 
 export interface ListenerStatus {
@@ -126,16 +128,28 @@ const MAX_BATCH = 256;
  * waits here and goes out as one larger batch. Fewer, larger messages cost the main thread less.
  */
 const MAX_BATCHES_IN_FLIGHT = 2;
+
 /**
  * Limits that keep a flood of clients from exhausting the kernel (whose main thread also runs
- * the control socket): connections per listener, requests waiting for their services, and bytes
- * of request bodies held. Past them, new connections are refused and new requests get 503.
+ * the control socket): connections per listener, requests waiting for their services, bytes of
+ * request bodies held, and how long a client may take to send its headers and its whole request.
+ * Past them, new connections are refused, new requests get 503, and slow clients are cut off.
  */
-const MAX_CONNECTIONS = 4096;
-const MAX_IN_FLIGHT = 16_384;
-const MAX_BUFFERED_BODY_BYTES = 256 * 1024 * 1024;
-const HEADERS_TIMEOUT_MS = 10_000;
-const REQUEST_RECEIVE_TIMEOUT_MS = 30_000;
+export interface FrontDoorLimits {
+  maxConnections: number;
+  maxInFlight: number;
+  maxBufferedBodyBytes: number;
+  headersTimeoutMs: number;
+  requestReceiveTimeoutMs: number;
+}
+
+export const DEFAULT_FRONT_DOOR_LIMITS: FrontDoorLimits = Object.freeze({
+  maxConnections: 4096,
+  maxInFlight: 16_384,
+  maxBufferedBodyBytes: 256 * 1024 * 1024,
+  headersTimeoutMs: 10_000,
+  requestReceiveTimeoutMs: 30_000,
+});
 
 interface Batch {
   /** [handler, request] pairs, as the service takes them. */
@@ -145,7 +159,7 @@ interface Batch {
   responses: Array<ServerResponse | null>;
   /** When each request gets a 504 if its service has not answered. */
   deadlines: number[];
-  /** The size of each request's body, counted against MAX_BUFFERED_BODY_BYTES until answered. */
+  /** The size of each request's body, counted against maxBufferedBodyBytes until answered. */
   bodyBytes: number[];
   /** Requests not answered yet. */
   pending: number;
@@ -186,7 +200,8 @@ interface Lane {
 export class HttpFrontDoor {
   #state: FrontDoorState = 'idle';
   #listeners = new Map<string, Listener>();
-  #options: Required<FrontDoorOptions>;
+  #options: Required<Omit<FrontDoorOptions, 'limits'>>;
+  #limits: FrontDoorLimits;
   #maxBodyBytes = 0;
   #maxReplyBytes = Number.MAX_SAFE_INTEGER;
   #requestTimeoutMs = 30_000;
@@ -205,7 +220,9 @@ export class HttpFrontDoor {
   #flushScheduled = false;
 
   constructor(options: FrontDoorOptions) {
-    this.#options = { closeGraceMs: 5000, concurrent: () => false, ...options };
+    const { limits, ...rest } = options;
+    this.#options = { closeGraceMs: 5000, concurrent: () => false, ...rest };
+    this.#limits = { ...DEFAULT_FRONT_DOOR_LIMITS, ...limits };
   }
 
   get state(): FrontDoorState {
@@ -314,10 +331,17 @@ export class HttpFrontDoor {
   // -------------------------------------------------------------------------------------------
 
   async #open(key: string, config: HttpListenerConfig): Promise<Listener> {
-    // Node's limits for slow or idle clients, tighter than its defaults: a client must send its
-    // headers within 10 s and its whole request within 30 s, or its connection is closed.
-    const server = createServer({ keepAlive: true, headersTimeout: HEADERS_TIMEOUT_MS, requestTimeout: REQUEST_RECEIVE_TIMEOUT_MS });
-    server.maxConnections = MAX_CONNECTIONS;
+    // Node's limits for slow clients, tighter than its defaults: a client must send its headers,
+    // then its whole request, in time, or its connection is closed.
+    const { headersTimeoutMs, requestReceiveTimeoutMs, maxConnections } = this.#limits;
+    const server = createServer({
+      keepAlive: true,
+      headersTimeout: headersTimeoutMs,
+      requestTimeout: requestReceiveTimeoutMs,
+      // Node checks those timeouts every 30 s by default, which would stretch them by as much.
+      connectionsCheckingInterval: Math.max(100, Math.min(1000, headersTimeoutMs / 4)),
+    });
+    server.maxConnections = maxConnections;
     const listener: Listener = { key, config, server, routes: new RouteTable(config.routes), sockets: new Set(), held: [] };
     server.on('request', (request: IncomingMessage, response: ServerResponse) => {
       if (listener.held) listener.held.push([request, response]);
@@ -366,7 +390,7 @@ export class HttpFrontDoor {
       response.setHeader('allow', match.join(', '));
       return this.#refuse(request, response, 405, theseusError('E_HTTP_METHOD_NOT_ALLOWED', path, method, match.join(', ')));
     }
-    if (this.#inFlight >= MAX_IN_FLIGHT) {
+    if (this.#inFlight >= this.#limits.maxInFlight) {
       response.setHeader('retry-after', '1');
       return this.#refuse(request, response, 503, theseusError('E_HTTP_BUSY', this.#inFlight, 'requests waiting for their services'));
     }
@@ -407,7 +431,7 @@ export class HttpFrontDoor {
       this.#bufferedBytes += chunk.length;
       if (size > this.#maxBodyBytes) return refuse(413, theseusError('E_HTTP_BODY_TOO_LARGE', this.#maxBodyBytes));
       // Bodies held for requests not answered yet, all together, are bounded too.
-      if (this.#bufferedBytes > MAX_BUFFERED_BODY_BYTES) {
+      if (this.#bufferedBytes > this.#limits.maxBufferedBodyBytes) {
         response.setHeader('retry-after', '1');
         return refuse(503, theseusError('E_HTTP_BUSY', this.#bufferedBytes, 'bytes of request bodies held'));
       }
