@@ -345,11 +345,12 @@ export class KernelDaemon {
     if (windowMs <= 0) return null;
     const until = performance.now() + windowMs;
     const interval = Math.max(10, Math.min(100, windowMs / 5));
-    // A crash is caught even when supervision has already restarted the worker.
-    const restartsBefore = new Map((await this.#kernel.status()).map((service) => [service.name, service.restarts]));
+    // A crash is caught even when supervision has already restarted the worker. The counts are
+    // the kernel's own: polling them costs the serving workers nothing.
+    const restartsBefore = this.#kernel.restartCounts();
     for (;;) {
-      for (const status of await this.#kernel.status()) {
-        if (status.restarts > (restartsBefore.get(status.name) ?? 0)) return { service: status.name, reason: 'its worker crashed during probation' };
+      for (const [service, restarts] of Object.entries(this.#kernel.restartCounts())) {
+        if (restarts > (restartsBefore[service] ?? 0)) return { service, reason: 'its worker crashed during probation' };
       }
       for (const service of this.#kernel.services) {
         const { healthy, reason } = await this.#kernel.health(service);

@@ -266,7 +266,17 @@ export class Kernel {
     const host = this.#host(service);
     if (host.state === 'failed') return { healthy: false, reason: host.failure ?? 'failed' };
     if (host.state !== 'running') return { healthy: true, reason: host.state };
+    // No health() to run: no need to interrupt the worker (probation asks many times a second).
+    if (!host.descriptor.hasHealth) return { healthy: true };
     return host.current.request('health', {}, this.#options.controlTimeoutMs).catch((error: unknown) => ({ healthy: false, reason: errorMessage(error) }));
+  }
+
+  /** How many times supervision has restarted each service's worker, without asking any worker. */
+  restartCounts(): Record<string, number> {
+    const counts: Record<string, number> = {};
+    for (const host of this.#hosts.values()) counts[host.name] = host.restarts;
+    for (const name of this.#pools.keys()) counts[name] = 0;
+    return counts;
   }
 
   /** Drains every service, runs terminate(), ends the workers and rejects later calls. */
