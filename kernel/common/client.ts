@@ -152,7 +152,8 @@ export class ServiceClient {
 
   /**
    * Several calls in one message, run by the service one after another; resolves with each one's
-   * outcome in order. If the service's worker dies while running the batch, all of it rejects.
+   * outcome in order. If the service's worker dies in the middle, the calls it had started come
+   * back as E_SERVICE_DOWN and the others go to the restarted worker, as single calls would.
    */
   callBatch(calls: BatchedCall[], encoding: '' | typeof BATCH_HTTP = ''): Promise<BatchedResult[]> {
     return this.#request(FRAME_BATCH, encoding, calls) as Promise<BatchedResult[]>;
