@@ -31,6 +31,7 @@ import { extract } from 'tar';
 import { ControlConnection } from '../kernel/cli/control-client.ts';
 import type { StatusResult } from '../kernel/common/control-protocol.ts';
 import { buildRelease } from '../kernel/release/build.ts';
+import { sequenceNumber } from '../services/sequence/shared/reply.ts';
 
 const usage = `Usage: npm run bench:http -- [options]
 
@@ -282,7 +283,7 @@ async function main(): Promise<number> {
     // The next number the service would hand out, through the control socket: everything below
     // it was handed out once, to exactly one response (or to a request cut off at a load's end).
     const finalNext = ((await operator.request('call', { service: 'sequence', method: 'nextNumber', args: [] })) as { reply: number | string }).reply;
-    const finalNumber = typeof finalNext === 'number' ? finalNext : Number(/(\d+)$/.exec(finalNext)![1]);
+    const finalNumber = sequenceNumber(finalNext);
     const sequence = checkSequence(numbers, finalNumber);
     const finalStatus = (await operator.request('status', {})) as StatusResult;
     operator.close();

@@ -20,6 +20,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { extract } from 'tar';
 import { ControlConnection } from '../kernel/cli/control-client.ts';
+import { sequenceNumber } from '../services/sequence/shared/reply.ts';
 
 const repo = fileURLToPath(new URL('..', import.meta.url));
 const versions = ['0.1.0', '0.2.0', '0.3.0'] as const;
@@ -66,13 +67,6 @@ function getNext(port: number, agent: Agent): Promise<number> {
     req.on('error', reject);
     req.end();
   });
-}
-
-function parse(reply: unknown): number {
-  if (typeof reply === 'number') return reply;
-  const match = /(-?\d+)$/.exec(String(reply));
-  if (!match) throw new Error(`unexpected reply ${JSON.stringify(reply)}`);
-  return Number(match[1]);
 }
 
 async function main(): Promise<number> {
@@ -148,7 +142,7 @@ async function main(): Promise<number> {
         calls++;
         try {
           const { reply } = (await connection.request('call', { service: 'sequence', method: 'nextNumber', args: [] })) as { reply: number | string };
-          mine.push(parse(reply));
+          mine.push(sequenceNumber(reply));
         } catch (error) {
           failures.push(error);
           stop = true;
@@ -171,7 +165,7 @@ async function main(): Promise<number> {
     });
     const show = async () => {
       const reply = await ask();
-      operatorNumbers.push(parse(reply));
+      operatorNumbers.push(sequenceNumber(reply));
       say(`   nextNumber() -> ${JSON.stringify(reply)}`);
     };
     await pause(500);

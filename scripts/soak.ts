@@ -10,6 +10,7 @@ import { readdir } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { Kernel, type LogRecord } from '../kernel/index.ts';
+import { sequenceNumber } from '../services/sequence/shared/reply.ts';
 
 const { values } = parseArgs({
   options: {
@@ -45,13 +46,6 @@ const rssMb = () => {
 };
 const osThreads = async () => (await readdir('/proc/self/task')).length;
 
-function parse(reply: unknown): number {
-  if (typeof reply === 'number') return reply;
-  const match = /(-?\d+)$/.exec(String(reply));
-  if (!match) throw new Error(`unexpected reply ${JSON.stringify(reply)}`);
-  return Number(match[1]);
-}
-
 async function main(): Promise<number> {
   const kernelErrors: string[] = [];
   const kernel = await Kernel.start({
@@ -85,7 +79,7 @@ async function main(): Promise<number> {
     while (!stop) {
       calls++;
       try {
-        const n = parse(await client.nextNumber());
+        const n = sequenceNumber(await client.nextNumber());
         if (n <= previous) failures.push(new Error(`a caller got ${n} after ${previous}`));
         previous = n;
         record(n);

@@ -130,3 +130,16 @@ export async function osThreadCount(): Promise<number> {
   const { readdir } = await import('node:fs/promises');
   return (await readdir('/proc/self/task')).length;
 }
+
+/** SIGKILLs a process (no chance to clean up after itself) and waits, up to 4 s, until it is gone. */
+export async function killAndWait(pid: number): Promise<void> {
+  process.kill(pid, 'SIGKILL');
+  for (let i = 0; i < 200; i++) {
+    try {
+      process.kill(pid, 0);
+    } catch {
+      return;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}

@@ -12,7 +12,7 @@ import { after, test } from 'node:test';
 import { extract } from 'tar';
 import { request } from '../../kernel/cli/control-client.ts';
 import { readRegistry } from '../../kernel/release/registry.ts';
-import { parseSequenceReply, root as repo } from '../helpers.ts';
+import { killAndWait, parseSequenceReply, root as repo } from '../helpers.ts';
 import { buildExamples, tempDir } from '../release/helpers.ts';
 
 const built = buildExamples();
@@ -63,15 +63,7 @@ for (const { phase, permanent } of boundaries) {
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
     assert.match(await readFile(log, 'utf8'), new RegExp(`hanging after ${phase}`));
-    process.kill(pid, 'SIGKILL');
-    for (let i = 0; i < 200; i++) {
-      try {
-        process.kill(pid, 0);
-        await new Promise((resolve) => setTimeout(resolve, 20));
-      } catch {
-        break;
-      }
-    }
+    await killAndWait(pid);
     upgrade.kill();
 
     const restarted = cli(root, {}, 'start');

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { extract } from 'tar';
 import { send } from '../../kernel/cli/control-client.ts';
+import { killAndWait } from '../helpers.ts';
 import { buildExamples, tempDir } from '../release/helpers.ts';
 
 const built = buildExamples();
@@ -193,15 +194,7 @@ test('a second start is refused; a stale pid file and socket from a dead kernel 
   assert.match(second.stderr, /already running .*\(pid \d+\).*\[E_ALREADY_RUNNING\]/);
   const pid = Number(cli(root, 'pid').stdout.trim());
   // Kill it so hard that it cannot clean up after itself.
-  process.kill(pid, 'SIGKILL');
-  for (let i = 0; i < 100; i++) {
-    try {
-      process.kill(pid, 0);
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    } catch {
-      break;
-    }
-  }
+  await killAndWait(pid);
   assert.ok((await stat(join(root, 'var', 'kernel.pid'))).isFile(), 'the pid file was left behind');
   const ping = cli(root, 'ping');
   assert.equal(ping.status, 1);

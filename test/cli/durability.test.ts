@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { extract } from 'tar';
 import { request } from '../../kernel/cli/control-client.ts';
+import { killAndWait } from '../helpers.ts';
 import { buildExamples, tempDir } from '../release/helpers.ts';
 
 const built = buildExamples();
@@ -51,15 +52,7 @@ test('after a SIGKILL of the kernel, kernel start resumes from the last checkpoi
   // Let the interval checkpoint (every second by default) catch up with these calls.
   await new Promise((resolve) => setTimeout(resolve, 1500));
   for (let i = 0; i < 5; i++) last = await next(root);
-  process.kill(pid, 'SIGKILL');
-  for (let i = 0; i < 200; i++) {
-    try {
-      process.kill(pid, 0);
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    } catch {
-      break;
-    }
-  }
+  await killAndWait(pid);
   const restarted = cli(root, 'start');
   assert.equal(restarted.status, 0, restarted.stderr);
   const resumed = await next(root);
