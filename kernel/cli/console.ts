@@ -25,7 +25,7 @@ import { TheseusError, errorMessage } from '../common/errors.ts';
 import type { LogRecord } from '../common/protocol.ts';
 import { varPaths } from '../main/var-paths.ts';
 import { ControlConnection, request } from './control-client.ts';
-import { formatDuration, table } from './format.ts';
+import { formatDuration, formatServiceSwap, table } from './format.ts';
 
 /** The prompt. It leaves out the release, which can change while attached; the banner and .status name it. */
 const PROMPT = 'theseus> ';
@@ -501,9 +501,7 @@ class ConsoleSession {
         ? this.#counted(request(this.#root, 'upgrade', { source: target, commit }, { timeoutMs: SWAP_TIMEOUT_MS, onEvent }))
         : this.#counted(request(this.#root, 'downgrade', { version: target, commit }, { timeoutMs: SWAP_TIMEOUT_MS, onEvent })))) as SwapResult;
       for (const service of result.report.services) {
-        this.#write(
-          `  ${service.service}: ${service.from.release} (vsn ${service.from.vsn}) -> ${service.to.release} (vsn ${service.to.vsn}), migration ${service.migration}, state ${service.stateBytes} bytes, pause ${service.pauseMs} ms, ${service.outcome}\n`,
-        );
+        this.#write(`  ${formatServiceSwap(service)}\n`);
       }
       this.#write(result.committed ? `Release ${result.to} is running and permanent.\n` : `Release ${result.to} is running on trial: .commit makes it permanent; a restart goes back to the permanent release.\n`);
     } catch (error) {

@@ -11,7 +11,7 @@ import { resolveDeployRoot } from '../main/deploy-root.ts';
 import { DEFAULT_CONFIG_FILE } from '../release/config.ts';
 import { readRegistry, withoutRelease, writeRegistry } from '../release/registry.ts';
 import { request } from './control-client.ts';
-import { formatDuration, table } from './format.ts';
+import { formatDuration, formatServiceSwap, table } from './format.ts';
 
 /** Exit codes, documented in the README. */
 export const EXIT = {
@@ -295,7 +295,7 @@ async function swapVerb(verb: 'upgrade' | 'downgrade', root: string, target: str
       return EXIT.ok;
     }
     for (const service of result.report.services) {
-      say(`  ${service.service}: ${service.from.release} (vsn ${service.from.vsn}) -> ${service.to.release} (vsn ${service.to.vsn}), migration ${service.migration}, state ${service.stateBytes} bytes, pause ${service.pauseMs} ms, ${service.outcome}`);
+      say(`  ${formatServiceSwap(service)}`);
     }
     say(result.committed ? `Release ${result.to} is running and permanent.` : `Release ${result.to} is running on trial: 'kernel commit' makes it permanent; a restart goes back to the permanent release.`);
     return EXIT.ok;

@@ -110,7 +110,20 @@ export interface SwapResult {
   from: string;
   to: string;
   committed: boolean;
-  report: { services: Array<{ service: string; from: { release: string; vsn: string }; to: { release: string; vsn: string }; migration: string; stateBytes: number; pauseMs: number; outcome: string }> };
+  report: {
+    services: Array<{
+      service: string;
+      from: { release: string; vsn: string };
+      to: { release: string; vsn: string };
+      change: 'vsn' | 'code' | 'config' | 'none';
+      migration: string;
+      stateBytes: number;
+      pauseMs: number;
+      drainMs: number;
+      carried: number;
+      outcome: string;
+    }>;
+  };
 }
 
 /** What `describe` answers. */

@@ -15,6 +15,8 @@ const messages = {
     `The reply of ${service}.${method}() cannot be sent back to the caller: ${reason}. Return plain data from the handler; the state was left as it was before the call.`,
   E_STATE_NOT_CLONEABLE: (service: string, where: string, reason: string) =>
     `The state of '${service}' (${where}) is not plain cloneable data: ${reason}. Keep only plain data in state; rebuild functions and class instances from it in the handlers.`,
+  E_STATE_NOT_DURABLE: (service: string, reason: string) =>
+    `The state of '${service}' could not be written to disk (${reason}), so this call was undone: the service went back to the last state written, and no caller was told of a change that a crash could lose. Free the disk or fix the state folder; the service keeps serving.`,
   E_HANDLER_FAILED: (service: string, method: string, message: string) =>
     `${service}.${method}() threw: ${message}`,
   E_BAD_HANDLER_RESULT: (service: string, method: string, got: string) =>
@@ -27,8 +29,8 @@ const messages = {
     `The new worker for ${service}@${release} failed to boot: ${reason}. Fix the service's module or its init; the running release was not touched.`,
   E_INIT_TIMEOUT: (service: string, release: string, ms: number) =>
     `${service}@${release} did not finish init within ${ms} ms. Make init return sooner or raise initTimeoutMs.`,
-  E_DRAIN_TIMEOUT: (service: string, ms: number, inFlight: number) =>
-    `${service} did not finish its in-flight handlers within the drain timeout of ${ms} ms (${inFlight} still running). The old workers were resumed; raise drainTimeoutMs or make the handlers finish sooner.`,
+  E_DRAIN_TIMEOUT: (service: string, ms: number, running: number, outgoing: number, unwritten: number, queued: number) =>
+    `${service} did not finish its running handler within the drain timeout of ${ms} ms (${running} handler running, ${outgoing} of its outgoing calls unanswered, ${unwritten} replies waiting for their state to be written; ${queued} queued messages were not waited for). The old workers were resumed; raise drainTimeoutMs or make each handler finish sooner.`,
   E_NO_MIGRATION_PATH: (service: string, from: string, to: string, direction: string, where: string) =>
     `${service} has no ${direction} migration path from state vsn '${from}' to '${to}' in ${where}. Add a migration { from, to, up, down } to the service so the chain covers it.`,
   E_MIGRATION_FAILED: (service: string, step: string, message: string) =>

@@ -1,9 +1,9 @@
-// Test-only fault injection. `THESEUS_FAULTS=registry-write,unpack-write` makes those operations
+// Test-only fault injection. `THESEUS_FAULTS=registry-write,unpack-write,state-write` makes those operations
 // fail as a full disk or a failing device would, so tests can show that nothing is lost when they
 // do. A release's bundled kernel is built with the variable replaced by an empty string
 // (kernel/release/build.ts), so a deployed kernel can never be made to fail this way.
 
-export type FaultName = 'registry-write' | 'unpack-write';
+export type FaultName = 'registry-write' | 'unpack-write' | 'state-write';
 
 function activeFaults(): string[] {
   return (process.env.THESEUS_FAULTS ?? '').split(',').map((fault) => fault.trim());

@@ -29,11 +29,17 @@ function probe(port: MessagePort): MessagePort | null {
   }
 }
 
-/** The same set without its detached ports (live ones come back as new handles). */
+/**
+ * The same set without its detached ports (live ones come back as new handles). Queued messages
+ * keep pointing at their caller; those of a caller that went away stay queued without one, since
+ * their effect on the state still counts.
+ */
 export function pruneDeadPorts(ports: PortSet): PortSet {
   const inbound: PortSet['inbound'] = [];
+  const newIndex: number[] = [];
   for (const link of ports.inbound) {
     const live = probe(link.port);
+    newIndex.push(live ? inbound.length : -1);
     if (live) inbound.push({ port: live, taken: link.taken });
   }
   const outbound: PortSet['outbound'] = {};
@@ -41,7 +47,9 @@ export function pruneDeadPorts(ports: PortSet): PortSet {
     const live = probe(entry.port);
     if (live) outbound[name] = { ...entry, port: live };
   }
-  return { inbound, outbound };
+  const pruned: PortSet = { inbound, outbound };
+  if (ports.queued) pruned.queued = ports.queued.map(([index, frame]) => [index < 0 ? -1 : newIndex[index]!, frame]);
+  return pruned;
 }
 
 function isDetachedError(error: unknown): boolean {

@@ -79,6 +79,24 @@ export function sameDescriptor(a: ServiceDescriptor, b: ServiceDescriptor): bool
   return canonical(a) === canonical(b);
 }
 
+/**
+ * Whether two sources give a service the same settings besides its code: its `ctx.config` and its
+ * static files. A release that changes only these is still swapped in (with the same code), so a
+ * config-only release takes effect at once rather than at the next restart.
+ */
+export function sameSettings(a: ServiceSource, b: ServiceSource): boolean {
+  return canonicalJson(a.config ?? {}) === canonicalJson(b.config ?? {}) && (a.staticDigest ?? null) === (b.staticDigest ?? null);
+}
+
+/** JSON with object keys sorted, so equal data gives equal text whatever the key order. */
+function canonicalJson(value: unknown): string {
+  return JSON.stringify(value, (_key, inner: unknown) =>
+    inner !== null && typeof inner === 'object' && !Array.isArray(inner)
+      ? Object.fromEntries(Object.entries(inner as Record<string, unknown>).sort(([x], [y]) => (x < y ? -1 : x > y ? 1 : 0)))
+      : inner,
+  );
+}
+
 /** What every thread that runs a service's code is told when it starts. */
 export interface ServiceBootData {
   protocol: number;
@@ -96,7 +114,24 @@ export interface ServiceBootData {
 export interface WorkerBootData extends ServiceBootData {
   /** Ask for a checkpoint after this many state changes (0: never). */
   checkpointEveryChanges: number;
+  /**
+   * Reply durability: the checkpoint file this worker writes itself, and no reply (nor any change
+   * a later reply could reveal) leaves the worker before the state that produced it is in that
+   * file. Null: the kernel takes checkpoints (durability 'periodic').
+   */
+  durableStateDir: string | null;
 }
+
+/**
+ * How much of a service's state a kill -9 (or a power cut) can lose.
+ *  - 'reply': nothing a caller was told. A reply, and a cast's effect on later replies, leave the
+ *    worker only once the state that produced them is on disk; one write covers every call that
+ *    finished while the previous write was under way (group commit).
+ *  - 'periodic': the kernel checkpoints every `checkpointIntervalMs` and every
+ *    `checkpointEveryChanges` state changes (0 turns either off), so at most that much is lost:
+ *    an interval mode, a changes mode, or both (the default).
+ */
+export type Durability = 'reply' | 'periodic';
 
 /** Where a service's code comes from, for Kernel.start and for a swap's target. */
 export interface ServiceSource {
@@ -110,6 +145,13 @@ export interface ServiceSource {
   config?: Record<string, unknown>;
   /** Declares the service stateless: it runs on a pool of `size` worker threads (piscina). */
   pool?: { size: number };
+  /** What a kill -9 can lose; the kernel's checkpoint options when absent. */
+  durability?: Durability;
+  /**
+   * A digest of the service's static files (ctx.staticDir): two releases with the same code and
+   * config but other static files are still a change to swap in.
+   */
+  staticDigest?: string;
 }
 
 /**
@@ -139,12 +181,26 @@ export function createLink(methods: MethodTable): { caller: OutboundLink; servic
   return { caller: { port: port1, taken, methods }, service: { port: port2, taken } };
 }
 
+/**
+ * A message a worker had taken from a caller's port but not started when it was suspended:
+ * the index of that caller in `PortSet.inbound` (-1 when the caller has gone away, so nobody
+ * waits for its reply, though its effect on the state still counts), and the frame.
+ */
+export type QueuedFrame = [inbound: number, frame: RequestFrame];
+
 /** The ports a running service owns: the service ends callers write to, and its own client ends. */
 export interface PortSet {
   /** Service ends of callers' channels; the worker listens on each. */
   inbound: InboundLink[];
   /** Client ends to the services in `uses`, by name, with the peer's method table. */
   outbound: Record<string, OutboundLink>;
+  /**
+   * Messages taken from `inbound` but not started, in the order they were taken. They run before
+   * anything still waiting inside the ports, in whichever worker gets the ports next: the new one
+   * on a switch, the old one on a roll-back. A suspend waits for the running handler only, never
+   * for this backlog, so a swap under overload pauses for one handler, not for all of them.
+   */
+  queued?: QueuedFrame[];
 }
 
 /** A serialized state: v8.serialize bytes (transferred, not copied) plus the vsn they hold. */
@@ -163,7 +219,16 @@ export interface ControlRequests {
    */
   suspend: {
     request: { drainTimeoutMs: number; snapshotVsn: string };
-    response: { ports: PortSet; snapshot: StateSnapshot; callsServed: number; castsServed: number; stoppedAt: number };
+    response: {
+      ports: PortSet;
+      snapshot: StateSnapshot;
+      callsServed: number;
+      castsServed: number;
+      /** When the worker stopped starting handlers (epoch ms, stamped in its thread): the pause begins. */
+      stoppedAt: number;
+      /** When its running handler (and its outgoing calls, and any state write) had finished. */
+      drainedAt: number;
+    };
   };
   /** Take the ports back and serve again with the untouched state (abort path). */
   resume: { request: { ports: PortSet | null }; response: Record<string, never> };
@@ -190,8 +255,11 @@ export interface ControlRequests {
   /** End for good: run terminate() when asked (kernel stop), then let the thread exit. */
   stop: {
     request: { runTerminate: boolean; reason: string; drainTimeoutMs: number; snapshot: boolean };
-    /** The final state, taken after the drain, when asked for. */
-    response: { snapshot?: StateSnapshot };
+    /**
+     * The final state, taken after the drain, when asked for; `persisted` when the worker has
+     * already written it to its own checkpoint file (reply durability).
+     */
+    response: { snapshot?: StateSnapshot; persisted?: boolean };
   };
 }
 
@@ -203,6 +271,8 @@ export interface WorkerStats {
   inFlight: number;
   queued: number;
   heapUsed: number;
+  /** Reply durability: state writes (each one fsync of the file and one of its folder) so far. */
+  durableWrites: number;
 }
 
 export type ControlRequestMessage<Op extends ControlOp = ControlOp> = {

@@ -10,7 +10,11 @@ export interface AuditEntry {
   to: string | null;
   /** sha256 of each release's manifest involved, by version. */
   hashes: Record<string, string>;
-  outcome: 'ok' | 'failed' | 'rolled-back' | 'refused';
+  /**
+   * 'rolled-back': the kernel went back to the release it came from (before or after the switch);
+   * 'revert-failed': it tried to, after the switch, and could not: the new release still runs.
+   */
+  outcome: 'ok' | 'failed' | 'rolled-back' | 'refused' | 'revert-failed';
   phase?: string;
   reason?: string;
   code?: string;

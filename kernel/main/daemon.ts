@@ -247,6 +247,8 @@ export class KernelDaemon {
     };
     let to: string | null = null;
     let op: 'upgrade' | 'downgrade' = 'upgrade';
+    /** Set when probation or the registry write sent the kernel back: whether that worked. */
+    let reverted: boolean | null = null;
     try {
       const installed = await installRelease(this.#root, source, { onStep: (name, ms) => step(name, ms) });
       to = installed.version;
@@ -267,7 +269,13 @@ export class KernelDaemon {
       const http = await this.#frontDoor!.stage(installed.manifest.http ?? null);
       let report: SwapReport;
       try {
-        report = await this.#kernel.upgrade({ release: to, services: serviceSources(installed.dir, installed.manifest), onSwitch: () => http.commit() });
+        report = await this.#kernel.upgrade({
+          release: to,
+          services: serviceSources(installed.dir, installed.manifest),
+          onSwitch: () => http.commit(),
+          // From the switch on, a crash of the new code is left for the revert, not restarted.
+          probation: installed.manifest.probationMs > 0,
+        });
       } catch (error) {
         // Past the switch the new code serves, even if one service failed as it took over.
         if (error instanceof SwapError && error.report.outcome === 'failed-after-switch') http.commit();
@@ -283,9 +291,10 @@ export class KernelDaemon {
       const probationStarted = performance.now();
       const verdict = await this.#probation(installed.manifest.probationMs);
       if (verdict) {
-        const outcome = await this.#revert(from, verdict.service, verdict.reason);
-        step('probation', round(performance.now() - probationStarted), `${verdict.service} unhealthy: ${verdict.reason}; ${outcome}`);
-        const failure = theseusError('E_PROBATION_FAILED', verdict.service, to, verdict.reason, outcome);
+        const revert = await this.#revert(from, verdict.service, verdict.reason);
+        reverted = revert.ok;
+        step('probation', round(performance.now() - probationStarted), `${verdict.service} unhealthy: ${verdict.reason}; ${revert.message}`);
+        const failure = theseusError('E_PROBATION_FAILED', verdict.service, to, verdict.reason, revert.message);
         failure.phase = 'probation';
         throw failure;
       }
@@ -299,8 +308,9 @@ export class KernelDaemon {
       } catch (error) {
         // The registry must tell the truth about what runs: if it cannot record the new release,
         // the old one comes back, with its state carried down.
-        const outcome = await this.#revert(from, 'registry', errorMessage(error), 'commit');
-        const failure = theseusError('E_REGISTRY_WRITE_FAILED', registryFile(this.#root), `${errorMessage(error)}. ${outcome}`);
+        const revert = await this.#revert(from, 'registry', errorMessage(error), 'commit');
+        reverted = revert.ok;
+        const failure = theseusError('E_REGISTRY_WRITE_FAILED', registryFile(this.#root), `${errorMessage(error)}. ${revert.message}`);
         failure.phase = 'commit';
         throw failure;
       }
@@ -316,14 +326,17 @@ export class KernelDaemon {
       const coded = error instanceof TheseusError ? error : new TheseusError('E_INTERNAL', errorMessage(error));
       // Installing and verifying the release is part of the check: nothing running was touched.
       coded.phase ??= 'check';
+      // What really happened: a revert that failed is recorded as such, never as a roll-back.
       const outcome =
         error instanceof SwapError
           ? error.report.outcome === 'refused'
             ? 'refused'
             : 'rolled-back'
-          : coded.code === 'E_PROBATION_FAILED' || coded.code === 'E_REGISTRY_WRITE_FAILED'
+          : reverted === true
             ? 'rolled-back'
-            : 'failed';
+            : reverted === false
+              ? 'revert-failed'
+              : 'failed';
       // The audit line must not hide the error it records.
       await appendAudit(this.#paths.audit, {
         op,
@@ -340,33 +353,56 @@ export class KernelDaemon {
     }
   }
 
-  /** Watches every service for `windowMs`; returns the first unhealthy one, or null. */
+  /**
+   * Watches every service for `windowMs`; returns the first unhealthy one, or null. A new worker
+   * that crashes is not restarted meanwhile (the kernel holds it, crashed, for the revert), so the
+   * verdict never races supervision; and probation ends in the same synchronous step as its last
+   * check, so a crash cannot fall between the two.
+   */
   async #probation(windowMs: number): Promise<{ service: string; reason: string } | null> {
     if (windowMs <= 0) return null;
     const until = performance.now() + windowMs;
     const interval = Math.max(10, Math.min(100, windowMs / 5));
-    // A crash is caught even when supervision has already restarted the worker. The counts are
-    // the kernel's own: polling them costs the serving workers nothing.
-    const restartsBefore = this.#kernel.restartCounts();
-    for (;;) {
-      for (const [service, restarts] of Object.entries(this.#kernel.restartCounts())) {
-        if (restarts > (restartsBefore[service] ?? 0)) return { service, reason: 'its worker crashed during probation' };
+    const crashVerdict = (crash: { service: string; reason: string }) => ({ service: crash.service, reason: `its worker crashed during probation (${crash.reason})` });
+    let wake = () => {};
+    const stopListening = this.#kernel.onProbationCrash(() => wake());
+    try {
+      for (;;) {
+        const crash = this.#kernel.probationCrashes()[0];
+        if (crash) return crashVerdict(crash);
+        for (const service of this.#kernel.services) {
+          const { healthy, reason } = await this.#kernel.health(service);
+          if (!healthy) return { service, reason: reason ?? 'unhealthy' };
+        }
+        if (performance.now() >= until) {
+          const late = this.#kernel.endProbation()[0];
+          return late ? crashVerdict(late) : null;
+        }
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, interval);
+          wake = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
       }
-      for (const service of this.#kernel.services) {
-        const { healthy, reason } = await this.#kernel.health(service);
-        if (!healthy) return { service, reason: reason ?? 'unhealthy' };
-      }
-      if (performance.now() >= until) return null;
-      await new Promise((resolve) => setTimeout(resolve, interval));
+    } finally {
+      stopListening();
     }
   }
 
-  /** Swaps back to `version` (still installed and unchanged in the registry), carrying the state down. */
-  async #revert(version: string, service: string, reason: string, phase: 'probation' | 'commit' = 'probation'): Promise<string> {
+  /**
+   * Swaps back to `version` (still installed and unchanged in the registry), carrying the state
+   * down. A service that crashed on probation has no worker left to suspend: it starts again in
+   * the old code from its last state (in reply durability, every change a caller was told of).
+   * The others go back through an ordinary hot swap. Always ends probation.
+   */
+  async #revert(version: string, service: string, reason: string, phase: 'probation' | 'commit' = 'probation'): Promise<{ ok: boolean; message: string }> {
     const dir = join(this.#root, 'releases', version);
     let http: { commit(): void; abort(): Promise<void> } | null = null;
     try {
       const { manifest } = await verifyReleaseDir(dir);
+      const sources = serviceSources(dir, manifest);
       // The old release's listeners, if it had others; a port taken meanwhile is reported, and
       // the routes that can come back still do.
       let httpProblem: string | null = null;
@@ -375,13 +411,30 @@ export class KernelDaemon {
         return this.#frontDoor!.stage(keepListeners(manifest.http ?? null, this.#frontDoor!.stats().listeners));
       });
       const staged = http;
-      await this.#kernel.downgrade({ release: version, services: serviceSources(dir, manifest), onSwitch: () => staged.commit() });
+      // A service may crash while the revert swaps it back: it is then reverted from its crash on
+      // the next round. The rounds are few; past them the revert has failed.
+      for (let round = 1; ; round++) {
+        for (const crash of this.#kernel.probationCrashes()) {
+          const source = sources[crash.service];
+          if (!source) throw theseusError('E_UNSUPPORTED_CHANGE', version, `it has no service '${crash.service}' to revert to`);
+          await this.#kernel.revertCrashed(crash.service, { release: version, source });
+        }
+        try {
+          await this.#kernel.downgrade({ release: version, services: sources, onSwitch: () => staged.commit() });
+          break;
+        } catch (error) {
+          // Every service that changed had crashed and is already back: nothing is left to swap.
+          if (error instanceof TheseusError && error.code === 'E_SWAP_NOTHING_TO_DO') break;
+          if (round < 3 && this.#kernel.probationCrashes().length > 0) continue;
+          throw error;
+        }
+      }
       staged.commit();
       this.#running = version;
       this.#manifest = manifest;
       const note = httpProblem ? ` Its HTTP listeners could not all be reopened (${httpProblem}); the running ones serve its routes.` : '';
       await appendAudit(this.#paths.audit, { op: 'rollback', from: null, to: version, hashes: this.#hashes(version), outcome: 'ok', phase, reason: `${service}: ${reason}${note}` });
-      return `Reverted to ${version}, with the state carried back.${note}`;
+      return { ok: true, message: `Reverted to ${version}, with the state carried back.${note}` };
     } catch (error) {
       await http?.abort();
       // The new release keeps running: record it as on trial, so the registry tells the truth
@@ -390,7 +443,10 @@ export class KernelDaemon {
       await appendAudit(this.#paths.audit, { op: 'rollback', from: null, to: version, hashes: this.#hashes(version), outcome: 'failed', phase, reason: errorMessage(error) }).catch(
         () => undefined,
       );
-      return `Could not revert to ${version} (${errorMessage(error)}); ${this.#running} stays running on trial and a restart boots the permanent release.`;
+      return { ok: false, message: `Could not revert to ${version} (${errorMessage(error)}); ${this.#running} stays running on trial and a restart boots the permanent release.` };
+    } finally {
+      // Whatever is still crashed goes to supervision: probation never outlives its verdict.
+      this.#kernel.abandonProbation();
     }
   }
 

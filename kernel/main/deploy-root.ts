@@ -11,6 +11,7 @@ import { theseusError } from '../common/errors.ts';
 import { PROTOCOL_VERSION, type LogRecord, type ServiceSource } from '../common/protocol.ts';
 import { verifyReleaseDir } from '../release/install.ts';
 import type { Manifest } from '../release/manifest.ts';
+import { staticDigest } from '../release/plan.ts';
 import { permanentVersion, readRegistry, withTrialReverted, writeRegistry } from '../release/registry.ts';
 import { Kernel } from './kernel.ts';
 
@@ -23,10 +24,14 @@ export function resolveDeployRoot(flag: string | undefined): string {
 export function serviceSources(dir: string, manifest: Manifest): Record<string, ServiceSource> {
   return Object.fromEntries(
     Object.entries(manifest.services).map(([name, service]) => {
-      const { entry, sha256, staticDir, pool, ...descriptor } = service;
+      const { entry, sha256, staticDir, pool, durability, ...descriptor } = service;
       const source: ServiceSource = { bundle: { file: join(dir, entry), sha256 }, descriptor, config: manifest.runtimeConfig };
       if (pool) source.pool = pool;
-      if (staticDir !== null) source.staticDir = join(dir, staticDir);
+      if (durability) source.durability = durability;
+      if (staticDir !== null) {
+        source.staticDir = join(dir, staticDir);
+        source.staticDigest = staticDigest(manifest.files, staticDir)!;
+      }
       return [name, source];
     }),
   );

@@ -28,7 +28,7 @@ import semver from 'semver';
 import { TheseusError, errorMessage, serializeError, theseusError, type SwapPhase } from '../common/errors.ts';
 import { hangIfFaulted } from '../common/faults.ts';
 import { findMigrationPath, formatPath, type MigrationStep } from '../common/migrations.ts';
-import { createLink, portsOf, sameDescriptor, type LogRecord, type PortSet, type ServiceDescriptor, type ServiceSource, type StateSnapshot } from '../common/protocol.ts';
+import { createLink, portsOf, sameDescriptor, sameSettings, type LogRecord, type PortSet, type ServiceDescriptor, type ServiceSource, type StateSnapshot } from '../common/protocol.ts';
 import type { Bundle } from './bundler.ts';
 import type { ServiceHost } from './service-host.ts';
 import type { ServiceWorker } from './service-worker.ts';
@@ -81,17 +81,34 @@ export interface SwapTarget {
    * all when the swap rolls back): the HTTP front door switches its routes here.
    */
   onSwitch?: () => void;
+  /**
+   * The switched services go on probation (see Kernel.endProbation): from the switch on, a crash
+   * of their new workers is left for the caller to revert instead of being restarted.
+   */
+  probation?: boolean;
 }
 
 export interface ServiceSwapReport {
   service: string;
   from: { release: string; vsn: string };
   to: { release: string; vsn: string };
+  /** What changed: the code (its state vsn too, or not), only its config or static files, or nothing. */
+  change: 'vsn' | 'code' | 'config' | 'none';
   /** e.g. "0 -> 1 (up, in 0.3.0)" or "none". */
   migration: string;
   stateBytes: number;
-  /** From the old worker taking its last message to the new worker listening, in ms. 0 when not switched. */
+  /**
+   * How long no handler of the service could start, on either side: from the old worker starting
+   * no more handlers to the new worker listening, in ms. 0 when not switched.
+   */
   pauseMs: number;
+  /** The part of the pause the old code spent finishing the one handler it was running. */
+  drainMs: number;
+  /**
+   * Messages the old worker had taken but not started: they went to the new worker with the
+   * ports, ahead of what still waited in them (or back to the old one on a roll-back).
+   */
+  carried: number;
   /** 'failed-after-switch': the new worker died as it took over; its service is marked failed. */
   outcome: 'switched' | 'unchanged' | 'rolled-back' | 'not-started' | 'failed-after-switch';
 }
@@ -157,10 +174,14 @@ interface ServicePlan {
   suspendedAt: number;
   /** The old worker missed even the kernel's backstop for suspend: it is blocked. */
   suspendTimedOut: boolean;
-  /** When the old worker stopped taking messages (epoch ms, stamped in its thread). */
+  /** When the old worker stopped starting handlers, and when its running one had finished (epoch ms, stamped in its thread). */
   stoppedAt: number;
+  drainedAt: number;
   stateBytes: number;
   pauseMs: number;
+  /** Only the config or static files changed: the same code, swapped for the new settings. */
+  settingsOnly: boolean;
+  carried: number;
   outcome: ServiceSwapReport['outcome'];
 }
 
@@ -281,7 +302,11 @@ export class HotSwap {
     const inspected = await Promise.allSettled(
       Object.entries(target.services).map(async ([name, spec]) => {
         const bundle = await this.#env.bundle(spec, name);
-        if (bundle.sha256 === hosts.get(name)!.bundle.sha256) return { name, bundle, descriptor: null, worker: null };
+        const host = hosts.get(name)!;
+        if (bundle.sha256 === host.bundle.sha256) {
+          // The same code declares the same things; only new settings make it a change.
+          return { name, bundle, descriptor: sameSettings(spec, host.source) ? null : host.descriptor, worker: null };
+        }
         if (spec.descriptor) return { name, bundle, descriptor: spec.descriptor, worker: null };
         const worker = await this.#env.loadWorker(name, target.release, bundle, spec);
         this.#loadedInCheck.push(worker);
@@ -299,15 +324,18 @@ export class HotSwap {
           service: name,
           from: { release: fromRelease, vsn: host.descriptor.vsn },
           to: { release: fromRelease, vsn: host.descriptor.vsn },
+          change: 'none',
           migration: 'none',
           stateBytes: 0,
           pauseMs: 0,
+          drainMs: 0,
+          carried: 0,
           outcome: 'unchanged',
         });
         continue;
       }
       if (fromRelease === target.release) {
-        throw theseusError('E_BAD_OPTIONS', `release ${target.release}`, `${name} is already running release ${fromRelease} with different code; bump the release version so the two can be told apart`);
+        throw theseusError('E_BAD_OPTIONS', `release ${target.release}`, `${name} is already running release ${fromRelease} with different code or settings; bump the release version so the two can be told apart`);
       }
       const direction = semver.gte(target.release, fromRelease) ? 'up' : 'down';
       const oldDescriptor = host.descriptor;
@@ -348,8 +376,11 @@ export class HotSwap {
         suspendedAt: 0,
         suspendTimedOut: false,
         stoppedAt: 0,
+        drainedAt: 0,
         stateBytes: 0,
         pauseMs: 0,
+        settingsOnly: bundle.sha256 === host.bundle.sha256,
+        carried: 0,
         outcome: 'not-started',
       });
     }
@@ -379,14 +410,16 @@ export class HotSwap {
       // On a downgrade the old (newer) code migrates down before the snapshot leaves it; on an
       // upgrade the snapshot leaves as it is and the new code migrates it up.
       const snapshotVsn = plan.direction === 'down' ? plan.newDescriptor.vsn : plan.oldDescriptor.vsn;
-      const { ports, snapshot, callsServed, castsServed, stoppedAt } = await plan.oldWorker
+      const { ports, snapshot, callsServed, castsServed, stoppedAt, drainedAt } = await plan.oldWorker
         .request('suspend', { drainTimeoutMs: this.#env.drainTimeoutMs, snapshotVsn }, this.#env.drainTimeoutMs + this.#env.controlTimeoutMs)
         .catch((error: unknown) => {
           if (error instanceof TheseusError && error.code === 'E_CONTROL_TIMEOUT') plan.suspendTimedOut = true;
           throw error;
         });
       plan.ports = ports;
+      plan.carried = ports.queued?.length ?? 0;
       plan.stoppedAt = stoppedAt;
+      plan.drainedAt = drainedAt;
       plan.snapshot = snapshot;
       plan.stateBytes = snapshot.bytes.byteLength;
       plan.served = { calls: callsServed, casts: castsServed };
@@ -422,6 +455,7 @@ export class HotSwap {
       plan.host.servedByRetired.casts += plan.served.casts;
       plan.host.bundle = plan.bundle;
       plan.host.source = this.#target.services[plan.host.name]!;
+      plan.host.onProbation = this.#target.probation === true;
       plan.host.state = 'running';
     }
     // Pass 2, in the same synchronous turn: each new worker gets its ports, with the method
@@ -562,12 +596,15 @@ export class HotSwap {
       service: plan.host.name,
       from: { release: plan.fromRelease, vsn: plan.oldDescriptor.vsn },
       to: { release: this.#target.release, vsn: plan.newDescriptor.vsn },
+      change: plan.settingsOnly ? 'config' : plan.oldDescriptor.vsn !== plan.newDescriptor.vsn ? 'vsn' : 'code',
       migration:
         plan.path.length === 0
           ? 'none'
           : `${formatPath(plan.path)} (${plan.direction}, in ${plan.direction === 'up' ? this.#target.release : plan.fromRelease})`,
       stateBytes: plan.stateBytes,
       pauseMs: plan.pauseMs,
+      drainMs: plan.drainedAt > 0 ? round(plan.drainedAt - plan.stoppedAt) : 0,
+      carried: plan.carried,
       outcome: plan.outcome,
     }));
     const report: SwapReport = {

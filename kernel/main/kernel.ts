@@ -8,8 +8,8 @@ import { readFile } from 'node:fs/promises';
 import { pathToFileURL } from 'node:url';
 import { findMigrationPath } from '../common/migrations.ts';
 import { decodeHttpRequest, encodeHttpReply, type WireHttpRequest } from '../common/http-codec.ts';
-import { BATCH_HTTP, createLink, REPLY_ERROR, REPLY_OK, sameDescriptor, type BatchedCall, type BatchedResult, type InboundLink, type LogRecord, type PortSet, type ServiceSource, type StateSnapshot } from '../common/protocol.ts';
-import { readCheckpoint, writeCheckpoint } from './checkpoints.ts';
+import { BATCH_HTTP, createLink, REPLY_ERROR, REPLY_OK, sameDescriptor, sameSettings, type BatchedCall, type BatchedResult, type InboundLink, type LogRecord, type PortSet, type ServiceDescriptor, type ServiceSource, type StateSnapshot } from '../common/protocol.ts';
+import { readCheckpoint, writeCheckpoint } from '../common/checkpoints.ts';
 import { bundleEntry, defaultCacheDir, poolRuntimeBundle, workerRuntimeBundle, type Bundle } from './bundler.ts';
 import { HotSwap, SwapError, type ServiceSwapReport, type SwapReport, type SwapTarget } from './hot-swap.ts';
 import { PoolHost, type PoolGeneration, type PoolOptions } from './pool-host.ts';
@@ -70,6 +70,8 @@ export interface ServiceStatus {
   inFlight: number;
   queued: number;
   heapUsed: number;
+  /** Reply durability: the state writes so far (each one fsync of the file and one of its folder). */
+  durableWrites: number;
   failure: string | null;
   /** How many times supervision restarted the service's worker after a crash. */
   restarts: number;
@@ -91,6 +93,8 @@ export class Kernel {
   #checkpointing = new Map<string, Promise<void>>();
   /** Restarts in progress; stop() waits for them so no worker outlives it. */
   #restarting = new Set<Promise<void>>();
+  /** Told when a service on probation crashes (see probationCrashes). */
+  #probationListeners = new Set<(service: string, reason: string) => void>();
   #swap: HotSwap | null = null;
   #swapDone: Promise<SwapReport> | null = null;
   /** The newest release a swap committed (or the first one); labels the kernel's own log lines. */
@@ -223,6 +227,7 @@ export class Kernel {
       ...pool.stats(),
       // Not measured for pools: each thread has its own heap, and asking would queue behind the calls.
       heapUsed: 0,
+      durableWrites: 0,
       failure: pool.failure,
       restarts: 0,
       lastSwap: pool.lastSwap,
@@ -232,7 +237,7 @@ export class Kernel {
       [...this.#hosts.values()].map(async (host) => {
         const stats = await host.current
           .request('stats', {}, this.#options.controlTimeoutMs)
-          .catch(() => ({ callsServed: 0, castsServed: 0, inFlight: 0, queued: 0, heapUsed: 0 }));
+          .catch(() => ({ callsServed: 0, castsServed: 0, inFlight: 0, queued: 0, heapUsed: 0, durableWrites: 0 }));
         stats.callsServed += host.servedByRetired.calls;
         stats.castsServed += host.servedByRetired.casts;
         return {
@@ -301,9 +306,9 @@ export class Kernel {
             .request('stop', { runTerminate: true, reason: 'kernel stop', drainTimeoutMs: this.#options.drainTimeoutMs, snapshot: Boolean(this.#options.stateDir) }, this.#options.drainTimeoutMs + this.#options.controlTimeoutMs)
             .catch((error: unknown) => {
               this.#log('warn', `${host.name} did not stop cleanly: ${errorMessage(error)}`);
-              return {} as { snapshot?: StateSnapshot };
+              return {} as { snapshot?: StateSnapshot; persisted?: boolean };
             });
-          if (stopped.snapshot && this.#options.stateDir) {
+          if (stopped.snapshot && this.#options.stateDir && !stopped.persisted) {
             await writeCheckpoint(this.#options.stateDir, host.name, host.release, stopped.snapshot).catch((error: unknown) =>
               this.#log('error', `${host.name}: the final checkpoint could not be written: ${errorMessage(error)}`),
             );
@@ -324,6 +329,10 @@ export class Kernel {
     const { services, release } = this.#options;
     const names = Object.keys(services);
     if (names.length === 0) throw theseusError('E_BAD_OPTIONS', 'kernel options', 'no services given');
+    const replyDurable = names.find((name) => services[name]!.durability === 'reply');
+    if (replyDurable && !this.#options.stateDir) {
+      throw theseusError('E_BAD_OPTIONS', `service '${replyDurable}'`, "durability 'reply' writes the state to disk before each reply, so the kernel needs a stateDir");
+    }
     if (this.#options.stateDir) {
       // A kernel killed mid-write leaves a temporary file; the checkpoint beside it is whole.
       const { readdir, rm } = await import('node:fs/promises');
@@ -404,8 +413,9 @@ export class Kernel {
   }
 
   /**
-   * The state a service resumes from: its checkpoint, converted to the booting code's vsn.
-   * A corrupt checkpoint, or one no code here can migrate, stops the start: state is never
+   * The state a service resumes from: its checkpoint, converted to the booting code's vsn (a newer
+   * one, say from a trial release that a restart reverted, is migrated down in the code that wrote
+   * it). A corrupt checkpoint, or one no code here can migrate, stops the start: state is never
    * silently reset to init().
    */
   async #restoredState(host: ServiceHost): Promise<StateSnapshot | null> {
@@ -413,26 +423,9 @@ export class Kernel {
     const checkpoint = await readCheckpoint(this.#options.stateDir, host.name);
     if (!checkpoint) return null;
     const { snapshot, header } = checkpoint;
-    const vsn = host.descriptor.vsn;
-    if (snapshot.vsn === vsn || findMigrationPath(host.descriptor.migrations, snapshot.vsn, vsn, 'up')) {
-      this.#log('info', `${host.name} resumes from its checkpoint of ${header.at} (release ${header.release}, vsn ${header.vsn})`);
-      return snapshot;
-    }
-    // A newer vsn (say, from a trial release that a restart reverted): only the code that wrote
-    // it knows how to take it down.
-    const sources = await this.#options.resolveRelease?.(header.release);
-    const source = sources?.[host.name];
-    if (!source) throw theseusError('E_CHECKPOINT_INCOMPATIBLE', host.name, `it holds vsn '${snapshot.vsn}' from release ${header.release}, which is not installed, and ${host.release} has vsn '${vsn}'`);
-    const converter = await this.#loadWorker(host.name, header.release, await this.#bundle(source, host.name), source);
-    try {
-      const { snapshot: converted } = await converter.request('convert', { snapshot, toVsn: vsn }, this.#options.controlTimeoutMs, [snapshot.bytes.buffer as ArrayBuffer]);
-      this.#log('info', `${host.name} resumes from its checkpoint of ${header.at}, migrated down from vsn ${header.vsn} to ${vsn} in ${header.release}'s code`);
-      return converted;
-    } catch (error) {
-      throw theseusError('E_CHECKPOINT_INCOMPATIBLE', host.name, errorMessage(error));
-    } finally {
-      await converter.terminate();
-    }
+    const restored = await this.#adoptable(host.name, snapshot, host.descriptor, header.release);
+    this.#log('info', `${host.name} resumes from its checkpoint of ${header.at} (release ${header.release}, vsn ${header.vsn})`);
+    return restored;
   }
 
   /**
@@ -446,6 +439,9 @@ export class Kernel {
       services.map(async (name) => {
         const host = this.#hosts.get(name);
         if (!host || host.state !== 'running') return;
+        // In reply durability the worker writes its own file, before each reply: a write from
+        // here could land after a newer one of the worker's and put the file back in time.
+        if (host.source.durability === 'reply') return;
         const running = this.#checkpointing.get(name);
         if (running && !options.fresh) return running;
         if (running) await running;
@@ -472,7 +468,9 @@ export class Kernel {
   async #runSwap(target: SwapTarget): Promise<SwapReport> {
     if (this.#state !== 'running') throw theseusError('E_KERNEL_STOPPED');
     if (this.#swapDone) throw theseusError('E_SWAP_IN_PROGRESS');
-    const done = this.#swapServices(target);
+    // A checkpoint being written from here must land before a new worker that writes its own file
+    // (reply durability) can start writing: one writer per file at a time.
+    const done = Promise.all(this.#checkpointing.values()).then(() => this.#swapServices(target));
     this.#swapDone = done;
     try {
       const report = await done;
@@ -525,7 +523,7 @@ export class Kernel {
       pooled.map(async ({ name, pool, source }) => {
         if (pool.state !== 'running') throw inPhase(theseusError('E_SERVICE_NOT_RUNNING', name, pool.state), 'check');
         const bundle = await this.#bundle(source, name).catch((error: unknown) => Promise.reject(inPhase(error, 'check')));
-        if (bundle.sha256 === pool.bundle.sha256 && source.pool.size === pool.size) {
+        if (bundle.sha256 === pool.bundle.sha256 && source.pool.size === pool.size && sameSettings(source, pool.current.source)) {
           unchanged.push(unchangedEntry(name, pool.release, pool.descriptor.vsn));
           return;
         }
@@ -546,9 +544,12 @@ export class Kernel {
         service: pool.name,
         from: { release: pool.release, vsn: pool.descriptor.vsn },
         to: { release: target.release, vsn: generation.descriptor.vsn },
+        change: generation.bundle.sha256 === pool.bundle.sha256 ? 'config' : 'code',
         migration: 'none',
         stateBytes: 0,
         pauseMs: 0,
+        drainMs: 0,
+        carried: 0,
         outcome,
       }));
     const warmFailure = warming.find((result): result is PromiseRejectedResult => result.status === 'rejected');
@@ -572,7 +573,7 @@ export class Kernel {
       const changed = warmed.length === 0 || (await this.#anyStatefulChange(stateful));
       if (changed) {
         try {
-          statefulReport = await this.#runHotSwap({ release: target.release, services: stateful, onSwitch });
+          statefulReport = await this.#runHotSwap({ release: target.release, services: stateful, onSwitch, ...(target.probation ? { probation: true } : {}) });
         } catch (error) {
           // Past its switch the release is decided, even if one service failed as it took over:
           // the pools follow. Before it, the new pools are discarded with the rest.
@@ -633,7 +634,7 @@ export class Kernel {
     for (const [name, source] of Object.entries(services)) {
       const host = this.#hosts.get(name);
       const bundle = host ? await this.#bundle(source, name).catch(() => null) : null;
-      if (!host || !bundle || bundle.sha256 !== host.bundle.sha256) return true;
+      if (!host || !bundle || bundle.sha256 !== host.bundle.sha256 || !sameSettings(source, host.source)) return true;
     }
     return false;
   }
@@ -688,7 +689,9 @@ export class Kernel {
       moduleUrl: bundle.url,
       staticDir: source.staticDir ?? null,
       config: source.config ?? {},
-      checkpointEveryChanges: this.#options.checkpointEveryChanges,
+      // In reply durability the worker writes its own state, so it never asks the kernel to.
+      checkpointEveryChanges: source.durability === 'reply' ? 0 : this.#options.checkpointEveryChanges,
+      durableStateDir: source.durability === 'reply' ? (this.#options.stateDir ?? null) : null,
       onCheckpointDue: () => void this.checkpoint([service]),
       runtimeFile: (await workerRuntimeBundle(this.#options.cacheDir)).file,
       bootTimeoutMs: this.#options.bootTimeoutMs,
@@ -696,8 +699,11 @@ export class Kernel {
     });
   }
 
-  /** A worker that dies outside of a swap or stop marks its service failed (supervision comes later). */
-  /** Supervision: a serving worker that dies is restarted with its last state, within limits. */
+  /**
+   * Supervision: a serving worker that dies is restarted with its last state, within limits. On
+   * probation (just switched in by an upgrade that is being watched), it is not: a new release
+   * that crashes is reverted, and restarting it first would only race the revert.
+   */
   #watch(host: ServiceHost, worker: ServiceWorker): void {
     worker.onUnexpectedExit((reason) => {
       if (host.current !== worker || this.#state !== 'running') return;
@@ -710,56 +716,129 @@ export class Kernel {
   }
 
   #restart(host: ServiceHost, reason: string): Promise<void> {
-    const restarting = this.#restartHost(host, reason).finally(() => this.#restarting.delete(restarting));
-    this.#restarting.add(restarting);
-    return restarting;
+    if (host.onProbation) {
+      this.#crashedOnProbation(host, reason);
+      return Promise.resolve();
+    }
+    return this.#track(this.#restartHost(host, reason, null));
   }
 
-  async #restartHost(host: ServiceHost, reason: string): Promise<void> {
-    const { maxRestarts, restartWindowMs } = this.#options;
-    const now = Date.now();
-    host.restartTimes = host.restartTimes.filter((time) => now - time < restartWindowMs);
-    host.restartTimes.push(now);
-    if (host.restartTimes.length > maxRestarts) {
-      this.#giveUp(host, `worker exited (${reason}); it was restarted ${maxRestarts} times within ${restartWindowMs} ms, the limit`);
-      return;
+  #track(restart: Promise<void>): Promise<void> {
+    const tracked = restart.finally(() => this.#restarting.delete(tracked));
+    this.#restarting.add(tracked);
+    return tracked;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Probation: between the switch of a watched upgrade and its verdict.
+
+  /**
+   * Services whose new worker crashed while on probation. Each one is held (its callers wait, as
+   * during a restart) until the upgrade is reverted, or until probation is abandoned.
+   */
+  probationCrashes(): Array<{ service: string; reason: string }> {
+    return [...this.#hosts.values()].filter((host) => host.state === 'crashed').map((host) => ({ service: host.name, reason: host.failure ?? 'crashed' }));
+  }
+
+  /** Calls `listener` when a service on probation crashes; returns the function that stops it. */
+  onProbationCrash(listener: (service: string, reason: string) => void): () => void {
+    this.#probationListeners.add(listener);
+    return () => this.#probationListeners.delete(listener);
+  }
+
+  /**
+   * Ends probation when nothing crashed: returns [] and every service is supervised again. When
+   * something crashed, returns the crashes and changes nothing: the caller reverts them. Checking
+   * and ending in one synchronous step leaves no moment in which a crash goes unseen.
+   */
+  endProbation(): Array<{ service: string; reason: string }> {
+    const crashes = this.probationCrashes();
+    if (crashes.length > 0) return crashes;
+    for (const host of this.#hosts.values()) host.onProbation = false;
+    return [];
+  }
+
+  /**
+   * Gives up on a revert: probation ends, and a service still crashed is restarted by supervision
+   * in the code it crashed in (within the restart limits), since nothing else can serve it.
+   */
+  abandonProbation(): void {
+    for (const host of this.#hosts.values()) {
+      host.onProbation = false;
+      if (host.state === 'crashed') void this.#track(this.#restartHost(host, host.failure ?? 'it crashed on probation', null));
     }
+  }
+
+  /**
+   * Reverts a service that crashed on probation: a worker of `into` (the release it came from)
+   * takes over from the crashed one's last state, migrated down in the crashed code when the vsn
+   * differs. In reply durability that state holds every change a caller was told of.
+   */
+  async revertCrashed(service: string, into: { release: string; source: ServiceSource }): Promise<void> {
+    const host = this.#host(service);
+    if (host.state !== 'crashed') throw theseusError('E_SERVICE_NOT_RUNNING', service, `${host.state} (only a service that crashed on probation can be reverted this way)`);
+    const bundle = await this.#bundle(into.source, service);
+    await this.#track(this.#restartHost(host, host.failure ?? 'it crashed on probation', { release: into.release, bundle, source: into.source }));
+    // The restart changed the state behind TypeScript's back.
+    const after = host.state as HostState;
+    if (after !== 'running' || host.release !== into.release) throw theseusError('E_SERVICE_NOT_RUNNING', service, host.failure ?? after);
+  }
+
+  #crashedOnProbation(host: ServiceHost, reason: string): void {
+    host.state = 'crashed';
+    host.failure = reason;
+    this.#log('warn', `${host.name}@${host.release} crashed on probation (${reason}); its callers wait for the upgrade to be reverted`);
+    for (const listener of this.#probationListeners) listener(host.name, reason);
+  }
+
+  // -------------------------------------------------------------------------------------------
+
+  /**
+   * Starts a new worker for `host` from its last state and gives it new channels to everyone: a
+   * restart in the same code (supervision, `into` null), or a revert into another release's code.
+   * A state that cannot be brought to the new code's vsn fails it; it is never replaced by init().
+   */
+  async #restartHost(host: ServiceHost, reason: string, into: { release: string; bundle: Bundle; source: ServiceSource } | null): Promise<void> {
+    if (!into) {
+      const { maxRestarts, restartWindowMs } = this.#options;
+      const now = Date.now();
+      host.restartTimes = host.restartTimes.filter((time) => now - time < restartWindowMs);
+      host.restartTimes.push(now);
+      if (host.restartTimes.length > maxRestarts) {
+        this.#giveUp(host, `worker exited (${reason}); it was restarted ${maxRestarts} times within ${restartWindowMs} ms, the limit`);
+        return;
+      }
+      host.restarts++;
+      this.#log('warn', `${host.name}@${host.release} worker exited (${reason}); restarting it (${host.restartTimes.length} of ${maxRestarts} within ${restartWindowMs} ms)`);
+    } else {
+      this.#log('warn', `${host.name}@${host.release} worker exited (${reason}); reverting it to ${into.release}`);
+    }
+    const wasCrashed = host.state === 'crashed';
     host.state = 'restarting';
-    host.restarts++;
-    this.#log('warn', `${host.name}@${host.release} worker exited (${reason}); restarting it (${host.restartTimes.length} of ${maxRestarts} within ${restartWindowMs} ms)`);
+    const code = into ?? { release: host.release, bundle: host.bundle, source: host.source };
     let worker: ServiceWorker | null = null;
     const links: InboundLink[] = [];
     const outbound: PortSet['outbound'] = {};
     try {
-      worker = await this.#loadWorker(host.name, host.release, host.bundle, host.source);
+      worker = await this.#loadWorker(host.name, code.release, code.bundle, code.source);
       if (this.#state !== 'running') {
         await worker.terminate();
         return;
       }
-      // The last state: in memory if the kernel has it, else the checkpoint on disk, else init()
-      // (only for a service that never had a state saved). A state that cannot be migrated into
-      // this code fails the restart; it is never replaced by init().
-      let snapshot = host.lastSnapshot?.snapshot ?? null;
-      let from = host.lastSnapshot ? `its state of ${host.lastSnapshot.at}` : '';
-      if (!snapshot && this.#options.stateDir) {
-        const checkpoint = await readCheckpoint(this.#options.stateDir, host.name);
-        if (checkpoint) {
-          snapshot = checkpoint.snapshot;
-          from = `its checkpoint of ${checkpoint.header.at}`;
-        }
-      }
+      const last = await this.#lastState(host);
+      const snapshot = last && (await this.#adoptable(host.name, last.snapshot, worker.descriptor, last.writtenBy === host.release ? { release: host.release, bundle: host.bundle, source: host.source } : last.writtenBy));
       // Every channel died with the old worker: each caller gets a new one, and so does each
       // service this one calls.
       const inbound = links;
       const afterStart: Array<() => void> = [];
       for (const client of host.clients) {
-        const { caller, service } = createLink(host.descriptor);
+        const { caller, service } = createLink(worker.descriptor);
         inbound.push(service);
         afterStart.push(() => client.rebind(caller.port, caller.taken));
       }
       for (const other of this.#hosts.values()) {
         if (other === host || other.state !== 'running' || !other.descriptor.uses.includes(host.name)) continue;
-        const { caller, service } = createLink(host.descriptor);
+        const { caller, service } = createLink(worker.descriptor);
         inbound.push(service);
         afterStart.push(() => void other.current.request('rewire', { service: host.name, link: caller }, this.#options.controlTimeoutMs, [caller.port]).catch(() => undefined));
       }
@@ -779,24 +858,90 @@ export class Kernel {
         await worker.request('switch', { ports }, this.#options.controlTimeoutMs);
       } else {
         await worker.request('start', { ports }, this.#options.initTimeoutMs);
-        from = 'init() (no state was saved yet)';
       }
       if (this.#state !== 'running') {
         await worker.terminate();
         return;
       }
+      const fromRelease = host.release;
       host.current = worker;
       host.state = 'running';
+      host.failure = null;
+      if (into) {
+        host.bundle = into.bundle;
+        host.source = into.source;
+        host.onProbation = false;
+        host.lastSwap = { fromRelease, toRelease: into.release, at: Date.now(), pauseMs: 0, outcome: 'reverted after a crash' };
+        host.updateMethodTables();
+      }
       this.#watch(host, worker);
       for (const step of afterStart) step();
       for (const link of host.takeHeldCallers()) host.attachCaller(link);
-      this.#log('info', `${host.name}@${host.release} restarted from ${from}`);
+      this.#log('info', `${host.name}@${host.release} ${into ? 'reverted' : 'restarted'} from ${last ? last.description : 'init() (no state was saved yet)'}`);
     } catch (error) {
       // Nothing half-made is left behind: the new thread ends and the new channels close.
       await worker?.terminate();
       for (const link of links) link.port.close();
       for (const link of Object.values(outbound)) link.port.close();
+      if (into && wasCrashed) {
+        // The revert failed; the crashed service waits for the caller's next step.
+        host.state = 'crashed';
+        host.failure = `${reason}; reverting it to ${into.release} failed: ${errorMessage(error)}`;
+        this.#log('error', `${host.name}: ${host.failure}`);
+        return;
+      }
       this.#giveUp(host, `worker exited (${reason}) and could not be restarted: ${errorMessage(error)}`);
+    }
+  }
+
+  /**
+   * The freshest state of a service whose worker is gone. In reply durability that is the file
+   * on disk, which holds every change a caller was told of; otherwise the copy in memory (from
+   * the last checkpoint or switch), else the file. Null: none was ever saved.
+   */
+  async #lastState(host: ServiceHost): Promise<{ snapshot: StateSnapshot; writtenBy: string; description: string } | null> {
+    const stateDir = this.#options.stateDir;
+    const fromDisk = async () => {
+      const checkpoint = stateDir ? await readCheckpoint(stateDir, host.name) : null;
+      return checkpoint && { snapshot: checkpoint.snapshot, writtenBy: checkpoint.header.release, description: `its checkpoint of ${checkpoint.header.at}` };
+    };
+    if (host.source.durability === 'reply') {
+      const onDisk = await fromDisk();
+      if (onDisk) return onDisk;
+    }
+    if (host.lastSnapshot) return { snapshot: host.lastSnapshot.snapshot, writtenBy: host.lastSnapshot.release, description: `its state of ${host.lastSnapshot.at}` };
+    return fromDisk();
+  }
+
+  /**
+   * `snapshot` as code that declares `target` can adopt it: as it is when that code has the same
+   * vsn or migrates it up; otherwise migrated down in the code of the release that wrote it,
+   * which alone knows how (its own code, or an installed release found by resolveRelease).
+   */
+  async #adoptable(
+    service: string,
+    snapshot: StateSnapshot,
+    target: { vsn: string; migrations: ServiceDescriptor['migrations'] },
+    writtenBy: string | { release: string; bundle: Bundle; source: ServiceSource },
+  ): Promise<StateSnapshot> {
+    if (snapshot.vsn === target.vsn || findMigrationPath(target.migrations, snapshot.vsn, target.vsn, 'up')) return snapshot;
+    let code = typeof writtenBy === 'string' ? null : writtenBy;
+    if (typeof writtenBy === 'string') {
+      const source = (await this.#options.resolveRelease?.(writtenBy))?.[service];
+      if (!source) throw theseusError('E_CHECKPOINT_INCOMPATIBLE', service, `it holds vsn '${snapshot.vsn}' from release ${writtenBy}, which is not installed, and the code that must adopt it has vsn '${target.vsn}'`);
+      code = { release: writtenBy, bundle: await this.#bundle(source, service), source };
+    }
+    const converter = await this.#loadWorker(service, code!.release, code!.bundle, { ...code!.source, durability: 'periodic' });
+    try {
+      // A copy: the caller may keep the original.
+      const bytes = snapshot.bytes.slice();
+      const { snapshot: converted } = await converter.request('convert', { snapshot: { vsn: snapshot.vsn, bytes }, toVsn: target.vsn }, this.#options.controlTimeoutMs, [bytes.buffer]);
+      this.#log('info', `${service}: its state was migrated down from vsn ${snapshot.vsn} to ${target.vsn} in ${code!.release}'s code`);
+      return converted;
+    } catch (error) {
+      throw theseusError('E_CHECKPOINT_INCOMPATIBLE', service, errorMessage(error));
+    } finally {
+      await converter.terminate();
     }
   }
 
@@ -861,7 +1006,7 @@ function inPhase(error: unknown, phase: SwapPhase): TheseusError {
 }
 
 function unchangedEntry(service: string, release: string, vsn: string): ServiceSwapReport {
-  return { service, from: { release, vsn }, to: { release, vsn }, migration: 'none', stateBytes: 0, pauseMs: 0, outcome: 'unchanged' };
+  return { service, from: { release, vsn }, to: { release, vsn }, change: 'none', migration: 'none', stateBytes: 0, pauseMs: 0, drainMs: 0, carried: 0, outcome: 'unchanged' };
 }
 
 function roundMs(ms: number): number {

@@ -3,6 +3,7 @@
 // the service keeps talking to the host or to a port whose far end the swap moves.
 //
 // States:  starting -> running <-> swapping ;  running <-> restarting (supervision) ;
+//          running -> crashed (on probation) -> restarting (the revert) -> running ;
 //          running -> stopping -> stopped ;  any -> failed
 
 import { ServiceClient } from '../common/client.ts';
@@ -10,7 +11,7 @@ import { createLink, type InboundLink, type ServiceDescriptor, type ServiceSourc
 import type { Bundle } from './bundler.ts';
 import type { ServiceWorker } from './service-worker.ts';
 
-export type HostState = 'starting' | 'running' | 'swapping' | 'restarting' | 'stopping' | 'stopped' | 'failed';
+export type HostState = 'starting' | 'running' | 'swapping' | 'restarting' | 'crashed' | 'stopping' | 'stopped' | 'failed';
 
 export interface LastSwap {
   fromRelease: string;
@@ -34,6 +35,11 @@ export class ServiceHost {
   /** When the worker was restarted recently (for the restart-intensity limit), and how often in all. */
   restartTimes: number[] = [];
   restarts = 0;
+  /**
+   * Switched in by an upgrade whose probation is not over: a crash is not restarted but left for
+   * the revert (state 'crashed'), since restarting bad code would only race it.
+   */
+  onProbation = false;
   /** Calls and casts served by this service's earlier workers, so totals survive swaps. */
   servedByRetired = { calls: 0, casts: 0 };
 
@@ -91,6 +97,7 @@ export class ServiceHost {
         return;
       case 'swapping':
       case 'restarting':
+      case 'crashed':
         // The inbound ports are with the kernel or moving; this one joins them at switch or resume.
         this.#heldCallers.push(link);
         return;

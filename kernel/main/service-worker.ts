@@ -23,6 +23,8 @@ export interface ServiceWorkerOptions {
   staticDir?: string | null;
   config?: Record<string, unknown>;
   checkpointEveryChanges?: number;
+  /** Reply durability: the folder the worker writes its own checkpoint to before it replies. */
+  durableStateDir?: string | null;
   /** The worker asks for a checkpoint (its state changed often enough since the last). */
   onCheckpointDue?: () => void;
   runtimeFile: string;
@@ -67,6 +69,7 @@ export class ServiceWorker {
       staticDir: options.staticDir ?? null,
       config: options.config ?? {},
       checkpointEveryChanges: options.checkpointEveryChanges ?? 0,
+      durableStateDir: options.durableStateDir ?? null,
     };
     this.#worker = new Worker(options.runtimeFile, {
       workerData: boot,

@@ -136,8 +136,9 @@ export async function buildRelease(options: BuildOptions): Promise<BuildResult> 
         stateCheck,
         staticDir: bundle.staticDir,
       };
-      const pool = config.services.find((s) => s.name === bundle.name)!.pool;
+      const { pool, durability } = config.services.find((s) => s.name === bundle.name)!;
       if (pool) services[bundle.name]!.pool = pool;
+      if (durability === 'reply') services[bundle.name]!.durability = durability;
       for (const dependency of uses) {
         if (!config.services.some((s) => s.name === dependency)) throw theseusError('E_UNKNOWN_DEPENDENCY', `${bundle.name}@${config.version}`, dependency);
       }
@@ -154,7 +155,13 @@ export async function buildRelease(options: BuildOptions): Promise<BuildResult> 
     step('describe');
 
     // 3. The upgrade plan against the previous release.
-    const plan = computePlan(previous?.manifest ?? null, { version: config.version, services });
+    // The static files' hashes, so a release that changes only them is planned as a change.
+    const staticFiles: Manifest['files'] = {};
+    for (const file of (await listFilesSorted(staging)).filter((path) => /^services\/[^/]+\/static\//.test(path))) {
+      const contents = await readFile(join(staging, file));
+      staticFiles[file] = { sha256: sha256(contents), size: contents.byteLength };
+    }
+    const plan = computePlan(previous?.manifest ?? null, { version: config.version, services, runtimeConfig: config.runtimeConfig, files: staticFiles });
     for (const [name, service] of Object.entries(services)) {
       const before = previous?.manifest.services[name];
       if (!before || Boolean(before.pool) === Boolean(service.pool)) continue;
@@ -262,6 +269,8 @@ function describePlan(plan: Plan): string {
         return `${name} state ${service.fromVsn} -> ${service.toVsn} (up ${service.up.join(', ')}; down ${service.down?.join(', ') ?? 'none'})`;
       case 'code':
         return `${name} code only`;
+      case 'config':
+        return `${name} config changed (same code, swapped in for its new ctx.config or static files)`;
       default:
         return `${name} ${service.change}`;
     }

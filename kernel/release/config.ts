@@ -8,7 +8,8 @@ import { Type, type Static } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import semver from 'semver';
 import { errorMessage, theseusError } from '../common/errors.ts';
-import { HttpRouteSchema, PoolSchema, type Hooks, type HttpConfig, type PoolConfig } from './manifest.ts';
+import { DurabilitySchema, HttpRouteSchema, PoolSchema, type Hooks, type HttpConfig, type PoolConfig } from './manifest.ts';
+import type { Durability } from '../common/protocol.ts';
 
 const HookList = Type.Array(Type.String({ minLength: 1 }));
 
@@ -22,6 +23,8 @@ export const ReleaseConfigSchema = Type.Object(
           entry: Type.String({ minLength: 1 }),
           /** Declares the service stateless, run on a pool of this many worker threads. */
           pool: Type.Optional(PoolSchema),
+          /** What a kill -9 can lose: 'reply' (nothing a caller was told) or 'periodic' (the checkpoint settings below). */
+          durability: Type.Optional(DurabilitySchema),
         },
         { additionalProperties: false },
       ),
@@ -97,7 +100,7 @@ export interface LoadedConfig {
   /** From the nearest package.json, as the seed's version comes from mix.exs. */
   version: string;
   packageFile: string;
-  services: Array<{ name: string; entry: string; pool: PoolConfig | null }>;
+  services: Array<{ name: string; entry: string; pool: PoolConfig | null; durability: Durability }>;
   drainTimeoutMs: number;
   probationMs: number;
   checkpointIntervalMs: number;
@@ -137,7 +140,11 @@ export async function loadReleaseConfig(file: string): Promise<LoadedConfig> {
     version,
     packageFile,
     services: Object.entries(config.services)
-      .map(([name, service]) => ({ name, entry: resolve(dir, service.entry), pool: service.pool ?? null }))
+      .map(([name, service]) => {
+        // A pool keeps no state, so there is nothing for it to make durable.
+        if (service.pool && service.durability === 'reply') throw theseusError('E_CONFIG_INVALID', absolute, `services.${name}: a pooled service keeps no state, so durability 'reply' has nothing to write; remove one of the two`);
+        return { name, entry: resolve(dir, service.entry), pool: service.pool ?? null, durability: service.durability ?? 'periodic' };
+      })
       .sort((a, b) => a.name.localeCompare(b.name)),
     drainTimeoutMs: config.drainTimeoutMs ?? DEFAULT_DRAIN_TIMEOUT_MS,
     probationMs: config.probationMs ?? DEFAULT_PROBATION_MS,

@@ -20,6 +20,9 @@ const Name = Type.String({ pattern: '^[A-Za-z][A-Za-z0-9_-]{0,63}$' });
 
 export const PoolSchema = Type.Object({ size: Type.Integer({ minimum: 1, maximum: 64 }) }, { additionalProperties: false });
 
+/** What a kill -9 can lose of a service's state (see Durability in kernel/common/protocol.ts). */
+export const DurabilitySchema = Type.Union([Type.Literal('reply'), Type.Literal('periodic')]);
+
 export const HTTP_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'] as const;
 
 /** One route of the HTTP front door: requests for `method path` go to `service.handler`. */
@@ -77,6 +80,8 @@ export const ServiceManifestSchema = Type.Object(
     staticDir: Type.Union([RelativePath, Type.Null()]),
     /** A stateless service run on a pool of `size` worker threads (piscina); absent for a stateful one. */
     pool: Type.Optional(PoolSchema),
+    /** 'reply' when every answered change is written before the answer; absent means 'periodic'. */
+    durability: Type.Optional(DurabilitySchema),
   },
   { additionalProperties: false },
 );
@@ -132,7 +137,8 @@ export type PoolConfig = Static<typeof PoolSchema>;
 
 export const ServicePlanSchema = Type.Object(
   {
-    change: Type.Union([Type.Literal('added'), Type.Literal('removed'), Type.Literal('code'), Type.Literal('vsn'), Type.Literal('unchanged')]),
+    /** 'config': the same code with another runtimeConfig or other static files; it is swapped in too. */
+    change: Type.Union([Type.Literal('added'), Type.Literal('removed'), Type.Literal('code'), Type.Literal('vsn'), Type.Literal('config'), Type.Literal('unchanged')]),
     fromVsn: Type.Union([Type.String(), Type.Null()]),
     toVsn: Type.Union([Type.String(), Type.Null()]),
     /** Steps run in the new code when upgrading, e.g. ["0 -> 1"]. */

@@ -1,11 +1,25 @@
 // The upgrade plan (OTP's appup): how to go from the previous release to this one, service by
 // service, and back. Pure functions; the build writes the result into the release as plan.json.
 
+import { createHash } from 'node:crypto';
 import { theseusError } from '../common/errors.ts';
 import { findMigrationPath, type MigrationStep } from '../common/migrations.ts';
 import { MANIFEST_SCHEMA_VERSION, type Manifest, type Plan, type ServicePlan } from './manifest.ts';
 
-type PlannedManifest = Pick<Manifest, 'version' | 'services'>;
+type PlannedManifest = Pick<Manifest, 'version' | 'services'> & Partial<Pick<Manifest, 'runtimeConfig' | 'files'>>;
+
+/**
+ * One digest of a service's static files (path and sha256 of each file under its staticDir), or
+ * null when it has none: releases whose code and config agree but whose static files differ are
+ * still a change, or the new files would never be served (a trap Distillery users fell into).
+ */
+export function staticDigest(files: Manifest['files'] | undefined, staticDir: string | null): string | null {
+  if (staticDir === null || !files) return null;
+  const prefix = `${staticDir}/`;
+  const hash = createHash('sha256');
+  for (const path of Object.keys(files).filter((file) => file.startsWith(prefix)).sort()) hash.update(`${path.slice(prefix.length)}\0${files[path]!.sha256}\n`);
+  return hash.digest('hex');
+}
 
 const steps = (path: MigrationStep[]) => path.map((step) => `${step.from} -> ${step.to}`);
 
@@ -30,7 +44,11 @@ export function computePlan(previous: PlannedManifest | null, next: PlannedManif
     }
     const [from, to] = [before!, after!];
     if (from.sha256 === to.sha256) {
-      services[name] = { change: 'unchanged', fromVsn: from.vsn, toVsn: to.vsn, up: [], down: [] };
+      // The same code; a new runtimeConfig or new static files still reach it through a swap.
+      const settingsChanged =
+        JSON.stringify(previous!.runtimeConfig ?? {}) !== JSON.stringify(next.runtimeConfig ?? {}) ||
+        staticDigest(previous!.files, from.staticDir) !== staticDigest(next.files, to.staticDir);
+      services[name] = { change: settingsChanged ? 'config' : 'unchanged', fromVsn: from.vsn, toVsn: to.vsn, up: [], down: [] };
       continue;
     }
     if (from.vsn === to.vsn) {

@@ -41,6 +41,7 @@ const runtime = new ServiceRuntime({
   config: boot.config,
   checkpointEveryChanges: boot.checkpointEveryChanges,
   onCheckpointDue: () => notify({ kind: 'checkpoint-due' }),
+  durableStateDir: boot.durableStateDir,
   definition,
   emitLog: (record) => notify({ kind: 'log', record }),
 });

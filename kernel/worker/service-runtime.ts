@@ -12,6 +12,11 @@
 // Messages are taken from ports only while `serving`. Removing the last 'message' listener stops a
 // MessagePort and leaves further messages queued inside it; that queue travels with the port when
 // it is transferred, which is what makes a swap lose nothing.
+//
+// A suspend waits for the one running handler, never for the backlog: the messages already taken
+// into the mailbox but not started leave with the ports (PortSet.queued), in order, and run first
+// in whichever worker gets the ports next. Under overload the backlog can be long, and running it
+// all in the old code first would make the swap slowest exactly when a fix is most urgent.
 
 import type { MessagePort } from 'node:worker_threads';
 import { deserialize, getHeapStatistics, serialize } from 'node:v8';
@@ -19,6 +24,7 @@ import { inspect } from 'node:util';
 import { ServiceClient } from '../common/client.ts';
 import { errorMessage, serializeError, theseusError, type SwapPhase } from '../common/errors.ts';
 import { findMigrationPath, formatPath, type MigrationStep } from '../common/migrations.ts';
+import { DurableReplies } from './durable-replies.ts';
 import { explainCloneFailure, findNonPlainData } from '../common/plain-data.ts';
 import { decodeHttpRequest, encodeHttpReply, type WireHttpRequest } from '../common/http-codec.ts';
 import {
@@ -33,6 +39,8 @@ import {
   type ControlRequests,
   type LogRecord,
   type PortSet,
+  type QueuedFrame,
+  type ReplyFrame,
   type RequestFrame,
   type ServiceDescriptor,
   type StateSnapshot,
@@ -44,18 +52,24 @@ type Phase = 'loaded' | 'migrated' | 'serving' | 'draining' | 'suspended' | 'sto
 
 type Handler = (ctx: unknown, ...args: unknown[]) => unknown;
 
+/**
+ * Where a message came from: its caller's port, or null when that caller went away while the
+ * message waited (it still runs, since its effect on the state counts; its reply goes nowhere).
+ */
+type ReplyPort = MessagePort | null;
+
 /** A FIFO of [port, frame] pairs with O(1) shift; arrays' shift() is O(n) once they grow. */
 class Mailbox {
-  #items: Array<MessagePort | RequestFrame> = [];
+  #items: Array<ReplyPort | RequestFrame> = [];
   #head = 0;
   get size(): number {
     return (this.#items.length - this.#head) / 2;
   }
-  push(port: MessagePort, frame: RequestFrame): void {
+  push(port: ReplyPort, frame: RequestFrame): void {
     this.#items.push(port, frame);
   }
-  shift(): [MessagePort, RequestFrame] {
-    const port = this.#items[this.#head] as MessagePort;
+  shift(): [ReplyPort, RequestFrame] {
+    const port = this.#items[this.#head] as ReplyPort;
     const frame = this.#items[this.#head + 1] as RequestFrame;
     this.#head += 2;
     if (this.#head > 1024 && this.#head * 2 > this.#items.length) {
@@ -63,6 +77,12 @@ class Mailbox {
       this.#head = 0;
     }
     return [port, frame];
+  }
+  /** Empties the mailbox, oldest first. */
+  takeAll(): Array<[ReplyPort, RequestFrame]> {
+    const all: Array<[ReplyPort, RequestFrame]> = [];
+    while (this.size > 0) all.push(this.shift());
+    return all;
   }
 }
 
@@ -73,6 +93,8 @@ export interface RuntimeOptions {
   config: Record<string, unknown>;
   checkpointEveryChanges: number;
   onCheckpointDue(): void;
+  /** Reply durability: this worker writes its state here before any reply that depends on it. */
+  durableStateDir: string | null;
   definition: ServiceDefinition;
   emitLog(record: LogRecord): void;
 }
@@ -107,6 +129,8 @@ export class ServiceRuntime {
   #changesSinceCheckpoint = 0;
   #checkpointEveryChanges: number;
   #onCheckpointDue: () => void;
+  /** Set in reply durability: every reply goes through it. */
+  #durable: DurableReplies | null = null;
 
   constructor(options: RuntimeOptions) {
     this.#service = options.service;
@@ -119,6 +143,19 @@ export class ServiceRuntime {
     for (const [name, fn] of Object.entries(options.definition.casts ?? {})) this.#casts.set(name, fn as Handler);
     this.descriptor = describeDefinition(options.definition);
     this.#log = createServiceLogger(this.#service, this.#release, this.#emitLog);
+    if (options.durableStateDir !== null) {
+      this.#durable = new DurableReplies({
+        service: this.#service,
+        release: this.#release,
+        stateDir: options.durableStateDir,
+        snapshot: () => ({ vsn: this.descriptor.vsn, bytes: toBytes(this.#state) }),
+        restore: (snapshot) => {
+          this.#state = deserialize(snapshot.bytes);
+        },
+        onSettled: () => this.#notifyIfIdle(),
+        logError: (message) => this.#log.error(message),
+      });
+    }
     const runtime = this;
     this.#ctx = {
       state: undefined,
@@ -145,46 +182,57 @@ export class ServiceRuntime {
     }
     this.#assertPlain(state, 'after init');
     this.#state = state;
-    this.#serve(ports.inbound);
+    this.#durable?.adopted({ vsn: this.descriptor.vsn, bytes: toBytes(state) });
+    this.#serve(ports);
     return { stateBytes: 0 };
   }
 
   async suspend(request: ControlRequests['suspend']['request']): Promise<ControlRequests['suspend']['response']> {
     this.#expectPhase('suspend', 'serving');
+    // From here no handler starts: new messages wait inside the ports, and those already in the
+    // mailbox stay there (#pump starts nothing while draining). Only the running handler finishes.
     this.#phase = 'draining';
-    // Stop taking new messages first: from here on they wait inside the ports.
     for (const port of this.#inbound.keys()) this.#unlisten(port);
     const stoppedAt = preciseNow();
-    const drained = await this.#waitIdle(request.drainTimeoutMs);
+    const drained = await this.#waitIdle(request.drainTimeoutMs, false);
     if (!drained) {
       // Resume here rather than in the kernel: the worker is the only one that knows whether the
       // drain finished, so this side deciding avoids a race where ports are handed over after the
       // kernel has given up on them.
-      const inFlight = (this.#busy ? 1 : 0) + this.#mailbox.size + this.#outboundPending();
-      this.#phase = 'serving';
-      for (const port of this.#inbound.keys()) this.#listen(port);
-      const error = theseusError('E_DRAIN_TIMEOUT', this.#service, request.drainTimeoutMs, inFlight);
+      const running = this.#busy ? 1 : 0;
+      const outgoing = this.#outboundPending();
+      const unwritten = this.#durable?.heldCount ?? 0;
+      this.#resumeServing();
+      const error = theseusError('E_DRAIN_TIMEOUT', this.#service, request.drainTimeoutMs, running, outgoing, unwritten, this.#mailbox.size);
       error.phase = 'suspend';
       throw error;
     }
+    const drainedAt = preciseNow();
     let snapshot: StateSnapshot;
     try {
       snapshot = await this.#snapshot(request.snapshotVsn);
     } catch (error) {
       // The state was only read, never replaced: serving it again is safe.
-      this.#phase = 'serving';
-      for (const port of this.#inbound.keys()) this.#listen(port);
+      this.#resumeServing();
       throw error;
     }
     this.#phase = 'suspended';
-    return { ports: this.#releasePorts(), snapshot, callsServed: this.#callsServed, castsServed: this.#castsServed, stoppedAt };
+    return { ports: this.#releasePorts(), snapshot, callsServed: this.#callsServed, castsServed: this.#castsServed, stoppedAt, drainedAt };
   }
 
   resume({ ports }: ControlRequests['resume']['request']): ControlRequests['resume']['response'] {
     this.#expectPhase('resume', 'suspended');
     if (ports) this.#adoptOutbound(ports);
-    this.#serve(ports?.inbound ?? []);
+    // The backlog it handed over comes back first, in its order; then the ports' own queues.
+    this.#serve(ports ?? { inbound: [], outbound: {} });
     return {};
+  }
+
+  /** Back to serving after a drain that did not end in a hand-over: listen, and run the backlog. */
+  #resumeServing(): void {
+    this.#phase = 'serving';
+    for (const port of this.#inbound.keys()) this.#listen(port);
+    this.#pump();
   }
 
   async #snapshot(toVsn: string): Promise<StateSnapshot> {
@@ -207,6 +255,7 @@ export class ServiceRuntime {
       state = await this.#runMigrations(state, path);
     }
     this.#state = state;
+    this.#durable?.adopted(snapshot.vsn === this.descriptor.vsn ? snapshot : { vsn: this.descriptor.vsn, bytes: toBytes(state) });
     this.#phase = 'migrated';
     return { stateBytes: snapshot.bytes.byteLength };
   }
@@ -214,7 +263,7 @@ export class ServiceRuntime {
   switchIn({ ports }: ControlRequests['switch']['request']): ControlRequests['switch']['response'] {
     this.#expectPhase('switch', 'migrated');
     this.#adoptOutbound(ports);
-    this.#serve(ports.inbound);
+    this.#serve(ports);
     return { servingAt: preciseNow() };
   }
 
@@ -282,15 +331,19 @@ export class ServiceRuntime {
       queued: this.#mailbox.size,
       // V8's own figure: process.memoryUsage() would also read the process's RSS from /proc.
       heapUsed: getHeapStatistics().used_heap_size,
+      durableWrites: this.#durable?.writes ?? 0,
     };
   }
 
   async stop({ runTerminate, reason, drainTimeoutMs, snapshot }: ControlRequests['stop']['request']): Promise<ControlRequests['stop']['response']> {
     const wasServing = this.#phase === 'serving';
     for (const port of this.#inbound.keys()) this.#unlisten(port);
-    if (wasServing) await this.#waitIdle(drainTimeoutMs);
-    // The final state, after the drain: what a restart resumes from.
-    const final = snapshot && wasServing && this.#state !== undefined ? { snapshot: { vsn: this.descriptor.vsn, bytes: toBytes(this.#state) } } : {};
+    // A stop, unlike a swap, has no next worker to hand a backlog to: it serves it first.
+    if (wasServing) await this.#waitIdle(drainTimeoutMs, true);
+    // The final state, after the drain: what a restart resumes from. In reply durability the
+    // worker has just written it itself (the drain waits for that).
+    const final: ControlRequests['stop']['response'] =
+      snapshot && wasServing && this.#state !== undefined ? { snapshot: { vsn: this.descriptor.vsn, bytes: toBytes(this.#state) }, persisted: this.#durable?.settled ?? false } : {};
     this.#phase = 'stopped';
     if (runTerminate && this.#definition.terminate && this.#state !== undefined) {
       this.#ctx.state = this.#state;
@@ -306,10 +359,16 @@ export class ServiceRuntime {
   // -------------------------------------------------------------------------------------------
   // Serving messages.
 
-  #serve(inbound: PortSet['inbound']): void {
-    for (const link of inbound) this.#inbound.set(link.port, link.taken);
+  /**
+   * Starts serving these ports. The messages another worker had taken from them but not started
+   * go into the mailbox first, so they run before anything still inside the ports, in their order.
+   */
+  #serve(ports: PortSet | { inbound: PortSet['inbound']; queued?: QueuedFrame[] }): void {
+    for (const link of ports.inbound) this.#inbound.set(link.port, link.taken);
+    for (const [index, frame] of ports.queued ?? []) this.#mailbox.push(index < 0 ? null : (ports.inbound[index]?.port ?? null), frame);
     this.#phase = 'serving';
     for (const port of this.#inbound.keys()) this.#listen(port);
+    this.#pump();
   }
 
   #listen(port: MessagePort): void {
@@ -336,22 +395,29 @@ export class ServiceRuntime {
   }
 
   #receive(port: MessagePort, frame: RequestFrame): void {
-    if (this.#busy || this.#mailbox.size > 0) {
+    if (this.#busy || this.#mailbox.size > 0 || this.#phase !== 'serving') {
       this.#mailbox.push(port, frame);
       return;
     }
     this.#handle(port, frame);
   }
 
+  /** Starts queued messages one after another, but never while draining: those stay queued. */
   #pump(): void {
-    while (!this.#busy && this.#mailbox.size > 0) {
+    while (!this.#busy && this.#mailbox.size > 0 && this.#phase === 'serving') {
       const [port, frame] = this.#mailbox.shift();
       this.#handle(port, frame);
     }
-    if (!this.#busy && this.#mailbox.size === 0) this.#notifyIfIdle();
+    if (!this.#busy) this.#notifyIfIdle();
   }
 
-  #handle(port: MessagePort, frame: RequestFrame): void {
+  /** Sends a reply, after the state it may reveal is on disk when the service asks for that. */
+  #reply(port: ReplyPort, frame: ReplyFrame): void {
+    if (this.#durable) this.#durable.send(port, frame);
+    else port?.postMessage(frame);
+  }
+
+  #handle(port: ReplyPort, frame: RequestFrame): void {
     const kind = frame[0];
     if (kind === FRAME_BATCH) {
       this.#handleBatch(port, frame);
@@ -365,8 +431,8 @@ export class ServiceRuntime {
     }
     // From here the call counts as started: if this thread dies, the caller rejects it rather than
     // sending it again (see ServiceClient).
-    const taken = this.#inbound.get(port);
-    if (taken !== undefined) Atomics.store(taken, 0, frame[1]);
+    const taken = port && this.#inbound.get(port);
+    if (taken) Atomics.store(taken, 0, frame[1]);
     this.#ctx.state = this.#state;
     let result: unknown;
     try {
@@ -395,7 +461,7 @@ export class ServiceRuntime {
     this.#complete(port, frame, result);
   }
 
-  #complete(port: MessagePort, frame: RequestFrame, result: unknown): void {
+  #complete(port: ReplyPort, frame: RequestFrame, result: unknown): void {
     const [kind, id, method] = frame;
     if (kind === FRAME_CALL) {
       if (result === null || typeof result !== 'object' || !('reply' in result)) {
@@ -404,6 +470,19 @@ export class ServiceRuntime {
       }
       const { reply, state } = result as { reply: unknown; state?: unknown };
       if (state !== undefined && !this.#stateAcceptable(port, frame, state)) return;
+      if (this.#durable || port === null) {
+        // The reply leaves later (or never): check now that it can, while the state can still
+        // be left as it was.
+        const problem = replyProblem(reply);
+        if (problem !== null) {
+          this.#fail(port, frame, theseusError('E_REPLY_NOT_CLONEABLE', this.#service, method, problem));
+          return;
+        }
+        this.#callsServed++;
+        if (state !== undefined) this.#changeState(state);
+        this.#reply(port, [id, REPLY_OK, reply]);
+        return;
+      }
       try {
         port.postMessage([id, REPLY_OK, reply]);
       } catch (error) {
@@ -429,25 +508,30 @@ export class ServiceRuntime {
    * The calls of a batch, one after another, as if each had come in its own message: each sees
    * the state the previous one left. One reply carries every outcome, in order.
    */
-  #handleBatch(port: MessagePort, frame: RequestFrame): void {
+  #handleBatch(port: ReplyPort, frame: RequestFrame): void {
     const id = frame[1];
     const calls = (frame[3] ?? []) as BatchedCall[];
     const http = frame[2] === BATCH_HTTP;
     const results = new Array<BatchedResult>(calls.length);
     // The caller learns how far the batch got: if this thread dies, the calls that had started
     // fail (they may or may not have run) and the others are sent again to the restarted worker.
-    const taken = this.#inbound.get(port);
-    if (taken !== undefined) {
+    const taken = port && this.#inbound.get(port);
+    if (taken) {
       Atomics.store(taken, 1, 0);
       Atomics.store(taken, 0, id);
     }
     let index = 0;
     let wentAsync = false;
     const finish = () => {
-      try {
-        port.postMessage([id, REPLY_OK, results]);
-      } catch (error) {
-        port.postMessage([id, REPLY_ERROR, serializeError(error, 'E_REPLY_NOT_CLONEABLE')]);
+      if (this.#durable) {
+        // Each reply was checked as it was settled (#settleBatched), so the whole can go later.
+        this.#reply(port, [id, REPLY_OK, results]);
+      } else {
+        try {
+          port?.postMessage([id, REPLY_OK, results]);
+        } catch (error) {
+          port?.postMessage([id, REPLY_ERROR, serializeError(error, 'E_REPLY_NOT_CLONEABLE')]);
+        }
       }
       if (wentAsync) {
         this.#busy = false;
@@ -458,7 +542,7 @@ export class ServiceRuntime {
       while (index < calls.length) {
         const [method, args] = calls[index]!;
         const at = index++;
-        if (taken !== undefined) Atomics.store(taken, 1, index);
+        if (taken) Atomics.store(taken, 1, index);
         const handler = this.#calls.get(method);
         if (handler === undefined) {
           results[at] = [REPLY_ERROR, serializeError(theseusError('E_UNKNOWN_METHOD', this.#service, method, [...this.#calls.keys(), ...this.#casts.keys()].join(', ')))];
@@ -512,8 +596,8 @@ export class ServiceRuntime {
       if ('problem' in encoded) return [REPLY_ERROR, serializeError(theseusError('E_HTTP_BAD_REPLY', `${this.#service}.${method}()`, encoded.problem))];
       reply = encoded;
     } else {
-      const replyProblem = reply !== null && typeof reply === 'object' ? findNonPlainData(reply, 'reply') : typeof reply === 'function' || typeof reply === 'symbol' ? `the reply is a ${typeof reply}` : null;
-      if (replyProblem !== null) return [REPLY_ERROR, serializeError(theseusError('E_REPLY_NOT_CLONEABLE', this.#service, method, replyProblem))];
+      const problem = replyProblem(reply);
+      if (problem !== null) return [REPLY_ERROR, serializeError(theseusError('E_REPLY_NOT_CLONEABLE', this.#service, method, problem))];
     }
     if (state !== undefined && this.descriptor.stateCheck === 'every-change') {
       const problem = findNonPlainData(state);
@@ -525,11 +609,14 @@ export class ServiceRuntime {
   }
 
   #changeState(state: unknown): void {
+    // Handing back the state it was given is no change: nothing to write or to checkpoint.
+    if (state === this.#state) return;
     this.#state = state;
+    this.#durable?.changed();
     if (this.#checkpointEveryChanges > 0 && ++this.#changesSinceCheckpoint === this.#checkpointEveryChanges) this.#onCheckpointDue();
   }
 
-  #stateAcceptable(port: MessagePort, frame: RequestFrame, state: unknown): boolean {
+  #stateAcceptable(port: ReplyPort, frame: RequestFrame, state: unknown): boolean {
     if (this.descriptor.stateCheck !== 'every-change') return true;
     const problem = findNonPlainData(state);
     if (problem === null) return true;
@@ -537,11 +624,11 @@ export class ServiceRuntime {
     return false;
   }
 
-  #fail(port: MessagePort, frame: RequestFrame, error: unknown): void {
+  #fail(port: ReplyPort, frame: RequestFrame, error: unknown): void {
     const [kind, id, method] = frame;
     const serialized = serializeError(error, 'E_HANDLER_FAILED');
     if (kind === FRAME_CALL) {
-      port.postMessage([id, REPLY_ERROR, serialized]);
+      this.#reply(port, [id, REPLY_ERROR, serialized]);
       return;
     }
     // A cast has nobody to answer; the log is where its failure shows.
@@ -557,17 +644,21 @@ export class ServiceRuntime {
     return pending;
   }
 
-  #isIdle(): boolean {
-    return !this.#busy && this.#mailbox.size === 0 && this.#outboundPending() === 0;
+  /**
+   * No handler runs, no outgoing call waits, every reply is out (in reply durability, after its
+   * state was written), and, when `withBacklog`, nothing waits in the mailbox either.
+   */
+  #isIdle(withBacklog: boolean): boolean {
+    return !this.#busy && (!withBacklog || this.#mailbox.size === 0) && this.#outboundPending() === 0 && (this.#durable?.settled ?? true);
   }
 
   #notifyIfIdle(): void {
-    if (this.#onIdle && this.#isIdle()) this.#onIdle();
+    this.#onIdle?.();
   }
 
-  /** Resolves true once no handler runs, nothing is queued and no outgoing call is pending. */
-  #waitIdle(timeoutMs: number): Promise<boolean> {
-    if (this.#isIdle()) return Promise.resolve(true);
+  /** Resolves true once idle (see #isIdle), false after `timeoutMs`. */
+  #waitIdle(timeoutMs: number, withBacklog: boolean): Promise<boolean> {
+    if (this.#isIdle(withBacklog)) return Promise.resolve(true);
     return new Promise((resolve) => {
       // Outgoing calls settle without passing through #pump (e.g. a fire-and-forget call), so poll
       // them as well; the poll only runs while a drain is waiting.
@@ -579,19 +670,24 @@ export class ServiceRuntime {
         this.#onIdle = null;
         resolve(drained);
       };
-      this.#onIdle = () => finish(true);
+      this.#onIdle = () => {
+        if (this.#isIdle(withBacklog)) finish(true);
+      };
     });
   }
 
+  /** Hands over every port, and the backlog taken from them, each message pointing at its caller. */
   #releasePorts(): PortSet {
     const inbound = [...this.#inbound].map(([port, taken]) => ({ port, taken }));
+    const indexOf = new Map(inbound.map((link, index) => [link.port, index]));
+    const queued: QueuedFrame[] = this.#mailbox.takeAll().map(([port, frame]) => [port === null ? -1 : (indexOf.get(port) ?? -1), frame]);
     this.#inbound.clear();
     const outbound: PortSet['outbound'] = {};
     for (const [name, client] of this.#outbound) {
       outbound[name] = { port: client.detach(), methods: client.methods, taken: client.taken };
     }
     // Keep the client objects: a resume rebinds them to the ports it brings back.
-    return { inbound, outbound };
+    return queued.length > 0 ? { inbound, outbound, queued } : { inbound, outbound };
   }
 
   #adoptOutbound(ports: PortSet): void {
@@ -691,6 +787,13 @@ function toBytes(state: unknown): Uint8Array {
   const buffer = serialize(state);
   // v8.serialize gives a Buffer over its own ArrayBuffer, so the bytes can be transferred, not copied.
   return new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.byteLength);
+}
+
+/** Why a reply could not be sent to another thread, or null when it can. */
+function replyProblem(reply: unknown): string | null {
+  if (reply !== null && typeof reply === 'object') return findNonPlainData(reply, 'reply');
+  if (typeof reply === 'function' || typeof reply === 'symbol') return `the reply is a ${typeof reply}`;
+  return null;
 }
 
 /** How a handler's bad result is described in E_BAD_HANDLER_RESULT. */

@@ -6,7 +6,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { Kernel, type TheseusError } from '../../kernel/index.ts';
-import { readCheckpoint } from '../../kernel/main/checkpoints.ts';
+import { readCheckpoint } from '../../kernel/common/checkpoints.ts';
 import { tempDir } from '../release/helpers.ts';
 import { logCollector, parseSequenceReply, sequenceRelease, type SequenceApi } from '../helpers.ts';
 

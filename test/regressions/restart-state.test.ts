@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { Kernel } from '../../kernel/index.ts';
-import { readCheckpoint } from '../../kernel/main/checkpoints.ts';
+import { readCheckpoint } from '../../kernel/common/checkpoints.ts';
 import { fixture, logCollector } from '../helpers.ts';
 import { tempDir } from '../release/helpers.ts';
 

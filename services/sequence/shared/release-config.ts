@@ -7,7 +7,9 @@ import { sequenceHttp } from './http-config.ts';
 export default defineRelease({
   app: 'sequence',
   services: {
-    sequence: { entry: './sequence.ts' },
+    // An ID generator must never hand out a number twice, even after a kill -9: each reply waits
+    // until the state that produced it is on disk (group commit keeps that cheap under load).
+    sequence: { entry: './sequence.ts', durability: 'reply' },
   },
   drainTimeoutMs: 5000,
   // Watch each upgrade for this long before making it permanent.

@@ -1,5 +1,6 @@
-// Durable state: each service's last state on disk, as var/state/<service>.ckpt. Runs in the
-// kernel's main thread.
+// Durable state: each service's last state on disk, as var/state/<service>.ckpt. Written by the
+// kernel's main thread (durability 'periodic'), or by the service's own worker, which holds its
+// replies back until the state is written (durability 'reply'); one writer at a time per file.
 //
 // A checkpoint is written atomically (temporary file, fsync, rename, fsync of the folder), so a
 // SIGKILL at any moment leaves either the previous checkpoint or the new one, never a torn file.

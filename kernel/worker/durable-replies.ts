@@ -1,0 +1,168 @@
+// Reply durability, inside a service's worker: no reply leaves the worker before the state that
+// produced it is on disk, so a kill -9 of the kernel (or a power cut) can never make the service
+// hand out again what a caller was already told. The seed's sequence server needs exactly this:
+// a number handed out twice is the worst failure an ID generator can have.
+//
+// Group commit, as databases do it: while one write of the state is under way, the worker keeps
+// serving, and the replies it produces wait. When the write is done, the replies it covers go out,
+// and the next write starts with the newest state, covering everything that finished meanwhile.
+// One write (and its two fsyncs) serves many calls, so the cost per call falls as the load rises.
+//
+// The worker is the only writer of its checkpoint file while it serves: the kernel takes no
+// checkpoint of a service in this mode, and an old and a new worker never both serve (a swap
+// waits for the old one's last write before it hands the ports over).
+
+import type { MessagePort } from 'node:worker_threads';
+import { writeCheckpoint } from '../common/checkpoints.ts';
+import { errorMessage, serializeError, theseusError } from '../common/errors.ts';
+import { injectFault } from '../common/faults.ts';
+import { REPLY_ERROR, type ReplyFrame, type StateSnapshot } from '../common/protocol.ts';
+
+/** How long to wait before each new attempt after a failed write; then the held calls fail. */
+const RETRY_DELAYS_MS = [10, 100, 1000];
+
+interface HeldReply {
+  /** null: the caller went away; the reply has nowhere to go, but it still waits its turn. */
+  port: MessagePort | null;
+  frame: ReplyFrame;
+  /** The number of state changes this reply may reveal; it goes out once that many are on disk. */
+  changes: number;
+}
+
+export interface DurableRepliesOptions {
+  service: string;
+  release: string;
+  stateDir: string;
+  /** The current state, encoded for the file. */
+  snapshot(): StateSnapshot;
+  /** Puts the state back to what was last written, after the held calls were failed. */
+  restore(snapshot: StateSnapshot): void;
+  /** Called when nothing is held and no write is under way (a drain may be waiting for it). */
+  onSettled(): void;
+  logError(message: string): void;
+}
+
+export class DurableReplies {
+  #options: DurableRepliesOptions;
+  #held: HeldReply[] = [];
+  #heldHead = 0;
+  /** State changes made so far, and how many of them the last completed write holds. */
+  #changes = 0;
+  #durable = 0;
+  #writing = false;
+  #scheduled = false;
+  #failedAttempts = 0;
+  /** What the file holds now: put back if a write keeps failing. */
+  #lastWritten: StateSnapshot | null = null;
+  /** Completed writes; each costs an fsync of the file and one of its folder. */
+  writes = 0;
+
+  constructor(options: DurableRepliesOptions) {
+    this.#options = options;
+  }
+
+  /**
+   * The state as adopted (from init, a snapshot or a checkpoint) is what a failed write puts back.
+   * It is not written here: it is already on disk, or is rebuilt the same way on the next start.
+   */
+  adopted(snapshot: StateSnapshot): void {
+    this.#lastWritten = snapshot;
+  }
+
+  /** The state changed: it must reach the disk before any later reply leaves. */
+  changed(): void {
+    this.#changes++;
+    this.#schedule();
+  }
+
+  /** Sends `frame` now if everything it may reveal is on disk, else when it is. In order, always. */
+  send(port: MessagePort | null, frame: ReplyFrame): void {
+    if (this.#heldHead === this.#held.length && this.#durable >= this.#changes) {
+      port?.postMessage(frame);
+      return;
+    }
+    this.#held.push({ port, frame, changes: this.#changes });
+    this.#schedule();
+  }
+
+  /** Nothing held, nothing being written, every change on disk. */
+  get settled(): boolean {
+    return this.#heldHead === this.#held.length && this.#durable >= this.#changes && !this.#writing;
+  }
+
+  get heldCount(): number {
+    return this.#held.length - this.#heldHead;
+  }
+
+  #schedule(): void {
+    if (this.#scheduled || this.#writing) return;
+    this.#scheduled = true;
+    // After the messages already delivered in this turn, so one write covers all of them.
+    setImmediate(() => {
+      this.#scheduled = false;
+      void this.#write();
+    });
+  }
+
+  async #write(): Promise<void> {
+    if (this.#writing || this.settled) return;
+    this.#writing = true;
+    const upTo = this.#changes;
+    let snapshot: StateSnapshot | null = null;
+    try {
+      snapshot = this.#options.snapshot();
+      injectFault('state-write');
+      await writeCheckpoint(this.#options.stateDir, this.#options.service, this.#options.release, snapshot);
+    } catch (error) {
+      this.#writing = false;
+      this.#failed(error);
+      return;
+    }
+    this.#writing = false;
+    this.#failedAttempts = 0;
+    this.#lastWritten = snapshot;
+    this.#durable = upTo;
+    this.writes++;
+    this.#release();
+    if (this.settled) this.#options.onSettled();
+    else this.#schedule();
+  }
+
+  /** Sends the held replies whose changes are all on disk, oldest first. */
+  #release(): void {
+    while (this.#heldHead < this.#held.length && this.#held[this.#heldHead]!.changes <= this.#durable) {
+      const { port, frame } = this.#held[this.#heldHead++]!;
+      port?.postMessage(frame);
+    }
+    if (this.#heldHead === this.#held.length) {
+      this.#held = [];
+      this.#heldHead = 0;
+    }
+  }
+
+  /**
+   * A write failed (a full disk, a failing device). It is tried again a few times; then every held
+   * call fails with E_STATE_NOT_DURABLE and the state goes back to what is on disk, so what callers
+   * were told and what survives a crash stay the same thing.
+   */
+  #failed(error: unknown): void {
+    const attempt = this.#failedAttempts++;
+    const delay = RETRY_DELAYS_MS[attempt];
+    if (delay !== undefined) {
+      this.#options.logError(`the state could not be written (${errorMessage(error)}); trying again in ${delay} ms, ${this.heldCount} replies wait for it`);
+      setTimeout(() => void this.#write(), delay).unref();
+      return;
+    }
+    this.#failedAttempts = 0;
+    const reason = errorMessage(error);
+    const failure = serializeError(theseusError('E_STATE_NOT_DURABLE', this.#options.service, reason));
+    const held = this.#held.slice(this.#heldHead);
+    this.#held = [];
+    this.#heldHead = 0;
+    this.#options.logError(`the state could not be written after ${RETRY_DELAYS_MS.length + 1} attempts (${reason}); ${held.length} calls fail and the state goes back to the last one written`);
+    if (this.#lastWritten) this.#options.restore(this.#lastWritten);
+    this.#durable = this.#changes;
+    for (const { port, frame } of held) port?.postMessage([frame[0], REPLY_ERROR, failure] satisfies ReplyFrame);
+    this.#options.onSettled();
+  }
+}
