@@ -1,6 +1,7 @@
 // The release configuration (`theseus.config.ts`), as `mix release.init` writes rel/config.exs.
 // Read by `kernel release` in the CLI's process; its values end up in the release manifest.
 
+import { createHash } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -119,7 +120,10 @@ export async function loadReleaseConfig(file: string): Promise<LoadedConfig> {
   if (!(await stat(absolute).catch(() => null))) throw theseusError('E_CONFIG_MISSING', absolute);
   let loaded: unknown;
   try {
-    loaded = ((await import(pathToFileURL(absolute).href)) as { default?: unknown }).default;
+    // Keyed by the file's contents: a process that builds twice (a test, a bench) must see an
+    // edited config, and an ES module is never loaded again from the same URL.
+    const version = createHash('sha256').update(await readFile(absolute)).digest('hex').slice(0, 16);
+    loaded = ((await import(`${pathToFileURL(absolute).href}?contents=${version}`)) as { default?: unknown }).default;
   } catch (error) {
     throw theseusError('E_CONFIG_INVALID', absolute, `it failed to load: ${errorMessage(error)}`);
   }

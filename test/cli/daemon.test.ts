@@ -229,7 +229,7 @@ async function buildVariant(version: string, serviceSource: string, probationMs:
   await writeFile(join(app, 'svc', 'sequence.ts'), `import { defineService } from '${repo}kernel/service.ts';\n${serviceSource}`);
   await writeFile(
     join(app, 'theseus.config.ts'),
-    `import { defineRelease } from '${repo}kernel/release/config.ts';\nexport default defineRelease({ app: 'sequence', services: { sequence: { entry: './svc/sequence.ts' } }, probationMs: ${probationMs} });\n`,
+    `import { defineRelease } from '${repo}kernel/release/config.ts';\nexport default defineRelease({ app: 'sequence', services: { sequence: { entry: './svc/sequence.ts', durability: 'reply' } }, probationMs: ${probationMs} });\n`,
   );
   return buildRelease({ configFile: join(app, 'theseus.config.ts'), outDir: join(app, 'releases') });
 }
@@ -251,19 +251,25 @@ test('probation: a new release whose health check fails is reverted automaticall
 
   const root = await deployRoot();
   assert.equal(cli(root, 'start').status, 0);
+  const { request } = await import('../../kernel/cli/control-client.ts');
+  const next = async () => ((await request(root, 'call', { service: 'sequence', method: 'nextNumber', args: [] })) as { reply: number | string }).reply;
+  // Move the state away from what init() gives, so a revert that restarted from init() shows.
+  for (let i = 0; i < 10; i++) await next();
   const result = cli(root, 'upgrade', unhealthy.tarball);
   assert.equal(result.status, 1, result.stdout);
-  assert.match(result.stdout, /probation .*sequence unhealthy: cannot reach the ledger \(at 456\); Reverted to 0\.1\.0, with the state carried back/);
+  assert.match(result.stdout, /probation .*sequence unhealthy: cannot reach the ledger \(at 466\); Reverted to 0\.1\.0, with the state carried back/);
   assert.match(result.stderr, /failed in phase 'probation'.*\[E_PROBATION_FAILED\]/);
   const status = JSON.parse(cli(root, 'status', '--json').stdout) as { release: string; permanent: string; services: Array<{ release: string }> };
   assert.deepEqual([status.release, status.permanent, status.services[0]!.release], ['0.1.0', '0.1.0', '0.1.0']);
+  // The state came back down: 0.1.0 goes on from where 0.2.1 was, not from init().
+  assert.equal(await next(), 466);
   const audit = await auditOps(root);
   assert.ok(audit.some((e) => e.op === 'rollback' && e.outcome === 'ok' && e.phase === 'probation'));
   assert.ok(audit.some((e) => e.op === 'upgrade' && e.to === '0.2.1' && e.outcome === 'rolled-back' && e.phase === 'probation'));
   assert.equal(cli(root, 'stop').status, 0);
 });
 
-test('probation: a new worker that crashes (even if supervision restarts it) reverts the upgrade', async () => {
+test('probation: a new worker that crashes is held, not restarted, and the upgrade is reverted with every answered change carried down, and audited', async () => {
   const { spawn } = await import('node:child_process');
   const { request } = await import('../../kernel/cli/control-client.ts');
   // Release 0.2.2: the 0.1.0 code, plus a call that crashes the worker.
@@ -284,6 +290,8 @@ test('probation: a new worker that crashes (even if supervision restarts it) rev
 
   const root = await deployRoot();
   assert.equal(cli(root, 'start').status, 0);
+  const next = async () => ((await request(root, 'call', { service: 'sequence', method: 'nextNumber', args: [] })) as { reply: number }).reply;
+  for (let i = 0; i < 10; i++) await next();
   const upgrade = spawn(join(root, 'bin', 'kernel'), ['upgrade', crashy.tarball], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   upgrade.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
@@ -291,11 +299,19 @@ test('probation: a new worker that crashes (even if supervision restarts it) rev
   const exited = new Promise<number | null>((resolve) => upgrade.once('exit', resolve));
   // Once the new code serves (probation has begun), make it crash.
   for (let waited = 0; !/switch/.test(output) && waited < 30_000; waited += 20) await new Promise((resolve) => setTimeout(resolve, 20));
+  // Numbers handed out by the new code, then the crash.
+  for (let i = 0; i < 5; i++) assert.equal(await next(), 466 + i);
   await request(root, 'call', { service: 'sequence', method: 'armCrash', args: [] });
   assert.equal(await exited, 1, output);
-  assert.match(output, /sequence unhealthy: its worker crashed during probation; Reverted to 0\.1\.0/);
+  assert.match(output, /sequence unhealthy: its worker crashed during probation \(exit code 3\); Reverted to 0\.1\.0/);
   const status = JSON.parse(cli(root, 'status', '--json').stdout) as { release: string; permanent: string };
   assert.deepEqual([status.release, status.permanent], ['0.1.0', '0.1.0']);
+  // Carried down from the crashed release, every answered change included (durability 'reply'):
+  // neither init()'s 456 nor a number 0.2.2 had already handed out.
+  assert.equal(await next(), 471);
+  const audit = await auditOps(root);
+  assert.ok(audit.some((e) => e.op === 'upgrade' && e.to === '0.2.2' && e.outcome === 'rolled-back' && e.phase === 'probation'), 'the upgrade is audited as rolled back');
+  assert.ok(audit.some((e) => e.op === 'rollback' && e.outcome === 'ok' && e.phase === 'probation'), 'the revert is audited as done');
   assert.equal(cli(root, 'stop').status, 0);
 });
 

@@ -1,6 +1,6 @@
 // HTTP helpers for the front door tests: one request over a real socket, with the reply read whole.
 
-import { request as httpRequest, type Agent, type IncomingHttpHeaders } from 'node:http';
+import { Agent, request as httpRequest, type IncomingHttpHeaders } from 'node:http';
 
 export interface HttpResult {
   status: number;
@@ -30,4 +30,52 @@ export function send(
     if (options.body !== undefined) req.write(options.body);
     req.end();
   });
+}
+
+/** One number handed out over HTTP, and when it was asked for and received (performance.now()). */
+export interface NumberReceipt {
+  n: number;
+  sentAt: number;
+  receivedAt: number;
+}
+
+/**
+ * `clients` keep-alive clients calling `GET /next` back to back on the sequence app's front door,
+ * until stop(). Each records the numbers it received, in order; a response other than 200, or a
+ * request that fails (a kernel killed under it), is counted, not thrown.
+ */
+export function startNextLoad(port: () => number, clients: number) {
+  const received: NumberReceipt[][] = Array.from({ length: clients }, () => []);
+  const statuses = new Map<number, number>();
+  const errors: string[] = [];
+  let stopping = false;
+  const loops = received.map(async (record) => {
+    let agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    while (!stopping) {
+      const sentAt = performance.now();
+      try {
+        const result = await send(port(), 'GET', '/next', { agent });
+        statuses.set(result.status, (statuses.get(result.status) ?? 0) + 1);
+        if (result.status === 200) record.push({ n: result.json<{ number: number }>().number, sentAt, receivedAt: performance.now() });
+        else await new Promise((resolve) => setTimeout(resolve, 5));
+      } catch (error) {
+        errors.push(String(error));
+        // The connection died with its kernel: start a fresh one, after a breath.
+        agent.destroy();
+        agent = new Agent({ keepAlive: true, maxSockets: 1 });
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+    }
+    agent.destroy();
+  });
+  return {
+    received,
+    statuses,
+    errors,
+    answered: () => received.reduce((sum, record) => sum + record.length, 0),
+    async stop(): Promise<void> {
+      stopping = true;
+      await Promise.all(loops);
+    },
+  };
 }
