@@ -25,6 +25,10 @@
 //    service with one thread per core, against the same module in one stateful worker: calls/s of
 //    each and their ratio.
 //
+// 4. Durability and overload (scripts/bench/durability.ts). The sequence service under 200
+//    callers in durability 'reply' against no durability, with the writes and fsyncs per second;
+//    and the swap pause with a backlog of about 200 queued async calls against none.
+//
 // The exit code is non-zero only when a call failed or went wrong, or the benchmark crashed; a
 // missed performance target is reported, not fatal.
 
@@ -40,6 +44,7 @@ import type sequenceService from '../services/sequence/0.1.0/sequence.ts';
 import type blobService from './bench/services/blob-v1.ts';
 import { benchBuild } from './bench/build-time.ts';
 import { benchPoolThroughput, type PoolThroughputResult } from './bench/pool-throughput.ts';
+import { benchBacklogSwap, benchDurability, type BacklogSwapResult, type DurabilityResult } from './bench/durability.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Configuration
@@ -131,6 +136,8 @@ const targets = {
   sequentialP50RatioVsRawPort: 1.2,
   swapAddedLatencyMs1MB: 2,
   failedCalls: 0,
+  replyDurabilityRatio: 0.3,
+  backlogPauseRatio: 2,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -639,10 +646,24 @@ interface BenchResult {
   /** A CPU-bound call on a pool of one thread per core against one stateful worker. */
   poolThroughput: PoolThroughputResult;
   poolThroughputRatioVsOneWorker: number;
+  durability: DurabilityResult;
+  /** The swap pause with about 200 async calls queued, with the same callers and none queued, and idle (medians). */
+  swapPauseMsBacklog: number;
+  swapPauseMsNoBacklog: number;
+  swapPauseMsIdle: number;
+  backlogSwap: BacklogSwapResult;
   durationMs: number;
 }
 
-function summarize(calls: CallResults, swaps: ScenarioResult[], buildMs: Record<string, number>, pool: PoolThroughputResult, durationMs: number): BenchResult {
+function summarize(
+  calls: CallResults,
+  swaps: ScenarioResult[],
+  buildMs: Record<string, number>,
+  pool: PoolThroughputResult,
+  durability: DurabilityResult,
+  backlogSwap: BacklogSwapResult,
+  durationMs: number,
+): BenchResult {
   const { pipelinedCallsPerSec: pipelined, sequentialP50Us: p50 } = calls;
   const bySize = (shape: SwapScenario['shape'], pick: (result: ScenarioResult) => number) =>
     Object.fromEntries(swaps.filter((result) => result.scenario.shape === shape).map((result) => [result.scenario.label, pick(result)]));
@@ -679,6 +700,11 @@ function summarize(calls: CallResults, swaps: ScenarioResult[], buildMs: Record<
     buildMs,
     poolThroughput: pool,
     poolThroughputRatioVsOneWorker: pool.ratio,
+    durability,
+    swapPauseMsBacklog: backlogSwap.pauseMsBacklog,
+    swapPauseMsNoBacklog: backlogSwap.pauseMsNoBacklog,
+    swapPauseMsIdle: backlogSwap.pauseMsIdle,
+    backlogSwap,
     durationMs: Math.round(durationMs),
   };
   const added1MB = result.swapAddedLatencyMs['1MB'] ?? Number.NaN;
@@ -706,6 +732,18 @@ function summarize(calls: CallResults, swaps: ScenarioResult[], buildMs: Record<
       target: `= ${targets.failedCalls}`,
       measured: result.swapFailedCalls,
       met: result.swapFailedCalls === targets.failedCalls,
+    },
+    {
+      name: "durability 'reply' calls/s vs none (200 callers)",
+      target: `>= ${targets.replyDurabilityRatio}x`,
+      measured: durability.ratio,
+      met: durability.ratio >= targets.replyDurabilityRatio,
+    },
+    {
+      name: 'swap pause with a 200-call backlog vs none (same callers)',
+      target: `<= ${targets.backlogPauseRatio}x`,
+      measured: backlogSwap.ratio,
+      met: backlogSwap.ratio <= targets.backlogPauseRatio,
     },
   ];
   return { ...result, targets: checks, allTargetsMet: checks.every((check) => check.met) };
@@ -794,6 +832,34 @@ function printTables(result: BenchResult, swaps: readonly ScenarioResult[]): voi
     `(${pool.calls.toLocaleString('en-US')} calls, failed ${pool.failedCalls}; the process used ${formatNumber(pool.pooledCoresUsed, 2)} cores during the pooled rounds)`,
     '',
   );
+  const durability = result.durability;
+  out.push(`Durability: the sequence service, ${durability.callers} closed-loop callers, median of ${durability.rounds} rounds each:`);
+  out.push(
+    table(
+      ['durability', 'calls/s', 'state writes/s', 'fsyncs/s', 'calls per write'],
+      [
+        ["'reply' (nothing answered is lost)", formatNumber(durability.replyCallsPerSec, 0), formatNumber(durability.writesPerSec, 0), formatNumber(durability.fsyncsPerSec, 0), formatNumber(durability.callsPerWrite, 1)],
+        ['none', formatNumber(durability.noneCallsPerSec, 0), '0', '0', '-'],
+        ['ratio', `${formatNumber(durability.ratio, 2)}x`, '', '', ''],
+      ],
+    ),
+    '',
+  );
+  const backlog = result.backlogSwap;
+  out.push(`Swap pause with a backlog: median of ${backlog.swaps} swaps each:`);
+  out.push(
+    table(
+      ['load', 'pause (ms)', 'of it finishing the running handler (ms)', 'messages carried over'],
+      [
+        ['no callers', formatNumber(backlog.pauseMsIdle, 3), '0', '0'],
+        [`${backlog.callers} callers, handler that does not wait (no backlog)`, formatNumber(backlog.pauseMsNoBacklog, 3), '-', '-'],
+        [`${backlog.callers} callers, handler that awaits ~1 ms (backlog)`, formatNumber(backlog.pauseMsBacklog, 3), formatNumber(backlog.drainMs, 3), formatNumber(backlog.carried, 0)],
+        ['ratio (backlog / no backlog)', `${formatNumber(backlog.ratio, 2)}x`, '', ''],
+      ],
+    ),
+    '(the callers share the kernel\'s main thread with the swap\'s control messages: their load, not the backlog, is what lengthens the loaded pauses)',
+    '',
+  );
   out.push(
     table(
       ['target', 'wanted', 'measured', 'met'],
@@ -815,7 +881,10 @@ async function main(): Promise<number> {
   const buildMs = await benchBuild([1, 10, 100]);
   progress('pooled CPU-bound calls against one worker');
   const pool = await benchPoolThroughput({ quick, onLog: onKernelLog });
-  const result = summarize(calls, swaps, buildMs, pool, performance.now() - started);
+  progress("durability 'reply' against none, and the swap pause with a backlog");
+  const durability = await benchDurability({ quick, onLog: onKernelLog });
+  const backlogSwap = await benchBacklogSwap({ quick, onLog: onKernelLog });
+  const result = summarize(calls, swaps, buildMs, pool, durability, backlogSwap, performance.now() - started);
   if (jsonOutput) process.stdout.write(`${JSON.stringify(result)}\n`);
   else printTables(result, swaps);
 
@@ -824,8 +893,11 @@ async function main(): Promise<number> {
     for (const error of swap.swapErrors) progress(`swap failed (${swap.scenario.shape} ${swap.scenario.label}): ${error}`);
   }
   if (pool.failedCalls > 0) progress(`${pool.failedCalls} pooled-throughput calls failed or gave a wrong answer`);
+  if (durability.failedCalls + backlogSwap.failedCalls > 0) progress(`${durability.failedCalls + backlogSwap.failedCalls} durability or backlog calls failed`);
   const wentWrong =
     pool.failedCalls +
+    durability.failedCalls +
+    backlogSwap.failedCalls +
     result.swapFailedCalls + result.swapSequenceErrors + result.swapStaleReplies + result.swapStrayReplies + result.swapErrors.length;
   return wentWrong === 0 ? 0 : 1;
 }

@@ -37,8 +37,8 @@ export function checkpointFile(stateDir: string, service: string): string {
   return join(stateDir, `${service}.ckpt`);
 }
 
-export async function writeCheckpoint(stateDir: string, service: string, release: string, snapshot: StateSnapshot): Promise<CheckpointHeader> {
-  await mkdir(stateDir, { recursive: true, mode: 0o700 });
+/** A checkpoint's bytes: the marker and header line, then the state bytes (kept apart, not copied). */
+export function encodeCheckpoint(service: string, release: string, snapshot: StateSnapshot): { header: CheckpointHeader; head: Uint8Array; body: Uint8Array } {
   const header: CheckpointHeader = {
     service,
     release,
@@ -47,8 +47,13 @@ export async function writeCheckpoint(stateDir: string, service: string, release
     size: snapshot.bytes.byteLength,
     at: new Date().toISOString(),
   };
-  const head = Buffer.from(`${MAGIC}${JSON.stringify(header)}\n`, 'utf8');
-  await writeFileAtomic(checkpointFile(stateDir, service), Buffer.concat([head, snapshot.bytes]), 0o600);
+  return { header, head: Buffer.from(`${MAGIC}${JSON.stringify(header)}\n`, 'utf8'), body: snapshot.bytes };
+}
+
+export async function writeCheckpoint(stateDir: string, service: string, release: string, snapshot: StateSnapshot): Promise<CheckpointHeader> {
+  await mkdir(stateDir, { recursive: true, mode: 0o700 });
+  const { header, head, body } = encodeCheckpoint(service, release, snapshot);
+  await writeFileAtomic(checkpointFile(stateDir, service), Buffer.concat([head, body]), 0o600);
   return header;
 }
 

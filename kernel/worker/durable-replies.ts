@@ -3,7 +3,7 @@
 // hand out again what a caller was already told. The seed's sequence server needs exactly this:
 // a number handed out twice is the worst failure an ID generator can have.
 //
-// Group commit, as databases do it: while one write of the state is under way, the worker keeps
+// Group commit, as databases do it: while a write of the state is under way, the worker keeps
 // serving, and the replies it produces wait. When the write is done, the replies it covers go out,
 // and the next write starts with the newest state, covering everything that finished meanwhile.
 // One write (and its two fsyncs) serves many calls, so the cost per call falls as the load rises.
@@ -13,13 +13,19 @@
 // waits for the old one's last write before it hands the ports over).
 
 import type { MessagePort } from 'node:worker_threads';
-import { writeCheckpoint } from '../common/checkpoints.ts';
+import { CheckpointWriter } from '../common/checkpoint-writer.ts';
 import { errorMessage, serializeError, theseusError } from '../common/errors.ts';
 import { injectFault } from '../common/faults.ts';
 import { REPLY_ERROR, type ReplyFrame, type StateSnapshot } from '../common/protocol.ts';
 
 /** How long to wait before each new attempt after a failed write; then the held calls fail. */
 const RETRY_DELAYS_MS = [10, 100, 1000];
+/**
+ * Writes under way at once. Two let one write's bytes be synced while the previous one is renamed
+ * and its folder synced; the renames stay in order (CheckpointWriter).
+ */
+const MAX_WRITES_IN_FLIGHT = 2;
+const SYNC_WRITES = process.env.THESEUS_SYNC_WRITES === '1';
 
 interface HeldReply {
   /** null: the caller went away; the reply has nowhere to go, but it still waits its turn. */
@@ -44,21 +50,27 @@ export interface DurableRepliesOptions {
 
 export class DurableReplies {
   #options: DurableRepliesOptions;
+  #writer: CheckpointWriter;
   #held: HeldReply[] = [];
   #heldHead = 0;
-  /** State changes made so far, and how many of them the last completed write holds. */
+  /** State changes made so far; how many the newest started write covers; how many are on disk. */
   #changes = 0;
+  #started = 0;
   #durable = 0;
-  #writing = false;
+  #inFlight = 0;
   #scheduled = false;
+  #retry: NodeJS.Timeout | null = null;
   #failedAttempts = 0;
-  /** What the file holds now: put back if a write keeps failing. */
+  /** Set when the retries are spent: the held calls fail once no write is under way any more. */
+  #givingUp: unknown = null;
+  /** What the file holds now: put back if writes keep failing. */
   #lastWritten: StateSnapshot | null = null;
   /** Completed writes; each costs an fsync of the file and one of its folder. */
   writes = 0;
 
   constructor(options: DurableRepliesOptions) {
     this.#options = options;
+    this.#writer = new CheckpointWriter(options.stateDir, options.service);
   }
 
   /**
@@ -87,7 +99,7 @@ export class DurableReplies {
 
   /** Nothing held, nothing being written, every change on disk. */
   get settled(): boolean {
-    return this.#heldHead === this.#held.length && this.#durable >= this.#changes && !this.#writing;
+    return this.#heldHead === this.#held.length && this.#durable >= this.#changes && this.#inFlight === 0;
   }
 
   get heldCount(): number {
@@ -95,35 +107,62 @@ export class DurableReplies {
   }
 
   #schedule(): void {
-    if (this.#scheduled || this.#writing) return;
+    if (this.#scheduled || this.#retry !== null || this.#givingUp !== null) return;
     this.#scheduled = true;
     // After the messages already delivered in this turn, so one write covers all of them.
     setImmediate(() => {
       this.#scheduled = false;
-      void this.#write();
+      this.#startWrite();
     });
   }
 
-  async #write(): Promise<void> {
-    if (this.#writing || this.settled) return;
-    this.#writing = true;
+  /**
+   * Starts a write of the current state when it has changes no write covers yet. At most two are
+   * under way: while they are, the changes pile up for the next one (group commit).
+   */
+  #startWrite(): void {
+    if (this.#inFlight >= MAX_WRITES_IN_FLIGHT || this.#changes <= this.#started || this.#retry !== null || this.#givingUp !== null) return;
     const upTo = this.#changes;
-    let snapshot: StateSnapshot | null = null;
+    this.#started = upTo;
+    this.#inFlight++;
+    let snapshot: StateSnapshot;
     try {
       snapshot = this.#options.snapshot();
       injectFault('state-write');
-      await writeCheckpoint(this.#options.stateDir, this.#options.service, this.#options.release, snapshot);
     } catch (error) {
-      this.#writing = false;
+      this.#inFlight--;
       this.#failed(error);
       return;
     }
-    this.#writing = false;
-    this.#failedAttempts = 0;
-    this.#lastWritten = snapshot;
-    this.#durable = upTo;
-    this.writes++;
-    this.#release();
+    const written = SYNC_WRITES
+      ? new Promise<void>((resolve) => {
+          this.#writer.writeSync(this.#options.release, snapshot);
+          resolve();
+        })
+      : this.#writer.write(this.#options.release, snapshot);
+    written.then(
+      () => {
+        this.#inFlight--;
+        this.#failedAttempts = 0;
+        // Writes land in the order they started, so this one covers everything before it.
+        this.#durable = Math.max(this.#durable, upTo);
+        this.#lastWritten = snapshot;
+        this.writes++;
+        this.#release();
+        this.#next();
+      },
+      (error: unknown) => {
+        this.#inFlight--;
+        this.#failed(error);
+      },
+    );
+  }
+
+  #next(): void {
+    if (this.#givingUp !== null) {
+      if (this.#inFlight === 0) this.#giveUp(this.#givingUp);
+      return;
+    }
     if (this.settled) this.#options.onSettled();
     else this.#schedule();
   }
@@ -146,13 +185,27 @@ export class DurableReplies {
    * were told and what survives a crash stay the same thing.
    */
   #failed(error: unknown): void {
-    const attempt = this.#failedAttempts++;
-    const delay = RETRY_DELAYS_MS[attempt];
+    // Its changes are not on disk: the next write must cover them again.
+    this.#started = this.#durable;
+    const delay = RETRY_DELAYS_MS[this.#failedAttempts++];
     if (delay !== undefined) {
       this.#options.logError(`the state could not be written (${errorMessage(error)}); trying again in ${delay} ms, ${this.heldCount} replies wait for it`);
-      setTimeout(() => void this.#write(), delay).unref();
+      if (this.#retry === null) {
+        this.#retry = setTimeout(() => {
+          this.#retry = null;
+          this.#schedule();
+        }, delay);
+        this.#retry.unref();
+      }
       return;
     }
+    // A write still under way could yet land with the changes about to be undone: wait for it.
+    this.#givingUp = error;
+    this.#next();
+  }
+
+  #giveUp(error: unknown): void {
+    this.#givingUp = null;
     this.#failedAttempts = 0;
     const reason = errorMessage(error);
     const failure = serializeError(theseusError('E_STATE_NOT_DURABLE', this.#options.service, reason));
@@ -160,8 +213,9 @@ export class DurableReplies {
     this.#held = [];
     this.#heldHead = 0;
     this.#options.logError(`the state could not be written after ${RETRY_DELAYS_MS.length + 1} attempts (${reason}); ${held.length} calls fail and the state goes back to the last one written`);
-    if (this.#lastWritten) this.#options.restore(this.#lastWritten);
+    if (this.#durable < this.#changes && this.#lastWritten) this.#options.restore(this.#lastWritten);
     this.#durable = this.#changes;
+    this.#started = this.#changes;
     for (const { port, frame } of held) port?.postMessage([frame[0], REPLY_ERROR, failure] satisfies ReplyFrame);
     this.#options.onSettled();
   }

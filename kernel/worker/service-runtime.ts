@@ -263,8 +263,11 @@ export class ServiceRuntime {
   switchIn({ ports }: ControlRequests['switch']['request']): ControlRequests['switch']['response'] {
     this.#expectPhase('switch', 'migrated');
     this.#adoptOutbound(ports);
+    // The pause ends when this code can start a handler: stamped before the carried messages
+    // start running, which #serve does at once.
+    const servingAt = preciseNow();
     this.#serve(ports);
-    return { servingAt: preciseNow() };
+    return { servingAt };
   }
 
   attach({ link }: ControlRequests['attach']['request']): ControlRequests['attach']['response'] {
