@@ -43,6 +43,21 @@ const typedArrayPrototypes = new Set<object>(typedArrayConstructors.map((ctor) =
 /** Structured clone rebuilds an Error with one of these prototypes, chosen by its name; any other becomes a plain Error. */
 const errorPrototypes = new Set<object>([Error, EvalError, RangeError, ReferenceError, SyntaxError, TypeError, URIError].map((ctor) => ctor.prototype));
 const errorOwnKeysKept = new Set<string | symbol>(['message', 'stack', 'cause']);
+/**
+ * Whether this Node.js can copy an Error whose cause leads back to the error. Node 20's V8 writes
+ * one but cannot read it back ("Unable to deserialize cloned data"), so a snapshot or checkpoint
+ * of it would be lost; newer V8s read it. Found out once, by trying.
+ */
+const errorCauseCyclesKept = ((): boolean => {
+  const probe = new Error('probe');
+  Object.defineProperty(probe, 'cause', { value: { error: probe }, writable: true, configurable: true });
+  try {
+    structuredClone(probe);
+    return true;
+  } catch {
+    return false;
+  }
+})();
 const boxedPrototypes = new Set<object>([Number.prototype, String.prototype, Boolean.prototype, BigInt.prototype]);
 /**
  * The built-ins that structured clone keeps, by prototype (and Node's Buffer): a user class that
@@ -243,7 +258,33 @@ function errorProblem(error: Error, node: number, walk: Walk): string | null {
   const cause = getOwnPropertyDescriptor(error, 'cause');
   if (cause === undefined) return null;
   if (!('value' in cause)) return `${here()} whose cause is an accessor, which the copy would drop; give it a plain cause`;
+  if (!errorCauseCyclesKept && leadsBackTo(error, cause.value)) {
+    // Refused whatever the order: whether V8 can read it back depends on which it meets first.
+    return `${here()} whose cause leads back to the error itself, which this Node.js writes but cannot read back; break the cycle (keep the error's message instead of the error)`;
+  }
   return walk.visit(cause.value, node, 'cause');
+}
+
+/** Whether `target` can be reached from `start` through the kinds of children the walk follows. */
+function leadsBackTo(target: object, start: unknown): boolean {
+  const pending: unknown[] = [start];
+  const seen = new Set<object>();
+  while (pending.length > 0) {
+    const value = pending.pop();
+    if (value === target) return true;
+    if (value === null || typeof value !== 'object' || seen.has(value) || types.isProxy(value)) continue;
+    seen.add(value);
+    if (types.isMap(value)) for (const [key, entry] of value as Map<unknown, unknown>) pending.push(key, entry);
+    else if (types.isSet(value)) for (const entry of value as Set<unknown>) pending.push(entry);
+    else if (!ArrayBuffer.isView(value)) {
+      // Own data properties only: a getter is refused by the walk, and not run here.
+      for (const key of Reflect.ownKeys(value)) {
+        const descriptor = getOwnPropertyDescriptor(value, key);
+        if (descriptor !== undefined && 'value' in descriptor) pending.push(descriptor.value);
+      }
+    }
+  }
+  return false;
 }
 
 /** Objects that are neither records, arrays, Maps, Sets nor Errors: null when a kept built-in, else why not. */

@@ -123,6 +123,17 @@ export function graphDifference(copy: unknown, original: unknown, rootName = 'st
   return compare(copy, original, rootName);
 }
 
+/** The difference a trip through `copy` makes to `value`, or the error the trip threw. */
+export function tripDifference(value: unknown, copy: (value: unknown) => unknown): Difference {
+  let copied: unknown;
+  try {
+    copied = copy(value);
+  } catch (error) {
+    return `the trip threw ${(error as Error).message}`;
+  }
+  return graphDifference(copied, value);
+}
+
 function protoName(value: object): string {
   const proto = Object.getPrototypeOf(value) as { constructor?: { name?: string } } | null;
   return proto === null ? 'null' : (proto.constructor?.name ?? '(anonymous)');
