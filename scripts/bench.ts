@@ -21,7 +21,12 @@
 //    counter must have no gap and no repeat, and a call made after upgrade() resolved must be
 //    answered by the new code.
 //
-// 3. Pooled throughput (scripts/bench/pool-throughput.ts). A CPU-bound call served by a pooled
+// 3. The state codec (scripts/bench/state-codec.ts). Encode + decode of the 1MB and 100MB blobs
+//    and the 1MB of small objects with the codec swaps used before issue 12 (v8.serialize) and the
+//    one they use now (kernel/common/state-codec.ts), interleaved in this run, and the plain-data
+//    check that runs before each snapshot.
+//
+// 4. Pooled throughput (scripts/bench/pool-throughput.ts). A CPU-bound call served by a pooled
 //    service with one thread per core, against the same module in one stateful worker: calls/s of
 //    each and their ratio.
 //
@@ -40,6 +45,7 @@ import type sequenceService from '../services/sequence/0.1.0/sequence.ts';
 import type blobService from './bench/services/blob-v1.ts';
 import { benchBuild } from './bench/build-time.ts';
 import { benchPoolThroughput, type PoolThroughputResult } from './bench/pool-throughput.ts';
+import { benchStateCodec, type StateCodecRow } from './bench/state-codec.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Configuration
@@ -639,10 +645,19 @@ interface BenchResult {
   /** A CPU-bound call on a pool of one thread per core against one stateful worker. */
   poolThroughput: PoolThroughputResult;
   poolThroughputRatioVsOneWorker: number;
+  /** Encode + decode (ms, median) with the old codec and the new, and the plain-data check, per state. */
+  stateCodec: StateCodecRow[];
   durationMs: number;
 }
 
-function summarize(calls: CallResults, swaps: ScenarioResult[], buildMs: Record<string, number>, pool: PoolThroughputResult, durationMs: number): BenchResult {
+function summarize(
+  calls: CallResults,
+  swaps: ScenarioResult[],
+  buildMs: Record<string, number>,
+  pool: PoolThroughputResult,
+  stateCodec: StateCodecRow[],
+  durationMs: number,
+): BenchResult {
   const { pipelinedCallsPerSec: pipelined, sequentialP50Us: p50 } = calls;
   const bySize = (shape: SwapScenario['shape'], pick: (result: ScenarioResult) => number) =>
     Object.fromEntries(swaps.filter((result) => result.scenario.shape === shape).map((result) => [result.scenario.label, pick(result)]));
@@ -679,6 +694,7 @@ function summarize(calls: CallResults, swaps: ScenarioResult[], buildMs: Record<
     buildMs,
     poolThroughput: pool,
     poolThroughputRatioVsOneWorker: pool.ratio,
+    stateCodec,
     durationMs: Math.round(durationMs),
   };
   const added1MB = result.swapAddedLatencyMs['1MB'] ?? Number.NaN;
@@ -773,6 +789,25 @@ function printTables(result: BenchResult, swaps: readonly ScenarioResult[]): voi
     '',
   );
 
+  out.push('State codec, encode + decode (ms, median of each state\'s rounds; old = v8.serialize/deserialize, new = kernel/common/state-codec.ts):');
+  out.push(
+    table(
+      ['state', 'old encode', 'old decode', 'old total', 'new encode', 'new decode', 'new total', 'new / old', 'plain-data check'],
+      result.stateCodec.map((row) => [
+        row.state,
+        formatNumber(row.old.encodeMs, 2),
+        formatNumber(row.old.decodeMs, 2),
+        formatNumber(row.old.totalMs, 2),
+        formatNumber(row.new.encodeMs, 2),
+        formatNumber(row.new.decodeMs, 2),
+        formatNumber(row.new.totalMs, 2),
+        `${formatNumber(row.ratio, 2)}x`,
+        formatNumber(row.checkMs, 2),
+      ]),
+    ),
+    '(the new decode gives each ArrayBuffer memory of its own; the old left each typed array inside the snapshot\'s buffer)',
+    '',
+  );
   out.push(
     table(
       ['services in the release', ...Object.keys(result.buildMs)],
@@ -815,7 +850,9 @@ async function main(): Promise<number> {
   const buildMs = await benchBuild([1, 10, 100]);
   progress('pooled CPU-bound calls against one worker');
   const pool = await benchPoolThroughput({ quick, onLog: onKernelLog });
-  const result = summarize(calls, swaps, buildMs, pool, performance.now() - started);
+  progress('state codec: the old against the new, on the same states');
+  const stateCodec = benchStateCodec({ quick });
+  const result = summarize(calls, swaps, buildMs, pool, stateCodec, performance.now() - started);
   if (jsonOutput) process.stdout.write(`${JSON.stringify(result)}\n`);
   else printTables(result, swaps);
 
