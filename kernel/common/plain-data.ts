@@ -177,11 +177,13 @@ function recordProblem(record: Record<string, unknown>, node: number, walk: Walk
   let enumerable = 0;
   for (const key in record) {
     enumerable++;
-    if (lookupGetter.call(record, key) !== undefined || lookupSetter.call(record, key) !== undefined) {
-      const kind = lookupGetter.call(record, key) === undefined ? 'a setter' : 'a getter';
-      return `${walk.pathOf(node)} has ${kind} '${key}', and the copy would keep only the value it gives now; store plain values and compute the rest in the handlers`;
+    const getter = lookupGetter.call(record, key) !== undefined;
+    // Only a property that reads as undefined can be a setter without a getter.
+    const value = getter ? undefined : record[key];
+    if (getter || (value === undefined && lookupSetter.call(record, key) !== undefined)) {
+      return `${walk.pathOf(node)} has ${getter ? 'a getter' : 'a setter'} '${key}', and the copy would keep only the value it gives now; store plain values and compute the rest in the handlers`;
     }
-    const problem = walk.visit(record[key], node, key);
+    const problem = walk.visit(value, node, key);
     if (problem !== null) return problem;
   }
   const names = getOwnPropertyNames(record);

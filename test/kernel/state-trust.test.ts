@@ -20,6 +20,14 @@ import { fixture, logCollector } from '../helpers.ts';
 import { tempDir } from '../release/helpers.ts';
 import { holderRelease, holderTarget, type HolderApi } from './holder.ts';
 
+/** A kernel running holder-v1 with checkpoints in `stateDir` (a new folder unless given), taken only when asked. */
+async function durableHolder(stateDir?: string) {
+  const dir = stateDir ?? (await tempDir('theseus-state-trust-'));
+  const logs = logCollector();
+  const kernel = await Kernel.start({ ...holderRelease('1.0.0', 'holder-v1'), stateDir: dir, checkpointIntervalMs: 0, onLog: logs.onLog });
+  return { kernel, holder: kernel.client<HolderApi>('holder'), logs, stateDir: dir };
+}
+
 /** The failure of a swap that must fail. */
 async function swapFailure(swap: Promise<unknown>): Promise<SwapError> {
   const error = await swap.then(
@@ -77,11 +85,8 @@ test('items 9, 10, 12: a state holding a subclass of a built-in, a SharedArrayBu
 });
 
 test('item 10: a checkpoint of a state holding a SharedArrayBuffer fails with E_STATE_NOT_CLONEABLE and the path, not E_INTERNAL', async () => {
-  const stateDir = await tempDir('theseus-state-trust-');
-  const logs = logCollector();
-  const kernel = await Kernel.start({ ...holderRelease('1.0.0', 'holder-v1'), stateDir, checkpointIntervalMs: 0, onLog: logs.onLog });
+  const { kernel, holder, logs } = await durableHolder();
   try {
-    const holder = kernel.client<HolderApi>('holder');
     await holder.poison({ cache: {} }, [{ key: 'cache' }, { key: 'memory' }], 'SharedArrayBuffer');
     await kernel.checkpoint(['holder']);
     const failed = logs.records.find((record) => record.message.includes('checkpoint failed'));
@@ -106,11 +111,8 @@ test('item 10: init returning a SharedArrayBuffer is refused at start, with the 
 });
 
 test('item 9: a state that is not plain is not saved at stop: the last good checkpoint stays, and the log says why', async () => {
-  const stateDir = await tempDir('theseus-state-trust-');
-  const logs = logCollector();
-  const kernel = await Kernel.start({ ...holderRelease('1.0.0', 'holder-v1'), stateDir, checkpointIntervalMs: 0, onLog: logs.onLog });
+  const { kernel, holder, logs, stateDir } = await durableHolder();
   try {
-    const holder = kernel.client<HolderApi>('holder');
     await holder.set({ balance: 10 });
     await kernel.checkpoint(['holder']);
     await holder.poison({ balance: 20 }, [{ key: 'raw' }], 'subclass of Uint8Array');
@@ -149,10 +151,8 @@ function assertLayoutKept(state: SharedViews, where: string): void {
 }
 
 test('item 11: views keep sharing their ArrayBuffer, and a small array its own 5 bytes, after a swap, a migration both ways, and a stop and start', async () => {
-  const stateDir = await tempDir('theseus-state-trust-');
-  let kernel = await Kernel.start({ ...holderRelease('1.0.0', 'holder-v1'), stateDir, checkpointIntervalMs: 0, onLog: logCollector().onLog });
+  const { kernel, holder, stateDir } = await durableHolder();
   try {
-    const holder = kernel.client<HolderApi>('holder');
     await holder.set(sharedViews());
     assertLayoutKept((await holder.get()) as SharedViews, 'before any swap');
     await kernel.upgrade(await holderTarget('1.0.1', 'holder-v1b'));
@@ -164,11 +164,12 @@ test('item 11: views keep sharing their ArrayBuffer, and a small array its own 5
   } finally {
     await kernel.stop();
   }
-  kernel = await Kernel.start({ ...holderRelease('1.0.2', 'holder-v1'), stateDir, checkpointIntervalMs: 0, onLog: logCollector().onLog });
+  // The checkpoint at stop holds what 1.0.2 ran; holder-v1 at 1.0.0 is the same code and vsn.
+  const restarted = await durableHolder(stateDir);
   try {
-    assertLayoutKept((await kernel.client<HolderApi>('holder').get()) as SharedViews, 'after stop and start (the checkpoint)');
+    assertLayoutKept((await restarted.holder.get()) as SharedViews, 'after stop and start (the checkpoint)');
   } finally {
-    await kernel.stop();
+    await restarted.kernel.stop();
   }
 });
 
