@@ -11,7 +11,8 @@
 //   realm's Object.prototype, with enumerable data properties and string keys only; arrays (holes
 //   kept); Map, Set, Date, RegExp (lastIndex 0), ArrayBuffer, the typed arrays, DataView, boxed
 //   numbers, strings, booleans and bigints, each of this realm and without extra own properties;
-//   Errors of the seven standard kinds with only message, stack and cause. Shared references and
+//   Errors of the seven standard kinds with only message, stack and cause (on Node 20, a cause
+//   that leads back to its error is refused: see errorCauseCyclesKept). Shared references and
 //   cycles are kept, and so is the sharing of an ArrayBuffer between views.
 // Frozen, sealed and non-extensible objects are accepted and arrive as ordinary ones: freezing is
 // a guard on the old copy, not data.
@@ -172,8 +173,8 @@ interface Walk {
 
 /** An ordinary object: every own property must be an enumerable data property with a string key. */
 function recordProblem(record: Record<string, unknown>, node: number, walk: Walk): string | null {
-  // for-in and two lookups per key rather than a descriptor per key: this is the check's hot loop,
-  // and allocating a descriptor for every property made it twice as slow once the heap was busy.
+  // for-in and a getter lookup per key rather than a descriptor per key: this is the check's hot
+  // loop, and allocating a descriptor for every property made it twice as slow on a busy heap.
   let enumerable = 0;
   for (const key in record) {
     enumerable++;
@@ -251,7 +252,8 @@ function ownPropertiesProblem(object: object, what: string, node: number, walk: 
 
 /** An Error of a standard kind: structured clone keeps its message, stack and cause, nothing else. */
 function errorProblem(error: Error, node: number, walk: Walk): string | null {
-  const kind = getPrototypeOf(error) === Error.prototype ? 'an Error' : `a ${keptBuiltins.get(getPrototypeOf(error) as object)}`;
+  const name = keptBuiltins.get(getPrototypeOf(error) as object)!;
+  const kind = `${article(name)} ${name}`;
   const here = () => `${walk.pathOf(node)} is ${kind}`;
   for (const key of Reflect.ownKeys(error)) {
     if (!errorOwnKeysKept.has(key)) {

@@ -311,7 +311,7 @@ export class ServiceRuntime {
       this.#assertPlain(this.#state, 'at stop');
       return { snapshot: { vsn: this.descriptor.vsn, bytes: encodeServiceState(this.#state, this.#service, 'at stop') } };
     } catch (error) {
-      this.#log.error(`the final state was not saved: ${errorMessage(error)}`, { code: (error as { code?: string }).code });
+      this.#log.error(`the final state was not saved: ${errorMessage(error)}`, { code: serializeError(error).code });
       return {};
     }
   }
