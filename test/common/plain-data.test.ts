@@ -78,6 +78,9 @@ const refused: Array<[string, () => unknown, RegExp]> = [
   ['a function', () => ({ cache: { fn: () => 1 } }), /^state\.cache\.fn is a function$/],
   ['a symbol', () => ({ list: [1, 2, Symbol('s')] }), /^state\.list\[2\] is a symbol$/],
   ['a symbol key', () => ({ [Symbol('k')]: 1 }), /^state has a symbol key Symbol\(k\)/],
+  // The check reads prototypes, never Object.prototype.toString, so a borrowed tag changes nothing.
+  ['an object tagged as a Map', () => ({ fake: { [Symbol.toStringTag]: 'Map' } }), /^state\.fake has a symbol key Symbol\(Symbol\.toStringTag\)/],
+  ['a class instance tagged as Object', () => ({ fake: new (class Tagged { get [Symbol.toStringTag]() { return 'Object'; } })() }), /^state\.fake is an instance of Tagged/],
   ['a getter', () => ({ totals: { get sum() { return 1; } } }), /^state\.totals has a getter 'sum'/],
   ['a setter', () => ({ totals: withProperty({}, 'sum', { set() {}, enumerable: true }) }), /^state\.totals has a setter 'sum'/],
   ['a non-enumerable property', () => ({ o: withProperty({ a: 1 }, 'hidden', { value: 1 }) }), /^state\.o has a non-enumerable property 'hidden'/],
