@@ -21,7 +21,12 @@
 //    counter must have no gap and no repeat, and a call made after upgrade() resolved must be
 //    answered by the new code.
 //
-// 3. Pooled throughput (scripts/bench/pool-throughput.ts). A CPU-bound call served by a pooled
+// 3. The state codec (scripts/bench/state-codec.ts). Encode + decode of the 1MB and 100MB blobs
+//    and the 1MB of small objects with the codec swaps used before issue 12 (v8.serialize) and the
+//    one they use now (kernel/common/state-codec.ts), interleaved in this run, and the plain-data
+//    check that runs before each snapshot.
+//
+// 4. Pooled throughput (scripts/bench/pool-throughput.ts). A CPU-bound call served by a pooled
 //    service with one thread per core, against the same module in one stateful worker: calls/s of
 //    each and their ratio.
 //
@@ -45,6 +50,7 @@ import type blobService from './bench/services/blob-v1.ts';
 import { benchBuild } from './bench/build-time.ts';
 import { benchPoolThroughput, type PoolThroughputResult } from './bench/pool-throughput.ts';
 import { benchBacklogSwap, benchDurability, type BacklogSwapResult, type DurabilityResult } from './bench/durability.ts';
+import { benchStateCodec, type StateCodecRow } from './bench/state-codec.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Configuration
@@ -652,6 +658,8 @@ interface BenchResult {
   swapPauseMsNoBacklog: number;
   swapPauseMsIdle: number;
   backlogSwap: BacklogSwapResult;
+  /** Encode + decode (ms, median) with the old codec and the new, and the plain-data check, per state. */
+  stateCodec: StateCodecRow[];
   durationMs: number;
 }
 
@@ -662,6 +670,7 @@ function summarize(
   pool: PoolThroughputResult,
   durability: DurabilityResult,
   backlogSwap: BacklogSwapResult,
+  stateCodec: StateCodecRow[],
   durationMs: number,
 ): BenchResult {
   const { pipelinedCallsPerSec: pipelined, sequentialP50Us: p50 } = calls;
@@ -705,6 +714,7 @@ function summarize(
     swapPauseMsNoBacklog: backlogSwap.pauseMsNoBacklog,
     swapPauseMsIdle: backlogSwap.pauseMsIdle,
     backlogSwap,
+    stateCodec,
     durationMs: Math.round(durationMs),
   };
   const added1MB = result.swapAddedLatencyMs['1MB'] ?? Number.NaN;
@@ -811,6 +821,25 @@ function printTables(result: BenchResult, swaps: readonly ScenarioResult[]): voi
     '',
   );
 
+  out.push('State codec, encode + decode (ms, median of each state\'s rounds; old = v8.serialize/deserialize, new = kernel/common/state-codec.ts):');
+  out.push(
+    table(
+      ['state', 'old encode', 'old decode', 'old total', 'new encode', 'new decode', 'new total', 'new / old', 'plain-data check'],
+      result.stateCodec.map((row) => [
+        row.state,
+        formatNumber(row.old.encodeMs, 2),
+        formatNumber(row.old.decodeMs, 2),
+        formatNumber(row.old.totalMs, 2),
+        formatNumber(row.new.encodeMs, 2),
+        formatNumber(row.new.decodeMs, 2),
+        formatNumber(row.new.totalMs, 2),
+        `${formatNumber(row.ratio, 2)}x`,
+        formatNumber(row.checkMs, 2),
+      ]),
+    ),
+    '(the new decode gives each ArrayBuffer memory of its own; the old left each typed array inside the snapshot\'s buffer)',
+    '',
+  );
   out.push(
     table(
       ['services in the release', ...Object.keys(result.buildMs)],
@@ -884,7 +913,9 @@ async function main(): Promise<number> {
   progress("durability 'reply' against none, and the swap pause with a backlog");
   const durability = await benchDurability({ quick, onLog: onKernelLog });
   const backlogSwap = await benchBacklogSwap({ quick, onLog: onKernelLog });
-  const result = summarize(calls, swaps, buildMs, pool, durability, backlogSwap, performance.now() - started);
+  progress('state codec: the old against the new, on the same states');
+  const stateCodec = benchStateCodec({ quick });
+  const result = summarize(calls, swaps, buildMs, pool, durability, backlogSwap, stateCodec, performance.now() - started);
   if (jsonOutput) process.stdout.write(`${JSON.stringify(result)}\n`);
   else printTables(result, swaps);
 

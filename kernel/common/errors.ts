@@ -133,9 +133,21 @@ const messages = {
     `The handler behind ${route} replied ${size} bytes, over the limit of ${limit}; the client got 502. Reply with less (a link to a file, a page of results), or raise http.maxReplyBytes.`,
   E_HTTP_TIMEOUT: (route: string, ms: number) =>
     `The handler of ${route} did not reply within ${ms} ms; the client got 504. Make the handler reply sooner, or raise http.requestTimeoutMs.`,
+
+  // State: snapshots, checkpoints and the plain-data rule (kernel/common/plain-data.ts and
+  // state-codec.ts). E_STATE_NOT_CLONEABLE and E_MIGRATION_BAD_STATE, above, belong here too.
+  E_STATE_UNREADABLE: (service: string, where: string, reason: string) =>
+    `The state handed to ${service} (${where}) cannot be decoded: ${reason}. It was damaged, or written by a newer Node.js: restore the checkpoint it came from, or run the Node.js that wrote it.`,
+  E_CHECKPOINT_NOT_PLAIN: (file: string, problem: string) =>
+    `The checkpoint ${file} was written by an older kernel, and its state is not plain data by this kernel's rule: ${problem}. Run the older kernel, swap to service code that stores plain data (a migration can convert the stored value), then start this kernel; or delete the checkpoint to start from init().`,
+  // The kernel's own faults: what no user input should cause.
+  E_INTERNAL: (what: string) => `${what}. This is a kernel bug; please report it with the kernel's log.`,
 } as const;
 
 export type ErrorCode = keyof typeof messages;
+
+/** Every registered code; a code the kernel raises must be one of these. */
+export const errorCodes: ReadonlySet<string> = new Set(Object.keys(messages));
 
 type MessageArgs<C extends ErrorCode> = Parameters<(typeof messages)[C]>;
 

@@ -456,7 +456,7 @@ export class Kernel {
           })
           .then(
             () => undefined,
-            (error: unknown) => this.#log('error', `${name}: checkpoint failed: ${errorMessage(error)}`),
+            (error: unknown) => this.#log('error', `${name}: checkpoint failed: ${errorMessage(error)}`, { code: serializeError(error).code }),
           )
           .finally(() => this.#checkpointing.delete(name));
         this.#checkpointing.set(name, done);

@@ -19,7 +19,7 @@
 // all in the old code first would make the swap slowest exactly when a fix is most urgent.
 
 import type { MessagePort } from 'node:worker_threads';
-import { deserialize, getHeapStatistics, serialize } from 'node:v8';
+import { getHeapStatistics } from 'node:v8';
 import { inspect } from 'node:util';
 import { ServiceClient } from '../common/client.ts';
 import { errorMessage, serializeError, theseusError, type SwapPhase } from '../common/errors.ts';
@@ -27,6 +27,7 @@ import { findMigrationPath, formatPath, type MigrationStep } from '../common/mig
 import { DurableReplies } from './durable-replies.ts';
 import { explainCloneFailure, findNonPlainData } from '../common/plain-data.ts';
 import { decodeHttpRequest, encodeHttpReply, type WireHttpRequest } from '../common/http-codec.ts';
+import { decodeServiceState, encodeServiceState } from '../common/state-codec.ts';
 import {
   BATCH_HTTP,
   FRAME_BATCH,
@@ -148,9 +149,9 @@ export class ServiceRuntime {
         service: this.#service,
         release: this.#release,
         stateDir: options.durableStateDir,
-        snapshot: () => ({ vsn: this.descriptor.vsn, bytes: toBytes(this.#state) }),
+        snapshot: () => ({ vsn: this.descriptor.vsn, bytes: encodeServiceState(this.#state, this.#service, 'at a durable write') }),
         restore: (snapshot) => {
-          this.#state = deserialize(snapshot.bytes);
+          this.#state = decodeServiceState(snapshot.bytes, this.#service, 'after a failed durable write');
         },
         onSettled: () => this.#notifyIfIdle(),
         logError: (message) => this.#log.error(message),
@@ -182,7 +183,7 @@ export class ServiceRuntime {
     }
     this.#assertPlain(state, 'after init');
     this.#state = state;
-    this.#durable?.adopted({ vsn: this.descriptor.vsn, bytes: toBytes(state) });
+    this.#durable?.adopted({ vsn: this.descriptor.vsn, bytes: encodeServiceState(state, this.#service, 'after init') });
     this.#serve(ports);
     return { stateBytes: 0 };
   }
@@ -236,26 +237,27 @@ export class ServiceRuntime {
   }
 
   async #snapshot(toVsn: string): Promise<StateSnapshot> {
-    this.#assertPlain(this.#state, 'at snapshot', 'migrate');
+    // Found here, in the old worker while it suspends: so the swap fails in phase 'suspend'.
+    this.#assertPlain(this.#state, 'at snapshot', 'suspend');
     let state = this.#state;
     if (toVsn !== this.descriptor.vsn) {
       // A downgrade: the down migration runs here, in the newer code, before the older code sees it.
       const path = this.#pathOrThrow(this.descriptor.vsn, toVsn, 'down');
       state = await this.#runMigrations(state, path);
     }
-    return { vsn: toVsn, bytes: toBytes(state) };
+    return { vsn: toVsn, bytes: encodeServiceState(state, this.#service, 'at snapshot', 'suspend') };
   }
 
   async migrate({ snapshot }: ControlRequests['migrate']['request']): Promise<ControlRequests['migrate']['response']> {
     this.#expectPhase('migrate', 'loaded');
-    let state = deserialize(snapshot.bytes) as unknown;
+    let state = decodeServiceState(snapshot.bytes, this.#service, 'at migrate');
     if (snapshot.vsn !== this.descriptor.vsn) {
       // An upgrade: the up migration runs here, in the new code.
       const path = this.#pathOrThrow(snapshot.vsn, this.descriptor.vsn, 'up');
       state = await this.#runMigrations(state, path);
     }
     this.#state = state;
-    this.#durable?.adopted(snapshot.vsn === this.descriptor.vsn ? snapshot : { vsn: this.descriptor.vsn, bytes: toBytes(state) });
+    this.#durable?.adopted(snapshot.vsn === this.descriptor.vsn ? snapshot : { vsn: this.descriptor.vsn, bytes: encodeServiceState(state, this.#service, 'after migrate') });
     this.#phase = 'migrated';
     return { stateBytes: snapshot.bytes.byteLength };
   }
@@ -304,13 +306,13 @@ export class ServiceRuntime {
     // Between two messages the state is whole: handlers never mutate it, they return the next one.
     this.#assertPlain(this.#state, 'at checkpoint');
     this.#changesSinceCheckpoint = 0;
-    return { snapshot: { vsn: this.descriptor.vsn, bytes: toBytes(this.#state) } };
+    return { snapshot: { vsn: this.descriptor.vsn, bytes: encodeServiceState(this.#state, this.#service, 'at checkpoint') } };
   }
 
   async convert({ snapshot, toVsn }: ControlRequests['convert']['request']): Promise<ControlRequests['convert']['response']> {
     const path = this.#pathOrThrow(snapshot.vsn, toVsn, 'down');
-    const state = await this.#runMigrations(deserialize(snapshot.bytes), path);
-    return { snapshot: { vsn: toVsn, bytes: toBytes(state) } };
+    const state = await this.#runMigrations(decodeServiceState(snapshot.bytes, this.#service, 'at convert'), path);
+    return { snapshot: { vsn: toVsn, bytes: encodeServiceState(state, this.#service, 'at convert') } };
   }
 
   async health(): Promise<{ healthy: boolean; reason?: string }> {
@@ -345,8 +347,8 @@ export class ServiceRuntime {
     if (wasServing) await this.#waitIdle(drainTimeoutMs, true);
     // The final state, after the drain: what a restart resumes from. In reply durability the
     // worker has just written it itself (the drain waits for that).
-    const final: ControlRequests['stop']['response'] =
-      snapshot && wasServing && this.#state !== undefined ? { snapshot: { vsn: this.descriptor.vsn, bytes: toBytes(this.#state) }, persisted: this.#durable?.settled ?? false } : {};
+    const final: ControlRequests['stop']['response'] = snapshot && wasServing && this.#state !== undefined ? this.#finalSnapshot() : {};
+    if (final.snapshot && this.#durable?.settled) final.persisted = true;
     this.#phase = 'stopped';
     if (runTerminate && this.#definition.terminate && this.#state !== undefined) {
       this.#ctx.state = this.#state;
@@ -357,6 +359,17 @@ export class ServiceRuntime {
     this.#inbound.clear();
     this.#outbound.clear();
     return final;
+  }
+
+  /** The state at stop, or nothing (and the reason in the log) when it is not plain: the last checkpoint stays. */
+  #finalSnapshot(): { snapshot?: StateSnapshot } {
+    try {
+      this.#assertPlain(this.#state, 'at stop');
+      return { snapshot: { vsn: this.descriptor.vsn, bytes: encodeServiceState(this.#state, this.#service, 'at stop') } };
+    } catch (error) {
+      this.#log.error(`the final state was not saved: ${errorMessage(error)}`, { code: serializeError(error).code });
+      return {};
+    }
   }
 
   // -------------------------------------------------------------------------------------------
@@ -784,12 +797,6 @@ export function createServiceLogger(service: string, release: string, emitLog: (
     warn: (message, data) => emit('warn', message, data),
     error: (message, data) => emit('error', message, data),
   };
-}
-
-function toBytes(state: unknown): Uint8Array {
-  const buffer = serialize(state);
-  // v8.serialize gives a Buffer over its own ArrayBuffer, so the bytes can be transferred, not copied.
-  return new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.byteLength);
 }
 
 /** Why a reply could not be sent to another thread, or null when it can. */

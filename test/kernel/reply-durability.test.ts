@@ -3,7 +3,7 @@
 // under load, where one write must cover many calls (group commit).
 
 import assert from 'node:assert/strict';
-import { deserialize } from 'node:v8';
+import { decodeState } from '../../kernel/common/state-codec.ts';
 import { test } from 'node:test';
 import { Kernel, type TheseusError } from '../../kernel/index.ts';
 import { readCheckpoint } from '../../kernel/common/checkpoints.ts';
@@ -19,7 +19,7 @@ const replyDurable = (version: '0.1.0' | '0.2.0' | '0.3.0') => ({
 async function numberOnDisk(stateDir: string): Promise<number> {
   const checkpoint = await readCheckpoint(stateDir, 'sequence');
   assert.ok(checkpoint, 'a checkpoint exists');
-  const state = deserialize(checkpoint.snapshot.bytes) as number | { currentNumber: number };
+  const state = decodeState(checkpoint.snapshot.bytes) as number | { currentNumber: number };
   return typeof state === 'number' ? state : state.currentNumber;
 }
 

@@ -48,9 +48,13 @@ export function initialState(): BenchState {
     throw new Error(`THESEUS_BENCH_STATE_BYTES must be a byte count, got '${raw}'`);
   }
   const shape = process.env.THESEUS_BENCH_STATE_SHAPE ?? 'blob';
-  if (shape === 'blob') return { shape, n: 0, blob: patternedBytes(bytes) };
-  if (shape === 'objects') return { shape, n: 0, items: itemsOfJsonSize(bytes) };
-  throw new Error(`THESEUS_BENCH_STATE_SHAPE must be 'blob' or 'objects', got '${shape}'`);
+  if (shape !== 'blob' && shape !== 'objects') throw new Error(`THESEUS_BENCH_STATE_SHAPE must be 'blob' or 'objects', got '${shape}'`);
+  return stateOfShape(shape, bytes);
+}
+
+/** A state of that shape and about that size; scripts/bench/state-codec.ts times the codecs on the same ones. */
+export function stateOfShape(shape: BenchState['shape'], bytes: number): BenchState {
+  return shape === 'blob' ? { shape, n: 0, blob: patternedBytes(bytes) } : { shape, n: 0, items: itemsOfJsonSize(bytes) };
 }
 
 /** The state's size as the benchmark defines it: the blob's bytes, or the items' JSON length. */
