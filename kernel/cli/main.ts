@@ -117,8 +117,8 @@ const verbs: Record<string, Verb> = {
       say(`${status.app} ${status.release} (permanent: ${status.permanent ?? 'none'}), pid ${status.pid}, up ${formatDuration(status.uptimeMs)}`);
       say(
         table(
-          ['SERVICE', 'STATE', 'RELEASE', 'VSN', 'UPTIME', 'CALLS', 'CASTS', 'IN FLIGHT', 'QUEUED', 'HEAP'],
-          status.services.map((s) => [s.name, s.state, s.release, s.vsn, formatDuration(s.uptimeMs), String(s.callsServed), String(s.castsServed), String(s.inFlight), String(s.queued), `${(s.heapUsed / 1048576).toFixed(1)} MB`]),
+          ['SERVICE', 'STATE', 'RELEASE', 'VSN', 'UPTIME', 'CALLS', 'CASTS', 'IN FLIGHT', 'QUEUED', 'HEAP', 'DURABILITY'],
+          status.services.map((s) => [s.name, s.state, s.release, s.vsn, formatDuration(s.uptimeMs), String(s.callsServed), String(s.castsServed), String(s.inFlight), String(s.queued), `${(s.heapUsed / 1048576).toFixed(1)} MB`, s.durability]),
         ),
       );
       for (const s of status.services) if (s.failure) say(`  ${s.name} failed: ${s.failure}`);

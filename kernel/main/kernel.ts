@@ -8,7 +8,7 @@ import { readFile } from 'node:fs/promises';
 import { pathToFileURL } from 'node:url';
 import { findMigrationPath } from '../common/migrations.ts';
 import { decodeHttpRequest, encodeHttpReply, type WireHttpRequest } from '../common/http-codec.ts';
-import { BATCH_HTTP, createLink, REPLY_ERROR, REPLY_OK, sameDescriptor, sameSettings, type BatchedCall, type BatchedResult, type InboundLink, type LogRecord, type PortSet, type ServiceDescriptor, type ServiceSource, type StateSnapshot } from '../common/protocol.ts';
+import { BATCH_HTTP, createLink, REPLY_ERROR, REPLY_OK, sameDescriptor, sameSettings, type BatchedCall, type BatchedResult, type InboundLink, type LogRecord, type Durability, type PortSet, type ServiceDescriptor, type ServiceSource, type StateSnapshot } from '../common/protocol.ts';
 import { readCheckpoint, writeCheckpoint } from '../common/checkpoints.ts';
 import { bundleEntry, defaultCacheDir, poolRuntimeBundle, workerRuntimeBundle, type Bundle } from './bundler.ts';
 import { HotSwap, SwapError, type ServiceSwapReport, type SwapReport, type SwapTarget } from './hot-swap.ts';
@@ -70,6 +70,8 @@ export interface ServiceStatus {
   inFlight: number;
   queued: number;
   heapUsed: number;
+  /** What a kill -9 can lose of its state (see Durability); 'none' for a pooled service, which keeps none. */
+  durability: Durability | 'none';
   /** Reply durability: the state writes so far (each one fsync of the file and one of its folder). */
   durableWrites: number;
   failure: string | null;
@@ -227,6 +229,7 @@ export class Kernel {
       ...pool.stats(),
       // Not measured for pools: each thread has its own heap, and asking would queue behind the calls.
       heapUsed: 0,
+      durability: 'none',
       durableWrites: 0,
       failure: pool.failure,
       restarts: 0,
@@ -248,6 +251,7 @@ export class Kernel {
           threadId: host.current.threadId,
           uptimeMs: Date.now() - host.startedAt,
           ...stats,
+          durability: host.source.durability ?? 'periodic',
           failure: host.failure,
           restarts: host.restarts,
           lastSwap: host.lastSwap,

@@ -40,12 +40,16 @@ export default defineRelease({
   // defineService({...}); it is bundled with esbuild into one file. A static/ folder next to the
   // entry is copied into the release, and the service finds its copy at ctx.staticDir. A
   // stateless service can run on a pool of threads instead: { entry: '...', pool: { size: 4 } }.
+  // A service whose answers must survive a kill -9 (an ID generator, a ledger) takes
+  // { entry: '...', durability: 'reply' }: each reply waits until the state that produced it is on
+  // disk (one write covers every call that finished meanwhile, so the cost per call falls with load).
   services: {
 ${serviceLines}
   },
 
-  // How long a service may take to finish its in-flight handlers when an upgrade suspends it.
-  // Past it, the upgrade rolls back and the old code keeps serving.
+  // How long a service may take to finish the handler it is running when an upgrade suspends it
+  // (messages waiting behind it move to the new code, they are not waited for). Past it, the
+  // upgrade rolls back and the old code keeps serving.
   drainTimeoutMs: ${DEFAULT_DRAIN_TIMEOUT_MS},
 
   // After an upgrade switches to this release, how long the kernel watches it before making it
@@ -53,10 +57,11 @@ ${serviceLines}
   // upgrade. 0 turns probation off.
   probationMs: ${DEFAULT_PROBATION_MS},
 
-  // Durable state: every service's state is checkpointed to var/state/ at stop, after each
-  // committed upgrade, every checkpointIntervalMs and every checkpointEveryChanges state changes
-  // (0 turns either off). After a crash of the whole kernel, what changed since the last
-  // checkpoint is lost: lower values lose less and cost more.
+  // Durable state (durability 'periodic', the default): every service's state is checkpointed to
+  // var/state/ at stop, after each committed upgrade, every checkpointIntervalMs and every
+  // checkpointEveryChanges state changes (0 turns either off). After a crash of the whole kernel,
+  // what changed since the last checkpoint is lost: lower values lose less and cost more. A
+  // service with durability 'reply' loses nothing it answered, and ignores these two.
   checkpointIntervalMs: 1000,
   checkpointEveryChanges: 1000,
 
