@@ -5,7 +5,6 @@
 // still being renamed. The renames happen strictly in the order the writes started, so the file
 // on disk only ever moves forward. Runs in a service's worker thread.
 
-import { closeSync, fdatasyncSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, writevSync } from 'node:fs';
 import { mkdir, open, rename, rm } from 'node:fs/promises';
 import { threadId } from 'node:worker_threads';
 import { checkpointFile, encodeCheckpoint } from './checkpoints.ts';
@@ -26,8 +25,13 @@ export class CheckpointWriter {
     this.#file = checkpointFile(stateDir, service);
   }
 
-  /** Resolves once `snapshot` is the checkpoint on disk, and every write started before it too. */
-  write(release: string, snapshot: StateSnapshot): Promise<void> {
+  /**
+   * Resolves once `snapshot` is the checkpoint on disk, and every write started before it too.
+   * Once the rename is done the file holds the new state, whatever comes next: a failed fsync of
+   * the folder then only risks the rename on a power cut, and comes back as `folderSyncError`
+   * rather than as a failed write (a caller told "not written" would be told wrong).
+   */
+  write(release: string, snapshot: StateSnapshot): Promise<{ folderSyncError: unknown }> {
     const { head, body } = encodeCheckpoint(this.#service, release, snapshot);
     // Its own name per write: two may be under way at once. A kernel killed mid-write leaves one
     // behind; the kernel removes *.tmp files from the state folder at boot.
@@ -49,14 +53,22 @@ export class CheckpointWriter {
         await rm(temporary, { force: true });
         throw error;
       }
-      const folder = await open(this.#stateDir, 'r');
       try {
-        await folder.sync();
-      } finally {
-        await folder.close();
+        const folder = await open(this.#stateDir, 'r');
+        try {
+          await folder.sync();
+        } finally {
+          await folder.close();
+        }
+      } catch (error) {
+        return { folderSyncError: error };
       }
+      return { folderSyncError: null };
     })();
-    this.#lastRename = done.catch(() => undefined);
+    this.#lastRename = done.then(
+      () => undefined,
+      () => undefined,
+    );
     return done;
   }
 
@@ -72,38 +84,6 @@ export class CheckpointWriter {
       await handle.datasync();
     } finally {
       await handle.close();
-    }
-  }
-
-  /**
-   * The same write, done synchronously on this thread: no hop through libuv's thread pool for each
-   * of its eight system calls, which on a busy machine costs more than the fsyncs themselves.
-   */
-  writeSync(release: string, snapshot: StateSnapshot): void {
-    const { head, body } = encodeCheckpoint(this.#service, release, snapshot);
-    if (!this.#folderMade) {
-      mkdirSync(this.#stateDir, { recursive: true, mode: 0o700 });
-      this.#folderMade = true;
-    }
-    const temporary = `${this.#file}.${process.pid}.${threadId}.${this.#written++}.tmp`;
-    try {
-      const fd = openSync(temporary, 'w', 0o600);
-      try {
-        writevSync(fd, [head, body]);
-        fdatasyncSync(fd);
-      } finally {
-        closeSync(fd);
-      }
-      renameSync(temporary, this.#file);
-    } catch (error) {
-      rmSync(temporary, { force: true });
-      throw error;
-    }
-    const folder = openSync(this.#stateDir, 'r');
-    try {
-      fsyncSync(folder);
-    } finally {
-      closeSync(folder);
     }
   }
 }

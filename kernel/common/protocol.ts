@@ -80,16 +80,18 @@ export function sameDescriptor(a: ServiceDescriptor, b: ServiceDescriptor): bool
 }
 
 /**
- * Whether two sources give a service the same settings besides its code: its `ctx.config` and its
- * static files. A release that changes only these is still swapped in (with the same code), so a
- * config-only release takes effect at once rather than at the next restart.
+ * Whether two sources give a service the same settings besides its code: its `ctx.config`, its
+ * static files and its durability. A release that changes only these is still swapped in (with
+ * the same code), so it takes effect at once rather than at the next restart. Without a digest of
+ * the static files (a source given in code), their folder is compared instead.
  */
 export function sameSettings(a: ServiceSource, b: ServiceSource): boolean {
-  return canonicalJson(a.config ?? {}) === canonicalJson(b.config ?? {}) && (a.staticDigest ?? null) === (b.staticDigest ?? null);
+  const sameStatic = a.staticDigest !== undefined || b.staticDigest !== undefined ? a.staticDigest === b.staticDigest : (a.staticDir ?? null) === (b.staticDir ?? null);
+  return canonicalJson(a.config ?? {}) === canonicalJson(b.config ?? {}) && sameStatic && (a.durability ?? 'periodic') === (b.durability ?? 'periodic');
 }
 
 /** JSON with object keys sorted, so equal data gives equal text whatever the key order. */
-function canonicalJson(value: unknown): string {
+export function canonicalJson(value: unknown): string {
   return JSON.stringify(value, (_key, inner: unknown) =>
     inner !== null && typeof inner === 'object' && !Array.isArray(inner)
       ? Object.fromEntries(Object.entries(inner as Record<string, unknown>).sort(([x], [y]) => (x < y ? -1 : x > y ? 1 : 0)))

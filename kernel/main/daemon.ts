@@ -267,29 +267,41 @@ export class KernelDaemon {
       // New HTTP listeners open before anything is swapped: a taken port refuses the release. The
       // new routes take over in the turn the new code starts serving.
       const http = await this.#frontDoor!.stage(installed.manifest.http ?? null);
+      const watched = installed.manifest.probationMs > 0;
       let report: SwapReport;
+      /** A new worker that died as it took over, on probation: reverted like any probation crash. */
+      let lostAtSwitch: { service: string; reason: string } | null = null;
       try {
         report = await this.#kernel.upgrade({
           release: to,
           services: serviceSources(installed.dir, installed.manifest),
           onSwitch: () => http.commit(),
           // From the switch on, a crash of the new code is left for the revert, not restarted.
-          probation: installed.manifest.probationMs > 0,
+          probation: watched,
         });
       } catch (error) {
+        const decided = error instanceof SwapError && error.report.outcome === 'failed-after-switch';
         // Past the switch the new code serves, even if one service failed as it took over.
-        if (error instanceof SwapError && error.report.outcome === 'failed-after-switch') http.commit();
+        if (decided) http.commit();
         else await http.abort();
         if (error instanceof SwapError) this.#emitPhases(error.report, step);
-        throw error;
+        if (decided) {
+          this.#running = to;
+          this.#manifest = installed.manifest;
+        }
+        if (!decided || !watched) throw error;
+        report = (error as SwapError).report;
+        lostAtSwitch = { service: (error as SwapError).service ?? 'a service', reason: `its new worker failed as it took over (${(error as SwapError).message})` };
       }
-      http.commit();
-      this.#emitPhases(report, step);
+      if (!lostAtSwitch) {
+        http.commit();
+        this.#emitPhases(report, step);
+      }
       // The kernel runs `to` from here, whatever probation decides next.
       this.#running = to;
       this.#manifest = installed.manifest;
       const probationStarted = performance.now();
-      const verdict = await this.#probation(installed.manifest.probationMs);
+      const verdict = lostAtSwitch ?? (await this.#probation(installed.manifest.probationMs));
       if (verdict) {
         const revert = await this.#revert(from, verdict.service, verdict.reason);
         reverted = revert.ok;
@@ -326,16 +338,19 @@ export class KernelDaemon {
       const coded = error instanceof TheseusError ? error : new TheseusError('E_INTERNAL', errorMessage(error));
       // Installing and verifying the release is part of the check: nothing running was touched.
       coded.phase ??= 'check';
-      // What really happened: a revert that failed is recorded as such, never as a roll-back.
+      // What really happened: a revert that failed is recorded as such, never as a roll-back, and
+      // a swap that failed after its switch (unwatched) as a failure: nothing went back.
       const outcome =
-        error instanceof SwapError
-          ? error.report.outcome === 'refused'
-            ? 'refused'
-            : 'rolled-back'
-          : reverted === true
-            ? 'rolled-back'
-            : reverted === false
-              ? 'revert-failed'
+        reverted === true
+          ? 'rolled-back'
+          : reverted === false
+            ? 'revert-failed'
+            : error instanceof SwapError
+              ? error.report.outcome === 'refused'
+                ? 'refused'
+                : error.report.outcome === 'rolled-back'
+                  ? 'rolled-back'
+                  : 'failed'
               : 'failed';
       // The audit line must not hide the error it records.
       await appendAudit(this.#paths.audit, {
@@ -350,6 +365,9 @@ export class KernelDaemon {
         durations,
       }).catch((auditError: unknown) => this.#kernelLog('error', `the audit trail could not be written: ${errorMessage(auditError)}`));
       throw coded;
+    } finally {
+      // Probation never outlives its upgrade, whatever ended it (a no-op once it has ended).
+      this.#kernel.abandonProbation();
     }
   }
 

@@ -153,6 +153,12 @@ export interface SwapEnvironment {
   watch(host: ServiceHost, worker: ServiceWorker): void;
   /** Supervision: restart a service whose worker the swap had to end. */
   restart(host: ServiceHost, reason: string): void;
+  /** A new worker died as it took over: its service is failed, or held for the revert when on probation. */
+  lost(host: ServiceHost, reason: string): void;
+  /** Resolves once no checkpoint of this service is being written by the kernel. */
+  checkpointSettled(service: string): Promise<void>;
+  /** Whether the kernel has a state folder: durability 'reply' needs one. */
+  canWriteState: boolean;
 }
 
 interface ServicePlan {
@@ -246,6 +252,7 @@ export class HotSwap {
     if (lost) {
       const failure = theseusError('E_WORKER_EXITED', lost.host.name, this.#target.release, 'the switch', lost.host.failure ?? 'unknown');
       failure.phase = 'switch';
+      failure.service = lost.host.name;
       const report = this.#report(started, failure);
       report.outcome = 'failed-after-switch';
       throw new SwapError(failure, report);
@@ -348,6 +355,11 @@ export class HotSwap {
         error.service = name;
         throw error;
       }
+      if (target.services[name]!.durability === 'reply' && !this.#env.canWriteState) {
+        const error = theseusError('E_BAD_OPTIONS', `service '${name}' of release ${target.release}`, "durability 'reply' writes the state to disk before each reply, so the kernel needs a stateDir");
+        error.service = name;
+        throw error;
+      }
       for (const dependency of descriptor.uses) {
         if (this.#env.pooledServices.has(dependency)) {
           const error = theseusError('E_USES_POOLED', `${name}@${target.release}`, dependency);
@@ -406,6 +418,10 @@ export class HotSwap {
   async #suspend(): Promise<void> {
     for (const plan of this.#plans) {
       plan.host.state = 'swapping';
+      // A checkpoint the kernel began before the swap must land before the new worker, which may
+      // write the file itself (durability 'reply'), can: one writer per file at a time. None
+      // starts from here on, as the host is no longer running.
+      await this.#env.checkpointSettled(plan.host.name);
       plan.suspendedAt = performance.now();
       // On a downgrade the old (newer) code migrates down before the snapshot leaves it; on an
       // upgrade the snapshot leaves as it is and the new code migrates it up.
@@ -512,10 +528,10 @@ export class HotSwap {
     results.forEach((result, index) => {
       if (result.status === 'rejected') {
         const plan = this.#plans[index]!;
-        plan.host.state = 'failed';
-        plan.host.failure = errorMessage(result.reason);
         plan.outcome = 'failed-after-switch';
-        this.#env.log('error', `${plan.host.name}@${this.#target.release} failed right after the switch: ${plan.host.failure}`);
+        this.#env.log('error', `${plan.host.name}@${this.#target.release} failed right after the switch: ${errorMessage(result.reason)}`);
+        // Failed for good, or, on probation, held for the revert like any crash of the new code.
+        this.#env.lost(plan.host, `its new worker failed as it took over: ${errorMessage(result.reason)}`);
       }
     });
   }

@@ -472,9 +472,7 @@ export class Kernel {
   async #runSwap(target: SwapTarget): Promise<SwapReport> {
     if (this.#state !== 'running') throw theseusError('E_KERNEL_STOPPED');
     if (this.#swapDone) throw theseusError('E_SWAP_IN_PROGRESS');
-    // A checkpoint being written from here must land before a new worker that writes its own file
-    // (reply durability) can start writing: one writer per file at a time.
-    const done = Promise.all(this.#checkpointing.values()).then(() => this.#swapServices(target));
+    const done = this.#swapServices(target);
     this.#swapDone = done;
     try {
       const report = await done;
@@ -626,6 +624,9 @@ export class Kernel {
         log: (level, message, data) => this.#log(level, message, data),
         watch: (host, worker) => this.#watch(host, worker),
         restart: (host, reason) => void this.#restart(host, reason),
+        lost: (host, reason) => (host.onProbation ? this.#crashedOnProbation(host, reason) : this.#giveUp(host, reason)),
+        checkpointSettled: (service) => this.#checkpointing.get(service) ?? Promise.resolve(),
+        canWriteState: Boolean(this.#options.stateDir),
       },
       target,
     );
@@ -871,6 +872,8 @@ export class Kernel {
       host.current = worker;
       host.state = 'running';
       host.failure = null;
+      // What it adopted is now the freshest state the kernel knows, for the next restart.
+      if (snapshot) host.lastSnapshot = { snapshot, release: code.release, at: new Date().toISOString() };
       if (into) {
         host.bundle = into.bundle;
         host.source = into.source;
@@ -907,13 +910,17 @@ export class Kernel {
     const stateDir = this.#options.stateDir;
     const fromDisk = async () => {
       const checkpoint = stateDir ? await readCheckpoint(stateDir, host.name) : null;
-      return checkpoint && { snapshot: checkpoint.snapshot, writtenBy: checkpoint.header.release, description: `its checkpoint of ${checkpoint.header.at}` };
+      return checkpoint && { snapshot: checkpoint.snapshot, writtenBy: checkpoint.header.release, description: `its checkpoint of ${checkpoint.header.at}`, at: checkpoint.header.at };
     };
+    const inMemory = host.lastSnapshot && { snapshot: host.lastSnapshot.snapshot, writtenBy: host.lastSnapshot.release, description: `its state of ${host.lastSnapshot.at}`, at: host.lastSnapshot.at };
     if (host.source.durability === 'reply') {
+      // The file, unless the copy in memory is newer: a worker that took over from one in
+      // 'periodic' and died before its first write left the file behind the switch.
       const onDisk = await fromDisk();
-      if (onDisk) return onDisk;
+      if (onDisk && !(inMemory && inMemory.at > onDisk.at)) return onDisk;
+      if (inMemory) return inMemory;
     }
-    if (host.lastSnapshot) return { snapshot: host.lastSnapshot.snapshot, writtenBy: host.lastSnapshot.release, description: `its state of ${host.lastSnapshot.at}` };
+    if (inMemory) return inMemory;
     return fromDisk();
   }
 

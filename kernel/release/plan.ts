@@ -4,6 +4,7 @@
 import { createHash } from 'node:crypto';
 import { theseusError } from '../common/errors.ts';
 import { findMigrationPath, type MigrationStep } from '../common/migrations.ts';
+import { canonicalJson } from '../common/protocol.ts';
 import { MANIFEST_SCHEMA_VERSION, type Manifest, type Plan, type ServicePlan } from './manifest.ts';
 
 type PlannedManifest = Pick<Manifest, 'version' | 'services'> & Partial<Pick<Manifest, 'runtimeConfig' | 'files'>>;
@@ -44,10 +45,13 @@ export function computePlan(previous: PlannedManifest | null, next: PlannedManif
     }
     const [from, to] = [before!, after!];
     if (from.sha256 === to.sha256) {
-      // The same code; a new runtimeConfig or new static files still reach it through a swap.
+      // The same code; a new runtimeConfig, new static files, another durability or pool size
+      // still reach it through a swap.
       const settingsChanged =
-        JSON.stringify(previous!.runtimeConfig ?? {}) !== JSON.stringify(next.runtimeConfig ?? {}) ||
-        staticDigest(previous!.files, from.staticDir) !== staticDigest(next.files, to.staticDir);
+        canonicalJson(previous!.runtimeConfig ?? {}) !== canonicalJson(next.runtimeConfig ?? {}) ||
+        staticDigest(previous!.files, from.staticDir) !== staticDigest(next.files, to.staticDir) ||
+        (from.durability ?? 'periodic') !== (to.durability ?? 'periodic') ||
+        from.pool?.size !== to.pool?.size;
       services[name] = { change: settingsChanged ? 'config' : 'unchanged', fromVsn: from.vsn, toVsn: to.vsn, up: [], down: [] };
       continue;
     }

@@ -25,7 +25,6 @@ const RETRY_DELAYS_MS = [10, 100, 1000];
  * and its folder synced; the renames stay in order (CheckpointWriter).
  */
 const MAX_WRITES_IN_FLIGHT = 2;
-const SYNC_WRITES = process.env.THESEUS_SYNC_WRITES === '1';
 
 interface HeldReply {
   /** null: the caller went away; the reply has nowhere to go, but it still waits its turn. */
@@ -43,6 +42,8 @@ export interface DurableRepliesOptions {
   snapshot(): StateSnapshot;
   /** Puts the state back to what was last written, after the held calls were failed. */
   restore(snapshot: StateSnapshot): void;
+  /** Whether a handler is running: a state put back under it would be overwritten by its result. */
+  handlerRunning(): boolean;
   /** Called when nothing is held and no write is under way (a drain may be waiting for it). */
   onSettled(): void;
   logError(message: string): void;
@@ -73,12 +74,20 @@ export class DurableReplies {
     this.#writer = new CheckpointWriter(options.stateDir, options.service);
   }
 
-  /**
-   * The state as adopted (from init, a snapshot or a checkpoint) is what a failed write puts back.
-   * It is not written here: it is already on disk, or is rebuilt the same way on the next start.
-   */
+  /** The state as adopted (from init, a snapshot or a checkpoint): what a failed write puts back. */
   adopted(snapshot: StateSnapshot): void {
     this.#lastWritten = snapshot;
+  }
+
+  /**
+   * The worker starts serving: its adopted state is written before any reply leaves. The file may
+   * hold an older one (the release before kept its state 'periodic', or this is a first init), and
+   * no reply may rest on a state the disk does not have. Not earlier than this: until the switch a
+   * swap can still roll back, and a write from a worker that never served could then land after
+   * the old worker's own and put the file back in time.
+   */
+  serving(): void {
+    this.changed();
   }
 
   /** The state changed: it must reach the disk before any later reply leaves. */
@@ -134,14 +143,10 @@ export class DurableReplies {
       this.#failed(error);
       return;
     }
-    const written = SYNC_WRITES
-      ? new Promise<void>((resolve) => {
-          this.#writer.writeSync(this.#options.release, snapshot);
-          resolve();
-        })
-      : this.#writer.write(this.#options.release, snapshot);
-    written.then(
-      () => {
+    this.#writer.write(this.#options.release, snapshot).then(
+      ({ folderSyncError }) => {
+        // Renamed into place: written, whatever a power cut would do to the name.
+        if (folderSyncError !== null) this.#options.logError(`the state was written, but its folder could not be synced (${errorMessage(folderSyncError)}): a power cut could lose the last write`);
         this.#inFlight--;
         this.#failedAttempts = 0;
         // Writes land in the order they started, so this one covers everything before it.
@@ -205,6 +210,12 @@ export class DurableReplies {
   }
 
   #giveUp(error: unknown): void {
+    // A handler under way started from the state about to be put back; its result would undo the
+    // undoing. Once it has finished, its reply is held with the others and fails with them.
+    if (this.#options.handlerRunning()) {
+      setTimeout(() => this.#giveUp(error), 1).unref();
+      return;
+    }
     this.#givingUp = null;
     this.#failedAttempts = 0;
     const reason = errorMessage(error);

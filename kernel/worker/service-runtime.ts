@@ -153,6 +153,7 @@ export class ServiceRuntime {
         restore: (snapshot) => {
           this.#state = decodeServiceState(snapshot.bytes, this.#service, 'after a failed durable write');
         },
+        handlerRunning: () => this.#busy,
         onSettled: () => this.#notifyIfIdle(),
         logError: (message) => this.#log.error(message),
       });
@@ -184,6 +185,7 @@ export class ServiceRuntime {
     this.#assertPlain(state, 'after init');
     this.#state = state;
     this.#durable?.adopted({ vsn: this.descriptor.vsn, bytes: encodeServiceState(state, this.#service, 'after init') });
+    this.#durable?.serving();
     this.#serve(ports);
     return { stateBytes: 0 };
   }
@@ -268,6 +270,7 @@ export class ServiceRuntime {
     // The pause ends when this code can start a handler: stamped before the carried messages
     // start running, which #serve does at once.
     const servingAt = preciseNow();
+    this.#durable?.serving();
     this.#serve(ports);
     return { servingAt };
   }
@@ -344,11 +347,18 @@ export class ServiceRuntime {
     const wasServing = this.#phase === 'serving';
     for (const port of this.#inbound.keys()) this.#unlisten(port);
     // A stop, unlike a swap, has no next worker to hand a backlog to: it serves it first.
-    if (wasServing) await this.#waitIdle(drainTimeoutMs, true);
+    if (wasServing && !(await this.#waitIdle(drainTimeoutMs, true)) && this.#durable) {
+      // The backlog outlasted the drain; what has run must still reach the disk, from here.
+      await this.#waitIdle(drainTimeoutMs, false);
+    }
     // The final state, after the drain: what a restart resumes from. In reply durability the
-    // worker has just written it itself (the drain waits for that).
+    // worker writes its file itself, and nobody else may while a write of its own could still be
+    // under way: `persisted` tells the kernel not to.
     const final: ControlRequests['stop']['response'] = snapshot && wasServing && this.#state !== undefined ? this.#finalSnapshot() : {};
-    if (final.snapshot && this.#durable?.settled) final.persisted = true;
+    if (this.#durable) {
+      final.persisted = true;
+      if (!this.#durable.settled) this.#log.error(`stopped with ${this.#durable.heldCount} replies still waiting for their state to be written`);
+    }
     this.#phase = 'stopped';
     if (runTerminate && this.#definition.terminate && this.#state !== undefined) {
       this.#ctx.state = this.#state;
