@@ -12,7 +12,7 @@ import semver from 'semver';
 import { TheseusError, errorMessage, theseusError } from '../common/errors.ts';
 import type { ControlRequest, ProgressEvent } from '../common/control-protocol.ts';
 import type { LogRecord } from '../common/protocol.ts';
-import { installRelease, verifyReleaseDir } from '../release/install.ts';
+import { discardInstall, installRelease, removeStaleStaging, verifyReleaseDir } from '../release/install.ts';
 import type { HttpConfig, Manifest } from '../release/manifest.ts';
 import { findEntry, readRegistry, registryFile, withCurrent, withPermanent, withoutRelease, writeRegistry } from '../release/registry.ts';
 import { writeFileAtomic } from '../release/fs-atomic.ts';
@@ -105,6 +105,7 @@ export class KernelDaemon {
 
   async #boot(): Promise<void> {
     await writeFileAtomic(this.#paths.pid, `${process.pid}\n`, 0o600);
+    await removeStaleStaging(this.#root, (message) => this.#kernelLog('warn', message));
     const registry = await readRegistry(this.#root);
     const permanent = registry.releases.find((entry) => entry.status === 'permanent');
     if (permanent) {
@@ -246,12 +247,15 @@ export class KernelDaemon {
       emit(detail === undefined ? { step: name, ms } : { step: name, ms, detail });
     };
     let to: string | null = null;
+    /** The release this request installed, if it did: a refusal takes it away again. */
+    let fresh: string | null = null;
     let op: 'upgrade' | 'downgrade' = 'upgrade';
     try {
       const installed = await installRelease(this.#root, source, { onStep: (name, ms) => step(name, ms) });
       to = installed.version;
       this.#manifestSha[to] = installed.manifestSha256;
       if (!installed.alreadyInstalled) {
+        fresh = to;
         await appendAudit(this.#paths.audit, { op: 'install', from: null, to, hashes: this.#hashes(to), outcome: 'ok', durations: { ...durations } });
       }
       op = semver.gte(to, from) ? 'upgrade' : 'downgrade';
@@ -316,6 +320,7 @@ export class KernelDaemon {
       const coded = error instanceof TheseusError ? error : new TheseusError('E_INTERNAL', errorMessage(error));
       // Installing and verifying the release is part of the check: nothing running was touched.
       coded.phase ??= 'check';
+      if (fresh !== null && fresh !== this.#running) coded.message = `${coded.message} ${await discardInstall(this.#root, fresh)}`;
       const outcome =
         error instanceof SwapError
           ? error.report.outcome === 'refused'
