@@ -320,7 +320,6 @@ export class KernelDaemon {
       const coded = error instanceof TheseusError ? error : new TheseusError('E_INTERNAL', errorMessage(error));
       // Installing and verifying the release is part of the check: nothing running was touched.
       coded.phase ??= 'check';
-      if (fresh !== null && fresh !== this.#running) coded.message = `${coded.message} ${await discardInstall(this.#root, fresh)}`;
       const outcome =
         error instanceof SwapError
           ? error.report.outcome === 'refused'
@@ -329,6 +328,7 @@ export class KernelDaemon {
           : coded.code === 'E_PROBATION_FAILED' || coded.code === 'E_REGISTRY_WRITE_FAILED'
             ? 'rolled-back'
             : 'failed';
+      if (fresh !== null) coded.message = `${coded.message} ${await discardInstall(this.#root, fresh, outcome === 'rolled-back')}`;
       // The audit line must not hide the error it records.
       await appendAudit(this.#paths.audit, {
         op,

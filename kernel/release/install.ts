@@ -43,7 +43,7 @@ const ARCHIVE_NAME = /\.(?:tar\.gz|tgz|tar)$/;
  * and (in a built or installed release, not inside an archive) the release's own tarball.
  */
 function isReleaseMetadata(path: string, allowTarballs: boolean): boolean {
-  return path === 'manifest.json' || path === SIGNATURE_FILE || (allowTarballs && !path.includes('/') && path.endsWith('.tar.gz'));
+  return path === 'manifest.json' || path === SIGNATURE_FILE || (allowTarballs && !path.includes('/') && ARCHIVE_NAME.test(path));
 }
 
 async function listFiles(dir: string): Promise<string[]> {
@@ -209,7 +209,7 @@ export async function installRelease(root: string, source: string, options: Inst
       // releases/<version>/ holding only the tarball it came from (the seed's way of deploying):
       // keep the tarball with the release, then put the verified release in its place.
       for (const name of await readdir(target)) {
-        if (!name.endsWith('.tar.gz')) throw theseusError('E_RELEASE_CONFLICT', manifest.version, `${target} (it holds ${name} but no manifest)`);
+        if (!ARCHIVE_NAME.test(name)) throw theseusError('E_RELEASE_CONFLICT', manifest.version, `${target} (it holds ${name} but no manifest)`);
         await rename(join(target, name), join(candidate, name));
       }
       await rmdir(target);
@@ -308,21 +308,24 @@ export async function removeStaleStaging(root: string, log: (message: string) =>
 }
 
 /**
- * Undoes an install that a refused upgrade made: `version` leaves the registry and the disk,
- * unless it is no longer merely unpacked (something made it current or permanent meanwhile). A
- * tarball the seed put in its folder stays where it was. Returns a sentence for the refusal.
+ * Undoes an install that a failed upgrade made, when its code never ran: `version` leaves the
+ * registry and the disk, unless it is no longer merely unpacked. A tarball the seed put in its
+ * folder stays where it was. A release that ran (`ran`: rolled back after it started) stays: a
+ * checkpoint written meanwhile may name it, and booting needs that release's code to read it.
+ * Returns a sentence for the error message, saying which happened and how to remove what stays.
  */
-export async function discardInstall(root: string, version: string): Promise<string> {
+export async function discardInstall(root: string, version: string, ran: boolean): Promise<string> {
   try {
     const registry = await readRegistry(root);
     const status = findEntry(registry, version)?.status;
     if (status !== 'unpacked') return `Release ${version} stays installed (${status ?? 'not in the registry'}).`;
+    if (ran) return `Release ${version}, installed for this request, stays installed as unpacked (its code ran before the rollback); 'kernel remove ${version}' removes it.`;
     // The registry first: a crash in between leaves a folder that a later install adopts, never a
     // registry entry without its release.
     await writeRegistry(root, withoutRelease(registry, version));
     const dir = join(root, 'releases', version);
     const names = await readdir(dir).catch(() => [] as string[]);
-    const tarballs = names.filter((name) => name.endsWith('.tar.gz'));
+    const tarballs = names.filter((name) => ARCHIVE_NAME.test(name));
     if (tarballs.length === 0) await rm(dir, { recursive: true, force: true });
     else for (const name of names) if (!tarballs.includes(name)) await rm(join(dir, name), { recursive: true, force: true });
     return `Release ${version}, installed for this request, was removed again${tarballs.length > 0 ? ` (its tarball stays in ${dir})` : ''}.`;

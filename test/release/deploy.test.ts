@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
-import { readdir, rename, writeFile } from 'node:fs/promises';
+import { readdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { gzipSync } from 'node:zlib';
@@ -121,6 +121,10 @@ test('a deployed kernel unpacks upgrades in its own lib/unpack-worker.mjs, and r
   const deployRoot = await tempDir('theseus-deploy-');
   await extract({ file: results[0]!.tarball, cwd: deployRoot });
   assert.ok((await readdir(join(deployRoot, 'lib'))).includes('unpack-worker.mjs'), 'the tarball ships the unpack worker');
+  // Its injected faults are compiled out, as the kernel's are: nothing reads THESEUS_FAULTS.
+  const unpackWorker = await readFile(join(deployRoot, 'lib', 'unpack-worker.mjs'), 'utf8');
+  assert.ok(unpackWorker.includes('injected by THESEUS_FAULTS'), 'the fault code is in the bundle');
+  assert.doesNotMatch(unpackWorker, /process\.env\.THESEUS_FAULTS\s*\?\?/, 'but nothing reads the variable');
   const start = deployedCli(deployRoot, 'start');
   assert.equal(start.status, 0, start.stderr + start.stdout);
   started.push(deployRoot);

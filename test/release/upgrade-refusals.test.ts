@@ -190,7 +190,9 @@ test("removeStaleStaging keeps a live installer's folder; discardInstall gives b
   await mkdir(join(releases, '0.2.0'));
   await cp(results[1]!.tarball, join(releases, '0.2.0', 'sequence-0.2.0.tar.gz'));
   await installRelease(root, '0.2.0');
-  await discardInstall(root, '0.2.0');
+  assert.match(await discardInstall(root, '0.2.0', true), /stays installed/, 'a release that ran stays');
+  assert.deepEqual((await readRegistry(root)).releases.map((entry) => entry.version), ['0.2.0']);
+  await discardInstall(root, '0.2.0', false);
   assert.deepEqual(await readdir(join(releases, '0.2.0')), ['sequence-0.2.0.tar.gz'], 'the tarball is back as it was');
   assert.deepEqual((await readRegistry(root)).releases, []);
   assert.equal((await installRelease(root, '0.2.0')).version, '0.2.0', 'and installs again');
