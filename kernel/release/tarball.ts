@@ -7,8 +7,8 @@
 // the release's folder into a fresh staging folder, and every entry it meets must be the very
 // entry the scan approved, in the same order: where two readers disagree, nothing more is written.
 
-import { createReadStream } from 'node:fs';
-import { mkdir, open } from 'node:fs/promises';
+import { mkdir, open, type FileHandle } from 'node:fs/promises';
+import { Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { Unpack, create, type ReadEntry } from 'tar';
 import { TheseusError, errorMessage, theseusError } from '../common/errors.ts';
@@ -51,39 +51,34 @@ export async function sniffArchive(file: string): Promise<{ format: ArchiveForma
   return { other: 'it is neither a gzip stream nor a tar archive' };
 }
 
-/** The archive's raw tar bytes: inflated with Node's zlib when it is gzip, as is when plain. */
-function rawTarStream(archive: string, format: ArchiveFormat): AsyncIterable<Buffer> {
-  const file = createReadStream(archive);
-  return format === 'gzip' ? file.pipe(createGunzip()) : file;
-}
-
 /**
- * Reads every header of `archive` and returns its entries, or throws the first refusal. Stops
- * reading at the refusal, so a bomb is not inflated past the header that gives it away.
+ * Reads every header of `archive` (open as `file`) and returns its entries, or throws the first
+ * refusal. Stops reading at the refusal, so a bomb is not inflated past the header that gives it
+ * away. The raw tar bytes are inflated with Node's zlib when the archive is gzip.
  */
-export async function scanArchive(archive: string, format: ArchiveFormat, limits: TarLimits, onProgress?: (rawBytes: number) => void): Promise<TarEntry[]> {
+export async function scanArchive(archive: string, file: FileHandle, format: ArchiveFormat, limits: TarLimits): Promise<TarEntry[]> {
   const scanner = new TarScanner(archive, limits);
-  const stream = rawTarStream(archive, format);
+  const read = readFromStart(file);
+  const stream = format === 'gzip' ? read.pipe(createGunzip()) : read;
   try {
-    for await (const chunk of stream) {
-      scanner.push(chunk);
-      onProgress?.(scanner.bytesRead);
-    }
+    for await (const chunk of stream) scanner.push(chunk as Buffer);
   } catch (error) {
     if (error instanceof TheseusError) throw error;
     throw theseusError('E_TAR_CORRUPT', archive, errorMessage(error));
   } finally {
-    (stream as unknown as { destroy?: () => void }).destroy?.();
+    stream.destroy();
+    read.destroy();
   }
   return scanner.end();
 }
 
 /**
  * Extracts the entries of `archive` under `folder` (an archive path, e.g. releases/1.2.0) into
- * `dest`, a folder this creates and which must not exist. `scanned` is what scanArchive returned:
+ * `dest`, a folder this creates and which must not exist. `scanned` is what scanArchive returned,
+ * read from the same open `file` (so a file swapped between the two reads changes nothing):
  * node-tar must meet exactly these entries, in this order, or extraction stops.
  */
-export async function extractScanned(archive: string, dest: string, scanned: readonly TarEntry[], folder: string): Promise<void> {
+export async function extractScanned(archive: string, file: FileHandle, dest: string, scanned: readonly TarEntry[], folder: string): Promise<void> {
   await mkdir(dest, { mode: 0o755 });
   injectFault('unpack-write');
   let index = 0;
@@ -129,9 +124,9 @@ export async function extractScanned(archive: string, dest: string, scanned: rea
   await new Promise<void>((resolve, reject) => {
     unpack.on('error', reject);
     unpack.on('close', () => resolve());
-    const file = createReadStream(archive);
-    file.on('error', reject);
-    file.pipe(unpack as unknown as NodeJS.WritableStream);
+    const read = readFromStart(file);
+    read.on('error', reject);
+    read.pipe(unpack as unknown as NodeJS.WritableStream);
   }).catch((error: unknown) => {
     if (refusal !== null) throw refusal;
     // An archive node-tar cannot read after the scan read it whole: the readers disagree. Any
@@ -144,6 +139,25 @@ export async function extractScanned(archive: string, dest: string, scanned: rea
   });
   if (refusal !== null) throw refusal;
   if (index !== scanned.length) throw theseusError('E_TAR_AMBIGUOUS', archive, `node-tar met ${index} entries where the scan read ${scanned.length}`);
+}
+
+/**
+ * The whole file from its first byte, read through the handle, which stays open for the next
+ * read (a stream on a descriptor closes it when destroyed, whatever autoClose says).
+ */
+function readFromStart(file: FileHandle): Readable {
+  return Readable.from(
+    (async function* chunks() {
+      for (let position = 0; ; ) {
+        const buffer = Buffer.allocUnsafe(64 * 1024);
+        const { bytesRead } = await file.read(buffer, 0, buffer.length, position);
+        if (bytesRead === 0) return;
+        position += bytesRead;
+        yield buffer.subarray(0, bytesRead);
+      }
+    })(),
+    { objectMode: false },
+  );
 }
 
 function describe(entry: { path: string; type: string; size: number }): string {

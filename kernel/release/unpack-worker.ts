@@ -6,6 +6,7 @@
 // Bundled into the deployed tarball as lib/unpack-worker.mjs beside lib/kernel.mjs (build.ts);
 // in development it is bundled on first use (bundler.ts). The protocol is in unpack.ts.
 
+import { open } from 'node:fs/promises';
 import { parentPort, workerData } from 'node:worker_threads';
 import { TheseusError, errorMessage } from '../common/errors.ts';
 import { extractScanned, scanArchive } from './tarball.ts';
@@ -16,12 +17,18 @@ const request = workerData as UnpackRequest;
 const send = (reply: UnpackReply) => port.postMessage(reply);
 
 try {
-  const entries = await scanArchive(request.archive, request.format, request.limits);
-  send({ kind: 'scanned', entries });
-  const command = await new Promise<UnpackCommand>((resolve) => port.once('message', resolve));
-  if (command.kind === 'extract') {
-    await extractScanned(request.archive, command.dest, entries, command.folder);
-    send({ kind: 'extracted' });
+  // One open file for both reads: what is extracted is what was scanned.
+  const file = await open(request.archive, 'r');
+  try {
+    const entries = await scanArchive(request.archive, file, request.format, request.limits);
+    send({ kind: 'scanned', entries });
+    const command = await new Promise<UnpackCommand>((resolve) => port.once('message', resolve));
+    if (command.kind === 'extract') {
+      await extractScanned(request.archive, file, command.dest, entries, command.folder);
+      send({ kind: 'extracted' });
+    }
+  } finally {
+    await file.close();
   }
 } catch (error) {
   // Refusals keep their code; anything else (a full disk) is said as it is.
