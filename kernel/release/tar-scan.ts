@@ -49,7 +49,7 @@ const BLOCK = 512;
 /** node-tar silently ignores a PAX or long-name header larger than this (it would not apply it). */
 export const MAX_EXTENDED_HEADER_BYTES = 1024 * 1024;
 /** Zero padding allowed after the end-of-archive marker (GNU tar pads to 10 KiB records). */
-export const MAX_TRAILING_BYTES = 1024 * 1024;
+const MAX_TRAILING_BYTES = 1024 * 1024;
 
 /** Every header type a release archive may hold. */
 const ENTRY_TYPES: ReadonlyMap<string, 'File' | 'Directory' | 'pax' | 'longname'> = new Map([
@@ -146,11 +146,6 @@ export class TarScanner {
   constructor(archive: string, limits: TarLimits) {
     this.#archive = archive;
     this.#limits = limits;
-  }
-
-  /** Raw tar bytes read so far (what inflating produced). */
-  get bytesRead(): number {
-    return this.#bytesRead;
   }
 
   push(chunk: Buffer): void {
