@@ -35,6 +35,8 @@ export interface InstalledRelease {
 
 /** Staging folders are named `.staging-<pid>-<random>`: the pid tells a dead installer's from a live one's. */
 const STAGING_PREFIX = '.staging-';
+/** A manifest lists files and services; thousands of them fit in far less. */
+const MAX_MANIFEST_BYTES = 16 * 1024 * 1024;
 /** A release archive by its name, for a folder that holds one (the seed's way of deploying). */
 const ARCHIVE_NAME = /\.(?:tar\.gz|tgz|tar)$/;
 
@@ -93,6 +95,11 @@ export async function verifyReleaseDir(
   { allowTarballs = true }: VerifyOptions = {},
 ): Promise<{ manifest: Manifest; plan: Plan | null; manifestSha256: string }> {
   const manifestFile = join(dir, 'manifest.json');
+  const manifestSize = (await stat(manifestFile).catch(() => null))?.size;
+  // Parsed in one piece on the calling thread: a huge manifest would hold the kernel up.
+  if (manifestSize !== undefined && manifestSize > MAX_MANIFEST_BYTES) {
+    throw theseusError('E_MANIFEST_INVALID', manifestFile, 'release manifest', `it is ${manifestSize} bytes, over the limit of ${MAX_MANIFEST_BYTES}`);
+  }
   const manifestText = await readFile(manifestFile, 'utf8').catch(() => null);
   if (manifestText === null) throw theseusError('E_RELEASE_MISSING_FILE', manifestFile);
   const manifest = parseManifest(manifestText, manifestFile);

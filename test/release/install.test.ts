@@ -96,6 +96,13 @@ test('tampered releases are refused, each with its own code', async () => {
       code: 'E_RELEASE_EXTRA_FILE',
     },
     {
+      // Read and parsed on the kernel's main thread: a huge one is refused before it is read.
+      name: 'a manifest of 17 MiB',
+      tamper: async (dir) => writeFile(join(dir, 'manifest.json'), `${' '.repeat(17 * 1024 * 1024)}{}`),
+      code: 'E_MANIFEST_INVALID',
+      message: /over the limit/,
+    },
+    {
       // `'constructor' in manifest.files` is true for every object: an own-key check is needed.
       name: "an unlisted file named like an Object.prototype property ('constructor')",
       tamper: async (dir) => writeFile(join(dir, 'constructor'), 'unsigned'),
