@@ -96,6 +96,22 @@ const messages = {
   E_TAR_TOO_LARGE: (archive: string, what: string, limit: number) =>
     `${archive}: ${what} is over the limit of ${limit} bytes (a corrupt archive or a decompression bomb). The archive was refused; nothing was written.`,
   E_TAR_CORRUPT: (archive: string, reason: string) => `${archive} is not a readable .tar.gz: ${reason}. Fetch it again.`,
+  E_TAR_ENTRY_TYPE: (archive: string, entry: string, type: string) =>
+    `${archive}: entry '${entry}' is ${type}, which releases may not contain (only plain files and folders, with PAX or GNU long-name headers). The archive was refused; nothing was written. Build the release with 'kernel release'.`,
+  E_TAR_EXTENDED_HEADER: (archive: string, entry: string, reason: string) =>
+    `${archive}: the extended header before entry '${entry}' ${reason}. The archive was refused; nothing was written. Build the release with 'kernel release'.`,
+  E_TAR_BAD_PATH: (archive: string, entry: string, reason: string) =>
+    `${archive}: entry ${JSON.stringify(entry)} ${reason}. The archive was refused; nothing was written. Build the release with 'kernel release'.`,
+  E_TAR_AMBIGUOUS: (archive: string, reason: string) =>
+    `${archive}: ${reason}, so two tar readers could disagree on what it holds. The archive was refused. Build the release with 'kernel release'.`,
+  E_UNPACK_WORKER_FAILED: (archive: string, reason: string) =>
+    `The worker thread that unpacks ${archive} failed: ${reason}. Nothing was installed. A deployed kernel needs lib/unpack-worker.mjs beside lib/kernel.mjs: unpack the release tarball again.`,
+  E_RELEASE_NOT_A_RELEASE: (source: string, what: string) =>
+    `${source} is not a release: ${what}. Give a release folder (with manifest.json), a .tar.gz or .tar built by 'kernel release', or an installed version.`,
+  E_RELEASE_VERSION_MISMATCH: (source: string, named: string, holds: string) =>
+    `${source} is named for release ${named} but holds release ${holds}. Nothing was installed: rename the file to match what it holds, or fetch the release you meant.`,
+  E_RELEASE_PATH_ESCAPES: (dir: string, path: string, where: string) =>
+    `${dir}: the manifest's path ${JSON.stringify(path)} leads outside the release folder (${where}). Nothing was installed; rebuild the release with 'kernel release'.`,
   E_REGISTRY_INVALID: (file: string, reason: string) => `The release registry ${file} is unreadable: ${reason}. Restore it from the audit log, or remove it to start over.`,
   // The kernel as a program: control socket, daemon, hooks.
   E_KERNEL_NOT_RUNNING: (root: string, why: string) => `No kernel is running in ${root} (${why}). Start one with 'kernel start'.`,

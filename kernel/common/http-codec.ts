@@ -20,26 +20,28 @@ const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'transfer-encoding', 'co
 /** The handler's view of a request: query parameters and headers as objects. */
 export function decodeHttpRequest(wire: WireHttpRequest): HttpRequest {
   const [method, path, rawQuery, rawHeaders, body] = wire;
-  const headers: Record<string, string | string[]> = {};
+  // Names come from the client: gathered in Maps, so `constructor` finds nothing inherited and
+  // `__proto__` sets no prototype; Object.fromEntries then makes each an ordinary own key.
+  const headers = new Map<string, string | string[]>();
   for (let i = 0; i < rawHeaders.length; i += 2) {
     const name = rawHeaders[i]!.toLowerCase();
     const value = rawHeaders[i + 1]!;
-    const existing = headers[name];
+    const existing = headers.get(name);
     // As Node does: set-cookie keeps every value in an array, other repeats are joined.
-    if (existing === undefined) headers[name] = name === 'set-cookie' ? [value] : value;
+    if (existing === undefined) headers.set(name, name === 'set-cookie' ? [value] : value);
     else if (Array.isArray(existing)) existing.push(value);
-    else headers[name] = `${existing}, ${value}`;
+    else headers.set(name, `${existing}, ${value}`);
   }
-  const query: Record<string, string | string[]> = {};
+  const query = new Map<string, string | string[]>();
   if (rawQuery !== '') {
     for (const [name, value] of new URLSearchParams(rawQuery)) {
-      const existing = query[name];
-      if (existing === undefined) query[name] = value;
+      const existing = query.get(name);
+      if (existing === undefined) query.set(name, value);
       else if (Array.isArray(existing)) existing.push(value);
-      else query[name] = [existing, value];
+      else query.set(name, [existing, value]);
     }
   }
-  return { method, path, query, headers, body };
+  return { method, path, query: Object.fromEntries(query), headers: Object.fromEntries(headers), body };
 }
 
 /**
@@ -73,7 +75,7 @@ export function encodeHttpReply(value: unknown): WireHttpReply | { problem: stri
   }
   const flat: Array<string | number> = [];
   if (headers) {
-    for (const name in headers) {
+    for (const name of Object.keys(headers)) {
       const lower = name.toLowerCase();
       if (HOP_BY_HOP.has(lower)) continue;
       if (lower === 'content-type') contentType = null;

@@ -96,13 +96,14 @@ export async function bundleEntry(entry: string, cacheDir: string, label = basen
 
 let workerRuntime: Promise<Bundle> | null = null;
 let poolRuntime: Promise<Bundle> | null = null;
+let unpackRuntime: Promise<Bundle> | null = null;
 
 /**
  * The bundled worker entry (kernel/worker/entry.ts), built once per process. A deployed release
  * ships it prebuilt as worker.mjs next to the bundled kernel.
  */
 export function workerRuntimeBundle(cacheDir: string): Promise<Bundle> {
-  workerRuntime ??= runtimeBundle('worker.mjs', 'entry.ts', 'theseus-worker', cacheDir).catch((error: unknown) => {
+  workerRuntime ??= runtimeBundle('worker.mjs', 'worker/entry.ts', 'theseus-worker', cacheDir).catch((error: unknown) => {
     workerRuntime = null;
     throw error;
   });
@@ -114,15 +115,28 @@ export function workerRuntimeBundle(cacheDir: string): Promise<Bundle> {
  * piscina's own worker imports. A deployed release ships it prebuilt as pool-worker.mjs.
  */
 export function poolRuntimeBundle(cacheDir: string): Promise<Bundle> {
-  poolRuntime ??= runtimeBundle('pool-worker.mjs', 'pool-entry.ts', 'theseus-pool-worker', cacheDir).catch((error: unknown) => {
+  poolRuntime ??= runtimeBundle('pool-worker.mjs', 'worker/pool-entry.ts', 'theseus-pool-worker', cacheDir).catch((error: unknown) => {
     poolRuntime = null;
     throw error;
   });
   return poolRuntime;
 }
 
+/**
+ * The bundled unpack worker (kernel/release/unpack-worker.ts), which scans and extracts release
+ * archives off the main thread. A deployed release ships it prebuilt as unpack-worker.mjs.
+ */
+export function unpackRuntimeBundle(cacheDir: string): Promise<Bundle> {
+  unpackRuntime ??= runtimeBundle('unpack-worker.mjs', 'release/unpack-worker.ts', 'theseus-unpack-worker', cacheDir).catch((error: unknown) => {
+    unpackRuntime = null;
+    throw error;
+  });
+  return unpackRuntime;
+}
+
+/** `entry` is relative to kernel/. */
 async function runtimeBundle(prebuiltName: string, entry: string, label: string, cacheDir: string): Promise<Bundle> {
-  return (await prebuiltRuntime(prebuiltName)) ?? bundleEntry(join(projectRoot, 'kernel', 'worker', entry), cacheDir, label);
+  return (await prebuiltRuntime(prebuiltName)) ?? bundleEntry(join(projectRoot, 'kernel', entry), cacheDir, label);
 }
 
 /** A runtime file next to this module: only in a deployed release, where this module is lib/kernel.mjs. */

@@ -12,7 +12,7 @@ import semver from 'semver';
 import { TheseusError, errorMessage, theseusError } from '../common/errors.ts';
 import type { ControlRequest, ProgressEvent } from '../common/control-protocol.ts';
 import type { LogRecord } from '../common/protocol.ts';
-import { installRelease, verifyReleaseDir } from '../release/install.ts';
+import { discardInstall, installRelease, removeStaleStaging, verifyReleaseDir } from '../release/install.ts';
 import type { HttpConfig, Manifest } from '../release/manifest.ts';
 import { findEntry, readRegistry, registryFile, withCurrent, withPermanent, withoutRelease, writeRegistry } from '../release/registry.ts';
 import { writeFileAtomic } from '../release/fs-atomic.ts';
@@ -105,6 +105,7 @@ export class KernelDaemon {
 
   async #boot(): Promise<void> {
     await writeFileAtomic(this.#paths.pid, `${process.pid}\n`, 0o600);
+    await removeStaleStaging(this.#root, (message) => this.#kernelLog('warn', message));
     const registry = await readRegistry(this.#root);
     const permanent = registry.releases.find((entry) => entry.status === 'permanent');
     if (permanent) {
@@ -246,6 +247,8 @@ export class KernelDaemon {
       emit(detail === undefined ? { step: name, ms } : { step: name, ms, detail });
     };
     let to: string | null = null;
+    /** The release this request installed, if it did: a refusal takes it away again. */
+    let fresh: string | null = null;
     let op: 'upgrade' | 'downgrade' = 'upgrade';
     /** Set when probation or the registry write sent the kernel back: whether that worked. */
     let reverted: boolean | null = null;
@@ -254,6 +257,7 @@ export class KernelDaemon {
       to = installed.version;
       this.#manifestSha[to] = installed.manifestSha256;
       if (!installed.alreadyInstalled) {
+        fresh = to;
         await appendAudit(this.#paths.audit, { op: 'install', from: null, to, hashes: this.#hashes(to), outcome: 'ok', durations: { ...durations } });
       }
       op = semver.gte(to, from) ? 'upgrade' : 'downgrade';
@@ -352,6 +356,10 @@ export class KernelDaemon {
                   ? 'rolled-back'
                   : 'failed'
               : 'failed';
+      // A release installed by this very request goes again when its code never served (refused,
+      // or rolled back before the switch); once it served, a checkpoint may name it, so it stays.
+      const served = reverted !== null || (error instanceof SwapError && error.report.outcome === 'failed-after-switch');
+      if (fresh !== null) coded.message = `${coded.message} ${await discardInstall(this.#root, fresh, served)}`;
       // The audit line must not hide the error it records.
       await appendAudit(this.#paths.audit, {
         op,

@@ -318,6 +318,8 @@ interface KernelBundles {
   kernel: Uint8Array;
   worker: Uint8Array;
   poolWorker: Uint8Array;
+  /** Scans and extracts release archives off the kernel's main thread (kernel/release/unpack-worker.ts). */
+  unpackWorker: Uint8Array;
   /** piscina's own files, for lib/node_modules/piscina/, by path inside that folder. */
   piscina: Array<[path: string, contents: Uint8Array]>;
 }
@@ -337,13 +339,15 @@ function bundleKernel(): Promise<KernelBundles> {
     const { build } = await import('esbuild');
     // THESEUS_FAULTS is for tests only: a deployed kernel reads it as empty, whatever is set.
     const base = { ...esbuildOptions(kernelRoot), external: ['esbuild', 'tsx', 'piscina'], define: { 'process.env.THESEUS_FAULTS': '""' } };
-    const [kernel, worker, poolWorker, piscina] = await Promise.all([
+    const [kernel, worker, poolWorker, unpackWorker, piscina] = await Promise.all([
       build({ ...base, entryPoints: [join(kernelRoot, 'kernel', 'cli', 'main.ts')] }),
       build({ ...base, entryPoints: [join(kernelRoot, 'kernel', 'worker', 'entry.ts')] }),
       build({ ...base, entryPoints: [join(kernelRoot, 'kernel', 'worker', 'pool-entry.ts')] }),
+      build({ ...base, entryPoints: [join(kernelRoot, 'kernel', 'release', 'unpack-worker.ts')] }),
       piscinaFiles(),
     ]);
-    return { kernel: kernel.outputFiles![0]!.contents, worker: worker.outputFiles![0]!.contents, poolWorker: poolWorker.outputFiles![0]!.contents, piscina };
+    const contents = (result: { outputFiles?: Array<{ contents: Uint8Array }> }) => result.outputFiles![0]!.contents;
+    return { kernel: contents(kernel), worker: contents(worker), poolWorker: contents(poolWorker), unpackWorker: contents(unpackWorker), piscina };
   })();
   return kernelBundles;
 }
@@ -375,11 +379,12 @@ async function packDeployable(
       await mkdir(dirname(join(image, releasePath, file)), { recursive: true });
       await copyFile(join(releaseDir, file), join(image, releasePath, file));
     }
-    const { kernel, worker, poolWorker, piscina } = await bundleKernel();
+    const { kernel, worker, poolWorker, unpackWorker, piscina } = await bundleKernel();
     await mkdir(join(image, 'lib'), { recursive: true });
     await writeFile(join(image, 'lib', 'kernel.mjs'), kernel);
     await writeFile(join(image, 'lib', 'worker.mjs'), worker);
     await writeFile(join(image, 'lib', 'pool-worker.mjs'), poolWorker);
+    await writeFile(join(image, 'lib', 'unpack-worker.mjs'), unpackWorker);
     const piscinaEntries = piscina.map(([file]) => `lib/node_modules/piscina/${file}`);
     for (const [index, [, contents]] of piscina.entries()) {
       await mkdir(dirname(join(image, piscinaEntries[index]!)), { recursive: true });
@@ -394,7 +399,7 @@ async function packDeployable(
       releases: [{ version: config.version, status: 'permanent', manifestSha256, installedAt: new Date(0).toISOString() }],
     };
     await writeFile(join(image, 'releases', 'RELEASES'), `${JSON.stringify(registry, null, 2)}\n`);
-    const entries = ['bin/kernel', 'lib/kernel.mjs', 'lib/worker.mjs', 'lib/pool-worker.mjs', ...piscinaEntries, 'releases/RELEASES', ...files.map((file) => `${releasePath}/${file}`)];
+    const entries = ['bin/kernel', 'lib/kernel.mjs', 'lib/worker.mjs', 'lib/pool-worker.mjs', 'lib/unpack-worker.mjs', ...piscinaEntries, 'releases/RELEASES', ...files.map((file) => `${releasePath}/${file}`)];
     if (includeNode) {
       await mkdir(join(image, 'node', 'bin'), { recursive: true });
       await copyFile(process.execPath, join(image, 'node', 'bin', 'node'));

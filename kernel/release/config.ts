@@ -29,7 +29,9 @@ export const ReleaseConfigSchema = Type.Object(
         },
         { additionalProperties: false },
       ),
-      { minProperties: 1 },
+      // A bare Record accepts any key that breaks its pattern: a service named '../x' would be
+      // bundled to services/../x/.
+      { minProperties: 1, additionalProperties: false },
     ),
     drainTimeoutMs: Type.Optional(Type.Integer({ minimum: 1 })),
     probationMs: Type.Optional(Type.Integer({ minimum: 0 })),

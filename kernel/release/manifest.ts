@@ -9,14 +9,29 @@
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { theseusError } from '../common/errors.ts';
+import { MAX_RELEASE_PATH_LENGTH, RELEASE_PATH_PATTERN, parseUntrustedJson, releasePathProblem } from './release-paths.ts';
 
 export const MANIFEST_SCHEMA_VERSION = 1;
 
 const Sha256 = Type.String({ pattern: '^[0-9a-f]{64}$' });
-const Version = Type.String({ pattern: '^\\d+\\.\\d+\\.\\d+(?:-[0-9A-Za-z.-]+)?(?:\\+[0-9A-Za-z.-]+)?$' });
-/** A path inside a release: relative, forward slashes, no `..`, no empty segments. */
-const RelativePath = Type.String({ pattern: '^(?!/)(?!.*(?:^|/)\\.\\.?(?:/|$))[^\\\\\\0]+$', maxLength: 1024 });
+/** A release version (semver); it names a folder under releases/, so it can hold no slash. */
+export const Version = Type.String({ pattern: '^\\d+\\.\\d+\\.\\d+(?:-[0-9A-Za-z.-]+)?(?:\\+[0-9A-Za-z.-]+)?$' });
+/**
+ * A path inside a release: relative, normalized, forward slashes, no control characters (the
+ * rules are in release-paths.ts). The length is in the pattern too: as a record's key schema,
+ * only the pattern is checked.
+ */
+const RelativePath = Type.String({ pattern: `^(?=[\\s\\S]{1,${MAX_RELEASE_PATH_LENGTH}}$)${RELEASE_PATH_PATTERN.slice(1)}`, maxLength: MAX_RELEASE_PATH_LENGTH });
 const Name = Type.String({ pattern: '^[A-Za-z][A-Za-z0-9_-]{0,63}$' });
+
+/**
+ * A map keyed by untrusted strings. TypeBox's Record alone compiles to `patternProperties`, which
+ * leaves a key that breaks the pattern unchecked and accepted; additionalProperties: false
+ * refuses it.
+ */
+function KeyedBy<V extends TSchema>(key: typeof RelativePath | typeof Name, value: V) {
+  return Type.Record(key, value, { additionalProperties: false });
+}
 
 export const PoolSchema = Type.Object({ size: Type.Integer({ minimum: 1, maximum: 64 }) }, { additionalProperties: false });
 
@@ -121,8 +136,8 @@ export const ManifestSchema = Type.Object(
     runtimeConfig: Type.Record(Type.String(), Type.Unknown()),
     /** The HTTP front door, when the release declares one. */
     http: Type.Optional(HttpSchema),
-    services: Type.Record(Name, ServiceManifestSchema),
-    files: Type.Record(RelativePath, Type.Object({ sha256: Sha256, size: Type.Integer({ minimum: 0 }) }, { additionalProperties: false })),
+    services: KeyedBy(Name, ServiceManifestSchema),
+    files: KeyedBy(RelativePath, Type.Object({ sha256: Sha256, size: Type.Integer({ minimum: 0 }) }, { additionalProperties: false })),
   },
   { additionalProperties: false },
 );
@@ -155,7 +170,7 @@ export const PlanSchema = Type.Object(
     /** The release this one upgrades from; null for a first release. */
     from: Type.Union([Version, Type.Null()]),
     to: Version,
-    services: Type.Record(Name, ServicePlanSchema),
+    services: KeyedBy(Name, ServicePlanSchema),
     warnings: Type.Array(Type.String()),
   },
   { additionalProperties: false },
@@ -163,6 +178,50 @@ export const PlanSchema = Type.Object(
 
 export type Plan = Static<typeof PlanSchema>;
 export type ServicePlan = Static<typeof ServicePlanSchema>;
+
+/**
+ * Reads a manifest: JSON without prototypes, the schema, then what a schema cannot say. Throws
+ * E_MANIFEST_INVALID naming the file and the problem.
+ */
+export function parseManifest(text: string, file: string): Manifest {
+  const manifest = validateOrThrow(ManifestSchema, parseJson(text, file, 'release manifest'), file);
+  const invalid = (problem: string) => theseusError('E_MANIFEST_INVALID', file, 'release manifest', problem);
+  const paths = Object.keys(manifest.files);
+  for (const path of paths) {
+    // The schema's pattern already refused these; checked again in code so that one mistake in
+    // a regular expression cannot let a path out of the release.
+    const problem = releasePathProblem(path);
+    if (problem !== null) throw invalid(`files: the path ${JSON.stringify(path)} ${problem}`);
+  }
+  // A key that is also another key's folder could not be both; refusing it means no listed file
+  // can ever stand where a folder of another listed file must be created.
+  const sorted = [...paths].sort();
+  for (let i = 1; i < sorted.length; i++) {
+    if (sorted[i]!.startsWith(`${sorted[i - 1]}/`)) throw invalid(`files: '${sorted[i - 1]}' is listed as a file and as the folder of '${sorted[i]}'`);
+  }
+  for (const [name, service] of Object.entries(manifest.services)) {
+    const listed = Object.hasOwn(manifest.files, service.entry) ? manifest.files[service.entry] : undefined;
+    if (!listed || listed.sha256 !== service.sha256) {
+      throw invalid(`services.${name}.entry '${service.entry}' is not a listed file with sha256 ${service.sha256.slice(0, 12)}...`);
+    }
+    const staticProblem = service.staticDir === null ? null : releasePathProblem(service.staticDir);
+    if (staticProblem !== null) throw invalid(`services.${name}.staticDir ${staticProblem}`);
+  }
+  return manifest;
+}
+
+/** Reads an upgrade plan (plan.json) the same way. */
+export function parsePlan(text: string, file: string): Plan {
+  return validateOrThrow(PlanSchema, parseJson(text, file, 'upgrade plan'), file);
+}
+
+function parseJson(text: string, file: string, what: string): unknown {
+  try {
+    return parseUntrustedJson(text);
+  } catch (error) {
+    throw theseusError('E_MANIFEST_INVALID', file, what, `not JSON (${(error as Error).message})`);
+  }
+}
 
 /** Validates `value` against `schema`; throws E_MANIFEST_INVALID naming the file and each problem. */
 export function validateOrThrow<T extends TSchema>(schema: T, value: unknown, file: string): Static<T> {

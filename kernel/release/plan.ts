@@ -24,6 +24,9 @@ export function staticDigest(files: Manifest['files'] | undefined, staticDir: st
 
 const steps = (path: MigrationStep[]) => path.map((step) => `${step.from} -> ${step.to}`);
 
+/** `services[name]` as an own key only: a service named `constructor` is not Object's. */
+const own = <T>(services: Readonly<Record<string, T>> | undefined, name: string): T | undefined => (services && Object.hasOwn(services, name) ? services[name] : undefined);
+
 /**
  * Plans `next` against `previous`. Throws E_NO_MIGRATION_PATH when a state vsn changes without a
  * chain of up migrations; a missing down chain is only a warning (downgrades will be refused).
@@ -33,8 +36,8 @@ export function computePlan(previous: PlannedManifest | null, next: PlannedManif
   const warnings: string[] = [];
   const names = [...new Set([...Object.keys(previous?.services ?? {}), ...Object.keys(next.services)])].sort();
   for (const name of names) {
-    const before = previous?.services[name];
-    const after = next.services[name];
+    const before = own(previous?.services, name);
+    const after = own(next.services, name);
     if (!before && after) {
       services[name] = { change: 'added', fromVsn: null, toVsn: after.vsn, up: [], down: [] };
       continue;

@@ -15,10 +15,12 @@ import semver from 'semver';
 import { errorMessage, theseusError } from '../common/errors.ts';
 import { injectFault } from '../common/faults.ts';
 import { writeFileAtomic } from './fs-atomic.ts';
+import { Version } from './manifest.ts';
 
 export const RegistryEntrySchema = Type.Object(
   {
-    version: Type.String(),
+    /** A version, never a path: `kernel remove` deletes releases/<version>/. */
+    version: Version,
     status: Type.Union([Type.Literal('unpacked'), Type.Literal('current'), Type.Literal('permanent'), Type.Literal('old')]),
     /** sha256 of the release's manifest.json: the identity of its contents. */
     manifestSha256: Type.String({ pattern: '^[0-9a-f]{64}$' }),

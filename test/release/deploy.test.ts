@@ -5,16 +5,28 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
+import { readdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { test } from 'node:test';
+import { after, test } from 'node:test';
+import { gzipSync } from 'node:zlib';
 import { extract } from 'tar';
 import { serviceSources, startFromRoot } from '../../kernel/main/deploy-root.ts';
 import { installRelease } from '../../kernel/release/install.ts';
 import { readRegistry, withCurrent, writeRegistry } from '../../kernel/release/registry.ts';
 import { logCollector, parseSequenceReply, root as repoRoot, type SequenceApi } from '../helpers.ts';
-import { buildExamples, tempDir } from './helpers.ts';
+import { buildExamples, gzipBomb, rawTar, tempDir } from './helpers.ts';
 
 const built = buildExamples();
+const started: string[] = [];
+
+/** bin/kernel of a deploy root, with a bare environment: nothing is found through the checkout. */
+function deployedCli(deployRoot: string, ...args: string[]) {
+  return spawnSync(join(deployRoot, 'bin', 'kernel'), args, { cwd: deployRoot, encoding: 'utf8', timeout: 120_000, env: { PATH: `${join(process.execPath, '..')}:/usr/bin:/bin` } });
+}
+
+after(() => {
+  for (const deployRoot of started) deployedCli(deployRoot, 'stop');
+});
 
 /** Runs `bin/kernel foreground` until it prints its ready line, then stops it with SIGTERM. */
 async function runForeground(deployRoot: string): Promise<{ ready: string; output: string; code: number | null }> {
@@ -102,4 +114,41 @@ test('--include-node: the tarball carries Node.js, and bin/kernel runs with noth
   const run = spawnSync(join(deployRoot, 'bin', 'kernel'), ['releases'], { env: { PATH: '/nonexistent' }, encoding: 'utf8' });
   assert.equal(run.status, 0, run.stderr);
   assert.match(run.stdout, /^0\.1\.0\s+permanent/m);
+});
+
+test('a deployed kernel unpacks upgrades in its own lib/unpack-worker.mjs, and refuses hostile archives there', async () => {
+  const { results } = await built;
+  const deployRoot = await tempDir('theseus-deploy-');
+  await extract({ file: results[0]!.tarball, cwd: deployRoot });
+  assert.ok((await readdir(join(deployRoot, 'lib'))).includes('unpack-worker.mjs'), 'the tarball ships the unpack worker');
+  // Its injected faults are compiled out, as the kernel's are: nothing reads THESEUS_FAULTS.
+  const unpackWorker = await readFile(join(deployRoot, 'lib', 'unpack-worker.mjs'), 'utf8');
+  assert.ok(unpackWorker.includes('injected by THESEUS_FAULTS'), 'the fault code is in the bundle');
+  assert.doesNotMatch(unpackWorker, /process\.env\.THESEUS_FAULTS\s*\?\?/, 'but nothing reads the variable');
+  const start = deployedCli(deployRoot, 'start');
+  assert.equal(start.status, 0, start.stderr + start.stdout);
+  started.push(deployRoot);
+
+  const upgrade = deployedCli(deployRoot, 'upgrade', results[1]!.tarball, '--json');
+  assert.equal(upgrade.status, 0, upgrade.stderr + upgrade.stdout);
+  assert.equal(JSON.parse(upgrade.stdout).to, '0.2.0');
+
+  // Refused in the worker, each with its code: a GNU sparse entry, and a bomb over the limit.
+  const hostile = await tempDir('theseus-hostile-');
+  await writeFile(join(hostile, 'sparse.tar.gz'), gzipSync(rawTar([{ path: 'releases/0.9.0/disk.img', typeflag: 'S', size: 0 }])));
+  await writeFile(join(hostile, 'bomb.tar.gz'), gzipBomb([{ path: 'releases/0.9.0/bomb.bin', typeflag: '0', size: 600 * 1024 * 1024 }]));
+  for (const [file, code] of [['sparse.tar.gz', 'E_TAR_ENTRY_TYPE'], ['bomb.tar.gz', 'E_TAR_TOO_LARGE']] as const) {
+    const refused = deployedCli(deployRoot, 'upgrade', join(hostile, file), '--json');
+    assert.equal(refused.status, 1, refused.stdout + refused.stderr);
+    assert.equal(JSON.parse(refused.stdout).error.code, code, refused.stdout);
+  }
+
+  // Without its worker module the deployed kernel unpacks nothing (never on its main thread),
+  // which shows the upgrade above went through lib/unpack-worker.mjs.
+  await rename(join(deployRoot, 'lib', 'unpack-worker.mjs'), join(deployRoot, 'lib', 'unpack-worker.mjs.away'));
+  const without = deployedCli(deployRoot, 'upgrade', results[2]!.tarball, '--json');
+  assert.equal(without.status, 1, without.stdout + without.stderr);
+  assert.equal(JSON.parse(without.stdout).error.code, 'E_UNPACK_WORKER_FAILED', without.stdout);
+  assert.equal(JSON.parse(deployedCli(deployRoot, 'status', '--json').stdout).release, '0.2.0', 'the running release is untouched');
+  assert.equal(deployedCli(deployRoot, 'stop').status, 0);
 });

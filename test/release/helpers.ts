@@ -1,9 +1,11 @@
 // Helpers for the release tests: building the example's releases into a temporary folder, and
 // writing hostile archives byte by byte (no tool would make them willingly).
 
-import { mkdtemp } from 'node:fs/promises';
+import { watch, type FSWatcher } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { after } from 'node:test';
 import { gzipSync } from 'node:zlib';
 import { Header } from 'tar';
 
@@ -60,4 +62,143 @@ export function rawTarball(entries: RawEntry[]): Buffer {
   }
   blocks.push(Buffer.alloc(1024));
   return gzipSync(Buffer.concat(blocks));
+}
+
+/** One header of a hand-written archive: any type flag, any path, any declared size. */
+export interface RawHeader {
+  path: string;
+  /** The type flag byte, as a character ('0' file, '5' folder, 'S' GNU sparse, ...). */
+  typeflag: string;
+  /** Bytes after the header (padded to 512); its length is the declared size unless `size` says otherwise. */
+  data?: Buffer;
+  size?: number;
+  linkpath?: string;
+  /** Written into the POSIX prefix field (node-tar joins it in front of the name). */
+  prefix?: string;
+  /** 'gnu' writes GNU tar's magic ('ustar  \0'), 'posix' (default) POSIX's ('ustar\0' '00'). */
+  magic?: 'posix' | 'gnu';
+  /** PAX records, written as an 'x' header in front of this one. */
+  pax?: Array<[key: string, value: string]>;
+}
+
+function octal(value: number, length: number): string {
+  return `${value.toString(8).padStart(length - 1, '0')}\0`;
+}
+
+/** A 512-byte tar header with a correct checksum, written byte by byte. */
+export function tarHeader(entry: RawHeader, size: number): Buffer {
+  const block = Buffer.alloc(512);
+  block.write(entry.path, 0, 100, 'utf8');
+  block.write(octal(0o644, 8), 100, 'latin1');
+  block.write(octal(0, 8), 108, 'latin1');
+  block.write(octal(0, 8), 116, 'latin1');
+  if (size < 8 ** 11) block.write(octal(size, 12), 124, 'latin1');
+  else {
+    // Base-256, as GNU tar writes sizes of 8 GiB and more.
+    block[124] = 0x80;
+    let rest = size;
+    for (let i = 135; i > 124; i--) {
+      block[i] = rest % 256;
+      rest = Math.floor(rest / 256);
+    }
+  }
+  block.write(octal(0, 12), 136, 'latin1');
+  block.write(entry.typeflag, 156, 1, 'latin1');
+  if (entry.linkpath) block.write(entry.linkpath, 157, 100, 'utf8');
+  block.write(entry.magic === 'gnu' ? 'ustar  \0' : 'ustar\u000000', 257, 8, 'latin1');
+  if (entry.prefix) block.write(entry.prefix, 345, 155, 'utf8');
+  block.write('        ', 148, 8, 'latin1');
+  let sum = 0;
+  for (const byte of block) sum += byte;
+  block.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148, 8, 'latin1');
+  return block;
+}
+
+/** PAX records as a PAX extended header's data: `<length> <key>=<value>\n` each. */
+export function paxData(records: Array<[string, string]>): Buffer {
+  return Buffer.concat(
+    records.map(([key, value]) => {
+      const body = ` ${key}=${value}\n`;
+      let length = Buffer.byteLength(body);
+      while (String(length).length + Buffer.byteLength(body) !== length) length = String(length).length + Buffer.byteLength(body);
+      return Buffer.from(`${length}${body}`);
+    }),
+  );
+}
+
+const padding = (length: number) => Buffer.alloc((512 - (length % 512)) % 512);
+
+/** The raw (uncompressed) tar bytes of these headers, ended with two zero blocks. */
+export function rawTar(entries: RawHeader[]): Buffer {
+  const blocks: Buffer[] = [];
+  for (const entry of entries) {
+    if (entry.pax) {
+      const records = paxData(entry.pax);
+      blocks.push(tarHeader({ path: 'PaxHeaders/entry', typeflag: 'x' }, records.length), records, padding(records.length));
+    }
+    const data = entry.data ?? Buffer.alloc(0);
+    blocks.push(tarHeader(entry, entry.size ?? data.length), data, padding(data.length));
+  }
+  blocks.push(Buffer.alloc(1024));
+  return Buffer.concat(blocks);
+}
+
+/**
+ * A .tar.gz whose entries declare `size` bytes of zeros each, built cheaply: gzip allows a stream
+ * of members, so one compressed 16 MiB of zeros is repeated. Level 1, as an attacker would choose
+ * it: node-tar aborts above a 1000:1 ratio, and level 1 stays near 230:1 (2 GiB is ~9 MB).
+ */
+export function gzipBomb(entries: Array<{ path: string; typeflag: string; size: number }>): Buffer {
+  const unit = 16 * 1024 * 1024;
+  const zeros = gzipSync(Buffer.alloc(unit), { level: 1 });
+  const members: Buffer[] = [];
+  for (const entry of entries) {
+    members.push(gzipSync(tarHeader(entry, entry.size)));
+    for (let left = entry.size; left > 0; left -= unit) members.push(left >= unit ? zeros : gzipSync(Buffer.alloc(left + padding(left).length), { level: 1 }));
+  }
+  members.push(gzipSync(Buffer.alloc(1024)));
+  return Buffer.concat(members);
+}
+
+const openWatchers = new Set<FSWatcher>();
+
+/**
+ * Records every name created, changed or removed directly in `dirs` from now until stop(): "a
+ * refused install wrote nothing" then means nothing was ever written there, not only that
+ * nothing was left after the installer cleaned up. stop() writes a marker into each folder and
+ * waits for its event; inotify reports a folder's events in order, so every earlier one has
+ * arrived by then (no waiting on a clock).
+ */
+export function watchWrites(dirs: string[]): { stop(): Promise<string[]> } {
+  // A test that fails before stop() must not leave a watcher holding the process open.
+  if (openWatchers.size === 0) after(() => openWatchers.forEach((watcher) => watcher.close()));
+  const seen: string[] = [];
+  const markers = new Map<string, () => void>();
+  const watchers = dirs.map((dir) =>
+    watch(dir, (event, name) => {
+      const path = join(dir, String(name));
+      const arrived = markers.get(path);
+      if (arrived) arrived();
+      else if (!path.includes('.theseus-watch-marker')) seen.push(`${event} ${path}`);
+    }),
+  );
+  for (const watcher of watchers) openWatchers.add(watcher);
+  return {
+    async stop() {
+      await Promise.all(
+        dirs.map(async (dir, index) => {
+          const marker = join(dir, `.theseus-watch-marker-${index}`);
+          const arrived = new Promise<void>((resolve) => markers.set(marker, resolve));
+          await writeFile(marker, '');
+          await arrived;
+          await rm(marker);
+        }),
+      );
+      for (const watcher of watchers) {
+        watcher.close();
+        openWatchers.delete(watcher);
+      }
+      return seen;
+    },
+  };
 }

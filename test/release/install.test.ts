@@ -2,18 +2,27 @@
 // archives refused with their own codes, and nothing written outside the release folder.
 
 import assert from 'node:assert/strict';
-import { cp, readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { cp, mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { create, extract } from 'tar';
 import { installRelease } from '../../kernel/release/install.ts';
 import { readRegistry, withPermanent, withoutRelease, writeRegistry } from '../../kernel/release/registry.ts';
-import { buildExamples, rawTarball, tempDir } from './helpers.ts';
+import { buildExamples, rawTarball, tempDir, watchWrites } from './helpers.ts';
 
 const built = buildExamples();
 
-/** The deploy root's contents, to prove a refused install wrote nothing. */
+/** The deploy root's contents. */
 async function snapshotTree(dir: string): Promise<string[]> {
   return (await readdir(dir, { recursive: true })).map(String).sort();
+}
+
+/** A deploy root with its releases/ folder, and a watch on both: what a refused install writes there. */
+async function watchedRoot(...alsoWatch: string[]): Promise<{ root: string; written: () => Promise<string[]> }> {
+  const root = await tempDir('theseus-root-');
+  await mkdir(join(root, 'releases'));
+  const watcher = watchWrites([root, join(root, 'releases'), ...alsoWatch]);
+  return { root, written: () => watcher.stop() };
 }
 
 test('a release folder and a tarball install, verified, and are recorded as unpacked', async () => {
@@ -86,19 +95,31 @@ test('tampered releases are refused, each with its own code', async () => {
       tamper: async (dir) => writeFile(join(dir, 'services/sequence/extra.mjs'), 'export {}'),
       code: 'E_RELEASE_EXTRA_FILE',
     },
+    {
+      // Read and parsed on the kernel's main thread: a huge one is refused before it is read.
+      name: 'a manifest of 17 MiB',
+      tamper: async (dir) => writeFile(join(dir, 'manifest.json'), `${' '.repeat(17 * 1024 * 1024)}{}`),
+      code: 'E_MANIFEST_INVALID',
+      message: /over the limit/,
+    },
+    {
+      // `'constructor' in manifest.files` is true for every object: an own-key check is needed.
+      name: "an unlisted file named like an Object.prototype property ('constructor')",
+      tamper: async (dir) => writeFile(join(dir, 'constructor'), 'unsigned'),
+      code: 'E_RELEASE_EXTRA_FILE',
+    },
   ];
   for (const { name, tamper, code, message } of cases) {
     const copy = await tempDir('theseus-tampered-');
     await cp(results[1]!.dir, copy, { recursive: true });
     await tamper(copy);
-    const root = await tempDir('theseus-root-');
-    const before = await snapshotTree(root);
+    const { root, written } = await watchedRoot();
     await assert.rejects(installRelease(root, copy), (error: Error & { code: string }) => {
       assert.equal(error.code, code, `${name}: ${error.message}`);
       if (message) assert.match(error.message, message, name);
       return true;
     });
-    assert.deepEqual(await snapshotTree(root), [...before, 'releases'].sort(), `${name}: the install left files behind`);
+    assert.deepEqual(await written(), [], `${name}: the refused install wrote into the deploy root`);
   }
 });
 
@@ -130,15 +151,51 @@ test('hostile archives are refused before anything is written, each with its own
     const dir = await tempDir('theseus-hostile-');
     const file = join(dir, 'evil.tar.gz');
     await writeFile(file, archive);
-    const root = await tempDir('theseus-root-');
+    // Watched from before the install starts: not "nothing left" after the installer cleaned
+    // up, but nothing ever created, not even the staging folder (the scan comes first).
+    const { root, written } = await watchedRoot(outside);
     await assert.rejects(installRelease(root, file, limits ? { limits } : {}), (error: Error & { code: string }) => {
       assert.equal(error.code, code, `${name}: got ${error.code}: ${error.message}`);
       assert.match(error.message, /evil\.tar\.gz/, `${name}: the error names the archive`);
       return true;
     });
-    assert.deepEqual(await snapshotTree(root), ['releases'], `${name}: something was written into the deploy root`);
-    assert.deepEqual(await readdir(outside), [], `${name}: something was written outside the deploy root`);
+    assert.deepEqual(await written(), [], `${name}: something was written into the deploy root or outside it`);
+    assert.deepEqual(await snapshotTree(root), ['releases'], `${name}: something was left in the deploy root`);
   }
+});
+
+test('a tarball whose release folder holds an unlisted file is refused, whatever the name', async () => {
+  const { results } = await built;
+  // Renamed into place whole (not copied file by file like a folder), so the check must hold here too.
+  for (const name of ['services/sequence/extra.mjs', 'constructor', '__proto__', 'toString', 'hasOwnProperty', 'extra.tar.gz']) {
+    const image = await tempDir('theseus-image-');
+    await extract({ file: results[1]!.tarball, cwd: image });
+    await writeFile(join(image, 'releases', '0.2.0', name), 'not in the manifest, not signed');
+    const entries = (await readdir(image, { recursive: true, withFileTypes: true })).filter((entry) => entry.isFile()).map((entry) => join(entry.parentPath, entry.name).slice(image.length + 1));
+    const archive = join(await tempDir('theseus-extra-'), 'sequence-0.2.0.tar.gz');
+    await create({ cwd: image, file: archive, gzip: true, portable: true }, entries.sort());
+    const { root, written } = await watchedRoot();
+    await assert.rejects(installRelease(root, archive), (error: Error & { code: string }) => {
+      assert.equal(error.code, 'E_RELEASE_EXTRA_FILE', `${name}: ${error.message}`);
+      return true;
+    });
+    await written();
+    assert.deepEqual(await snapshotTree(root), ['releases'], `${name}: the refused release was left behind`);
+    assert.deepEqual((await readRegistry(root)).releases, [], `${name}: the refused release was registered`);
+  }
+});
+
+test('a tarball named for one version and holding another is refused before it is unpacked', async () => {
+  const { results } = await built;
+  const renamed = join(await tempDir('theseus-renamed-'), 'sequence-0.3.0.tar.gz');
+  await cp(results[1]!.tarball, renamed);
+  const { root, written } = await watchedRoot();
+  await assert.rejects(installRelease(root, renamed), { code: 'E_RELEASE_VERSION_MISMATCH' });
+  assert.deepEqual(await written(), [], 'nothing was unpacked');
+  // The same archive under its own name, or under a name without a version, installs.
+  const plain = join(await tempDir('theseus-renamed-'), 'release.tar.gz');
+  await cp(results[1]!.tarball, plain);
+  assert.equal((await installRelease(root, plain)).version, '0.2.0');
 });
 
 test('the same version with different contents is refused', async () => {
