@@ -156,11 +156,7 @@ export async function buildRelease(options: BuildOptions): Promise<BuildResult> 
 
     // 3. The upgrade plan against the previous release.
     // The static files' hashes, so a release that changes only them is planned as a change.
-    const staticFiles: Manifest['files'] = {};
-    for (const file of (await listFilesSorted(staging)).filter((path) => /^services\/[^/]+\/static\//.test(path))) {
-      const contents = await readFile(join(staging, file));
-      staticFiles[file] = { sha256: sha256(contents), size: contents.byteLength };
-    }
+    const staticFiles = await hashFiles(staging, (await listFilesSorted(staging)).filter((path) => /^services\/[^/]+\/static\//.test(path)));
     const plan = computePlan(previous?.manifest ?? null, { version: config.version, services, runtimeConfig: config.runtimeConfig, files: staticFiles });
     for (const [name, service] of Object.entries(services)) {
       const before = previous?.manifest.services[name];
@@ -175,11 +171,7 @@ export async function buildRelease(options: BuildOptions): Promise<BuildResult> 
     step('plan');
 
     // 4. The manifest, listing every file with its hash.
-    const files: Manifest['files'] = {};
-    for (const file of await listFilesSorted(staging)) {
-      const contents = await readFile(join(staging, file));
-      files[file] = { sha256: sha256(contents), size: contents.byteLength };
-    }
+    const files = await hashFiles(staging, await listFilesSorted(staging));
     const manifest: Manifest = {
       schema: MANIFEST_SCHEMA_VERSION,
       app: config.app,
@@ -256,6 +248,20 @@ async function mapLimited<T, R>(items: readonly T[], limit: number, fn: (item: T
   });
   await Promise.all(lanes);
   return results;
+}
+
+/**
+ * The sha256 and size of each file, by its path. Built with fromEntries, so every path is an own
+ * key even when it reads `__proto__` (an assignment would set the object's prototype instead and
+ * leave the file unlisted).
+ */
+async function hashFiles(dir: string, paths: string[]): Promise<Manifest['files']> {
+  const entries: Array<[string, { sha256: string; size: number }]> = [];
+  for (const file of paths) {
+    const contents = await readFile(join(dir, file));
+    entries.push([file, { sha256: sha256(contents), size: contents.byteLength }]);
+  }
+  return Object.fromEntries(entries);
 }
 
 function elapsed(started: number): number {

@@ -115,3 +115,16 @@ test('static files in the service folder are copied and listed with their hashes
   assert.ok(result.manifest.files['services/probe/static/banner.txt']);
   assert.equal(await readFile(join(result.dir, 'services/probe/static/banner.txt'), 'utf8'), 'The next number is served fresh.\n');
 });
+
+test('a static file named like an Object.prototype key is listed like any other, and the release installs', async () => {
+  const { installRelease } = await import('../../kernel/release/install.ts');
+  const app = await makeApp('1.0.0', service('0', 'state'));
+  await mkdir(join(app, 'svc', 'static'));
+  for (const name of ['__proto__', 'constructor', 'hasOwnProperty']) await writeFile(join(app, 'svc', 'static', name), `${name}\n`);
+  const result = await buildRelease({ configFile: join(app, 'theseus.config.ts'), outDir: await tempDir() });
+  for (const name of ['__proto__', 'constructor', 'hasOwnProperty']) {
+    assert.ok(Object.hasOwn(result.manifest.files, `services/probe/static/${name}`), `${name} is listed`);
+  }
+  const installed = await installRelease(await tempDir(), result.dir);
+  assert.equal(installed.version, '1.0.0');
+});
