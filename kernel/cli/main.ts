@@ -78,11 +78,13 @@ const verbs: Record<string, Verb> = {
     options: rootOption,
     async run(values) {
       const root = rootArg(values);
-      const { pid } = (await request(root, 'stop', {})) as { pid: number };
+      // graceMs: how long the kernel keeps answering health 'draining' before its listeners close.
+      const { pid, graceMs = 0 } = (await request(root, 'stop', {})) as { pid: number; graceMs?: number };
+      if (graceMs > 0) say(`Draining: health answers 503 for ${graceMs} ms, then the HTTP listeners close.`);
       const { isAlive } = await import('../main/daemon.ts');
-      const deadline = Date.now() + 60_000;
+      const deadline = Date.now() + 60_000 + graceMs;
       while (isAlive(pid) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
-      if (isAlive(pid)) throw theseusError('E_KERNEL_TIMEOUT', 'stop', 60_000);
+      if (isAlive(pid)) throw theseusError('E_KERNEL_TIMEOUT', 'stop', 60_000 + graceMs);
       say(`Kernel stopped (pid ${pid}).`);
       return EXIT.ok;
     },
@@ -126,6 +128,7 @@ const verbs: Record<string, Verb> = {
         const answered = Object.entries(status.http.responses).map(([kind, count]) => `${kind} ${count}`).join(', ');
         say(`http: ${status.http.listeners.map((l) => `http://${l.host}:${l.port} (${l.routes.length} route${l.routes.length === 1 ? '' : 's'})`).join(', ')}; ${status.http.requests} requests, ${status.http.inFlight} in flight${answered ? `; ${answered}` : ''}`);
       }
+      if (status.health.status !== 'ok') say(`health: ${status.health.status}`);
       if (status.lastUpgrade) say(`last upgrade: ${status.lastUpgrade.from} -> ${status.lastUpgrade.to} at ${status.lastUpgrade.at}${status.lastUpgrade.committed ? '' : ' (on trial)'}`);
       return EXIT.ok;
     },
@@ -264,6 +267,31 @@ const verbs: Record<string, Verb> = {
       } else {
         say(`  steps: ${result.steps.map((s) => `${s.step} ${s.ms} ms`).join(', ')}`);
       }
+      return EXIT.ok;
+    },
+  },
+  'systemd-unit': {
+    summary: 'print a systemd unit that runs this deploy root with `bin/kernel foreground` (stop drains; a crash restarts)',
+    options: {
+      ...rootOption,
+      user: { type: 'string', description: 'the user the kernel runs as (default: the current user)' },
+      group: { type: 'string', description: 'its group (default: the user\'s own)' },
+      'stop-grace-ms': { type: 'string', description: "how long a stop answers health 'draining' before the HTTP listeners close (default 0)" },
+      node: { type: 'string', description: 'the Node.js binary (default: the release\'s bundled one, else the one running this command)' },
+    },
+    async run(values) {
+      const { systemdUnit } = await import('./systemd-unit.ts');
+      const grace = values['stop-grace-ms'] as string | undefined;
+      if (grace !== undefined && !/^\d+$/.test(grace)) throw new UsageError(`kernel systemd-unit: --stop-grace-ms takes a whole number of milliseconds, not '${grace}'.`);
+      process.stdout.write(
+        await systemdUnit({
+          root: rootArg(values),
+          ...(values.user ? { user: values.user as string } : {}),
+          ...(values.group ? { group: values.group as string } : {}),
+          ...(grace !== undefined ? { stopGraceMs: Number(grace) } : {}),
+          ...(values.node ? { node: resolve(values.node as string) } : {}),
+        }),
+      );
       return EXIT.ok;
     },
   },

@@ -7,6 +7,7 @@
 // and then exactly one `result` frame.
 
 import { Type, type Static } from '@sinclair/typebox';
+import type { HealthReport } from '../main/health.ts';
 import type { FrontDoorStats } from '../main/http-front-door.ts';
 import type { ServiceStatus } from '../main/kernel.ts';
 import type { LogRecord } from './protocol.ts';
@@ -94,6 +95,8 @@ export interface StatusResult {
   lastUpgrade: { from: string; to: string; at: string; committed: boolean } | null;
   /** The HTTP front door, when the running release declares one. */
   http: FrontDoorStats | null;
+  /** What GET /_theseus/health answers on the front door: ok, or draining once a stop began. */
+  health: HealthReport;
 }
 
 /** What `releases` answers: the registry, with the running release marked. */

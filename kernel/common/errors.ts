@@ -135,6 +135,12 @@ const messages = {
   E_RELEASE_BAD_SIGNATURE: (file: string, keys: string) => `${file} is not a valid signature of the manifest by any trusted key (${keys}). The release was changed after signing, or signed by another key.`,
   E_INSTALL_FAILED: (source: string, reason: string) => `Installing ${source} failed: ${reason}. Nothing was installed; free the space or fix the folder, then try again.`,
   E_REGISTRY_WRITE_FAILED: (file: string, reason: string) => `The release registry ${file} could not be written: ${reason}.`,
+  E_STOP_GRACE_INVALID: (variable: string, value: string, max: number) =>
+    `${variable}='${value}' is not a stop grace the kernel can use: give a whole number of milliseconds from 0 to ${max} (the time a stop keeps answering health 'draining' before its HTTP listeners close), or unset it.`,
+  E_NOT_A_DEPLOY_ROOT: (root: string, missing: string) =>
+    `${root} is not a deploy root: ${missing} is missing. Unpack a release tarball there first (tar -xzf <app>-<version>.tar.gz -C ${root}), or pass --root with the deploy root's folder.`,
+  E_SYSTEMD_UNIT_VALUE: (option: string, value: string, reason: string) =>
+    `${option} ${JSON.stringify(value)} cannot go into a systemd unit: ${reason}. Choose another value.`,
   E_REMOVE_REFUSED: (version: string, status: string) => `Release ${version} is ${status} and cannot be removed. Downgrade or upgrade away from it first.`,
   // The HTTP front door.
   E_HTTP_LISTEN_FAILED: (address: string, reason: string) =>

@@ -22,6 +22,7 @@ import { ControlServer, type ControlChannel } from './control-server.ts';
 import { assertCompatible, serviceSources, startFromRoot } from './deploy-root.ts';
 import { runHooks } from './hooks.ts';
 import { HttpFrontDoor } from './http-front-door.ts';
+import { KernelHealth, readStopGraceMs } from './health.ts';
 import type { Kernel } from './kernel.ts';
 import { createKernelLog, type KernelLog } from './kernel-log.ts';
 import { SwapError, type SwapReport } from './hot-swap.ts';
@@ -55,11 +56,14 @@ export class KernelDaemon {
   /** Consoles and `kernel logs`-like streams that receive every log line as it happens. */
   #logSubscribers = new Set<ControlChannel>();
   #resolveStopped!: () => void;
+  /** What GET /_theseus/health and status answer: starting, ok, or draining once a stop began. */
+  #health: KernelHealth;
 
   private constructor(options: DaemonOptions) {
     this.#root = options.root;
     this.#paths = varPaths(options.root);
     this.#log = createKernelLog(this.#paths.log, { terminal: options.terminal });
+    this.#health = new KernelHealth({ release: () => this.#running ?? null, stopGraceMs: readStopGraceMs() });
     this.#stopped = new Promise((resolve) => (this.#resolveStopped = resolve));
   }
 
@@ -122,12 +126,14 @@ export class KernelDaemon {
       callBatch: (service, calls, encoding) => this.#kernel.callBatch(service, calls, encoding),
       concurrent: (service) => this.#kernel.isPooled(service),
       log: (level, message) => this.#kernelLog(level, message),
+      health: (method) => this.#health.answer(method),
     });
     await this.#frontDoor.apply(this.#manifest.http ?? null);
     if (booted.revertedTrial) this.#kernelLog('warn', `release ${booted.revertedTrial} was on trial and was reverted; booted ${booted.version}`);
     const cookie = await ensureCookie(this.#paths.cookie);
     this.#server = await ControlServer.listen(this.#paths.socket, cookie, (request, emit) => this.#handle(request, emit));
     this.#state = 'running';
+    this.#health.serving();
     this.#kernelLog('info', `kernel ready: ${booted.manifest.app} ${booted.version}, pid ${process.pid}`);
     await appendAudit(this.#paths.audit, { op: 'start', from: null, to: booted.version, hashes: this.#hashes(booted.version), outcome: 'ok' });
     await runHooks('postStart', this.#manifest.hooks.postStart, this.#root, { THESEUS_RELEASE: this.#running }).catch((error: unknown) =>
@@ -138,11 +144,16 @@ export class KernelDaemon {
   async stop(): Promise<void> {
     if (this.#state === 'stopping' || this.#state === 'stopped') return this.#stopped;
     this.#state = 'stopping';
+    this.#health.draining();
     try {
       await this.#operation.catch(() => undefined);
       await runHooks('preStop', this.#manifest.hooks.preStop, this.#root, { THESEUS_RELEASE: this.#running }).catch((error: unknown) =>
         this.#kernelLog('warn', errorMessage(error)),
       );
+      // Health has said "draining" since the stop began; the listeners keep serving for the rest
+      // of the grace, so a balancer polling takes the host out before a connection is refused.
+      if (this.#health.stopGraceMs > 0 && this.#frontDoor?.state === 'listening') this.#kernelLog('info', `draining: health answers 503 for ${this.#health.stopGraceMs} ms before the HTTP listeners close`);
+      await this.#health.graceBeforeClosing(this.#frontDoor?.state === 'listening');
       await this.#server?.close();
       // Requests in flight are answered while the services still run; then the services stop.
       await this.#frontDoor?.close();
@@ -213,7 +224,7 @@ export class KernelDaemon {
       case 'stop':
         // Answer first, then stop: the CLI waits for the pid to go away.
         setImmediate(() => void this.stop());
-        return { stopping: true, pid: process.pid };
+        return { stopping: true, pid: process.pid, graceMs: this.#frontDoor?.state === 'listening' ? this.#health.stopGraceMs : 0 };
     }
   }
 
@@ -236,6 +247,7 @@ export class KernelDaemon {
       services: await this.#kernel.status(),
       lastUpgrade: this.#lastUpgrade,
       http: this.#frontDoor && this.#frontDoor.state !== 'idle' ? this.#frontDoor.stats() : null,
+      health: this.#health.report(),
     };
   }
 

@@ -17,6 +17,7 @@ import { TheseusError, deserializeError, errorMessage, theseusError } from '../c
 import type { WireHttpReply, WireHttpRequest } from '../common/http-codec.ts';
 import { BATCH_HTTP, REPLY_OK, type BatchedCall, type BatchedResult, type LogRecord } from '../common/protocol.ts';
 import type { HttpConfig, HttpListenerConfig, HttpRoute } from '../release/manifest.ts';
+import { HEALTH_PATH } from './health.ts';
 
 type FrontDoorState = 'idle' | 'listening' | 'closing' | 'closed';
 
@@ -36,6 +37,8 @@ export interface FrontDoorOptions {
   closeGraceMs?: number;
   /** DEFAULT_FRONT_DOOR_LIMITS, unless given. */
   limits?: Partial<FrontDoorLimits>;
+  /** Answers HEALTH_PATH on every listener (KernelHealth.answer); without it, the path is routed like any other. */
+  health?(method: string): { status: number; headers: string[]; body: string };
 }
 
 export interface ListenerStatus {
@@ -200,7 +203,7 @@ interface Lane {
 export class HttpFrontDoor {
   #state: FrontDoorState = 'idle';
   #listeners = new Map<string, Listener>();
-  #options: Required<Omit<FrontDoorOptions, 'limits'>>;
+  #options: Required<Omit<FrontDoorOptions, 'limits' | 'health'>> & Pick<FrontDoorOptions, 'health'>;
   #limits: FrontDoorLimits;
   #maxBodyBytes = 0;
   #maxReplyBytes = Number.MAX_SAFE_INTEGER;
@@ -379,6 +382,14 @@ export class HttpFrontDoor {
   }
 
   #onRequest(listener: Listener, request: IncomingMessage, response: ServerResponse): void {
+    // The kernel's own health endpoint: no service involved, and a balancer's polls are not counted.
+    if (this.#options.health && (request.url === HEALTH_PATH || request.url?.startsWith(`${HEALTH_PATH}?`))) {
+      const { status, headers, body } = this.#options.health(request.method ?? 'GET');
+      request.resume();
+      response.writeHead(status, this.#state === 'closing' && !headers.includes('connection') ? [...headers, 'connection', 'close'] : headers);
+      response.end(body);
+      return;
+    }
     this.#requests++;
     const url = request.url ?? '/';
     const queryAt = url.indexOf('?');
