@@ -27,6 +27,9 @@ import { buildFleetExamples, buildMovedPort, buildUnhealthyWhereMarked, FLEET_HT
 const skip = whyNoNamespaces();
 if (skip) process.stdout.write(`# fleet test skipped: ${skip}; nothing else keeps it from running\n`);
 
+/** Far above a play's few tens of seconds; a hung one is killed. */
+const PLAY_TIMEOUT_MS = 5 * 60_000;
+
 interface PlayResult {
   code: number | null;
   output: string;
@@ -42,7 +45,7 @@ interface AuditLine {
   phase?: string;
 }
 
-describe('rolling a release across a fleet with Ansible', { skip: skip ?? false, timeout: 15 * 60_000 }, () => {
+describe('rolling a release across a fleet with Ansible', { skip: skip ?? false, timeout: 12 * 60_000 }, () => {
   let fleet: Fleet;
   let tarballs: Record<string, string> = {};
   let load: ReturnType<typeof startFleetLoad> | null = null;
@@ -70,7 +73,10 @@ describe('rolling a release across a fleet with Ansible', { skip: skip ?? false,
     let output = '';
     child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
     child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    // A play that hangs (an ssh connection that never answers) fails here, not at the suite's timeout.
+    const timer = setTimeout(() => child.kill('SIGKILL'), PLAY_TIMEOUT_MS);
     const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+    clearTimeout(timer);
     const name = `${String(++plays).padStart(2, '0')}-${playbook.replace('.yml', '')}${flags.includes('--check') ? '-check' : ''}-${vars.theseus_version ?? String(vars.theseus_tarball ?? '').replace(/^.*-|\.tar\.gz$/g, '')}.txt`;
     const transcript = `$ ansible-playbook -i inventory.ini ${playbook} -e '${JSON.stringify(vars).replace(fleet.dir, '...')}' ${flags.join(' ')}\n${output}(exit ${code})\n`;
     await writeFile(join(fleet.dir, name), transcript);
@@ -119,7 +125,9 @@ describe('rolling a release across a fleet with Ansible', { skip: skip ?? false,
   /** Waits until the load has had `count` more answers: every play runs under load. */
   async function underLoad(count: number): Promise<void> {
     const target = load!.answered() + count;
-    while (load!.answered() < target) await new Promise((resolve) => setTimeout(resolve, 10));
+    for (let i = 0; i < 6000 && load!.answered() < target; i++) await new Promise((resolve) => setTimeout(resolve, 10));
+    const failures = load!.hosts.flatMap((host) => host.failures.slice(0, 3).map((failure) => `${host.address}: ${failure}`));
+    assert.ok(load!.answered() >= target, `the load stalled: ${failures.join('; ') || 'no answers, no failures'}`);
   }
 
   it('install.yml sets each host up: its system user, its deploy root, the kernel started and healthy', async () => {
