@@ -25,7 +25,7 @@ import { createFleet, missingTools, whyNoNamespaces, type Fleet, type FleetHost 
 import { buildFleetExamples, buildMovedPort, buildUnhealthyWhereMarked, FLEET_HTTP_PORT, UNHEALTHY_MARKER } from './releases.ts';
 
 const skip = whyNoNamespaces();
-if (skip) process.stdout.write(`# fleet test skipped: ${skip}; nothing else keeps it from running\n`);
+if (skip) process.stdout.write(`# the fleet test is skipped: ${skip}\n`);
 
 /** Far above a play's few tens of seconds; a hung one is killed. */
 const PLAY_TIMEOUT_MS = 5 * 60_000;
