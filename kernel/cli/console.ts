@@ -23,7 +23,7 @@ import { inspect, type InspectOptions } from 'node:util';
 import type { ProgressEvent, ReleaseEntry, ServiceDescription, StatusResult, SwapResult } from '../common/control-protocol.ts';
 import { TheseusError, errorMessage } from '../common/errors.ts';
 import type { LogRecord } from '../common/protocol.ts';
-import { varPaths } from '../main/var-paths.ts';
+import { varPaths } from '../common/deploy-paths.ts';
 import { ControlConnection, request } from './control-client.ts';
 import { formatDuration, formatServiceSwap, table } from './format.ts';
 

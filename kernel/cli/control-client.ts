@@ -6,7 +6,7 @@ import { connect } from 'node:net';
 import { TheseusError, theseusError } from '../common/errors.ts';
 import { decodeFrames, encodeFrame, type ControlOpName, type ControlRequest, type ControlResponse, type ProgressEvent } from '../common/control-protocol.ts';
 import type { LogRecord } from '../common/protocol.ts';
-import { varPaths } from '../main/var-paths.ts';
+import { varPaths } from '../common/deploy-paths.ts';
 
 export interface RequestOptions {
   timeoutMs?: number;

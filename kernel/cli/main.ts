@@ -7,7 +7,7 @@ import { join, resolve } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import type { ProgressEvent, ReleaseEntry, StatusResult, SwapResult } from '../common/control-protocol.ts';
 import { TheseusError, theseusError } from '../common/errors.ts';
-import { resolveDeployRoot } from '../main/deploy-root.ts';
+import { isAlive, resolveDeployRoot } from '../common/deploy-paths.ts';
 import { DEFAULT_CONFIG_FILE } from '../release/config.ts';
 import { readRegistry, withoutRelease, writeRegistry } from '../release/registry.ts';
 import { request } from './control-client.ts';
@@ -79,7 +79,6 @@ const verbs: Record<string, Verb> = {
     async run(values) {
       const root = rootArg(values);
       const { pid } = (await request(root, 'stop', {})) as { pid: number };
-      const { isAlive } = await import('../main/daemon.ts');
       const deadline = Date.now() + 60_000;
       while (isAlive(pid) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
       if (isAlive(pid)) throw theseusError('E_KERNEL_TIMEOUT', 'stop', 60_000);

@@ -7,8 +7,8 @@ import { open, readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import semver from 'semver';
 import { TheseusError, theseusError } from '../common/errors.ts';
-import { isAlive } from '../main/daemon.ts';
-import { ensureVarDir, varPaths } from '../main/var-paths.ts';
+
+import { ensureVarDir, isAlive, varPaths } from '../common/deploy-paths.ts';
 import { DEFAULT_CONFIG_FILE } from '../release/config.ts';
 import { installRelease } from '../release/install.ts';
 import { permanentVersion, readRegistry, withPermanent, writeRegistry } from '../release/registry.ts';

@@ -7,8 +7,7 @@
 // and then exactly one `result` frame.
 
 import { Type, type Static } from '@sinclair/typebox';
-import type { FrontDoorStats } from '../main/http-front-door.ts';
-import type { ServiceStatus } from '../main/kernel.ts';
+import type { FrontDoorStats, ServiceStatus } from './status.ts';
 import type { LogRecord } from './protocol.ts';
 
 export const CONTROL_PROTOCOL_VERSION = 1;

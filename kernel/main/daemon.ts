@@ -25,7 +25,7 @@ import { HttpFrontDoor } from './http-front-door.ts';
 import type { Kernel } from './kernel.ts';
 import { createKernelLog, type KernelLog } from './kernel-log.ts';
 import { SwapError, type SwapReport } from './hot-swap.ts';
-import { ensureVarDir, varPaths, type VarPaths } from './var-paths.ts';
+import { ensureVarDir, isAlive, varPaths, type VarPaths } from '../common/deploy-paths.ts';
 
 type DaemonState = 'starting' | 'running' | 'stopping' | 'stopped';
 
@@ -549,13 +549,4 @@ async function refuseIfRunning(root: string, paths: VarPaths): Promise<void> {
   // Whatever is left is stale: the process that wrote it is gone.
   await rm(paths.pid, { force: true });
   await rm(paths.socket, { force: true });
-}
-
-export function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }

@@ -29,7 +29,7 @@ import { TheseusError, errorMessage, serializeError, theseusError, type SwapPhas
 import { hangIfFaulted } from '../common/faults.ts';
 import { findMigrationPath, formatPath, type MigrationStep } from '../common/migrations.ts';
 import { createLink, portsOf, sameDescriptor, sameSettings, type LogRecord, type PortSet, type ServiceDescriptor, type ServiceSource, type StateSnapshot } from '../common/protocol.ts';
-import type { Bundle } from './bundler.ts';
+import type { Bundle } from '../release/bundler.ts';
 import type { ServiceHost } from './service-host.ts';
 import type { ServiceWorker } from './service-worker.ts';
 

@@ -17,6 +17,7 @@ import { TheseusError, deserializeError, errorMessage, theseusError } from '../c
 import type { WireHttpReply, WireHttpRequest } from '../common/http-codec.ts';
 import { BATCH_HTTP, REPLY_OK, type BatchedCall, type BatchedResult, type LogRecord } from '../common/protocol.ts';
 import type { HttpConfig, HttpListenerConfig, HttpRoute } from '../release/manifest.ts';
+import type { FrontDoorStats } from '../common/status.ts';
 
 type FrontDoorState = 'idle' | 'listening' | 'closing' | 'closed';
 
@@ -36,23 +37,6 @@ export interface FrontDoorOptions {
   closeGraceMs?: number;
   /** DEFAULT_FRONT_DOOR_LIMITS, unless given. */
   limits?: Partial<FrontDoorLimits>;
-}
-
-export interface ListenerStatus {
-  host: string;
-  /** The port asked for in the config (0: any free port). */
-  configuredPort: number;
-  /** The port actually bound. */
-  port: number;
-  routes: string[];
-}
-
-export interface FrontDoorStats {
-  listeners: ListenerStatus[];
-  requests: number;
-  inFlight: number;
-  /** Responses by status class, e.g. { "2xx": 10, "5xx": 1 }. */
-  responses: Record<string, number>;
 }
 
 /** Routes of one listener: exact paths first, then `/prefix/*` routes, longest prefix first. */

@@ -8,12 +8,13 @@ import { readFile } from 'node:fs/promises';
 import { pathToFileURL } from 'node:url';
 import { findMigrationPath } from '../common/migrations.ts';
 import { decodeHttpRequest, encodeHttpReply, type WireHttpRequest } from '../common/http-codec.ts';
-import { BATCH_HTTP, createLink, REPLY_ERROR, REPLY_OK, sameDescriptor, sameSettings, type BatchedCall, type BatchedResult, type InboundLink, type LogRecord, type Durability, type PortSet, type ServiceDescriptor, type ServiceSource, type StateSnapshot } from '../common/protocol.ts';
+import { BATCH_HTTP, createLink, REPLY_ERROR, REPLY_OK, sameDescriptor, sameSettings, type BatchedCall, type BatchedResult, type InboundLink, type LogRecord, type PortSet, type ServiceDescriptor, type ServiceSource, type StateSnapshot } from '../common/protocol.ts';
 import { readCheckpoint, writeCheckpoint } from '../common/checkpoints.ts';
-import { bundleEntry, defaultCacheDir, poolRuntimeBundle, workerRuntimeBundle, type Bundle } from './bundler.ts';
+import { bundleEntry, defaultCacheDir, poolRuntimeBundle, workerRuntimeBundle, type Bundle } from '../release/bundler.ts';
 import { HotSwap, SwapError, type ServiceSwapReport, type SwapReport, type SwapTarget } from './hot-swap.ts';
 import { PoolHost, type PoolGeneration, type PoolOptions } from './pool-host.ts';
-import { ServiceHost, type HostState, type LastSwap } from './service-host.ts';
+import type { HostState, ServiceStatus } from '../common/status.ts';
+import { ServiceHost } from './service-host.ts';
 import { ServiceWorker } from './service-worker.ts';
 
 export interface KernelOptions {
@@ -56,30 +57,6 @@ export interface KernelOptions {
    * be migrated down in that release's own code when an older one boots.
    */
   resolveRelease?: (version: string) => Promise<Record<string, ServiceSource> | null>;
-}
-
-export interface ServiceStatus {
-  name: string;
-  state: HostState;
-  release: string;
-  vsn: string;
-  threadId: number;
-  uptimeMs: number;
-  callsServed: number;
-  castsServed: number;
-  inFlight: number;
-  queued: number;
-  heapUsed: number;
-  /** What a kill -9 can lose of its state (see Durability); 'none' for a pooled service, which keeps none. */
-  durability: Durability | 'none';
-  /** Reply durability: the state writes so far (each one fsync of the file and one of its folder). */
-  durableWrites: number;
-  failure: string | null;
-  /** How many times supervision restarted the service's worker after a crash. */
-  restarts: number;
-  lastSwap: LastSwap | null;
-  /** A pooled service's pool: its size and the threads serving it (threadId is the first of them). */
-  pool?: { size: number; threadIds: number[] };
 }
 
 type KernelState = 'starting' | 'running' | 'stopping' | 'stopped';

@@ -28,8 +28,8 @@ import {
   type ServiceDescriptor,
   type ServiceSource,
 } from '../common/protocol.ts';
-import type { Bundle } from './bundler.ts';
-import type { HostState, LastSwap } from './service-host.ts';
+import type { Bundle } from '../release/bundler.ts';
+import type { HostState, LastSwap } from '../common/status.ts';
 
 export type PoolGenerationState = 'warming' | 'warm' | 'serving' | 'retiring' | 'closed';
 

@@ -8,18 +8,10 @@
 
 import { ServiceClient } from '../common/client.ts';
 import { createLink, type InboundLink, type ServiceDescriptor, type ServiceSource, type StateSnapshot } from '../common/protocol.ts';
-import type { Bundle } from './bundler.ts';
+import type { Bundle } from '../release/bundler.ts';
+import type { HostState, LastSwap } from '../common/status.ts';
 import type { ServiceWorker } from './service-worker.ts';
 
-export type HostState = 'starting' | 'running' | 'swapping' | 'restarting' | 'crashed' | 'stopping' | 'stopped' | 'failed';
-
-export interface LastSwap {
-  fromRelease: string;
-  toRelease: string;
-  at: number;
-  pauseMs: number;
-  outcome: string;
-}
 
 export class ServiceHost {
   readonly name: string;

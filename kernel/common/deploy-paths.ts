@@ -1,8 +1,27 @@
-// The kernel's own files under a deploy root's var/ (git-ignored in the repo). The folder is
+// Where a deploy root and the kernel's own files are, and whether the kernel that wrote its pid
+// there is alive: what the CLI's cheap verbs need, without loading any of the kernel. Runs in the
+// CLI's process and the kernel's main thread.
+//
+// The kernel's files live under the root's var/ (git-ignored in the repo). The folder is
 // owner-only, so the socket and cookie inside it are reachable by their owner alone.
 
 import { chmod, mkdir } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
+
+/** The deploy root: --root, else $THESEUS_ROOT, else the current folder. */
+export function resolveDeployRoot(flag: string | undefined): string {
+  return resolve(flag ?? process.env.THESEUS_ROOT ?? process.cwd());
+}
+
+/** Whether a process with this pid exists (one owned by another user counts). */
+export function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
 
 export interface VarPaths {
   dir: string;
