@@ -674,7 +674,9 @@ export class Kernel {
       // In reply durability the worker writes its own state, so it never asks the kernel to.
       checkpointEveryChanges: source.durability === 'reply' ? 0 : this.#options.checkpointEveryChanges,
       durableStateDir: source.durability === 'reply' ? (this.#options.stateDir ?? null) : null,
-      onCheckpointDue: () => void this.checkpoint([service]),
+      // Fresh: a due checkpoint that comes while one is being written must get its own, or the
+      // changes since the one under way would wait for the next due or timer.
+      onCheckpointDue: () => void this.checkpoint([service], { fresh: true }),
       runtimeFile: (await workerRuntimeBundle(this.#options.cacheDir)).file,
       bootTimeoutMs: this.#options.bootTimeoutMs,
       onLog: (record) => this.#emit(record),
