@@ -20,12 +20,12 @@ import { join, resolve } from 'node:path';
 import { clearScreenDown, cursorTo, moveCursor, type AsyncCompleter, type CompleterResult } from 'node:readline';
 import repl, { type REPLServer } from 'node:repl';
 import { inspect, type InspectOptions } from 'node:util';
-import type { ProgressEvent, ReleaseEntry, ServiceDescription, StatusResult, SwapResult } from '../common/control-protocol.ts';
+import type { ControlReplies, PhaseEvent, ServiceDescription, StatusResult } from '../common/control-protocol.ts';
 import { TheseusError, errorMessage } from '../common/errors.ts';
 import type { LogRecord } from '../common/protocol.ts';
 import { varPaths } from '../common/deploy-paths.ts';
 import { ControlConnection, request } from './control-client.ts';
-import { formatDuration, formatServiceSwap, table } from './format.ts';
+import { formatPhase, formatReleases, formatServiceSwap, formatStatus } from './format.ts';
 
 /** The prompt. It leaves out the release, which can change while attached; the banner and .status name it. */
 const PROMPT = 'theseus> ';
@@ -105,7 +105,7 @@ class ConsoleSession {
 
   async run(): Promise<number> {
     // Attach first: with no kernel, this throws before anything is printed.
-    const [status, services] = await Promise.all([request(this.#root, 'status', {}) as Promise<StatusResult>, this.#describe()]);
+    const [status, services] = await Promise.all([request(this.#root, 'status', {}), this.#describe()]);
     this.#applyDescriptions(services);
 
     // The log stream, on its own connection; opened before the prompt so no line is missed.
@@ -243,7 +243,7 @@ class ConsoleSession {
       help: 'Make the release on trial permanent (as kernel commit)',
       action: () =>
         this.#command(async () => {
-          const { permanent } = (await this.#counted(request(this.#root, 'commit', {}))) as { permanent: string };
+          const { permanent } = await this.#counted(request(this.#root, 'commit', {}));
           this.#write(`Made release permanent: ${permanent}\n`);
         }),
     });
@@ -290,7 +290,7 @@ class ConsoleSession {
   // Services in scope
 
   async #describe(): Promise<ServiceDescription[]> {
-    return (await request(this.#root, 'describe', {}, { timeoutMs: 10_000 })) as ServiceDescription[];
+    return request(this.#root, 'describe', {}, { timeoutMs: 10_000 });
   }
 
   /** Brings the clients in line with `describe`: new services and methods appear, gone ones go. */
@@ -363,10 +363,10 @@ class ConsoleSession {
 
   #callFunction(service: string, method: string): (...args: unknown[]) => Promise<unknown> {
     const call = async (...args: unknown[]): Promise<unknown> => {
-      const result = (await this.#remote(service, method, args).catch((error: unknown) => {
+      const result = await this.#remote(service, method, args).catch((error: unknown) => {
         throw consoleError(error);
-      })) as { reply?: unknown };
-      return result.reply;
+      });
+      return 'reply' in result ? result.reply : undefined;
     };
     return Object.defineProperty(call, 'name', { value: method });
   }
@@ -382,7 +382,7 @@ class ConsoleSession {
   }
 
   /** One `call` request, sent after the casts issued before it. */
-  async #remote(service: string, method: string, args: unknown[]): Promise<unknown> {
+  async #remote(service: string, method: string, args: unknown[]): Promise<ControlReplies['call']> {
     // Arguments travel as JSON: refuse what JSON would silently change or cannot hold.
     for (const arg of args) {
       const reason = notJson(arg);
@@ -456,26 +456,17 @@ class ConsoleSession {
   // Commands
 
   async #showStatus(): Promise<void> {
-    const status = (await this.#counted(request(this.#root, 'status', {}))) as StatusResult;
-    const lines = [`${status.app} ${status.release} (permanent: ${status.permanent ?? 'none'}), pid ${status.pid}, up ${formatDuration(status.uptimeMs)}`];
-    lines.push(
-      table(
-        ['SERVICE', 'STATE', 'RELEASE', 'VSN', 'UPTIME', 'CALLS', 'CASTS', 'IN FLIGHT', 'QUEUED', 'HEAP'],
-        status.services.map((s) => [s.name, s.state, s.release, s.vsn, formatDuration(s.uptimeMs), String(s.callsServed), String(s.castsServed), String(s.inFlight), String(s.queued), `${(s.heapUsed / 1048576).toFixed(1)} MB`]),
-      ),
-    );
-    for (const s of status.services) if (s.failure) lines.push(`  ${s.name} failed: ${s.failure}`);
-    if (status.lastUpgrade) lines.push(`last upgrade: ${status.lastUpgrade.from} -> ${status.lastUpgrade.to} at ${status.lastUpgrade.at}${status.lastUpgrade.committed ? '' : ' (on trial)'}`);
-    this.#write(`${lines.join('\n')}\n`);
+    const status = await this.#counted(request(this.#root, 'status', {}));
+    this.#write(`${formatStatus(status).join('\n')}\n`);
   }
 
   async #showReleases(): Promise<void> {
-    const releases = (await this.#counted(request(this.#root, 'releases', {}))) as ReleaseEntry[];
+    const releases = await this.#counted(request(this.#root, 'releases', {}));
     if (releases.length === 0) {
       this.#write('No releases installed.\n');
       return;
     }
-    this.#write(`${table(['VERSION', 'STATUS', 'RUNNING', 'INSTALLED', 'MANIFEST'], releases.map((r) => [r.version, r.status, r.running ? 'yes' : '', r.installedAt, r.manifestSha256.slice(0, 12)]))}\n`);
+    this.#write(`${formatReleases(releases)}\n`);
   }
 
   async #showServices(): Promise<void> {
@@ -495,11 +486,11 @@ class ConsoleSession {
     // A path is resolved here: the kernel's working folder is not the console's.
     if (verb === 'upgrade' && existsSync(target)) target = resolve(target);
     this.#write(`${verb === 'upgrade' ? 'Upgrading' : 'Downgrading'} to ${target}\n`);
-    const onEvent = (event: ProgressEvent) => this.#write(`  ${event.step.padEnd(10)} ${`${event.ms} ms`.padStart(10)}${event.detail ? `  ${event.detail}` : ''}\n`);
+    const onEvent = (event: PhaseEvent) => this.#write(`${formatPhase(event)}\n`);
     try {
-      const result = (await (verb === 'upgrade'
+      const result = await (verb === 'upgrade'
         ? this.#counted(request(this.#root, 'upgrade', { source: target, commit }, { timeoutMs: SWAP_TIMEOUT_MS, onEvent }))
-        : this.#counted(request(this.#root, 'downgrade', { version: target, commit }, { timeoutMs: SWAP_TIMEOUT_MS, onEvent })))) as SwapResult;
+        : this.#counted(request(this.#root, 'downgrade', { version: target, commit }, { timeoutMs: SWAP_TIMEOUT_MS, onEvent })));
       for (const service of result.report.services) {
         this.#write(`  ${formatServiceSwap(service)}\n`);
       }
@@ -584,7 +575,7 @@ class ConsoleSession {
   }
 
   /** Counts a request while it is waited on, so that leaving can tell whether anything still is. */
-  async #counted(pending: Promise<unknown>): Promise<unknown> {
+  async #counted<T>(pending: Promise<T>): Promise<T> {
     this.#pending++;
     try {
       return await pending;

@@ -5,13 +5,13 @@
 import { rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import type { ProgressEvent, ReleaseEntry, StatusResult, SwapResult } from '../common/control-protocol.ts';
+import type { PhaseEvent } from '../common/control-protocol.ts';
 import { TheseusError, theseusError } from '../common/errors.ts';
 import { isAlive, resolveDeployRoot } from '../common/deploy-paths.ts';
 import { DEFAULT_CONFIG_FILE } from '../release/config.ts';
 import { readRegistry, withoutRelease, writeRegistry } from '../release/registry.ts';
 import { request } from './control-client.ts';
-import { formatDuration, formatServiceSwap, table } from './format.ts';
+import { formatPhase, formatReleases, formatServiceSwap, formatStatus } from './format.ts';
 
 /** Exit codes, documented in the README. */
 export const EXIT = {
@@ -78,7 +78,7 @@ const verbs: Record<string, Verb> = {
     options: rootOption,
     async run(values) {
       const root = rootArg(values);
-      const { pid } = (await request(root, 'stop', {})) as { pid: number };
+      const { pid } = await request(root, 'stop', {});
       const deadline = Date.now() + 60_000;
       while (isAlive(pid) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
       if (isAlive(pid)) throw theseusError('E_KERNEL_TIMEOUT', 'stop', 60_000);
@@ -90,7 +90,7 @@ const verbs: Record<string, Verb> = {
     summary: 'check that the kernel answers',
     options: rootOption,
     async run(values) {
-      const { pid, release } = (await request(rootArg(values), 'ping', {}, { timeoutMs: 5000 })) as { pid: number; release: string };
+      const { pid, release } = await request(rootArg(values), 'ping', {}, { timeoutMs: 5000 });
       say(`pong: pid ${pid}, release ${release}`);
       return EXIT.ok;
     },
@@ -99,7 +99,7 @@ const verbs: Record<string, Verb> = {
     summary: "print the kernel's process id",
     options: rootOption,
     async run(values) {
-      const { pid } = (await request(rootArg(values), 'ping', {}, { timeoutMs: 5000 })) as { pid: number };
+      const { pid } = await request(rootArg(values), 'ping', {}, { timeoutMs: 5000 });
       say(String(pid));
       return EXIT.ok;
     },
@@ -108,24 +108,12 @@ const verbs: Record<string, Verb> = {
     summary: 'show the release, every service (version, vsn, uptime, calls, in flight, memory) and the last upgrade',
     options: { ...rootOption, json: { type: 'boolean', description: 'print JSON' } },
     async run(values) {
-      const status = (await request(rootArg(values), 'status', {})) as StatusResult;
+      const status = await request(rootArg(values), 'status', {});
       if (values.json) {
         say(JSON.stringify(status));
         return EXIT.ok;
       }
-      say(`${status.app} ${status.release} (permanent: ${status.permanent ?? 'none'}), pid ${status.pid}, up ${formatDuration(status.uptimeMs)}`);
-      say(
-        table(
-          ['SERVICE', 'STATE', 'RELEASE', 'VSN', 'UPTIME', 'CALLS', 'CASTS', 'IN FLIGHT', 'QUEUED', 'HEAP', 'DURABILITY'],
-          status.services.map((s) => [s.name, s.state, s.release, s.vsn, formatDuration(s.uptimeMs), String(s.callsServed), String(s.castsServed), String(s.inFlight), String(s.queued), `${(s.heapUsed / 1048576).toFixed(1)} MB`, s.durability]),
-        ),
-      );
-      for (const s of status.services) if (s.failure) say(`  ${s.name} failed: ${s.failure}`);
-      if (status.http) {
-        const answered = Object.entries(status.http.responses).map(([kind, count]) => `${kind} ${count}`).join(', ');
-        say(`http: ${status.http.listeners.map((l) => `http://${l.host}:${l.port} (${l.routes.length} route${l.routes.length === 1 ? '' : 's'})`).join(', ')}; ${status.http.requests} requests, ${status.http.inFlight} in flight${answered ? `; ${answered}` : ''}`);
-      }
-      if (status.lastUpgrade) say(`last upgrade: ${status.lastUpgrade.from} -> ${status.lastUpgrade.to} at ${status.lastUpgrade.at}${status.lastUpgrade.committed ? '' : ' (on trial)'}`);
+      for (const line of formatStatus(status)) say(line);
       return EXIT.ok;
     },
   },
@@ -155,7 +143,7 @@ const verbs: Record<string, Verb> = {
     summary: 'make the release on trial permanent',
     options: rootOption,
     async run(values) {
-      const { permanent } = (await request(rootArg(values), 'commit', {})) as { permanent: string };
+      const { permanent } = await request(rootArg(values), 'commit', {});
       say(`Made release permanent: ${permanent}`);
       return EXIT.ok;
     },
@@ -166,10 +154,10 @@ const verbs: Record<string, Verb> = {
     async run(values) {
       const root = rootArg(values);
       // Through the kernel when one runs (it knows which release is running); else the registry file.
-      const releases = (await request(root, 'releases', {}, { timeoutMs: 5000 }).catch(async (error: unknown) => {
+      const releases = await request(root, 'releases', {}, { timeoutMs: 5000 }).catch(async (error: unknown) => {
         if (error instanceof TheseusError && error.code === 'E_KERNEL_NOT_RUNNING') return (await readRegistry(root)).releases.map((r) => ({ ...r, running: false }));
         throw error;
-      })) as ReleaseEntry[];
+      });
       if (values.json) {
         say(JSON.stringify(releases));
         return EXIT.ok;
@@ -178,7 +166,7 @@ const verbs: Record<string, Verb> = {
         say('No releases installed.');
         return EXIT.ok;
       }
-      say(table(['VERSION', 'STATUS', 'RUNNING', 'INSTALLED', 'MANIFEST'], releases.map((r) => [r.version, r.status, r.running ? 'yes' : '', r.installedAt, r.manifestSha256.slice(0, 12)])));
+      say(formatReleases(releases));
       return EXIT.ok;
     },
   },
@@ -277,18 +265,21 @@ const verbs: Record<string, Verb> = {
 
 class UsageError extends Error {}
 
-/** upgrade and downgrade: print each step with its timing, then each service's pause. */
+/**
+ * upgrade and downgrade: print each phase with its time as it ends, then each service's pause.
+ * With --json, one JSON line per phase as it ends, then one with the result (or the error).
+ */
 async function swapVerb(verb: 'upgrade' | 'downgrade', root: string, target: string, commit: boolean, json: boolean): Promise<number> {
-  const events: ProgressEvent[] = [];
-  const onEvent = (event: ProgressEvent) => {
+  const events: PhaseEvent[] = [];
+  const onEvent = (event: PhaseEvent) => {
     events.push(event);
-    if (!json) say(`  ${event.step.padEnd(10)} ${`${event.ms} ms`.padStart(10)}${event.detail ? `  ${event.detail}` : ''}`);
+    say(json ? JSON.stringify({ phase: event }) : formatPhase(event));
   };
   if (!json) say(`${verb === 'upgrade' ? 'Upgrading' : 'Downgrading'} to ${target}`);
   try {
-    const result = (await (verb === 'upgrade'
+    const result = await (verb === 'upgrade'
       ? request(root, 'upgrade', { source: target, commit }, { timeoutMs: 10 * 60_000, onEvent })
-      : request(root, 'downgrade', { version: target, commit }, { timeoutMs: 10 * 60_000, onEvent }))) as SwapResult;
+      : request(root, 'downgrade', { version: target, commit }, { timeoutMs: 10 * 60_000, onEvent }));
     if (json) {
       say(JSON.stringify({ ok: true, ...result, steps: events }));
       return EXIT.ok;

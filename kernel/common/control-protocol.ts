@@ -8,6 +8,7 @@
 
 import { Type, type Static } from '@sinclair/typebox';
 import type { FrontDoorStats, ServiceStatus } from './status.ts';
+import type { PhaseEvent } from './phases.ts';
 import type { LogRecord } from './protocol.ts';
 
 export const CONTROL_PROTOCOL_VERSION = 1;
@@ -75,22 +76,20 @@ export const ControlRequestSchema = Type.Union([
 export type ControlRequest = Static<typeof ControlRequestSchema>;
 export type ControlOpName = ControlRequest['op'];
 
-/** A step of an upgrade as it happens, for the CLI to print. */
-export interface ProgressEvent {
-  step: 'unpack' | 'verify' | 'plan' | 'boot' | 'drain' | 'migrate' | 'switch' | 'probation' | 'commit' | 'hooks';
-  ms: number;
-  detail?: string;
-}
+/** What an upgrade tells as it goes: each phase as it ends (kernel/common/phases.ts). */
+export type { PhaseEvent } from './phases.ts';
 
 /** What `status` answers. */
 export interface StatusResult {
   pid: number;
+  /** The deploy root the kernel runs from. */
+  root: string;
   app: string;
   release: string;
   permanent: string | null;
   uptimeMs: number;
   services: ServiceStatus[];
-  lastUpgrade: { from: string; to: string; at: string; committed: boolean } | null;
+  lastUpgrade: { from: string; to: string; at: string; committed: boolean; services: SwapResult['report']['services'] } | null;
   /** The HTTP front door, when the running release declares one. */
   http: FrontDoorStats | null;
 }
@@ -134,8 +133,26 @@ export interface ServiceDescription {
   casts: string[];
 }
 
+/**
+ * What each request answers, op by op: the kernel's handler must return it, and `request()` in
+ * the CLI returns it, so neither side casts. `logs` never answers: it streams until closed.
+ */
+export interface ControlReplies {
+  ping: { pong: true; pid: number; release: string };
+  status: StatusResult;
+  releases: ReleaseEntry[];
+  commit: { permanent: string };
+  stop: { stopping: true; pid: number };
+  describe: ServiceDescription[];
+  logs: null;
+  call: { cast: true } | { reply: unknown };
+  upgrade: SwapResult;
+  downgrade: SwapResult;
+  remove: { removed: string };
+}
+
 export type ControlResponse =
-  | { id: number; kind: 'event'; event: ProgressEvent }
+  | { id: number; kind: 'event'; event: PhaseEvent }
   | { id: number; kind: 'log'; record: LogRecord }
   | { id: number; kind: 'result'; ok: true; result: unknown }
   | { id: number; kind: 'result'; ok: false; error: { code: string; message: string; phase?: string } };

@@ -4,6 +4,8 @@
 // Runs in both the kernel's main thread and service workers; errors cross threads as
 // `SerializedError` (structured clone keeps neither the class nor custom fields reliably).
 
+import type { UpgradePhase } from './phases.ts';
+
 const messages = {
   E_UNKNOWN_SERVICE: (name: string, known: string) =>
     `No service named '${name}' is running (running: ${known || 'none'}). Check the name, or add the service to the release.`,
@@ -167,15 +169,13 @@ export const errorCodes: ReadonlySet<string> = new Set(Object.keys(messages));
 
 type MessageArgs<C extends ErrorCode> = Parameters<(typeof messages)[C]>;
 
-/** The phases of a hot swap, named here so errors can say where they happened. */
-export type SwapPhase = 'check' | 'prepare' | 'suspend' | 'migrate' | 'switch' | 'probation' | 'commit';
 
 export class TheseusError extends Error {
   readonly code: ErrorCode | string;
-  phase?: SwapPhase;
+  phase?: UpgradePhase;
   service?: string;
 
-  constructor(code: ErrorCode | string, message: string, options?: { cause?: unknown; phase?: SwapPhase; service?: string }) {
+  constructor(code: ErrorCode | string, message: string, options?: { cause?: unknown; phase?: UpgradePhase; service?: string }) {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'TheseusError';
     this.code = code;
@@ -194,14 +194,14 @@ export interface SerializedError {
   name: string;
   message: string;
   code: string;
-  phase?: SwapPhase;
+  phase?: UpgradePhase;
   service?: string;
   stack?: string;
 }
 
 export function serializeError(error: unknown, fallbackCode = 'E_INTERNAL'): SerializedError {
   if (error instanceof Error) {
-    const coded = error as Error & { code?: unknown; phase?: SwapPhase; service?: string };
+    const coded = error as Error & { code?: unknown; phase?: UpgradePhase; service?: string };
     const out: SerializedError = {
       name: error.name,
       message: error.message,
@@ -222,6 +222,13 @@ export function deserializeError(data: SerializedError): TheseusError {
   if (data.service) error.service = data.service;
   if (data.stack) error.stack = data.stack;
   return error;
+}
+
+/** The error as a coded one, tagged with the upgrade phase it failed in (unless it already says). */
+export function inPhase(error: unknown, phase: UpgradePhase): TheseusError {
+  const coded = error instanceof TheseusError ? error : new TheseusError('E_INTERNAL', errorMessage(error), { cause: error });
+  coded.phase ??= phase;
+  return coded;
 }
 
 export function errorMessage(error: unknown): string {

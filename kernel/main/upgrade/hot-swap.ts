@@ -1,37 +1,43 @@
-// The hot swap: one explicit state machine that moves one or more running services to new code
-// without losing, failing or repeating a call. Runs in the kernel's main thread.
+// The service swap: one explicit state machine that moves one or more running services to new
+// code without losing, failing or repeating a call. Runs in the kernel's main thread; the release
+// around it (install, probation, commit) is release-upgrade.ts's, and pooled services ride along
+// in service-swap.ts. Each state belongs to one phase of kernel/common/phases.ts.
 //
-//   idle -> checking -> preparing -> suspending -> migrating -> switching -> committing -> committed
+//   idle -> checking -> preparing -> suspending -> migrating -> switching -> retiring -> switched
 //              |            |             |             |
 //              v            +-------------+-------------+--> rolling-back -> rolled-back
 //           refused
 //
-// checking     bundle the new code, learn what it declares (from the manifest, or by loading it
-//              in a new worker that is not started), plan each service, find every migration
-//              path. Nothing running is touched: a failure discards what was loaded.
-// preparing    boot the remaining new workers in parallel. A failure discards them; the old ones
-//              never paused.
-// suspending   old workers stop taking messages (they wait in the ports), finish in-flight handlers
-//              and outgoing calls within the drain timeout, serialize their state (down-migrated
-//              in the old, newer code on a downgrade) and hand state and ports to the kernel.
-//              Callers are suspended before the services they call, so a draining handler can
-//              still get its answers.
-// migrating    each new worker adopts the snapshot (up-migrated in the new code on an upgrade).
-// switching    in one synchronous turn of the kernel, every new worker gets its ports; the queued
-//              messages flow to it. All services switch, or (on any earlier failure) none does.
-// committing   the old workers end; their threads must exit.
+// checking     (check) bundle the new code, learn what it declares (from the manifest, or by
+//              loading it in a new worker that is not started), plan each service, find every
+//              migration path. Nothing running is touched: a failure discards what was loaded.
+// preparing    (prepare) boot the remaining new workers in parallel. A failure discards them;
+//              the old ones never paused.
+// suspending   (suspend) old workers start no handler (new messages wait in the ports), finish
+//              the one running and its outgoing calls within the drain timeout, serialize their
+//              state (down-migrated in the old, newer code on a downgrade) and hand state, ports
+//              and the backlog they had taken to the kernel. Callers are suspended before the
+//              services they call, so a draining handler can still get its answers.
+// migrating    (migrate) each new worker adopts the snapshot (up-migrated in the new code).
+// switching    (switch) in one synchronous turn of the kernel, every new worker gets its ports
+//              and the backlog; the queued messages flow to it. All services switch, or (on any
+//              earlier failure) none does.
+// retiring     (switch) the old workers end; their threads must exit.
 //
-// Rolling back resumes each old worker with its own, untouched state and its ports; callers see
-// only latency.
+// Rolling back resumes each old worker with its own, untouched state, its ports and its backlog;
+// callers see only latency.
 
 import semver from 'semver';
-import { TheseusError, errorMessage, serializeError, theseusError, type SwapPhase } from '../common/errors.ts';
-import { hangIfFaulted } from '../common/faults.ts';
-import { findMigrationPath, formatPath, type MigrationStep } from '../common/migrations.ts';
-import { createLink, portsOf, sameDescriptor, sameSettings, type LogRecord, type PortSet, type ServiceDescriptor, type ServiceSource, type StateSnapshot } from '../common/protocol.ts';
-import type { Bundle } from '../release/bundler.ts';
-import type { ServiceHost } from './service-host.ts';
-import type { ServiceWorker } from './service-worker.ts';
+import { TheseusError, errorMessage, inPhase, serializeError, theseusError } from '../../common/errors.ts';
+import { hangIfFaulted } from '../../common/faults.ts';
+import { findMigrationPath, formatPath, type MigrationStep } from '../../common/migrations.ts';
+import type { UpgradePhase } from '../../common/phases.ts';
+import { createLink, portsOf, sameDescriptor, sameSettings, type LogRecord, type PortSet, type ServiceDescriptor, type ServiceSource, type StateSnapshot } from '../../common/protocol.ts';
+import { roundMs } from '../../common/time.ts';
+import type { Bundle } from '../../release/bundler.ts';
+import type { ServiceHost } from '../service-host.ts';
+import type { ServiceWorker } from '../service-worker.ts';
+import { SwapError, type ServiceSwapReport, type SwapReport, type SwapTarget } from './report.ts';
 
 export type SwapState =
   | 'idle'
@@ -40,8 +46,8 @@ export type SwapState =
   | 'suspending'
   | 'migrating'
   | 'switching'
-  | 'committing'
-  | 'committed'
+  | 'retiring'
+  | 'switched'
   | 'refused'
   | 'rolling-back'
   | 'rolled-back';
@@ -52,91 +58,22 @@ const allowedTransitions: Record<SwapState, readonly SwapState[]> = {
   preparing: ['suspending', 'rolling-back'],
   suspending: ['migrating', 'rolling-back'],
   migrating: ['switching', 'rolling-back'],
-  switching: ['committing'],
-  committing: ['committed'],
-  committed: [],
+  switching: ['retiring'],
+  retiring: ['switched'],
+  switched: [],
   refused: [],
   'rolling-back': ['rolled-back'],
   'rolled-back': [],
 };
 
-const phaseOfState: Partial<Record<SwapState, SwapPhase>> = {
+const phaseOfState: Partial<Record<SwapState, UpgradePhase>> = {
   checking: 'check',
   preparing: 'prepare',
   suspending: 'suspend',
   migrating: 'migrate',
   switching: 'switch',
-  committing: 'commit',
+  retiring: 'switch',
 };
-
-export interface SwapTarget {
-  release: string;
-  /**
-   * Each service's entry, and what it declares when a release manifest already says so. Without a
-   * descriptor, the check phase learns it from a throwaway worker that only loads the module.
-   */
-  services: Record<string, ServiceSource>;
-  /**
-   * Called once, in the same synchronous turn in which the new code starts taking calls (not at
-   * all when the swap rolls back): the HTTP front door switches its routes here.
-   */
-  onSwitch?: () => void;
-  /**
-   * The switched services go on probation (see Kernel.endProbation): from the switch on, a crash
-   * of their new workers is left for the caller to revert instead of being restarted.
-   */
-  probation?: boolean;
-}
-
-export interface ServiceSwapReport {
-  service: string;
-  from: { release: string; vsn: string };
-  to: { release: string; vsn: string };
-  /** What changed: the code (its state vsn too, or not), only its config or static files, or nothing. */
-  change: 'vsn' | 'code' | 'config' | 'none';
-  /** e.g. "0 -> 1 (up, in 0.3.0)" or "none". */
-  migration: string;
-  stateBytes: number;
-  /**
-   * How long no handler of the service could start, on either side: from the old worker starting
-   * no more handlers to the new worker listening, in ms. 0 when not switched.
-   */
-  pauseMs: number;
-  /** The part of the pause the old code spent finishing the one handler it was running. */
-  drainMs: number;
-  /**
-   * Messages the old worker had taken but not started: they went to the new worker with the
-   * ports, ahead of what still waited in them (or back to the old one on a roll-back).
-   */
-  carried: number;
-  /** 'failed-after-switch': the new worker died as it took over; its service is marked failed. */
-  outcome: 'switched' | 'unchanged' | 'rolled-back' | 'not-started' | 'failed-after-switch';
-}
-
-export interface SwapReport {
-  release: string;
-  outcome: 'committed' | 'rolled-back' | 'refused' | 'failed-after-switch';
-  /** The phase that failed, when the outcome is not 'committed'. */
-  failedPhase?: SwapPhase;
-  error?: { code: string; message: string };
-  services: ServiceSwapReport[];
-  phaseMs: Partial<Record<SwapPhase, number>>;
-  totalMs: number;
-}
-
-export class SwapError extends TheseusError {
-  readonly report: SwapReport;
-  constructor(cause: TheseusError, report: SwapReport) {
-    const verdict = { refused: 'Refused', 'rolled-back': 'Rolled back', 'failed-after-switch': 'Failed after the switch', committed: 'Committed' }[report.outcome];
-    super(cause.code, `${verdict} in phase '${cause.phase}': ${cause.message}`, {
-      cause,
-      phase: cause.phase!,
-      ...(cause.service ? { service: cause.service } : {}),
-    });
-    this.name = 'SwapError';
-    this.report = report;
-  }
-}
 
 /** What the swap needs from the kernel. */
 export interface SwapEnvironment {
@@ -191,6 +128,18 @@ interface ServicePlan {
   outcome: ServiceSwapReport['outcome'];
 }
 
+/**
+ * Refuses a target that names a release already running with other code or settings: the two
+ * could not be told apart in reports, logs and checkpoints. Checked for both kinds of service.
+ */
+export function refuseSameReleaseOtherCode(service: string, running: string, target: string): void {
+  if (running !== target) return;
+  throw inPhase(
+    theseusError('E_BAD_OPTIONS', `release ${target}`, `${service} is already running release ${running} with different code or settings; bump the release version so the two can be told apart`),
+    'check',
+  );
+}
+
 export class HotSwap {
   #state: SwapState = 'idle';
   #env: SwapEnvironment;
@@ -200,7 +149,7 @@ export class HotSwap {
   /** Workers loaded to learn what new code declares; discarded if the check refuses the swap. */
   #loadedInCheck: ServiceWorker[] = [];
   #phaseStarted = 0;
-  #phaseMs: Partial<Record<SwapPhase, number>> = {};
+  #phaseMs: Partial<Record<UpgradePhase, number>> = {};
 
   constructor(env: SwapEnvironment, target: SwapTarget) {
     this.#env = env;
@@ -245,9 +194,9 @@ export class HotSwap {
     this.#transition('switching');
     await this.#switch();
     await this.#hangIfFaulted('switch');
-    this.#transition('committing');
-    await this.#commit();
-    this.#transition('committed');
+    this.#transition('retiring');
+    await this.#retire();
+    this.#transition('switched');
     const lost = this.#plans.find((plan) => plan.outcome === 'failed-after-switch');
     if (lost) {
       const failure = theseusError('E_WORKER_EXITED', lost.host.name, this.#target.release, 'the switch', lost.host.failure ?? 'unknown');
@@ -258,13 +207,13 @@ export class HotSwap {
       throw new SwapError(failure, report);
     }
     const report = this.#report(started, null);
-    this.#env.log('info', `swap to ${this.#target.release} committed`, {
+    this.#env.log('info', `swap to ${this.#target.release} switched`, {
       pauses: Object.fromEntries(report.services.map((s) => [s.service, s.pauseMs])),
     });
     return report;
   }
 
-  #hangIfFaulted(phase: SwapPhase): Promise<void> {
+  #hangIfFaulted(phase: UpgradePhase): Promise<void> {
     return hangIfFaulted(phase, (message) => this.#env.log('warn', message));
   }
 
@@ -274,9 +223,20 @@ export class HotSwap {
     }
     const now = performance.now();
     const phase = phaseOfState[this.#state];
-    if (phase) this.#phaseMs[phase] = round(now - this.#phaseStarted);
+    if (phase) {
+      this.#phaseMs[phase] = roundMs((this.#phaseMs[phase] ?? 0) + now - this.#phaseStarted);
+      // A phase has ended when the next state belongs to another: tell whoever shows progress.
+      if (phaseOfState[next] !== phase) this.#target.onPhase?.({ phase, ms: this.#phaseMs[phase]!, ...this.#phaseDetail(phase) });
+    }
     this.#phaseStarted = now;
     this.#state = next;
+  }
+
+  /** One line about a phase that ended, for live progress: each service's pause after the switch. */
+  #phaseDetail(phase: UpgradePhase): { detail?: string } {
+    if (phase !== 'switch') return {};
+    const pauses = this.#plans.filter((plan) => plan.outcome === 'switched').map((plan) => `${plan.host.name} paused ${plan.pauseMs} ms`);
+    return pauses.length > 0 ? { detail: pauses.join(', ') } : {};
   }
 
   #asPhaseError(error: unknown): TheseusError {
@@ -292,9 +252,7 @@ export class HotSwap {
   async #check(): Promise<void> {
     const { hosts } = this.#env;
     const target = this.#target;
-    if (!semver.valid(target.release)) {
-      throw theseusError('E_BAD_OPTIONS', 'release version', `'${target.release}' is not a semantic version (like 1.2.3)`);
-    }
+    // The release version is valid: service-swap.ts checked it for stateful and pooled alike.
     for (const name of Object.keys(target.services)) {
       const host = hosts.get(name);
       if (!host) throw theseusError('E_UNKNOWN_SERVICE', name, [...hosts.keys()].join(', '));
@@ -341,9 +299,7 @@ export class HotSwap {
         });
         continue;
       }
-      if (fromRelease === target.release) {
-        throw theseusError('E_BAD_OPTIONS', `release ${target.release}`, `${name} is already running release ${fromRelease} with different code or settings; bump the release version so the two can be told apart`);
-      }
+      refuseSameReleaseOtherCode(name, fromRelease, target.release);
       const direction = semver.gte(target.release, fromRelease) ? 'up' : 'down';
       const oldDescriptor = host.descriptor;
       // Up migrations run in the new code; down migrations in the code being left (the newer one).
@@ -417,7 +373,7 @@ export class HotSwap {
 
   async #suspend(): Promise<void> {
     for (const plan of this.#plans) {
-      plan.host.state = 'swapping';
+      plan.host.transition('swapping');
       // A checkpoint the kernel began before the swap must land before the new worker, which may
       // write the file itself (durability 'reply'), can: one writer per file at a time. None
       // starts from here on, as the host is no longer running.
@@ -472,7 +428,7 @@ export class HotSwap {
       plan.host.bundle = plan.bundle;
       plan.host.source = this.#target.services[plan.host.name]!;
       plan.host.onProbation = this.#target.probation === true;
-      plan.host.state = 'running';
+      plan.host.transition('running');
     }
     // Pass 2, in the same synchronous turn: each new worker gets its ports, with the method
     // tables of the (possibly also new) services it calls.
@@ -499,7 +455,7 @@ export class HotSwap {
         }).then(({ servingAt }) => {
           // Measured where it happens: from the old worker's last taken message to the new
           // worker listening, both stamped in their own threads.
-          plan.pauseMs = round(servingAt - plan.stoppedAt);
+          plan.pauseMs = roundMs(servingAt - plan.stoppedAt);
           plan.outcome = 'switched';
         }),
       );
@@ -536,7 +492,7 @@ export class HotSwap {
     });
   }
 
-  async #commit(): Promise<void> {
+  async #retire(): Promise<void> {
     await Promise.all(
       this.#plans.map(async (plan) => {
         const old = plan.oldWorker;
@@ -571,7 +527,7 @@ export class HotSwap {
         this.#env.log('error', `${plan.host.name}: ${reason}`);
         // Its callers' channels died with it: supervision restarts it on new ones, and the calls
         // that never started are sent again.
-        plan.host.state = 'running';
+        plan.host.transition('running');
         this.#env.restart(plan.host, reason);
         await plan.newWorker?.terminate();
         continue;
@@ -587,7 +543,7 @@ export class HotSwap {
         } catch (error) {
           // Nobody can serve these ports now: close them so their callers get E_SERVICE_DOWN.
           for (const port of portsOf(ports)) port.close();
-          plan.host.state = 'failed';
+          plan.host.transition('failed');
           plan.host.failure = `could not resume after a failed swap: ${errorMessage(error)}`;
           this.#env.log('error', `${plan.host.name}: ${plan.host.failure}`);
         }
@@ -595,11 +551,11 @@ export class HotSwap {
       if (plan.oldWorker.lifecycle === 'exited' && plan.host.state === 'swapping') {
         // The old worker died during the swap: its callers' channels died with it. Supervision
         // restarts it on new ones (held callers included), from its last state.
-        plan.host.state = 'running';
+        plan.host.transition('running');
         this.#env.restart(plan.host, `it exited during the swap: ${plan.oldWorker.exitReason}`);
       }
       if (plan.host.state === 'swapping') {
-        plan.host.state = 'running';
+        plan.host.transition('running');
         for (const link of plan.host.takeHeldCallers()) plan.host.attachCaller(link);
       }
       if (plan.outcome === 'not-started' && plan.suspendedAt > 0) plan.outcome = 'rolled-back';
@@ -619,16 +575,16 @@ export class HotSwap {
           : `${formatPath(plan.path)} (${plan.direction}, in ${plan.direction === 'up' ? this.#target.release : plan.fromRelease})`,
       stateBytes: plan.stateBytes,
       pauseMs: plan.pauseMs,
-      drainMs: plan.drainedAt > 0 ? round(plan.drainedAt - plan.stoppedAt) : 0,
+      drainMs: plan.drainedAt > 0 ? roundMs(plan.drainedAt - plan.stoppedAt) : 0,
       carried: plan.carried,
       outcome: plan.outcome,
     }));
     const report: SwapReport = {
       release: this.#target.release,
-      outcome: this.#state === 'committed' ? 'committed' : this.#state === 'refused' ? 'refused' : 'rolled-back',
+      outcome: this.#state === 'switched' ? 'switched' : this.#state === 'refused' ? 'refused' : 'rolled-back',
       services: [...services, ...this.#unchanged],
       phaseMs: this.#phaseMs,
-      totalMs: round(performance.now() - started),
+      totalMs: roundMs(performance.now() - started),
     };
     if (failure) {
       report.failedPhase = failure.phase!;
@@ -664,9 +620,6 @@ function methodTable(descriptor: { calls: readonly string[]; casts: readonly str
   return { calls: [...descriptor.calls], casts: [...descriptor.casts] };
 }
 
-function round(ms: number): number {
-  return Math.round(ms * 1000) / 1000;
-}
 
 function delay(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms).unref());
