@@ -267,13 +267,14 @@ class UsageError extends Error {}
 
 /**
  * upgrade and downgrade: print each phase with its time as it ends, then each service's pause.
- * With --json, one JSON line per phase as it ends, then one with the result (or the error).
+ * With --json, print one JSON document at the end, the phases in `steps`: scripts (the fleet's
+ * Ansible role among them) parse stdout whole, so it must stay a single document.
  */
 async function swapVerb(verb: 'upgrade' | 'downgrade', root: string, target: string, commit: boolean, json: boolean): Promise<number> {
   const events: PhaseEvent[] = [];
   const onEvent = (event: PhaseEvent) => {
     events.push(event);
-    say(json ? JSON.stringify({ phase: event }) : formatPhase(event));
+    if (!json) say(formatPhase(event));
   };
   if (!json) say(`${verb === 'upgrade' ? 'Upgrading' : 'Downgrading'} to ${target}`);
   try {
@@ -301,8 +302,6 @@ async function swapVerb(verb: 'upgrade' | 'downgrade', root: string, target: str
     throw error;
   }
 }
-
-
 
 async function kernelVersion(): Promise<string> {
   const { readFile } = await import('node:fs/promises');
