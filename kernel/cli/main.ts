@@ -267,14 +267,14 @@ class UsageError extends Error {}
 
 /**
  * upgrade and downgrade: print each phase with its time as it ends, then each service's pause.
- * With --json, print one JSON document at the end, the phases in `steps`: scripts (the fleet's
- * Ansible role among them) parse stdout whole, so it must stay a single document.
+ * With --json, one JSON line per phase as it ends ({"phase": ...}), then one line with the result
+ * (or the error): scripts read the last line; the phases are repeated there in `steps`.
  */
 async function swapVerb(verb: 'upgrade' | 'downgrade', root: string, target: string, commit: boolean, json: boolean): Promise<number> {
   const events: PhaseEvent[] = [];
   const onEvent = (event: PhaseEvent) => {
     events.push(event);
-    if (!json) say(formatPhase(event));
+    say(json ? JSON.stringify({ phase: event }) : formatPhase(event));
   };
   if (!json) say(`${verb === 'upgrade' ? 'Upgrading' : 'Downgrading'} to ${target}`);
   try {

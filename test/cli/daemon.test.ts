@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { extract } from 'tar';
 import { send } from '../../kernel/cli/control-client.ts';
-import { killAndWait, waitUntil } from '../helpers.ts';
+import { killAndWait, swapJson, waitUntil } from '../helpers.ts';
 import { buildExamples, tempDir } from '../release/helpers.ts';
 
 const built = buildExamples();
@@ -61,7 +61,7 @@ test('start, status, upgrade to 0.2.0, downgrade to 0.1.0, upgrade to 0.3.0, sto
 
   const down = cli(root, 'downgrade', '0.1.0', '--json');
   assert.equal(down.status, 0, down.stderr + down.stdout);
-  const downResult = JSON.parse(down.stdout) as { ok: boolean; from: string; to: string; committed: boolean; steps: Array<{ phase: string; ms: number }> };
+  const downResult = swapJson(down.stdout) as { ok: boolean; from: string; to: string; committed: boolean; steps: Array<{ phase: string; ms: number }> };
   assert.deepEqual([downResult.ok, downResult.from, downResult.to, downResult.committed], [true, '0.2.0', '0.1.0', true]);
   assert.deepEqual(downResult.steps.map((s) => s.phase), ['check', 'prepare', 'suspend', 'migrate', 'switch', 'probation', 'commit']);
 
@@ -152,7 +152,8 @@ test('a failed upgrade names its phase, exits non-zero, keeps the old release an
   assert.match(unknown.stderr, /\[E_RELEASE_NOT_FOUND\]/);
   const json = cli(root, 'upgrade', tampered, '--json');
   assert.equal(json.status, 1);
-  assert.deepEqual([JSON.parse(json.stdout).error.code, JSON.parse(json.stdout).error.phase], ['E_RELEASE_HASH_MISMATCH', 'check']);
+  const failed = swapJson(json.stdout) as { ok: boolean; error: { code: string; phase: string } };
+  assert.deepEqual([failed.ok, failed.error.code, failed.error.phase], [false, 'E_RELEASE_HASH_MISMATCH', 'check']);
   assert.equal(JSON.parse(cli(root, 'status', '--json').stdout).release, '0.1.0');
   const audit = await auditOps(root);
   assert.ok(audit.some((e) => e.op === 'upgrade' && e.outcome === 'failed' && e.code === 'E_RELEASE_HASH_MISMATCH' && e.phase === 'check'));
