@@ -21,11 +21,13 @@ import { clearScreenDown, cursorTo, moveCursor, type AsyncCompleter, type Comple
 import repl, { type REPLServer } from 'node:repl';
 import { inspect, type InspectOptions } from 'node:util';
 import type { ControlReplies, PhaseEvent, ServiceDescription, StatusResult } from '../common/control-protocol.ts';
-import { TheseusError, errorMessage } from '../common/errors.ts';
+import { TheseusError, errorMessage, theseusError } from '../common/errors.ts';
 import type { LogRecord } from '../common/protocol.ts';
 import { varPaths } from '../common/deploy-paths.ts';
-import { ControlConnection, request } from './control-client.ts';
-import { formatPhase, formatReleases, formatServiceSwap, formatStatus } from './format.ts';
+import { request } from './control-client.ts';
+import { LogStream } from './console-log-stream.ts';
+import { consoleError, describeFailure, notJson } from './console-values.ts';
+import { ANSI, LEVEL_COLORS, formatPhase, formatReleases, formatServiceSwap, formatStatus } from './format.ts';
 
 /** The prompt. It leaves out the release, which can change while attached; the banner and .status name it. */
 const PROMPT = 'theseus> ';
@@ -33,8 +35,6 @@ const PROMPT = 'theseus> ';
 const CALL_TIMEOUT_MS = 5 * 60_000;
 /** Upgrades and downgrades, as the CLI's own `kernel upgrade`. */
 const SWAP_TIMEOUT_MS = 10 * 60_000;
-/** How often to try to reattach the log stream after the kernel went away. */
-const REATTACH_INTERVAL_MS = 1000;
 
 export interface ConsoleOptions {
   /** Default: process.stdin and process.stdout. A TTY output gets the line editor, completion and colours. */
@@ -387,7 +387,7 @@ class ConsoleSession {
     for (const arg of args) {
       const reason = notJson(arg);
       if (reason) {
-        throw new TheseusError('E_ARGS_NOT_CLONEABLE', `Arguments to ${service}.${method}() cannot be sent from the console: it sends them as JSON, and ${reason}. Pass objects, arrays, strings, finite numbers, booleans and null.`);
+        throw theseusError('E_CONSOLE_ARGS_NOT_JSON', service, method, reason);
       }
     }
     await this.#castsSent;
@@ -585,168 +585,6 @@ class ConsoleSession {
     }
   }
 }
-
-// ---------------------------------------------------------------------------------------------
-// The log stream
-
-interface LogStreamHandlers {
-  onRecord(record: LogRecord): void;
-  /** The kernel went away (stopped, restarted, crashed). */
-  onDetached(): void;
-  /** ...and is back. */
-  onReattached(): void;
-  /** The kernel answered the request with an error (it never answers a `logs` request otherwise). */
-  onRefused(error: TheseusError): void;
-}
-
-/**
- * A `logs` request on a connection of its own: the kernel sends every log line as a `log` frame
- * until the connection closes, and never answers. Unlike request(), it can be closed, which the
- * console does when the user leaves; and it reattaches by itself if the kernel goes and comes back.
- */
-class LogStream {
-  readonly #root: string;
-  readonly #handlers: LogStreamHandlers;
-  #connection: ControlConnection | null = null;
-  #retry: NodeJS.Timeout | null = null;
-  #attached = false;
-  /** It was attached, then lost the kernel: the next attach is a reattach. */
-  #wasDetached = false;
-  #closed = false;
-
-  constructor(root: string, handlers: LogStreamHandlers) {
-    this.#root = root;
-    this.#handlers = handlers;
-  }
-
-  /** Resolves once the request is sent (or the attempt failed, in which case it retries). */
-  async open(): Promise<void> {
-    await this.#connect();
-  }
-
-  close(): void {
-    this.#closed = true;
-    if (this.#retry) clearTimeout(this.#retry);
-    this.#retry = null;
-    this.#connection?.close();
-    this.#connection = null;
-  }
-
-  async #connect(): Promise<void> {
-    let connection: ControlConnection;
-    try {
-      connection = await ControlConnection.open(this.#root);
-    } catch {
-      this.#lost();
-      return;
-    }
-    if (this.#closed) {
-      connection.close();
-      return;
-    }
-    this.#connection = connection;
-    const reattached = this.#wasDetached;
-    this.#attached = true;
-    this.#wasDetached = false;
-    if (reattached) this.#handlers.onReattached();
-    // The kernel never answers a `logs` request: it ends when the connection does.
-    connection.request('logs', {}, { timeoutMs: 2 ** 31 - 1, onLog: (record) => this.#handlers.onRecord(record) }).then(
-      () => this.#lost(),
-      (error: unknown) => {
-        if (this.#connection === connection) this.#connection = null;
-        if (error instanceof TheseusError && error.code !== 'E_KERNEL_NOT_RUNNING' && error.code !== 'E_KERNEL_TIMEOUT') {
-          // Retrying would be refused the same way: give up on the stream, once.
-          this.close();
-          this.#handlers.onRefused(error);
-          return;
-        }
-        // A connection that drops is a kernel that went away: retried.
-        this.#lost();
-      },
-    );
-  }
-
-  #lost(): void {
-    if (this.#closed) return;
-    if (this.#attached) {
-      this.#attached = false;
-      this.#wasDetached = true;
-      this.#handlers.onDetached();
-    }
-    this.#retry ??= setTimeout(() => {
-      this.#retry = null;
-      void this.#connect();
-    }, REATTACH_INTERVAL_MS);
-  }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Helpers
-
-/**
- * The error a call rejects with in the console: its stack is the one line
- * `Error [CODE]: message`, so the REPL prints just that ("Uncaught Error [E_...]: ..."), never a
- * stack trace from the console's own code. `code` stays available to `try`/`catch`.
- */
-function consoleError(error: unknown): Error {
-  const code = error instanceof TheseusError ? error.code : (error as { code?: unknown })?.code;
-  const message = errorMessage(error).replace(/\s*\n\s*/g, ' ');
-  const oneLine = new Error(message);
-  // Not enumerable, so inspect() does not add a `{ code }` block under the line.
-  Object.defineProperty(oneLine, 'code', { value: code, enumerable: false, writable: true, configurable: true });
-  oneLine.stack = typeof code === 'string' ? `Error [${code}]: ${message}` : `Error: ${message}`;
-  return oneLine;
-}
-
-/** A failure in one line: `Error [CODE]: message`. */
-function describeFailure(error: unknown): string {
-  return consoleError(error).stack!;
-}
-
-/** Why a value would not reach the service unchanged as JSON, or null if it would. */
-function notJson(value: unknown, seen = new Set<object>()): string | null {
-  switch (typeof value) {
-    case 'string':
-    case 'boolean':
-      return null;
-    case 'number':
-      return Number.isFinite(value) ? null : `${value} is not a JSON number`;
-    case 'object': {
-      if (value === null) return null;
-      if (seen.has(value)) return 'the arguments hold a cycle';
-      seen.add(value);
-      // Plain objects from any realm: the REPL's context has an Object.prototype of its own.
-      const prototype = Object.getPrototypeOf(value) as object | null;
-      if (!Array.isArray(value) && prototype !== null && Object.getPrototypeOf(prototype) !== null) {
-        return `${withArticle((value as object).constructor?.name || 'class instance')} is not JSON`;
-      }
-      for (const item of Object.values(value)) {
-        const reason = notJson(item, seen);
-        if (reason) return reason;
-      }
-      seen.delete(value);
-      return null;
-    }
-    default:
-      return value === undefined ? 'undefined is not JSON' : `${withArticle(typeof value)} is not JSON`;
-  }
-}
-
-function withArticle(noun: string): string {
-  return `${/^[aeiou]/i.test(noun) ? 'an' : 'a'} ${noun}`;
-}
-
-
-
-const ANSI = {
-  dim: ['\x1b[2m', '\x1b[22m'],
-  red: ['\x1b[31m', '\x1b[39m'],
-  yellow: ['\x1b[33m', '\x1b[39m'],
-  green: ['\x1b[32m', '\x1b[39m'],
-  cyan: ['\x1b[36m', '\x1b[39m'],
-} as const;
-
-const LEVEL_COLORS: Record<LogRecord['level'], keyof typeof ANSI> = { debug: 'dim', info: 'green', warn: 'yellow', error: 'red' };
 
 /** Property names a client never forwards to the kernel: what promises, JSON and inspection look for. */
 const NOT_FORWARDED = new Set(['then', 'catch', 'finally', 'toJSON', 'inspect', 'asymmetricMatch', 'nodeType', 'prototype']);

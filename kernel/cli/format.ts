@@ -1,6 +1,7 @@
 // Text formatting shared by the CLI's verbs and the console. Runs in the CLI's process.
 
 import type { PhaseEvent, ReleaseEntry, StatusResult, SwapResult } from '../common/control-protocol.ts';
+import type { LogRecord } from '../common/protocol.ts';
 
 /** One phase of an upgrade as it ends: its name, its time, and what it did. */
 export function formatPhase(event: PhaseEvent): string {
@@ -57,3 +58,14 @@ export function formatStatus(status: StatusResult): string[] {
 export function formatReleases(releases: ReleaseEntry[]): string {
   return table(['VERSION', 'STATUS', 'RUNNING', 'INSTALLED', 'MANIFEST'], releases.map((r) => [r.version, r.status, r.running ? 'yes' : '', r.installedAt, r.manifestSha256.slice(0, 12)]));
 }
+
+/** Terminal colours, as [on, off] pairs; used only when the output is a terminal. */
+export const ANSI = {
+  dim: ['\x1b[2m', '\x1b[22m'],
+  red: ['\x1b[31m', '\x1b[39m'],
+  yellow: ['\x1b[33m', '\x1b[39m'],
+  green: ['\x1b[32m', '\x1b[39m'],
+  cyan: ['\x1b[36m', '\x1b[39m'],
+} as const;
+
+export const LEVEL_COLORS: Record<LogRecord['level'], keyof typeof ANSI> = { debug: 'dim', info: 'green', warn: 'yellow', error: 'red' };

@@ -7,9 +7,7 @@ import { join, resolve } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import type { PhaseEvent } from '../common/control-protocol.ts';
 import { TheseusError, theseusError } from '../common/errors.ts';
-import { isAlive, resolveDeployRoot } from '../common/deploy-paths.ts';
-import { DEFAULT_CONFIG_FILE } from '../release/config.ts';
-import { readRegistry, withoutRelease, writeRegistry } from '../release/registry.ts';
+import { DEFAULT_CONFIG_FILE, isAlive, resolveDeployRoot } from '../common/deploy-paths.ts';
 import { request } from './control-client.ts';
 import { formatPhase, formatReleases, formatServiceSwap, formatStatus } from './format.ts';
 
@@ -18,7 +16,6 @@ export const EXIT = {
   ok: 0,
   failure: 1,
   usage: 2,
-  notImplemented: 3,
 } as const;
 
 /** parseArgs's option spec, plus the line `--help` prints for it. */
@@ -32,9 +29,7 @@ interface Verb {
   summary: string;
   usage?: string;
   options?: Options;
-  /** Not built yet: the issue that brings it. */
-  plannedIn?: string;
-  run?(values: Record<string, string | boolean | undefined>, positionals: string[]): Promise<number>;
+  run(values: Record<string, string | boolean | undefined>, positionals: string[]): Promise<number>;
 }
 
 const rootOption: Options = { root: { type: 'string', description: 'deploy root (default: $THESEUS_ROOT, else the current folder)' } };
@@ -155,7 +150,10 @@ const verbs: Record<string, Verb> = {
       const root = rootArg(values);
       // Through the kernel when one runs (it knows which release is running); else the registry file.
       const releases = await request(root, 'releases', {}, { timeoutMs: 5000 }).catch(async (error: unknown) => {
-        if (error instanceof TheseusError && error.code === 'E_KERNEL_NOT_RUNNING') return (await readRegistry(root)).releases.map((r) => ({ ...r, running: false }));
+        if (error instanceof TheseusError && error.code === 'E_KERNEL_NOT_RUNNING') {
+          const { readRegistry } = await import('../release/registry.ts');
+          return (await readRegistry(root)).releases.map((r) => ({ ...r, running: false }));
+        }
         throw error;
       });
       if (values.json) {
@@ -184,6 +182,7 @@ const verbs: Record<string, Verb> = {
         if (!(error instanceof TheseusError && error.code === 'E_KERNEL_NOT_RUNNING')) throw error;
         // No kernel: edit the registry directly. The registry first, so a release it no longer
         // lists is never booted, even if the delete below is cut short.
+        const { readRegistry, withoutRelease, writeRegistry } = await import('../release/registry.ts');
         await writeRegistry(root, withoutRelease(await readRegistry(root), version));
         await rm(join(root, 'releases', version), { recursive: true, force: true });
       }
@@ -312,7 +311,7 @@ async function kernelVersion(): Promise<string> {
 function usage(): string {
   const width = Math.max(...Object.keys(verbs).map((name) => name.length));
   const lines = Object.entries(verbs).map(
-    ([name, verb]) => `  ${name.padEnd(width)}  ${verb.summary}${verb.plannedIn ? `  (not built yet: ${verb.plannedIn})` : ''}`,
+    ([name, verb]) => `  ${name.padEnd(width)}  ${verb.summary}`,
   );
   return [
     'Usage: kernel <verb> [options]',
@@ -322,13 +321,12 @@ function usage(): string {
     'Verbs:',
     ...lines,
     '',
-    'Every verb takes --help. Exit codes: 0 ok, 1 failure, 2 usage error, 3 verb not built yet.',
+    'Every verb takes --help. Exit codes: 0 ok, 1 failure, 2 usage error.',
   ].join('\n');
 }
 
 function verbHelp(name: string, verb: Verb): string {
   const lines = [`Usage: kernel ${name}${verb.usage ? ` ${verb.usage}` : ''}${verb.options ? ' [options]' : ''}`, '', `${verb.summary}.`];
-  if (verb.plannedIn) lines.push('', `Not built yet: arrives with ${verb.plannedIn}.`);
   const options = Object.entries(verb.options ?? {});
   if (options.length > 0) {
     lines.push('', 'Options:');
@@ -355,10 +353,6 @@ async function main(argv: string[]): Promise<number> {
   if (rest.includes('--help') || rest.includes('-h')) {
     say(verbHelp(verbName, verb));
     return EXIT.ok;
-  }
-  if (verb.plannedIn || !verb.run) {
-    process.stderr.write(`kernel ${verbName}: not built yet (${verb.plannedIn}). Use the Kernel API from kernel/index.ts meanwhile.\n`);
-    return EXIT.notImplemented;
   }
   let parsed: { values: Record<string, string | boolean | undefined>; positionals: string[] };
   try {

@@ -66,7 +66,7 @@ export async function startDaemon(root: string, say: (line: string) => void): Pr
   while (Date.now() < deadline) {
     if (exited !== null) {
       const tail = (await readFile(paths.daemonOut, 'utf8').catch(() => '')).trim().split('\n').slice(-5).join('\n  ');
-      throw new TheseusError('E_KERNEL_NOT_RUNNING', `The kernel exited while starting (code ${exited}). Its last output (${paths.daemonOut}):\n  ${tail}`);
+      throw theseusError('E_KERNEL_START_FAILED', exited, paths.daemonOut, tail);
     }
     try {
       const pong = await request(root, 'ping', {}, { timeoutMs: 2000 });

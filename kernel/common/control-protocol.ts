@@ -7,7 +7,7 @@
 // and then exactly one `result` frame.
 
 import { Type, type Static } from '@sinclair/typebox';
-import type { FrontDoorStats, ServiceStatus } from './status.ts';
+import type { FrontDoorStats, ServiceStatus, ServiceSwapReport } from './status.ts';
 import type { PhaseEvent } from './phases.ts';
 import type { LogRecord } from './protocol.ts';
 
@@ -109,18 +109,7 @@ export interface SwapResult {
   to: string;
   committed: boolean;
   report: {
-    services: Array<{
-      service: string;
-      from: { release: string; vsn: string };
-      to: { release: string; vsn: string };
-      change: 'vsn' | 'code' | 'config' | 'none';
-      migration: string;
-      stateBytes: number;
-      pauseMs: number;
-      drainMs: number;
-      carried: number;
-      outcome: string;
-    }>;
+    services: ServiceSwapReport[];
   };
 }
 

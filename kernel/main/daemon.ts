@@ -17,6 +17,7 @@ import { writeFileAtomic } from '../release/fs-atomic.ts';
 import { removeStaleStaging } from '../release/install.ts';
 import type { Manifest } from '../release/manifest.ts';
 import { findEntry, readRegistry, withPermanent, withoutRelease, writeRegistry } from '../release/registry.ts';
+import { checkTransition, type TransitionTable } from '../common/lifecycle.ts';
 import { appendAudit } from './audit.ts';
 import { ControlServer, dispatchTo, type ControlChannel, type ControlHandlers } from './control-server.ts';
 import { startFromRoot } from './deploy-root.ts';
@@ -27,6 +28,14 @@ import { createKernelLog, type KernelLog } from './kernel-log.ts';
 import { ReleaseUpgrade, type UpgradeResult } from './upgrade/release-upgrade.ts';
 
 type DaemonState = 'starting' | 'running' | 'stopping' | 'stopped';
+
+/** A stop may come while it starts (a signal, or a boot that failed). */
+const allowedTransitions: TransitionTable<DaemonState> = {
+  starting: ['running', 'stopping'],
+  running: ['stopping'],
+  stopping: ['stopped'],
+  stopped: [],
+};
 
 export interface DaemonOptions {
   root: string;
@@ -126,7 +135,7 @@ export class KernelDaemon {
     if (booted.revertedTrial) this.#kernelLog('warn', `release ${booted.revertedTrial} was on trial and was reverted; booted ${booted.version}`);
     const cookie = await ensureCookie(this.#paths.cookie);
     this.#server = await ControlServer.listen(this.#paths.socket, cookie, dispatchTo(this.#handlers()));
-    this.#state = 'running';
+    this.#transition('running');
     this.#kernelLog('info', `kernel ready: ${booted.manifest.app} ${booted.version}, pid ${process.pid}`);
     await appendAudit(this.#paths.audit, { op: 'start', from: null, to: booted.version, hashes: this.#hashes(booted.version), outcome: 'ok' });
     await runHooks('postStart', this.#manifest.hooks.postStart, this.#root, { THESEUS_RELEASE: this.#running }).catch((error: unknown) =>
@@ -136,7 +145,7 @@ export class KernelDaemon {
 
   async stop(): Promise<void> {
     if (this.#state === 'stopping' || this.#state === 'stopped') return this.#stopped;
-    this.#state = 'stopping';
+    this.#transition('stopping');
     try {
       await this.#operation.catch(() => undefined);
       await runHooks('preStop', this.#manifest.hooks.preStop, this.#root, { THESEUS_RELEASE: this.#running }).catch((error: unknown) =>
@@ -153,9 +162,13 @@ export class KernelDaemon {
       this.#kernelLog('info', 'kernel stopped');
     } finally {
       await this.#cleanUp();
-      this.#state = 'stopped';
+      this.#transition('stopped');
       this.#resolveStopped();
     }
+  }
+
+  #transition(next: DaemonState): void {
+    this.#state = checkTransition(allowedTransitions, 'the kernel daemon', this.#state, next);
   }
 
   async #cleanUp(): Promise<void> {

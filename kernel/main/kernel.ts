@@ -6,72 +6,31 @@
 //   supervisor.ts     restarting a crashed worker, holding one that crashes on probation
 //   checkpointer.ts   checkpoints, and the state a service resumes from
 //   wiring.ts         the channel for every "A uses B"
+//   worker-factory.ts a service's code made a worker (or a pool's options)
 //   upgrade/          a swap of services to new code (service-swap.ts, hot-swap.ts)
 //
 //   starting --> running --> stopping --> stopped      (starting --> stopping when the boot fails)
 
-import { createHash } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
-import { pathToFileURL } from 'node:url';
 import { errorMessage, theseusError } from '../common/errors.ts';
+import { checkTransition, type TransitionTable } from '../common/lifecycle.ts';
 import type { BatchedCall, BatchedResult, BATCH_HTTP, LogRecord, ServiceSource, StateSnapshot } from '../common/protocol.ts';
 import type { ServiceStatus } from '../common/status.ts';
-import { bundleEntry, defaultCacheDir, poolRuntimeBundle, workerRuntimeBundle, type Bundle } from '../release/bundler.ts';
+import { defaultCacheDir } from '../release/bundler.ts';
 import { bootRelease } from './boot.ts';
 import { Checkpointer } from './checkpointer.ts';
-import type { KernelContext, ResolvedKernelOptions } from './kernel-context.ts';
-import { PoolHost, type PoolOptions } from './pool-host.ts';
+import type { KernelContext, KernelOptions, ResolvedKernelOptions } from './kernel-context.ts';
+import type { PoolHost } from './pool-host.ts';
 import type { ServiceHost } from './service-host.ts';
-import { ServiceWorker } from './service-worker.ts';
 import { Supervisor } from './supervisor.ts';
 import type { SwapReport, SwapTarget } from './upgrade/report.ts';
 import { swapServices, type SwapKernel } from './upgrade/service-swap.ts';
+import { WorkerFactory } from './worker-factory.ts';
 
-export interface KernelOptions {
-  /** The release version the services start at (e.g. "0.1.0"). */
-  release: string;
-  /**
-   * Each service's code: an entry module (TypeScript or JavaScript, bundled with esbuild before it
-   * runs) or a prebuilt bundle from a release.
-   */
-  services: Record<string, ServiceSource>;
-  /** How long a suspending service may take to finish in-flight handlers. Default 5000 ms. */
-  drainTimeoutMs?: number;
-  /** How long a new worker may take to load its module. Default 10000 ms. */
-  bootTimeoutMs?: number;
-  /** How long init() may take. Default 10000 ms. */
-  initTimeoutMs?: number;
-  /** Timeout of every other control request to a worker. Default 10000 ms. */
-  controlTimeoutMs?: number;
-  /** Where bundles are written. Default: a per-user folder under the OS temp dir. */
-  cacheDir?: string;
-  /** Receives every log line of the services and of the kernel. Default: stderr. */
-  onLog?: (record: LogRecord) => void;
-  /**
-   * Where checkpoints go (`<stateDir>/<service>.ckpt`). With it, services resume from their
-   * checkpoint at start, and are checkpointed at stop, after every committed swap, every
-   * `checkpointIntervalMs` and every `checkpointEveryChanges` state changes. Without it, state
-   * lives as long as the process.
-   */
-  stateDir?: string;
-  /** Default 1000 ms; 0 turns the timer off. */
-  checkpointIntervalMs?: number;
-  /** Default 1000 changes; 0 turns it off. */
-  checkpointEveryChanges?: number;
-  /** Supervision: a crashed worker is restarted at most this many times within restartWindowMs (default 3). */
-  maxRestarts?: number;
-  /** Default 5000 ms. */
-  restartWindowMs?: number;
-  /**
-   * The services of an installed release, by version: lets a checkpoint taken by a newer release
-   * be migrated down in that release's own code when an older one boots.
-   */
-  resolveRelease?: (version: string) => Promise<Record<string, ServiceSource> | null>;
-}
+export type { KernelOptions } from './kernel-context.ts';
 
 type KernelState = 'starting' | 'running' | 'stopping' | 'stopped';
 
-const allowedTransitions: Record<KernelState, readonly KernelState[]> = {
+const allowedTransitions: TransitionTable<KernelState> = {
   starting: ['running', 'stopping'],
   running: ['stopping'],
   stopping: ['stopped'],
@@ -87,6 +46,7 @@ export class Kernel {
   #context: KernelContext;
   #checkpoints: Checkpointer;
   #supervisor: Supervisor;
+  #workers: WorkerFactory;
   /** The swap under way, and its machine's state (for tests that wait for a phase). */
   #swapDone: Promise<SwapReport> | null = null;
   #swapMachine: { readonly state: string } | null = null;
@@ -114,9 +74,16 @@ export class Kernel {
       options: this.#options,
       running: () => this.#state === 'running',
       log: (level, message, data) => this.#log(level, message, data),
-      bundle: (source, service) => this.#bundle(source, service),
-      loadWorker: (service, release, bundle, source) => this.#loadWorker(service, release, bundle, source),
+      bundle: (source, service) => this.#workers.bundle(source, service),
+      loadWorker: (service, release, bundle, source) => this.#workers.loadWorker(service, release, bundle, source),
     };
+    this.#workers = new WorkerFactory(this.#options, {
+      emit: (record) => this.#emit(record),
+      log: (level, message) => this.#log(level, message),
+      // Fresh: a due checkpoint that comes while one is being written must get its own, or the
+      // changes since the one under way would wait for the next due or timer.
+      checkpointDue: (service) => void this.#checkpoints.checkpoint([service], { fresh: true }),
+    });
     this.#checkpoints = new Checkpointer(this.#context);
     this.#supervisor = new Supervisor(this.#context, this.#checkpoints);
   }
@@ -131,7 +98,7 @@ export class Kernel {
         pools: kernel.#pools,
         supervisor: kernel.#supervisor,
         checkpoints: kernel.#checkpoints,
-        poolOptions: (service) => kernel.#poolOptions(service),
+        poolOptions: (service) => kernel.#workers.poolOptions(service),
       });
     } catch (error) {
       await kernel.stop().catch(() => undefined);
@@ -284,7 +251,7 @@ export class Kernel {
   /** Reverts a service that crashed on probation into `into`'s code, from its last state. */
   async revertCrashed(service: string, into: { release: string; source: ServiceSource }): Promise<void> {
     const host = this.#host(service);
-    await this.#supervisor.revertCrashed(host, { ...into, bundle: await this.#bundle(into.source, service) });
+    await this.#supervisor.revertCrashed(host, { ...into, bundle: await this.#workers.bundle(into.source, service) });
   }
 
   /** Drains every service, runs terminate(), ends the workers and rejects later calls. */
@@ -304,8 +271,7 @@ export class Kernel {
   // -------------------------------------------------------------------------------------------
 
   #transition(next: KernelState): void {
-    if (!allowedTransitions[this.#state].includes(next)) throw theseusError('E_BAD_PHASE', `the kernel cannot go from ${this.#state} to ${next}`);
-    this.#state = next;
+    this.#state = checkTransition(allowedTransitions, 'the kernel', this.#state, next);
   }
 
   async #stopHost(host: ServiceHost): Promise<void> {
@@ -354,8 +320,8 @@ export class Kernel {
       drainTimeoutMs: this.#options.drainTimeoutMs,
       controlTimeoutMs: this.#options.controlTimeoutMs,
       canWriteState: Boolean(this.#options.stateDir),
-      bundle: (source, service) => this.#bundle(source, service),
-      loadWorker: (service, release, bundle, source) => this.#loadWorker(service, release, bundle, source),
+      bundle: this.#context.bundle,
+      loadWorker: this.#context.loadWorker,
       log: (level, message, data) => this.#log(level, message, data),
       watch: (host, worker) => supervisor.watch(host, worker),
       restart: (host, reason) => void supervisor.restart(host, reason),
@@ -364,39 +330,6 @@ export class Kernel {
       checkpoint: (services) => this.#checkpoints.checkpoint(services, { fresh: true }),
       started: (machine) => (this.#swapMachine = machine),
     };
-  }
-
-  async #bundle(source: ServiceSource, service: string): Promise<Bundle> {
-    if (source.bundle) {
-      // A release's bundle: load exactly the bytes the manifest vouched for.
-      const { file, sha256 } = source.bundle;
-      const contents = await readFile(file).catch(() => null);
-      if (contents === null) throw theseusError('E_RELEASE_MISSING_FILE', file);
-      const actual = createHash('sha256').update(contents).digest('hex');
-      if (actual !== sha256) throw theseusError('E_RELEASE_HASH_MISMATCH', file, sha256, actual);
-      return { file, url: pathToFileURL(file).href, sha256 };
-    }
-    if (!source.entry) throw theseusError('E_BAD_OPTIONS', `service '${service}'`, 'give either entry (a module to bundle) or bundle (a prebuilt release bundle)');
-    return bundleEntry(source.entry, this.#options.cacheDir, service);
-  }
-
-  async #loadWorker(service: string, release: string, bundle: Bundle, source: ServiceSource): Promise<ServiceWorker> {
-    return ServiceWorker.load({
-      service,
-      release,
-      moduleUrl: bundle.url,
-      staticDir: source.staticDir ?? null,
-      config: source.config ?? {},
-      // In reply durability the worker writes its own state, so it never asks the kernel to.
-      checkpointEveryChanges: source.durability === 'reply' ? 0 : this.#options.checkpointEveryChanges,
-      durableStateDir: source.durability === 'reply' ? (this.#options.stateDir ?? null) : null,
-      // Fresh: a due checkpoint that comes while one is being written must get its own, or the
-      // changes since the one under way would wait for the next due or timer.
-      onCheckpointDue: () => void this.#checkpoints.checkpoint([service], { fresh: true }),
-      runtimeFile: (await workerRuntimeBundle(this.#options.cacheDir)).file,
-      bootTimeoutMs: this.#options.bootTimeoutMs,
-      onLog: (record) => this.#emit(record),
-    });
   }
 
   #host(service: string): ServiceHost {
@@ -410,17 +343,6 @@ export class Kernel {
   #pool(service: string): PoolHost | null {
     if (this.#state === 'stopped' || this.#state === 'stopping') throw theseusError('E_KERNEL_STOPPED');
     return this.#pools.get(service) ?? null;
-  }
-
-  async #poolOptions(service: string): Promise<PoolOptions> {
-    return {
-      service,
-      runtimeFile: (await poolRuntimeBundle(this.#options.cacheDir)).file,
-      bootTimeoutMs: this.#options.bootTimeoutMs,
-      drainTimeoutMs: this.#options.drainTimeoutMs,
-      onLog: (record) => this.#emit(record),
-      log: (level, message) => this.#log(level, message),
-    };
   }
 
   #log(level: LogRecord['level'], message: string, data?: unknown): void {

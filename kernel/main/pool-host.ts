@@ -36,10 +36,11 @@ import {
 } from '../common/protocol.ts';
 import type { Bundle } from '../release/bundler.ts';
 import type { HostState, LastSwap, ServiceStatus } from '../common/status.ts';
+import { checkTransition, type TransitionTable } from '../common/lifecycle.ts';
 
 export type PoolGenerationState = 'warming' | 'warm' | 'serving' | 'retiring' | 'closed';
 
-const allowedTransitions: Record<PoolGenerationState, readonly PoolGenerationState[]> = {
+const allowedTransitions: TransitionTable<PoolGenerationState> = {
   warming: ['warm', 'closed'],
   warm: ['serving', 'closed'],
   serving: ['retiring'],
@@ -230,10 +231,7 @@ export class PoolGeneration {
   }
 
   #transition(next: PoolGenerationState): void {
-    if (!allowedTransitions[this.#state].includes(next)) {
-      throw theseusError('E_BAD_PHASE', `the pool of ${this.#options.service}@${this.release} cannot go from ${this.#state} to ${next}`);
-    }
-    this.#state = next;
+    this.#state = checkTransition(allowedTransitions, `the pool of ${this.#options.service}@${this.release}`, this.#state, next);
   }
 }
 

@@ -10,13 +10,13 @@
 // The transitions are one table, and every change of state goes through `transition`.
 
 import { ServiceClient } from '../common/client.ts';
-import { theseusError } from '../common/errors.ts';
 import { createLink, type InboundLink, type ServiceDescriptor, type ServiceSource, type StateSnapshot } from '../common/protocol.ts';
 import type { Bundle } from '../release/bundler.ts';
 import type { HostState, LastSwap } from '../common/status.ts';
 import type { ServiceWorker } from './service-worker.ts';
+import { checkTransition, type TransitionTable } from '../common/lifecycle.ts';
 
-const allowedTransitions: Record<HostState, readonly HostState[]> = {
+const allowedTransitions: TransitionTable<HostState> = {
   starting: ['running', 'failed', 'stopping'],
   running: ['swapping', 'restarting', 'crashed', 'failed', 'stopping'],
   // A rolled-back swap returns to running; one whose old worker died hands it to supervision.
@@ -74,10 +74,7 @@ export class ServiceHost {
   /** Moves to `next`, when the table allows it: anything else is a kernel bug, said as such. */
   transition(next: HostState): void {
     if (next === this.#state) return;
-    if (!allowedTransitions[this.#state].includes(next)) {
-      throw theseusError('E_BAD_PHASE', `service '${this.name}' cannot go from ${this.#state} to ${next}`);
-    }
-    this.#state = next;
+    this.#state = checkTransition(allowedTransitions, `service '${this.name}'`, this.#state, next);
   }
 
   get descriptor(): ServiceDescriptor {

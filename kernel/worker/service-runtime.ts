@@ -50,10 +50,11 @@ import { DurableReplies } from './durable-replies.ts';
 import { readCallResult, readCastResult, replyProblem } from './handler-result.ts';
 import { Mailbox, type ReplyPort } from './mailbox.ts';
 import { MigrationRunner } from './migration-runner.ts';
+import { checkTransition, type TransitionTable } from '../common/lifecycle.ts';
 
 type Phase = 'loaded' | 'migrated' | 'serving' | 'draining' | 'suspended' | 'stopped';
 
-const allowedTransitions: Record<Phase, readonly Phase[]> = {
+const allowedTransitions: TransitionTable<Phase> = {
   loaded: ['serving', 'migrated', 'stopped'],
   migrated: ['serving', 'stopped'],
   serving: ['draining', 'stopped'],
@@ -578,10 +579,7 @@ export class ServiceRuntime {
 
   #transition(next: Phase): void {
     if (next === this.#phase) return;
-    if (!allowedTransitions[this.#phase].includes(next)) {
-      throw theseusError('E_BAD_PHASE', `${this.#service}@${this.#release} cannot go from ${this.#phase} to ${next}`);
-    }
-    this.#phase = next;
+    this.#phase = checkTransition(allowedTransitions, `${this.#service}@${this.#release}`, this.#phase, next);
   }
 
   #expectPhase(op: string, expected: Phase): void {

@@ -27,17 +27,18 @@
 // Rolling back resumes each old worker with its own, untouched state, its ports and its backlog;
 // callers see only latency.
 
-import semver from 'semver';
-import { TheseusError, errorMessage, inPhase, serializeError, theseusError } from '../../common/errors.ts';
+import { TheseusError, errorMessage, inPhase, theseusError } from '../../common/errors.ts';
 import { hangIfFaulted } from '../../common/faults.ts';
-import { findMigrationPath, formatPath, type MigrationStep } from '../../common/migrations.ts';
+import { formatPath } from '../../common/migrations.ts';
 import type { UpgradePhase } from '../../common/phases.ts';
-import { createLink, portsOf, sameDescriptor, sameSettings, type LogRecord, type PortSet, type ServiceDescriptor, type ServiceSource, type StateSnapshot } from '../../common/protocol.ts';
+import { createLink, portsOf, sameDescriptor, type LogRecord, type ServiceSource } from '../../common/protocol.ts';
 import { roundMs } from '../../common/time.ts';
 import type { Bundle } from '../../release/bundler.ts';
 import type { ServiceHost } from '../service-host.ts';
 import type { ServiceWorker } from '../service-worker.ts';
 import { SwapError, type ServiceSwapReport, type SwapReport, type SwapTarget } from './report.ts';
+import { planSwap, type ServicePlan } from './swap-plan.ts';
+import { checkTransition, type TransitionTable } from '../../common/lifecycle.ts';
 
 export type SwapState =
   | 'idle'
@@ -52,7 +53,7 @@ export type SwapState =
   | 'rolling-back'
   | 'rolled-back';
 
-const allowedTransitions: Record<SwapState, readonly SwapState[]> = {
+const allowedTransitions: TransitionTable<SwapState> = {
   idle: ['checking'],
   checking: ['preparing', 'refused'],
   preparing: ['suspending', 'rolling-back'],
@@ -96,48 +97,6 @@ export interface SwapEnvironment {
   checkpointSettled(service: string): Promise<void>;
   /** Whether the kernel has a state folder: durability 'reply' needs one. */
   canWriteState: boolean;
-}
-
-interface ServicePlan {
-  host: ServiceHost;
-  fromRelease: string;
-  bundle: Bundle;
-  oldWorker: ServiceWorker;
-  oldDescriptor: ServiceDescriptor;
-  newDescriptor: ServiceDescriptor;
-  direction: 'up' | 'down';
-  path: MigrationStep[];
-  newWorker: ServiceWorker | null;
-  /** The ports the old worker handed over; null while the old worker holds them. */
-  ports: PortSet | null;
-  /** The old worker's serialized state, between suspend and migrate. */
-  snapshot: StateSnapshot | null;
-  /** What the old worker had served when it suspended, carried into the host's totals. */
-  served: { calls: number; casts: number };
-  suspendedAt: number;
-  /** The old worker missed even the kernel's backstop for suspend: it is blocked. */
-  suspendTimedOut: boolean;
-  /** When the old worker stopped starting handlers, and when its running one had finished (epoch ms, stamped in its thread). */
-  stoppedAt: number;
-  drainedAt: number;
-  stateBytes: number;
-  pauseMs: number;
-  /** Only the config or static files changed: the same code, swapped for the new settings. */
-  settingsOnly: boolean;
-  carried: number;
-  outcome: ServiceSwapReport['outcome'];
-}
-
-/**
- * Refuses a target that names a release already running with other code or settings: the two
- * could not be told apart in reports, logs and checkpoints. Checked for both kinds of service.
- */
-export function refuseSameReleaseOtherCode(service: string, running: string, target: string): void {
-  if (running !== target) return;
-  throw inPhase(
-    theseusError('E_BAD_OPTIONS', `release ${target}`, `${service} is already running release ${running} with different code or settings; bump the release version so the two can be told apart`),
-    'check',
-  );
 }
 
 export class HotSwap {
@@ -218,9 +177,7 @@ export class HotSwap {
   }
 
   #transition(next: SwapState): void {
-    if (!allowedTransitions[this.#state].includes(next)) {
-      throw theseusError('E_BAD_PHASE', `hot swap cannot go from ${this.#state} to ${next}`);
-    }
+    checkTransition(allowedTransitions, 'a hot swap', this.#state, next);
     const now = performance.now();
     const phase = phaseOfState[this.#state];
     if (phase) {
@@ -240,120 +197,15 @@ export class HotSwap {
   }
 
   #asPhaseError(error: unknown): TheseusError {
-    const phase = phaseOfState[this.#state] ?? 'check';
-    const coded =
-      error instanceof TheseusError ? error : new TheseusError(serializeError(error).code, errorMessage(error), { cause: error });
-    coded.phase ??= phase;
-    return coded;
+    return inPhase(error, phaseOfState[this.#state] ?? 'check');
   }
 
   // -------------------------------------------------------------------------------------------
 
   async #check(): Promise<void> {
-    const { hosts } = this.#env;
-    const target = this.#target;
-    // The release version is valid: service-swap.ts checked it for stateful and pooled alike.
-    for (const name of Object.keys(target.services)) {
-      const host = hosts.get(name);
-      if (!host) throw theseusError('E_UNKNOWN_SERVICE', name, [...hosts.keys()].join(', '));
-      if (host.state !== 'running') {
-        const error = theseusError('E_SERVICE_NOT_RUNNING', name, host.state);
-        error.service = name;
-        throw error;
-      }
-    }
-    // What the new code declares: from the release manifest when there is one; otherwise the new
-    // module is loaded (not started) in its own worker, which prepare then reuses.
-    const inspected = await Promise.allSettled(
-      Object.entries(target.services).map(async ([name, spec]) => {
-        const bundle = await this.#env.bundle(spec, name);
-        const host = hosts.get(name)!;
-        if (bundle.sha256 === host.bundle.sha256) {
-          // The same code declares the same things; only new settings make it a change.
-          return { name, bundle, descriptor: sameSettings(spec, host.source) ? null : host.descriptor, worker: null };
-        }
-        if (spec.descriptor) return { name, bundle, descriptor: spec.descriptor, worker: null };
-        const worker = await this.#env.loadWorker(name, target.release, bundle, spec);
-        this.#loadedInCheck.push(worker);
-        return { name, bundle, descriptor: worker.descriptor, worker };
-      }),
-    );
-    const failed = inspected.find((result): result is PromiseRejectedResult => result.status === 'rejected');
-    if (failed) throw failed.reason;
-    for (const result of inspected) {
-      const { name, bundle, descriptor, worker } = (result as PromiseFulfilledResult<{ name: string; bundle: Bundle; descriptor: ServiceDescriptor | null; worker: ServiceWorker | null }>).value;
-      const host = hosts.get(name)!;
-      const fromRelease = host.release;
-      if (descriptor === null) {
-        this.#unchanged.push({
-          service: name,
-          from: { release: fromRelease, vsn: host.descriptor.vsn },
-          to: { release: fromRelease, vsn: host.descriptor.vsn },
-          change: 'none',
-          migration: 'none',
-          stateBytes: 0,
-          pauseMs: 0,
-          drainMs: 0,
-          carried: 0,
-          outcome: 'unchanged',
-        });
-        continue;
-      }
-      refuseSameReleaseOtherCode(name, fromRelease, target.release);
-      const direction = semver.gte(target.release, fromRelease) ? 'up' : 'down';
-      const oldDescriptor = host.descriptor;
-      // Up migrations run in the new code; down migrations in the code being left (the newer one).
-      const migrationsFrom = direction === 'up' ? descriptor : oldDescriptor;
-      const path = findMigrationPath(migrationsFrom.migrations, oldDescriptor.vsn, descriptor.vsn, direction);
-      if (!path) {
-        const where = direction === 'up' ? `${name}@${target.release}` : `${name}@${fromRelease}`;
-        const error = theseusError('E_NO_MIGRATION_PATH', name, oldDescriptor.vsn, descriptor.vsn, direction, where);
-        error.service = name;
-        throw error;
-      }
-      if (target.services[name]!.durability === 'reply' && !this.#env.canWriteState) {
-        const error = theseusError('E_BAD_OPTIONS', `service '${name}' of release ${target.release}`, "durability 'reply' writes the state to disk before each reply, so the kernel needs a stateDir");
-        error.service = name;
-        throw error;
-      }
-      for (const dependency of descriptor.uses) {
-        if (this.#env.pooledServices.has(dependency)) {
-          const error = theseusError('E_USES_POOLED', `${name}@${target.release}`, dependency);
-          error.service = name;
-          throw error;
-        }
-        if (!hosts.has(dependency)) {
-          const error = theseusError('E_UNKNOWN_DEPENDENCY', `${name}@${target.release}`, dependency);
-          error.service = name;
-          throw error;
-        }
-      }
-      this.#plans.push({
-        host,
-        fromRelease,
-        bundle,
-        oldWorker: host.current,
-        oldDescriptor,
-        newDescriptor: descriptor,
-        direction,
-        path,
-        newWorker: worker,
-        ports: null,
-        snapshot: null,
-        served: { calls: 0, casts: 0 },
-        suspendedAt: 0,
-        suspendTimedOut: false,
-        stoppedAt: 0,
-        drainedAt: 0,
-        stateBytes: 0,
-        pauseMs: 0,
-        settingsOnly: bundle.sha256 === host.bundle.sha256,
-        carried: 0,
-        outcome: 'not-started',
-      });
-    }
-    if (this.#plans.length === 0) throw theseusError('E_SWAP_NOTHING_TO_DO', target.release);
-    this.#plans = suspendOrder(this.#plans);
+    const planned = await planSwap(this.#env, this.#target, this.#loadedInCheck);
+    this.#plans = planned.plans;
+    this.#unchanged = planned.unchanged;
   }
 
   async #prepare(): Promise<void> {
@@ -594,32 +446,9 @@ export class HotSwap {
   }
 }
 
-/** Callers before the services they call, so a draining handler's outgoing calls are answered. */
-function suspendOrder(plans: ServicePlan[]): ServicePlan[] {
-  const byName = new Map(plans.map((plan) => [plan.host.name, plan]));
-  const ordered: ServicePlan[] = [];
-  const visiting = new Set<string>();
-  const done = new Set<string>();
-  // Depth-first over "is used by": a service goes after everyone in the set that uses it.
-  const visit = (plan: ServicePlan) => {
-    const name = plan.host.name;
-    if (done.has(name) || visiting.has(name)) return; // a cycle cannot be ordered; the drain timeout guards it
-    visiting.add(name);
-    for (const other of plans) {
-      if (other !== plan && other.oldDescriptor.uses.includes(name)) visit(other);
-    }
-    visiting.delete(name);
-    done.add(name);
-    ordered.push(plan);
-  };
-  for (const plan of byName.values()) visit(plan);
-  return ordered;
-}
-
 function methodTable(descriptor: { calls: readonly string[]; casts: readonly string[] }) {
   return { calls: [...descriptor.calls], casts: [...descriptor.casts] };
 }
-
 
 function delay(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms).unref());

@@ -42,6 +42,7 @@ import { assertCompatible, serviceSources } from '../deploy-root.ts';
 import { runHooks } from '../hooks.ts';
 import { watchProbation, type ProbationKernel } from './probation.ts';
 import { SwapError, type SwapReport, type SwapTarget } from './report.ts';
+import { checkTransition, type TransitionTable } from '../../common/lifecycle.ts';
 
 type UpgradeState =
   | 'idle'
@@ -58,7 +59,7 @@ type UpgradeState =
   | 'reverted'
   | 'revert-failed';
 
-const allowedTransitions: Record<UpgradeState, readonly UpgradeState[]> = {
+const allowedTransitions: TransitionTable<UpgradeState> = {
   idle: ['installing'],
   installing: ['checking', 'failed'],
   checking: ['swapping', 'failed'],
@@ -252,8 +253,7 @@ export class ReleaseUpgrade {
   }
 
   #transition(next: UpgradeState): void {
-    if (!allowedTransitions[this.#state].includes(next)) throw theseusError('E_BAD_PHASE', `an upgrade cannot go from ${this.#state} to ${next}`);
-    this.#state = next;
+    this.#state = checkTransition(allowedTransitions, 'an upgrade', this.#state, next);
   }
 
   /** A phase of this machine's own ended: recorded for the audit line and shown as progress. */

@@ -5,6 +5,9 @@
 import { TheseusError } from '../../common/errors.ts';
 import type { PhaseEvent, UpgradePhase } from '../../common/phases.ts';
 import type { ServiceSource } from '../../common/protocol.ts';
+import type { ServiceSwapReport } from '../../common/status.ts';
+
+export type { ServiceSwapReport } from '../../common/status.ts';
 
 export interface SwapTarget {
   release: string;
@@ -27,30 +30,6 @@ export interface SwapTarget {
   onPhase?: (event: PhaseEvent) => void;
 }
 
-export interface ServiceSwapReport {
-  service: string;
-  from: { release: string; vsn: string };
-  to: { release: string; vsn: string };
-  /** What changed: the code (its state vsn too, or not), only its config or static files, or nothing. */
-  change: 'vsn' | 'code' | 'config' | 'none';
-  /** e.g. "0 -> 1 (up, in 0.3.0)" or "none". */
-  migration: string;
-  stateBytes: number;
-  /**
-   * How long no handler of the service could start, on either side: from the old worker starting
-   * no more handlers to the new worker listening, in ms. 0 when not switched.
-   */
-  pauseMs: number;
-  /** The part of the pause the old code spent finishing the one handler it was running. */
-  drainMs: number;
-  /**
-   * Messages the old worker had taken but not started: they went to the new worker with the
-   * ports, ahead of what still waited in them (or back to the old one on a roll-back).
-   */
-  carried: number;
-  /** 'failed-after-switch': the new worker died as it took over; its service is marked failed. */
-  outcome: 'switched' | 'unchanged' | 'rolled-back' | 'not-started' | 'failed-after-switch';
-}
 
 export interface SwapReport {
   release: string;

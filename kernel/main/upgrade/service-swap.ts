@@ -11,7 +11,8 @@ import { errorMessage, inPhase, theseusError } from '../../common/errors.ts';
 import { sameDescriptor, sameSettings, type ServiceSource } from '../../common/protocol.ts';
 import { roundMs } from '../../common/time.ts';
 import type { PoolGeneration, PoolHost } from '../pool-host.ts';
-import { HotSwap, refuseSameReleaseOtherCode, type SwapEnvironment } from './hot-swap.ts';
+import { HotSwap, type SwapEnvironment } from './hot-swap.ts';
+import { refuseSameReleaseOtherCode } from './swap-plan.ts';
 import { SwapError, unchangedEntry, type ServiceSwapReport, type SwapReport, type SwapTarget } from './report.ts';
 
 /** What a swap of services needs from the kernel: the HotSwap's environment, the pools, checkpoints. */
