@@ -13,7 +13,8 @@
 //                   probation, state migrations 0 <-> 1 included).
 //  3. Every response's number is kept, and each connection's must rise. Across the front-door
 //     loads every number handed out must reach exactly one response; the only ones allowed to be
-//     missing belong to requests cut off when a load stopped (at most one per connection).
+//     missing belong to requests cut off when a load stopped (at most one per connection, between
+//     that load's last numbers and the next load's first: scripts/bench/sequence-check.ts).
 //
 // Prints requests, non-2xx, errors and latency p50/p99/max per load (from autocannon's timing of
 // every response, to a hundredth of a millisecond), and the ratios. `--json`
@@ -32,6 +33,7 @@ import { ControlConnection } from '../kernel/cli/control-client.ts';
 import type { StatusResult } from '../kernel/common/control-protocol.ts';
 import { buildRelease } from '../kernel/release/build.ts';
 import { sequenceNumber } from '../services/sequence/shared/reply.ts';
+import { checkSequence, type SequenceRecord } from './bench/sequence-check.ts';
 
 const usage = `Usage: npm run bench:http -- [options]
 
@@ -99,16 +101,9 @@ interface LoadResult {
   durationS: number;
 }
 
-/** What one load saw of the sequence: every number, and each connection's last one. */
-interface SequenceRecord {
-  numbers: number[];
-  /** Per load, in order: the last number each connection got, and replies out of order. */
-  loads: Array<{ lastPerConnection: number[]; outOfOrder: number }>;
-}
-
 /** Runs autocannon against GET /next; `sequence` collects the numbers of the 2xx replies. */
 function load(name: string, port: number, durationS: number, sequence: SequenceRecord | null, until?: Promise<void>): Promise<LoadResult> {
-  const seen = { contexts: [] as Array<{ last?: number }>, outOfOrder: 0 };
+  const seen = { contexts: [] as Array<{ last?: number }>, outOfOrder: 0, lowest: null as number | null };
   // Every response's latency as autocannon timed it, in fractions of a millisecond: its own
   // summary rounds percentiles to whole milliseconds, too coarse for a 2 ms target.
   const latencies: number[] = [];
@@ -139,6 +134,7 @@ function load(name: string, port: number, durationS: number, sequence: SequenceR
                   if (status < 200 || status >= 300) return;
                   const number = (JSON.parse(body) as { number: number }).number;
                   sequence.numbers.push(number);
+                  if (seen.lowest === null || number < seen.lowest) seen.lowest = number;
                   if (context.last === undefined) seen.contexts.push(context);
                   else if (number <= context.last) seen.outOfOrder++;
                   context.last = number;
@@ -149,7 +145,7 @@ function load(name: string, port: number, durationS: number, sequence: SequenceR
       },
       (error, result) => {
         if (error) return reject(error);
-        sequence?.loads.push({ lastPerConnection: seen.contexts.map((context) => context.last!), outOfOrder: seen.outOfOrder });
+        sequence?.loads.push({ lastPerConnection: seen.contexts.map((context) => context.last!), lowest: seen.lowest, outOfOrder: seen.outOfOrder });
         resolve({
           name,
           requests: result.requests.total,
@@ -172,38 +168,6 @@ function percentiles(values: number[]): LoadResult['latencyMs'] {
   const sorted = Float64Array.from(values).sort();
   const at = (fraction: number) => round(sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * fraction))] ?? 0, 2);
   return { p50: at(0.5), p99: at(0.99), max: round(sorted[sorted.length - 1] ?? 0, 2) };
-}
-
-/**
- * Every number the service handed out (from the first seen up to `finalNext`) must have reached
- * exactly one response, in rising order per connection. The only numbers allowed to be missing
- * are those of requests cut off when a load stopped: at most one per connection, each above the
- * lowest "last number" of that load's connections.
- */
-function checkSequence(record: SequenceRecord, finalNext: number): { checked: number; repeats: number; unexplainedGaps: number; cutOff: number; outOfOrder: number; first: number; last: number } {
-  const sorted = Float64Array.from(record.numbers).sort();
-  let repeats = 0;
-  for (let i = 1; i < sorted.length; i++) if (sorted[i] === sorted[i - 1]) repeats++;
-  const missing: number[] = [];
-  const first = sorted[0] ?? 0;
-  for (let i = 1, expected = first + 1; i <= sorted.length; i++) {
-    const next = i < sorted.length ? sorted[i]! : finalNext;
-    for (; expected < next; expected++) missing.push(expected);
-    expected = Math.max(expected, next + 1);
-  }
-  // Each load's window for cut-off requests: above its lowest last-number, below the next load's.
-  const windows = record.loads.map((load) => ({ floor: Math.min(...load.lastPerConnection), allowed: load.lastPerConnection.length, used: 0 }));
-  let unexplainedGaps = 0;
-  let cutOff = 0;
-  for (const number of missing) {
-    const window = [...windows].reverse().find((candidate) => number > candidate.floor);
-    if (window && window.used < window.allowed) {
-      window.used++;
-      cutOff++;
-    } else unexplainedGaps++;
-  }
-  const outOfOrder = record.loads.reduce((sum, load) => sum + load.outOfOrder, 0);
-  return { checked: sorted.length, repeats, unexplainedGaps, cutOff, outOfOrder, first, last: sorted[sorted.length - 1] ?? 0 };
 }
 
 function kernelCli(deploy: string, args: string[]): string {

@@ -75,6 +75,8 @@ export function startSequenceLoad(kernel: Kernel, options: { callers: number; po
   return {
     /** Calls answered so far. */
     answered: () => perCaller.reduce((sum, record) => sum + record.length, 0),
+    /** Calls that failed so far (the first one ends the load). */
+    failures: () => failures,
     async stop(): Promise<LoadResult> {
       stopping = true;
       await Promise.all(loops);
@@ -83,10 +85,35 @@ export function startSequenceLoad(kernel: Kernel, options: { callers: number; po
   };
 }
 
-/** Waits until at least `count` more calls have been answered, so swaps happen under real load. */
-export async function waitForCalls(answered: () => number, count: number): Promise<void> {
-  const target = answered() + count;
-  while (answered() < target) await new Promise((resolve) => setTimeout(resolve, 1));
+/** How long a wait in a test may take before it fails: generous, for a shared 2-core machine. */
+export const WAIT_TIMEOUT_MS = 30_000;
+
+/**
+ * Polls `check` until it returns true. Fails, naming `what` it waited for, once `timeoutMs` has
+ * passed; a `check` that throws ends the wait at once with its error (a load whose calls fail will
+ * never reach its target, so it should say so rather than spin until the deadline).
+ */
+export async function waitUntil(what: string, check: () => boolean | Promise<boolean>, options: { timeoutMs?: number; intervalMs?: number } = {}): Promise<void> {
+  const timeoutMs = options.timeoutMs ?? WAIT_TIMEOUT_MS;
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (await check()) return;
+    if (Date.now() >= deadline) throw new Error(`gave up after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, options.intervalMs ?? 5));
+  }
+}
+
+/**
+ * Waits until at least `count` more calls have been answered, so swaps happen under real load.
+ * Fails with the first failed call as soon as one fails (the load stops there), or at the deadline.
+ */
+export async function waitForCalls(load: { answered(): number; failures(): unknown[] }, count: number): Promise<void> {
+  const target = load.answered() + count;
+  await waitUntil(`${count} more answered calls (${load.answered()} of ${target} so far)`, () => {
+    const failed = load.failures();
+    if (failed.length > 0) throw new Error(`the load stopped: ${failed.length} calls failed, first: ${String(failed[0])}`, { cause: failed[0] });
+    return load.answered() >= target;
+  });
 }
 
 /** Checks the invariants; returns the sorted list of numbers for further checks. */
@@ -131,15 +158,31 @@ export async function osThreadCount(): Promise<number> {
   return (await readdir('/proc/self/task')).length;
 }
 
-/** SIGKILLs a process (no chance to clean up after itself) and waits, up to 4 s, until it is gone. */
+/** SIGKILLs a process (no chance to clean up after itself) and waits until it is gone. */
 export async function killAndWait(pid: number): Promise<void> {
   process.kill(pid, 'SIGKILL');
-  for (let i = 0; i < 200; i++) {
+  const gone = () => {
     try {
       process.kill(pid, 0);
+      return false;
     } catch {
-      return;
+      return true;
     }
-    await new Promise((resolve) => setTimeout(resolve, 20));
+  };
+  await waitUntil(`process ${pid} to be gone after SIGKILL`, gone, { intervalMs: 20 });
+}
+
+/**
+ * The result of `kernel upgrade|downgrade --json`: its stdout is one `{"phase": ...}` line per
+ * phase as it ended, then the result. Checks that shape and returns the result (the last line).
+ */
+// `any`: each test reads the few fields it checks, and a wrong guess fails its assertion.
+export function swapJson(stdout: string): any {
+  const lines = stdout.trim().split('\n').map((line) => JSON.parse(line) as Record<string, unknown>);
+  const result = lines.pop();
+  if (!result || 'phase' in result) throw new Error(`no result line after the phases in: ${stdout}`);
+  for (const line of lines) {
+    if (!line.phase || Object.keys(line).length !== 1) throw new Error(`a line before the result is not a phase event: ${JSON.stringify(line)}`);
   }
+  return result;
 }

@@ -2,7 +2,7 @@
 // Works whether or not a kernel is running. Runs in the CLI's process.
 
 import { open, stat } from 'node:fs/promises';
-import { varPaths } from '../main/var-paths.ts';
+import { varPaths } from '../common/deploy-paths.ts';
 
 function formatLine(line: string): string {
   try {

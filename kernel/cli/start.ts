@@ -7,8 +7,8 @@ import { open, readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import semver from 'semver';
 import { TheseusError, theseusError } from '../common/errors.ts';
-import { isAlive } from '../main/daemon.ts';
-import { ensureVarDir, varPaths } from '../main/var-paths.ts';
+
+import { ensureVarDir, isAlive, varPaths } from '../common/deploy-paths.ts';
 import { DEFAULT_CONFIG_FILE } from '../release/config.ts';
 import { installRelease } from '../release/install.ts';
 import { permanentVersion, readRegistry, withPermanent, writeRegistry } from '../release/registry.ts';
@@ -66,10 +66,10 @@ export async function startDaemon(root: string, say: (line: string) => void): Pr
   while (Date.now() < deadline) {
     if (exited !== null) {
       const tail = (await readFile(paths.daemonOut, 'utf8').catch(() => '')).trim().split('\n').slice(-5).join('\n  ');
-      throw new TheseusError('E_KERNEL_NOT_RUNNING', `The kernel exited while starting (code ${exited}). Its last output (${paths.daemonOut}):\n  ${tail}`);
+      throw theseusError('E_KERNEL_START_FAILED', exited, paths.daemonOut, tail);
     }
     try {
-      const pong = (await request(root, 'ping', {}, { timeoutMs: 2000 })) as { pid: number; release: string };
+      const pong = await request(root, 'ping', {}, { timeoutMs: 2000 });
       return { pid: pong.pid, release: pong.release, notes };
     } catch (error) {
       if (!(error instanceof TheseusError) || (error.code !== 'E_KERNEL_NOT_RUNNING' && error.code !== 'E_KERNEL_TIMEOUT')) throw error;

@@ -1,7 +1,8 @@
 // Test-only fault injection. `THESEUS_FAULTS=registry-write,unpack-write,state-write` makes those operations
 // fail as a full disk or a failing device would, so tests can show that nothing is lost when they
-// do. A release's bundled kernel is built with the variable replaced by an empty string
-// (kernel/release/build.ts), so a deployed kernel can never be made to fail this way.
+// do; `unpack-write-after:<bytes>` makes them fail part-way (injectFaultAfterBytes). A release's
+// bundled kernel is built with the variable replaced by an empty string (kernel/release/build.ts),
+// so a deployed kernel can never be made to fail this way.
 
 export type FaultName = 'registry-write' | 'unpack-write' | 'state-write';
 
@@ -10,10 +11,30 @@ function activeFaults(): string[] {
 }
 
 export function injectFault(name: FaultName): void {
-  if (!activeFaults().includes(name)) return;
-  const error = new Error(`${name}: no space left on device (injected by THESEUS_FAULTS)`) as NodeJS.ErrnoException;
+  if (activeFaults().includes(name)) throw noSpaceLeft(name, '');
+}
+
+/**
+ * `<name>-after:<bytes>` (e.g. `unpack-write-after:4096`) fails the operation part-way, once it has
+ * written at least that many bytes, so a test can check what is cleaned up after a partial write.
+ * The writer calls this with its running count as it goes.
+ */
+export function injectFaultAfterBytes(name: FaultName, bytesWritten: number): void {
+  const prefix = `${name}-after:`;
+  for (const fault of activeFaults()) {
+    if (fault.startsWith(prefix) && bytesWritten >= Number(fault.slice(prefix.length))) throw noSpaceLeft(name, ` after ${bytesWritten} bytes`);
+  }
+}
+
+/** Whether `<name>-after:<bytes>` is set: callers that count bytes only for it skip the count otherwise. */
+export function faultAfterBytesActive(name: FaultName): boolean {
+  return activeFaults().some((fault) => fault.startsWith(`${name}-after:`));
+}
+
+function noSpaceLeft(name: FaultName, when: string): NodeJS.ErrnoException {
+  const error = new Error(`${name}: no space left on device${when} (injected by THESEUS_FAULTS)`) as NodeJS.ErrnoException;
   error.code = 'ENOSPC';
-  throw error;
+  return error;
 }
 
 /**

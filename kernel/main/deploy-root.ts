@@ -3,9 +3,9 @@
 //
 //   <root>/releases/RELEASES        which release is permanent (the one that boots)
 //   <root>/releases/<version>/      its manifest and bundles, verified before anything runs
-//   <root>/var/                     the kernel's own files (bundle cache for now)
+//   <root>/var/                     the kernel's own files (common/deploy-paths.ts lists them)
 
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import semver from 'semver';
 import { theseusError } from '../common/errors.ts';
 import { PROTOCOL_VERSION, type LogRecord, type ServiceSource } from '../common/protocol.ts';
@@ -14,11 +14,6 @@ import type { Manifest } from '../release/manifest.ts';
 import { staticDigest } from '../release/plan.ts';
 import { permanentVersion, readRegistry, withTrialReverted, writeRegistry } from '../release/registry.ts';
 import { Kernel } from './kernel.ts';
-
-/** The deploy root: --root, else $THESEUS_ROOT, else the current folder. */
-export function resolveDeployRoot(flag: string | undefined): string {
-  return resolve(flag ?? process.env.THESEUS_ROOT ?? process.cwd());
-}
 
 /** The services of a verified release, as the kernel takes them. */
 export function serviceSources(dir: string, manifest: Manifest): Record<string, ServiceSource> {

@@ -13,6 +13,7 @@
 // once, as it always did). Set it above the balancer's poll interval times its failure count.
 
 import { theseusError } from '../common/errors.ts';
+import type { HealthReport, HealthStatus } from '../common/status.ts';
 
 /** The path the kernel answers on every HTTP listener; a release route there is never reached. */
 export const HEALTH_PATH = '/_theseus/health';
@@ -20,20 +21,6 @@ export const HEALTH_PATH = '/_theseus/health';
 export const STOP_GRACE_ENV = 'THESEUS_STOP_GRACE_MS';
 /** A grace longer than this is a typo (and would outlast any service manager's stop timeout). */
 const MAX_STOP_GRACE_MS = 10 * 60_000;
-
-export type HealthStatus = 'starting' | 'ok' | 'draining';
-
-export interface HealthReport {
-  status: HealthStatus;
-  /** The release running (null before the first one booted). */
-  release: string | null;
-  pid: number;
-  uptimeMs: number;
-  /** How long a stop keeps answering "draining" before its listeners close. */
-  stopGraceMs: number;
-  /** While draining: how long ago the stop began. */
-  drainingForMs?: number;
-}
 
 /** The stop grace from the environment; a value that is not a whole number of ms refuses to start. */
 export function readStopGraceMs(env: NodeJS.ProcessEnv = process.env): number {

@@ -20,8 +20,8 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import semver from 'semver';
 import { errorMessage, theseusError } from '../common/errors.ts';
 import { PROTOCOL_VERSION } from '../common/protocol.ts';
-import { defaultCacheDir, esbuildOptions, workerRuntimeBundle } from '../main/bundler.ts';
-import { ServiceWorker } from '../main/service-worker.ts';
+import { defaultCacheDir, esbuildOptions, workerRuntimeBundle } from './bundler.ts';
+import { describeBundle } from './describe.ts';
 import { loadReleaseConfig, type LoadedConfig } from './config.ts';
 import { sha256 } from './fs-atomic.ts';
 import { MANIFEST_SCHEMA_VERSION, type Manifest, type Plan } from './manifest.ts';
@@ -110,16 +110,13 @@ export async function buildRelease(options: BuildOptions): Promise<BuildResult> 
     const runtime = await workerRuntimeBundle(cacheDir);
     const services: Manifest['services'] = {};
     const descriptors = await mapLimited(bundles, availableParallelism() * 2, async (bundle) => {
-      const worker = await ServiceWorker.load({
+      return describeBundle({
         service: bundle.name,
         release: config.version,
         moduleUrl: pathToFileURL(join(staging, bundle.file)).href,
         runtimeFile: runtime.file,
-        bootTimeoutMs: 10_000,
-        onLog: () => undefined,
+        timeoutMs: 10_000,
       });
-      await worker.terminate();
-      return worker.descriptor;
     });
     for (const [index, bundle] of bundles.entries()) {
       const { vsn, calls, casts, uses, migrations, hasTerminate, hasHealth, stateCheck } = descriptors[index]!;

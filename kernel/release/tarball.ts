@@ -8,11 +8,11 @@
 // entry the scan approved, in the same order: where two readers disagree, nothing more is written.
 
 import { mkdir, open, type FileHandle } from 'node:fs/promises';
-import { Readable } from 'node:stream';
+import { Readable, Transform } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { Unpack, create, type ReadEntry } from 'tar';
 import { TheseusError, errorMessage, theseusError } from '../common/errors.ts';
-import { injectFault } from '../common/faults.ts';
+import { faultAfterBytesActive, injectFault, injectFaultAfterBytes } from '../common/faults.ts';
 import { MAX_EXTENDED_HEADER_BYTES, TarScanner, canonicalEntryPath, type TarEntry, type TarLimits } from './tar-scan.ts';
 
 export { DEFAULT_TAR_LIMITS, type TarEntry, type TarLimits } from './tar-scan.ts';
@@ -85,6 +85,8 @@ export async function extractScanned(archive: string, file: FileHandle, dest: st
   let refusal: TheseusError | null = null;
   const offered = new WeakSet<ReadEntry>();
   const unpack = new Unpack({
+    // Test-only: a disk that fills part-way through, after some files have landed.
+    ...(faultAfterBytesActive('unpack-write') ? { transform: failingPartWay() } : {}),
     cwd: dest,
     strict: true,
     preservePaths: false,
@@ -139,6 +141,27 @@ export async function extractScanned(archive: string, file: FileHandle, dest: st
   });
   if (refusal !== null) throw refusal;
   if (index !== scanned.length) throw theseusError('E_TAR_AMBIGUOUS', archive, `node-tar met ${index} entries where the scan read ${scanned.length}`);
+}
+
+/**
+ * Test-only (THESEUS_FAULTS=unpack-write-after:<bytes>): each file's bytes pass through a stream
+ * that fails once that many bytes of all files have been written, as a full disk would.
+ */
+function failingPartWay(): (entry: ReadEntry) => ReadEntry {
+  let written = 0;
+  return () =>
+    new Transform({
+      transform(chunk: Buffer, _encoding, done) {
+        try {
+          injectFaultAfterBytes('unpack-write', written);
+        } catch (error) {
+          done(error as Error);
+          return;
+        }
+        written += chunk.length;
+        done(null, chunk);
+      },
+    }) as unknown as ReadEntry;
 }
 
 /**

@@ -10,7 +10,7 @@
 
 import { Worker } from 'node:worker_threads';
 import { TheseusError, errorMessage, theseusError } from '../common/errors.ts';
-import { defaultCacheDir, unpackRuntimeBundle } from '../main/bundler.ts';
+import { defaultCacheDir, unpackRuntimeBundle } from './bundler.ts';
 import type { ArchiveFormat } from './tarball.ts';
 import type { TarEntry, TarLimits } from './tar-scan.ts';
 

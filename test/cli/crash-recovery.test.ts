@@ -12,7 +12,7 @@ import { after, test } from 'node:test';
 import { extract } from 'tar';
 import { request } from '../../kernel/cli/control-client.ts';
 import { readRegistry } from '../../kernel/release/registry.ts';
-import { killAndWait, parseSequenceReply, root as repo } from '../helpers.ts';
+import { killAndWait, parseSequenceReply, root as repo, waitUntil } from '../helpers.ts';
 import { buildExamples, tempDir } from '../release/helpers.ts';
 
 const built = buildExamples();
@@ -57,12 +57,7 @@ for (const { phase, permanent } of boundaries) {
     const upgrade = spawn(process.execPath, [kernelBin, 'upgrade', results[2]!.tarball, '--root', root], { stdio: 'ignore' });
     upgrade.on('error', () => undefined);
     const log = join(root, 'var', 'log', 'kernel.log');
-    for (let waited = 0; waited < 30_000; waited += 50) {
-      const text = await readFile(log, 'utf8').catch(() => '');
-      if (text.includes(`hanging after ${phase}`)) break;
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-    assert.match(await readFile(log, 'utf8'), new RegExp(`hanging after ${phase}`));
+    await waitUntil(`the kernel's log to say it is hanging after ${phase}`, async () => (await readFile(log, 'utf8').catch(() => '')).includes(`hanging after ${phase}`), { intervalMs: 50 });
     await killAndWait(pid);
     upgrade.kill();
 

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { extract } from 'tar';
 import { send } from '../../kernel/cli/control-client.ts';
-import { killAndWait } from '../helpers.ts';
+import { killAndWait, swapJson, waitUntil } from '../helpers.ts';
 import { buildExamples, tempDir } from '../release/helpers.ts';
 
 const built = buildExamples();
@@ -54,16 +54,16 @@ test('start, status, upgrade to 0.2.0, downgrade to 0.1.0, upgrade to 0.3.0, sto
 
   const up = cli(root, 'upgrade', results[1]!.tarball);
   assert.equal(up.status, 0, up.stderr + up.stdout);
-  for (const step of ['unpack', 'verify', 'plan', 'boot', 'drain', 'migrate', 'switch', 'probation', 'commit']) {
-    assert.match(up.stdout, new RegExp(`^  ${step}\\s+[\\d.]+ ms`, 'm'), `upgrade printed its ${step} step`);
-  }
+  // Every phase, in order, each with its time, as it ended.
+  const printed = [...up.stdout.matchAll(/^  (\w+)\s+[\d.]+ ms/gm)].map((match) => match[1]);
+  assert.deepEqual(printed, ['check', 'prepare', 'suspend', 'migrate', 'switch', 'probation', 'commit']);
   assert.match(up.stdout, /sequence: 0\.1\.0 \(vsn 0\) -> 0\.2\.0 \(vsn 0\), migration none, state \d+ bytes, pause [\d.]+ ms, switched/);
 
   const down = cli(root, 'downgrade', '0.1.0', '--json');
   assert.equal(down.status, 0, down.stderr + down.stdout);
-  const downResult = JSON.parse(down.stdout) as { ok: boolean; from: string; to: string; committed: boolean; steps: Array<{ step: string }> };
+  const downResult = swapJson(down.stdout) as { ok: boolean; from: string; to: string; committed: boolean; steps: Array<{ phase: string; ms: number }> };
   assert.deepEqual([downResult.ok, downResult.from, downResult.to, downResult.committed], [true, '0.2.0', '0.1.0', true]);
-  assert.ok(downResult.steps.some((s) => s.step === 'switch'));
+  assert.deepEqual(downResult.steps.map((s) => s.phase), ['check', 'prepare', 'suspend', 'migrate', 'switch', 'probation', 'commit']);
 
   const third = cli(root, 'upgrade', results[2]!.dir);
   assert.equal(third.status, 0, third.stderr + third.stdout);
@@ -94,7 +94,7 @@ test('start, status, upgrade to 0.2.0, downgrade to 0.1.0, upgrade to 0.3.0, sto
     assert.ok(entry.user);
   }
   assert.match(audit[2]!.hashes['0.2.0']!, /^[0-9a-f]{64}$/);
-  assert.ok((audit[2]!.durations?.boot ?? -1) >= 0, 'the upgrade entry holds its step durations');
+  assert.deepEqual(Object.keys(audit[2]!.durations ?? {}), ['check', 'prepare', 'suspend', 'migrate', 'switch', 'probation', 'commit'], 'the upgrade entry holds each phase\'s time');
 
   // Every line of the kernel's log carries service, release and pid.
   const log = (await readFile(join(root, 'var', 'log', 'kernel.log'), 'utf8')).trim().split('\n').map((line) => JSON.parse(line) as Record<string, unknown>);
@@ -152,7 +152,8 @@ test('a failed upgrade names its phase, exits non-zero, keeps the old release an
   assert.match(unknown.stderr, /\[E_RELEASE_NOT_FOUND\]/);
   const json = cli(root, 'upgrade', tampered, '--json');
   assert.equal(json.status, 1);
-  assert.deepEqual([JSON.parse(json.stdout).error.code, JSON.parse(json.stdout).error.phase], ['E_RELEASE_HASH_MISMATCH', 'check']);
+  const failed = swapJson(json.stdout) as { ok: boolean; error: { code: string; phase: string } };
+  assert.deepEqual([failed.ok, failed.error.code, failed.error.phase], [false, 'E_RELEASE_HASH_MISMATCH', 'check']);
   assert.equal(JSON.parse(cli(root, 'status', '--json').stdout).release, '0.1.0');
   const audit = await auditOps(root);
   assert.ok(audit.some((e) => e.op === 'upgrade' && e.outcome === 'failed' && e.code === 'E_RELEASE_HASH_MISMATCH' && e.phase === 'check'));
@@ -167,8 +168,16 @@ test('the control socket: owner-only, cookie required, bad frames refused, the k
   assert.equal((await stat(join(root, 'var', 'cookie'))).mode & 0o777, 0o600);
   assert.equal((await stat(join(root, 'var'))).mode & 0o777, 0o700);
 
-  await assert.rejects(send(socketPath, { v: 1, cookie: 'not-the-cookie', id: 7, op: 'stop', args: {} }, 'stop', root), { code: 'E_BAD_COOKIE' });
   const cookie = (await readFile(join(root, 'var', 'cookie'), 'utf8')).trim();
+  // Wrong cookies of the right length (one character changed, first or last), so a check that
+  // compared only lengths, or stopped early, would let them through; then no cookie at all.
+  const flip = (c: string) => (c === 'a' ? 'b' : 'a');
+  const wrongCookies: unknown[] = [flip(cookie[0]!) + cookie.slice(1), cookie.slice(0, -1) + flip(cookie.at(-1)!), `${cookie} `, 'not-the-cookie', 42, null];
+  for (const [index, wrong] of wrongCookies.entries()) {
+    await assert.rejects(send(socketPath, { v: 1, cookie: wrong, id: 7, op: 'stop', args: {} }, 'stop', root), { code: 'E_BAD_COOKIE' }, `cookie #${index}`);
+  }
+  await assert.rejects(send(socketPath, { v: 1, id: 7, op: 'stop', args: {} }, 'stop', root), { code: 'E_BAD_COOKIE' }, 'no cookie');
+  assert.equal(cli(root, 'ping').status, 0, 'none of them stopped the kernel');
   await assert.rejects(send(socketPath, { v: 1, cookie, id: 8, op: 'format-disk', args: {} }, 'format-disk', root), { code: 'E_FRAME_INVALID' });
   await assert.rejects(send(socketPath, { v: 1, cookie, id: 9, op: 'upgrade', args: { source: 42, commit: true } }, 'upgrade', root), { code: 'E_FRAME_INVALID' });
   // A frame that claims to be huge is refused before it is read.
@@ -298,7 +307,7 @@ test('probation: a new worker that crashes is held, not restarted, and the upgra
   upgrade.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
   const exited = new Promise<number | null>((resolve) => upgrade.once('exit', resolve));
   // Once the new code serves (probation has begun), make it crash.
-  for (let waited = 0; !/switch/.test(output) && waited < 30_000; waited += 20) await new Promise((resolve) => setTimeout(resolve, 20));
+  await waitUntil('the upgrade to print its switch', () => /switch/.test(output));
   // Numbers handed out by the new code, then the crash.
   for (let i = 0; i < 5; i++) assert.equal(await next(), 466 + i);
   await request(root, 'call', { service: 'sequence', method: 'armCrash', args: [] });
@@ -386,3 +395,36 @@ export default defineService({ vsn: '0', init: () => 0, calls: { nextNumber: ({ 
     assert.equal(cli(root, 'stop').status, 0);
   });
 }
+
+test('from the command line, a down migration that throws: phase \'migrate\', the newer release serves on with its state, the audit records it', async () => {
+  const { request } = await import('../../kernel/cli/control-client.ts');
+  // Release 0.2.6: state vsn 1 ({ n }), reached from 0.1.0's bare number, with a down migration that throws.
+  const variant = await buildVariant(
+    '0.2.6',
+    `export default defineService({ vsn: '1', init: () => ({ n: 456 }), calls: { nextNumber: ({ state }) => ({ reply: state.n, state: { n: state.n + 1 } }) }, casts: { incrementNumber: ({ state }) => ({ state }) },
+  migrations: [{ from: '0', to: '1', up: (n: number) => ({ n }), down: () => { throw new Error('history cannot be folded back'); } }] });
+`,
+    0,
+  );
+  const root = await deployRoot();
+  assert.equal(cli(root, 'start').status, 0);
+  const next = async () => ((await request(root, 'call', { service: 'sequence', method: 'nextNumber', args: [] })) as { reply: number }).reply;
+  assert.equal(await next(), 456);
+  const up = cli(root, 'upgrade', variant.tarball);
+  assert.equal(up.status, 0, up.stderr + up.stdout);
+  assert.equal(await next(), 457, 'the up migration carried the state');
+
+  const down = cli(root, 'downgrade', '0.1.0');
+  assert.equal(down.status, 1, down.stdout);
+  assert.match(down.stderr, /failed in phase 'migrate'.*history cannot be folded back.*\[E_MIGRATION_FAILED\]/);
+  assert.equal(await next(), 458, 'the newer release kept its state and serves on');
+  assert.equal(JSON.parse(cli(root, 'status', '--json').stdout).release, '0.2.6');
+  const audit = await auditOps(root);
+  const failed = audit.filter((e) => e.op === 'downgrade');
+  assert.deepEqual(
+    failed.map((e) => [e.from, e.to, e.outcome, e.phase, e.code]),
+    [['0.2.6', '0.1.0', 'rolled-back', 'migrate', 'E_MIGRATION_FAILED']],
+    'one downgrade line: rolled back in migrate, with its code',
+  );
+  assert.equal(cli(root, 'stop').status, 0);
+});

@@ -9,6 +9,7 @@ import { after, test } from 'node:test';
 import { extract } from 'tar';
 import { request } from '../../kernel/cli/control-client.ts';
 import type { StatusResult } from '../../kernel/common/control-protocol.ts';
+import { waitUntil } from '../helpers.ts';
 import { startNextLoad } from '../http/helpers.ts';
 import { buildExamples, tempDir } from '../release/helpers.ts';
 
@@ -28,17 +29,13 @@ after(() => {
 
 /** The kernel's status once it answers (its HTTP port is only known then); fails after 30 s. */
 async function readyStatus(root: string, pid: number): Promise<StatusResult> {
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    try {
-      const status = (await request(root, 'status', {}, { timeoutMs: 2000 })) as StatusResult;
-      if (status.pid === pid) return status;
-    } catch {
-      // Not listening yet, or the previous kernel's socket: try again.
-    }
-    assert.ok(Date.now() < deadline, `the kernel (pid ${pid}) did not answer within 30 s`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
+  let status: StatusResult | null = null;
+  await waitUntil(`the kernel (pid ${pid}) to answer status`, async () => {
+    // Not listening yet, or the previous kernel's socket: try again.
+    status = (await request(root, 'status', {}, { timeoutMs: 2000 }).catch(() => null)) as StatusResult | null;
+    return status?.pid === pid;
+  });
+  return status!;
 }
 
 test(`SIGKILL of the kernel at ${KILLS} random moments under load: no number is ever handed out twice, and each restart resumes above every number received`, async () => {
@@ -59,10 +56,7 @@ test(`SIGKILL of the kernel at ${KILLS} random moments under load: no number is 
     const port = status.http!.listeners[0]!.port;
     const load = startNextLoad(() => port, CLIENTS);
     // Some answers first, then the kill at a random moment of the load.
-    for (let waited = 0; load.answered() < 20; waited += 5) {
-      assert.ok(waited < 30_000, `start #${kill + 1}: no answers within 30 s`);
-      await new Promise((resolve) => setTimeout(resolve, 5));
-    }
+    await waitUntil(`20 answers after start #${kill + 1}`, () => load.answered() >= 20);
     await new Promise((resolve) => setTimeout(resolve, Math.random() * 250));
     kernel.kill('SIGKILL');
     await exited;

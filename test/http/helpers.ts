@@ -1,6 +1,7 @@
 // HTTP helpers for the front door tests: one request over a real socket, with the reply read whole.
 
 import { Agent, request as httpRequest, type IncomingHttpHeaders } from 'node:http';
+import type { Socket } from 'node:net';
 
 export interface HttpResult {
   status: number;
@@ -8,6 +9,18 @@ export interface HttpResult {
   body: Buffer;
   /** The body parsed as JSON (throws if it is not). */
   json<T = Record<string, unknown>>(): T;
+}
+
+/**
+ * A keep-alive agent that counts the TCP connections it opens. Counting the agent's pools at the end
+ * proves nothing: it never holds more than maxSockets, however many connections came and went.
+ */
+export class CountingAgent extends Agent {
+  connections = 0;
+  override createConnection(...args: Parameters<Agent['createConnection']>): Socket {
+    this.connections++;
+    return super.createConnection(...args) as Socket;
+  }
 }
 
 export function send(

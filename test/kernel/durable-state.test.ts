@@ -4,11 +4,12 @@
 import assert from 'node:assert/strict';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { deserialize } from 'node:v8';
 import { test } from 'node:test';
 import { Kernel, type TheseusError } from '../../kernel/index.ts';
 import { readCheckpoint } from '../../kernel/common/checkpoints.ts';
 import { tempDir } from '../release/helpers.ts';
-import { logCollector, parseSequenceReply, sequenceRelease, type SequenceApi } from '../helpers.ts';
+import { logCollector, parseSequenceReply, sequenceRelease, waitUntil, type SequenceApi } from '../helpers.ts';
 
 async function run(stateDir: string, version: '0.1.0' | '0.2.0' | '0.3.0', work: (seq: SequenceApi, kernel: Kernel) => Promise<void>, extra: Partial<Parameters<typeof Kernel.start>[0]> = {}) {
   const logs = logCollector();
@@ -77,23 +78,45 @@ test('a corrupt checkpoint is refused with a clear error; the state is never sil
   await assert.rejects(run(stateDir, '0.1.0', async () => undefined), { code: 'E_CHECKPOINT_CORRUPT' });
 });
 
-test('checkpoints are also taken every N state changes and after a committed swap', async () => {
+// Every 10 changes, and no timer: after 25 the checkpoint must hold at least 20 of them (one taken
+// only once, after the first 10, would hold 466), and none that did not happen.
+// (It once held 11 or 12: the kernel answered the worker's second "checkpoint due", which came
+// while the first checkpoint was being written, with that one, and the worker had reset its count.)
+test(
+  'checkpoints are taken every N state changes: after 25 changes with N = 10, the checkpoint holds at least 20',
+  async () => {
+    const stateDir = await tempDir('theseus-state-');
+    await run(
+      stateDir,
+      '0.1.0',
+      async (seq) => {
+        for (let i = 0; i < 25; i++) await seq.nextNumber();
+        let held: unknown = null;
+        await waitUntil('a checkpoint holding at least 20 of the 25 changes (state 476 or more)', async () => {
+          const checkpoint = await readCheckpoint(stateDir, 'sequence');
+          held = checkpoint && deserialize(checkpoint.snapshot.bytes);
+          return typeof held === 'number' && held >= 456 + 20;
+        }, { intervalMs: 20, timeoutMs: 5000 }).catch((error: Error) => assert.fail(`${error.message}; it holds ${String(held)}`));
+        assert.ok((held as number) <= 456 + 25, `the checkpoint holds ${String(held)}, past the 25 changes made`);
+      },
+      { checkpointIntervalMs: 0, checkpointEveryChanges: 10 },
+    );
+  },
+);
+
+test('a committed swap takes a checkpoint in the new release', async () => {
   const stateDir = await tempDir('theseus-state-');
   await run(
     stateDir,
     '0.1.0',
     async (seq, kernel) => {
-      for (let i = 0; i < 25; i++) await seq.nextNumber();
-      // Every 10 changes: the checkpoint holds at least 20 of them.
-      for (let waited = 0; waited < 5000; waited += 20) {
-        const checkpoint = await readCheckpoint(stateDir, 'sequence');
-        if (checkpoint && checkpoint.header.release === '0.1.0') break;
-        await new Promise((resolve) => setTimeout(resolve, 20));
-      }
-      assert.ok(await readCheckpoint(stateDir, 'sequence'));
+      for (let i = 0; i < 5; i++) await seq.nextNumber();
+      // No timer and too few changes: no checkpoint yet, so the one after the swap is the swap's.
+      assert.equal(await readCheckpoint(stateDir, 'sequence'), null);
       await kernel.upgrade(sequenceRelease('0.3.0'));
       const afterSwap = await readCheckpoint(stateDir, 'sequence');
       assert.deepEqual([afterSwap!.header.release, afterSwap!.header.vsn], ['0.3.0', '1']);
+      assert.deepEqual(deserialize(afterSwap!.snapshot.bytes), { currentNumber: 461, delta: 1 }, 'the migrated state, as it stood at the switch');
     },
     { checkpointIntervalMs: 0, checkpointEveryChanges: 10 },
   );

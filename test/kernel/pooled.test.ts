@@ -4,13 +4,13 @@
 // Real worker threads throughout; no mocks.
 
 import assert from 'node:assert/strict';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { Kernel, SwapError, type ClientOf } from '../../kernel/index.ts';
 import { buildRelease } from '../../kernel/release/build.ts';
 import type pooledService from '../fixtures/services/pooled-v1.ts';
-import { fixture, logCollector, osThreadCount, root, sequenceEntry, type SequenceApi } from '../helpers.ts';
+import { fixture, logCollector, osThreadCount, root, sequenceEntry, waitUntil, type SequenceApi } from '../helpers.ts';
 import { tempDir } from '../release/helpers.ts';
 
 type HasherApi = ClientOf<typeof pooledService>;
@@ -52,7 +52,7 @@ test('a pooled service answers through the same typed client, with the stateful 
     assert.equal(await pool.logged(3), 3);
     assert.equal(pool.note('a cast from the test'), undefined);
     await pool.fib(1); // the cast has surely run: the pool answered later calls
-    for (let waited = 0; !logs.records.some((r) => r.message === 'a cast from the test') && waited < 5000; waited += 10) await new Promise((r) => setTimeout(r, 10));
+    await waitUntil('the cast\'s log line', () => logs.records.some((r) => r.message === 'a cast from the test'));
     const logged = logs.records.find((r) => r.message === 'logged from a pool thread');
     assert.deepEqual([logged?.service, logged?.release, logged?.data], ['hasher', '1.0.0', { n: 3, service: 'hasher' }]);
     assert.ok(logs.records.some((r) => r.message === 'a cast from the test' && r.service === 'hasher'));
@@ -71,14 +71,18 @@ test('a pooled service answers through the same typed client, with the stateful 
   await assert.rejects(async () => kernel.client('hasher'), { code: 'E_KERNEL_STOPPED' });
 });
 
-test('many callers through 6 swaps between two versions: none fails, each is answered once, and calls made after a swap get the new code; old pool threads exit', async () => {
-  const kernel = await Kernel.start({ release: '1.0.0', services: { hasher: hasher('pooled-v1') }, onLog: logCollector().onLog });
+test('many callers through 6 swaps between two versions: none fails, each runs and is answered once, and calls made after a swap get the new code; old pool threads exit', async () => {
+  // Every run of whoami and slow, in whichever pool, appends its tag here (pooled-common.ts).
+  const runLog = join(await tempDir('theseus-pool-runs-'), 'runs.log');
+  const tracked = (name: string) => ({ ...hasher(name), config: { runLog } });
+  const kernel = await Kernel.start({ release: '1.0.0', services: { hasher: tracked('pooled-v1') }, onLog: logCollector().onLog });
   try {
     const pool = kernel.client<HasherApi>('hasher');
     // One swap first, so helper threads created on first use (esbuild's, libuv's) already exist.
-    await kernel.upgrade({ release: '1.0.1', services: { hasher: hasher('pooled-v2') } });
-    await kernel.downgrade({ release: '1.0.0', services: { hasher: hasher('pooled-v1') } });
+    await kernel.upgrade({ release: '1.0.1', services: { hasher: tracked('pooled-v2') } });
+    await kernel.downgrade({ release: '1.0.0', services: { hasher: tracked('pooled-v1') } });
     const baselineThreads = await osThreadCount();
+    const servedBefore = (await kernel.status())[0]!.callsServed;
 
     let nextTag = 0;
     let stopping = false;
@@ -102,23 +106,30 @@ test('many callers through 6 swaps between two versions: none fails, each is ans
           const reply = caller % 4 === 0 ? await pool.slow(15, tag) : await pool.whoami(tag);
           record(reply.tag, reply.code, expectedAtCall);
         } catch (error) {
+          // A failure ends the load: a caller whose calls fail at once would spin on microtasks
+          // and starve every timer, the deadlines' included.
           failures.push(error);
+          stopping = true;
         }
       }
     });
 
     const seenThreads = new Set(kernel.poolThreadIds('hasher'));
     const versions = ['v2', 'v1', 'v2', 'v1', 'v2', 'v1'] as const;
+    const probesPerSwap = POOL_SIZE * 2;
     for (const [index, version] of versions.entries()) {
       const before = answered.size;
-      while (answered.size < before + 200) await new Promise((resolve) => setTimeout(resolve, 1));
+      await waitUntil(`200 more answered calls before swap ${index + 1}`, () => {
+        if (failures.length > 0) throw new Error(`a call failed: ${String(failures[0])}`);
+        return answered.size >= before + 200;
+      });
       expected = null;
-      const report = await kernel.upgrade({ release: `1.1.${index}`, services: { hasher: hasher(`pooled-${version}`) } });
+      const report = await kernel.upgrade({ release: `1.1.${index}`, services: { hasher: tracked(`pooled-${version}`) } });
       expected = version;
-      assert.equal(report.outcome, 'committed');
+      assert.equal(report.outcome, 'switched');
       assert.deepEqual(report.services.map((s) => [s.service, s.outcome, s.to.release, s.pauseMs]), [['hasher', 'switched', `1.1.${index}`, 0]]);
       // A call made now is answered by the new code, whatever thread takes it.
-      const fresh = await Promise.all(Array.from({ length: POOL_SIZE * 2 }, () => pool.whoami(-1)));
+      const fresh = await Promise.all(Array.from({ length: probesPerSwap }, () => pool.whoami(-1)));
       assert.deepEqual(new Set(fresh.map((reply) => reply.code)), new Set([version]));
       const ids = kernel.poolThreadIds('hasher');
       for (const id of ids) assert.ok(!seenThreads.has(id), `swap ${index + 1} runs the new code in new threads`);
@@ -135,6 +146,21 @@ test('many callers through 6 swaps between two versions: none fails, each is ans
     assert.ok([...answered.values()].every((count) => count === 1), 'no call was answered twice');
     assert.ok(made > 1200, `load kept going (${made} calls)`);
     assert.equal(seenThreads.size, POOL_SIZE * (versions.length + 1));
+
+    // A promise settles once whatever happens behind it, so the checks above cannot see a task
+    // that ran in both the old and the new pool, or an answer counted twice. The handlers' own
+    // record of their runs can: each tag ran exactly once, and the probes once each.
+    const runs = new Map<number, number>();
+    for (const line of (await readFile(runLog, 'utf8')).split('\n').filter(Boolean)) runs.set(Number(line), (runs.get(Number(line)) ?? 0) + 1);
+    const probes = versions.length * probesPerSwap;
+    assert.equal(runs.get(-1), probes, 'each probe ran once');
+    runs.delete(-1);
+    const notOnce = [...runs].filter(([tag, count]) => count !== 1 || tag < 0 || tag >= made);
+    assert.deepEqual(notOnce, [], 'tags run other than exactly once ([tag, runs])');
+    assert.equal(runs.size, made, 'every call made ran');
+    // And the kernel's count of answered calls, over every pool, matches the calls made.
+    const served = (await kernel.status())[0]!.callsServed - servedBefore;
+    assert.equal(served, made + probes, 'callsServed counts each answered call once');
   } finally {
     await kernel.stop();
   }
@@ -154,7 +180,10 @@ test('a new pool that fails to warm (its module throws at import) is discarded; 
       while (!stopping) {
         await pool.whoami(caller).then(
           () => answered++,
-          (error: unknown) => failures.push(error),
+          (error: unknown) => {
+            failures.push(error); // and stop, as above: no spinning on calls that fail at once
+            stopping = true;
+          },
         );
       }
     });
@@ -169,7 +198,10 @@ test('a new pool that fails to warm (its module throws at import) is discarded; 
     assert.equal(error.report.failedPhase, 'prepare');
     assert.deepEqual(error.report.services.map((s) => [s.service, s.outcome]), [['hasher', 'rolled-back']]);
     const target = answered + 100;
-    while (answered < target) await new Promise((resolve) => setTimeout(resolve, 1));
+    await waitUntil('100 more answered calls after the failed swap', () => {
+      if (failures.length > 0) throw new Error(`a call failed: ${String(failures[0])}`);
+      return answered >= target;
+    });
     stopping = true;
     await Promise.all(callers);
     assert.deepEqual(failures, []);

@@ -49,10 +49,10 @@ test('reply durability under 200 callers: one write covers many calls, every num
   let highest = 0;
   try {
     const load = startSequenceLoad(kernel, { callers: 200, ports: 20, inFlight: 1 });
-    await waitForCalls(load.answered, 5000);
+    await waitForCalls(load, 5000);
     // A swap in reply durability: the old worker's last write lands before the new one serves.
     await kernel.upgrade(replyDurable('0.2.0'));
-    await waitForCalls(load.answered, 5000);
+    await waitForCalls(load, 5000);
     const result = await load.stop();
     const { sorted, problems } = checkSequenceInvariants(result);
     assert.deepEqual(problems, []);

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { Kernel, type TheseusError } from '../../kernel/index.ts';
-import { fixture, logCollector } from '../helpers.ts';
+import { fixture, logCollector, waitUntil } from '../helpers.ts';
 
 interface CrasherApi {
   work(ms: number): Promise<number>;
@@ -14,13 +14,8 @@ interface CrasherApi {
 }
 
 /** Polls the service's counters until `ready` holds. */
-async function waitForStats(kernel: Kernel, ready: (s: { inFlight: number; queued: number }) => boolean): Promise<void> {
-  for (let waited = 0; waited < 20_000; waited += 5) {
-    const [status] = await kernel.status();
-    if (ready(status!)) return;
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
-  throw new Error('the service never reached the expected counters');
+async function waitForStats(kernel: Kernel, what: string, ready: (s: { inFlight: number; queued: number }) => boolean): Promise<void> {
+  await waitUntil(`the service's counters to show ${what}`, async () => ready((await kernel.status())[0]!));
 }
 
 const settle = <T>(promise: Promise<T>) => promise.then((value) => ({ value }), (error: TheseusError) => ({ error }));
@@ -37,9 +32,9 @@ test('a crashed worker restarts with its last state; in-flight calls reject, que
     assert.equal(await crasher.armCrashOn(signal), 2);
     // One call in flight, and two queued behind it (one per port), before anything crashes.
     const inFlight = settle(crasher.work(60_000));
-    await waitForStats(kernel, (s) => s.inFlight === 1);
+    await waitForStats(kernel, 'one call in flight', (s) => s.inFlight === 1);
     const queued = [settle(crasher.work(1)), settle(dedicated.work(1))];
-    await waitForStats(kernel, (s) => s.queued === 2);
+    await waitForStats(kernel, 'two calls queued', (s) => s.queued === 2);
     await kernel.checkpoint(); // the state the restart resumes from (kept in memory)
     Atomics.store(signal, 0, 1);
     Atomics.notify(signal, 0);
@@ -72,17 +67,17 @@ test('past the restart-intensity limit the service is marked failed, and nothing
       const signal = new Int32Array(new SharedArrayBuffer(4));
       await crasher.armCrashOn(signal);
       const pending = settle(crasher.work(60_000));
-      await waitForStats(kernel, (s) => s.inFlight === 1);
+      await waitForStats(kernel, 'one call in flight', (s) => s.inFlight === 1);
       Atomics.store(signal, 0, 1);
       Atomics.notify(signal, 0);
       const outcome = await pending;
       assert.equal((outcome as { error: TheseusError }).error?.code, 'E_SERVICE_DOWN');
       // Wait until supervision has acted on this crash.
-      for (let waited = 0; waited < 10_000; waited += 20) {
+      const expected = { state: crash < 3 ? 'running' : 'failed', restarts: Math.min(crash, 2) };
+      await waitUntil(`supervision to act on crash ${crash} (${JSON.stringify(expected)})`, async () => {
         const [status] = await kernel.status();
-        if (status!.state === (crash < 3 ? 'running' : 'failed') && status!.restarts === Math.min(crash, 2)) break;
-        await new Promise((resolve) => setTimeout(resolve, 20));
-      }
+        return status!.state === expected.state && status!.restarts === expected.restarts;
+      }, { intervalMs: 20 });
     }
     const [status] = await kernel.status();
     assert.equal(status!.state, 'failed');
@@ -132,10 +127,10 @@ test('the old worker crashes while draining: the swap rolls back and the old rel
     const signal = new Int32Array(new SharedArrayBuffer(4));
     await crasher.armCrashOn(signal);
     const inFlight = settle(crasher.work(60_000));
-    await waitForStats(kernel, (s) => s.inFlight === 1);
+    await waitForStats(kernel, 'one call in flight', (s) => s.inFlight === 1);
     const swap = settle(kernel.upgrade({ release: '1.1.0', services: { crasher: { entry: fixture('crasher-counter') } } }));
     // Once the swap is draining (the old worker waits for its in-flight call), crash it.
-    for (let waited = 0; kernel.swapState !== 'suspending' && waited < 20_000; waited += 5) await new Promise((resolve) => setTimeout(resolve, 5));
+    await waitUntil('the swap to be draining (suspending)', () => kernel.swapState === 'suspending');
     const queued = settle(crasher.work(1));
     Atomics.store(signal, 0, 1);
     Atomics.notify(signal, 0);

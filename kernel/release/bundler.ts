@@ -1,7 +1,9 @@
 // Turns a service's TypeScript entry into one self-contained ES module with esbuild, and builds
-// the worker runtime the same way. Runs in the kernel's main thread (and, later, in the release
-// builder). Outputs are named by their sha256, so a file never changes once written and two
-// kernels can share a cache directory.
+// the thread runtimes (service worker, pool thread, unpack worker) the same way. Used by the
+// release builder in the CLI's process, and by the kernel's main thread for services given as
+// source in development. Outputs are named by their sha256, so a file never changes once written
+// and two kernels can share a cache directory. A deployed release runs prebuilt files and never
+// loads esbuild.
 
 import { createHash } from 'node:crypto';
 import { mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
