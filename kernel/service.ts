@@ -3,6 +3,10 @@
 //
 // A service is a GenServer-like module: explicit plain-data state owned by the kernel, calls that
 // reply, casts that do not, an optional terminate, and versioned migrations between state shapes.
+// Its calls and casts may declare their arguments as TypeBox schemas (`args`): the handlers'
+// parameter types follow from them, and the kernel refuses arguments that do not match.
+
+import { Type, type Static, type TSchema } from '@sinclair/typebox';
 
 export interface ServiceLogger {
   debug(message: string, data?: unknown): void;
@@ -57,6 +61,23 @@ export type CallHandler<S> = (ctx: ServiceContext<S>, ...args: any[]) => MaybePr
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export type CastHandler<S> = (ctx: ServiceContext<S>, ...args: any[]) => MaybePromise<CastResult<S> | void>;
 
+/** The arguments of one call or cast, in order: one TypeBox schema each (`[Type.Integer()]`). */
+export type ArgSchemas = readonly TSchema[];
+
+/** The parameter types a list of schemas stands for: `[Type.Integer(), Type.String()]` gives `[number, string]`. */
+export type ArgsFrom<A extends ArgSchemas> = { -readonly [I in keyof A]: Static<A[I]> };
+
+/**
+ * Handlers of the methods named in `args`, typed from their schemas. Nothing while `args` is
+ * unknown (TypeScript types the handlers before it has settled on `args`, and without one).
+ */
+type CallsTypedBy<S, A> = string extends keyof A
+  ? unknown
+  : { [M in keyof A]?: A[M] extends ArgSchemas ? (ctx: ServiceContext<S>, ...args: ArgsFrom<A[M]>) => MaybePromise<CallResult<S, unknown>> : never };
+type CastsTypedBy<S, A> = string extends keyof A
+  ? unknown
+  : { [M in keyof A]?: A[M] extends ArgSchemas ? (ctx: ServiceContext<S>, ...args: ArgsFrom<A[M]>) => MaybePromise<CastResult<S> | void> : never };
+
 export interface Migration {
   /** State vsn this migration reads when going up. */
   from: string;
@@ -83,6 +104,16 @@ export interface ServiceDefinition<
   init(ctx: BaseContext): MaybePromise<S>;
   calls?: Calls;
   casts?: Casts;
+  /**
+   * The arguments of calls and casts, by method name: one TypeBox schema per argument, in order
+   * (`incrementNumber: [Type.Integer({ title: 'delta' })]`). The kernel checks every call and
+   * cast of a listed method before its handler runs, whoever sends it (another service, the
+   * kernel's client, the console, the HTTP front door), and refuses a mismatch with E_ARGS_INVALID:
+   * the handler does not run and the state is untouched. Trailing arguments whose schema accepts
+   * undefined may be left out; more arguments than schemas are refused. A `title` names the
+   * argument in errors and in the console's `.help`. Methods not listed are not checked.
+   */
+  args?: Readonly<Record<string, ArgSchemas>>;
   /** Runs when the service stops for good (kernel stop), not when its code is swapped. */
   terminate?(ctx: ServiceContext<S>, reason: string): MaybePromise<void>;
   migrations?: readonly Migration[];
@@ -99,12 +130,20 @@ export interface ServiceDefinition<
   stateCheck?: 'transitions' | 'every-change';
 }
 
-/** Declares a module's default export as a Theseus service; it helps inference and freezes it. */
+/**
+ * Declares a module's default export as a Theseus service; it helps inference and freezes it. The
+ * handlers of methods listed in `args` get their parameter types from the schemas.
+ */
 export function defineService<
   S,
   Calls extends Record<string, CallHandler<S>>,
   Casts extends Record<string, CastHandler<S>>,
->(definition: ServiceDefinition<S, Calls, Casts>): ServiceDefinition<S, Calls, Casts> {
+  // `{}` when there is no `args`: then every handler types its own parameters.
+  // eslint-disable-next-line @typescript-eslint/no-empty-object-type
+  const A extends Readonly<Record<string, ArgSchemas>> = {},
+>(
+  definition: ServiceDefinition<S, Calls, Casts> & { args?: A; calls?: Calls & CallsTypedBy<S, NoInfer<A>>; casts?: Casts & CastsTypedBy<S, NoInfer<A>> },
+): ServiceDefinition<S, Calls, Casts> {
   return Object.freeze({ ...definition });
 }
 
@@ -127,3 +166,26 @@ type NamedOnly<T> = string extends keyof T ? unknown : T;
 
 /** What an HTTP route's handler receives, and what it replies (see the release's `http` config). */
 export type { HttpReply, HttpRequest } from './common/protocol.ts';
+
+/** TypeBox's schema builder, for `args`: a service needs no import of its own. */
+export { Type, type Static, type TSchema } from '@sinclair/typebox';
+
+/**
+ * The schema of what an HTTP route's handler receives (HttpRequest), for its `args`:
+ * `args: { httpNext: [HttpRequestSchema] }`. The front door always sends a request of this shape,
+ * so it refuses only other callers' arguments (a console typing `sequence.httpNext(5)`). A
+ * narrower schema (`Type.Object({ query: Type.Object({ page: Type.String({ pattern: '^[0-9]+$' }) }) })`)
+ * is checked against every request: one that does not match gets 400, with the E_ARGS_INVALID
+ * message saying what did not. The body is text or bytes; a schema cannot see inside it.
+ */
+export const HttpRequestSchema = Type.Object(
+  {
+    method: Type.String(),
+    path: Type.String(),
+    query: Type.Record(Type.String(), Type.Union([Type.String(), Type.Array(Type.String())])),
+    headers: Type.Record(Type.String(), Type.Union([Type.String(), Type.Array(Type.String()), Type.Undefined()])),
+    body: Type.Union([Type.String(), Type.Uint8Array(), Type.Null()]),
+  },
+  { title: 'request' },
+);
+

@@ -26,6 +26,7 @@ import type { LogRecord } from '../common/protocol.ts';
 import { varPaths } from '../common/deploy-paths.ts';
 import { request } from './control-client.ts';
 import { LogStream } from './console-log-stream.ts';
+import { serviceHelp } from './console-help.ts';
 import { consoleError, describeFailure, notJson } from './console-values.ts';
 import { ANSI, LEVEL_COLORS, formatPhase, formatReleases, formatServiceSwap, formatStatus } from './format.ts';
 
@@ -219,6 +220,12 @@ class ConsoleSession {
   }
 
   #defineCommands(server: REPLServer): void {
+    // `.help` alone is the REPL's own list of commands; `.help <service>` is the service's methods.
+    const listCommands = server.commands.help!.action;
+    server.defineCommand('help', {
+      help: "Print this help, or a service's calls and casts with their arguments: .help <service>",
+      action: (rest) => (rest.trim() === '' ? listCommands.call(server, rest) : this.#command(() => this.#showServiceHelp(rest.trim()))),
+    });
     server.defineCommand('status', {
       help: 'Show the release and every service (as kernel status)',
       action: () => this.#command(() => this.#showStatus()),
@@ -472,6 +479,18 @@ class ConsoleSession {
   async #showServices(): Promise<void> {
     this.#applyDescriptions(await this.#describe());
     this.#write(`${this.#serviceLines().join('\n')}\n`);
+  }
+
+  /** `.help <service>`: its calls and casts with their arguments, as `describe` answers now. */
+  async #showServiceHelp(name: string): Promise<void> {
+    this.#applyDescriptions(await this.#counted(this.#describe()));
+    const description = this.#services.get(name);
+    if (!description) {
+      this.#write(`No service named '${name}' is running (running: ${[...this.#services.keys()].join(', ') || 'none'}). .services lists them.\n`);
+      return;
+    }
+    const variable = this.#isVariable(name) ? name : `services[${JSON.stringify(name)}]`;
+    this.#write(`${serviceHelp(description, variable).join('\n')}\n`);
   }
 
   /** .upgrade and .downgrade: the steps as they happen, then each service's pause, as `kernel upgrade` prints them. */

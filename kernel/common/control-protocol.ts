@@ -9,7 +9,7 @@
 import { Type, type Static } from '@sinclair/typebox';
 import type { FrontDoorStats, HealthReport, ServiceStatus, ServiceSwapReport } from './status.ts';
 import type { PhaseEvent } from './phases.ts';
-import type { LogRecord } from './protocol.ts';
+import type { ArgumentSchema, LogRecord } from './protocol.ts';
 
 export const CONTROL_PROTOCOL_VERSION = 1;
 /** Larger frames are refused before they are buffered. */
@@ -122,6 +122,8 @@ export interface ServiceDescription {
   vsn: string;
   calls: string[];
   casts: string[];
+  /** The arguments of each call or cast that declares them, in order, as JSON Schema. */
+  args: Record<string, readonly ArgumentSchema[]>;
 }
 
 /**

@@ -170,6 +170,10 @@ const messages = {
     `The checkpoint ${file} was written by an older kernel, and its state is not plain data by this kernel's rule: ${problem}. Run the older kernel, swap to service code that stores plain data (a migration can convert the stored value), then start this kernel; or delete the checkpoint to start from init().`,
   // The kernel's own faults: what no user input should cause.
   E_INTERNAL: (what: string) => `${what}. This is a kernel bug; please report it with the kernel's log.`,
+
+  // Arguments checked against the schemas a service declares (`args` in defineService).
+  E_ARGS_INVALID: (service: string, method: string, problem: string, signature: string) =>
+    `${service}.${method}() was refused: ${problem}. It takes ${signature}. Nothing ran and the state was not touched; call it again with arguments of that shape.`,
 } as const;
 
 export type ErrorCode = keyof typeof messages;

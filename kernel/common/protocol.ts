@@ -65,12 +65,24 @@ export interface ServiceDescriptor extends MethodTable {
   /** Whether it defines health(), which the kernel polls during an upgrade's probation. */
   hasHealth: boolean;
   stateCheck: 'transitions' | 'every-change';
+  /**
+   * The arguments each call or cast declares, in order, by method name; absent when none declares
+   * any. A method not listed takes any arguments, unchecked.
+   */
+  args?: Readonly<Record<string, readonly ArgumentSchema[]>>;
 }
+
+/**
+ * One declared argument of a call or cast, as JSON Schema: the service's TypeBox schema without
+ * TypeBox's own symbol keys. The worker checks arguments with the compiled schema itself; this
+ * form travels (descriptor, manifest, the control socket's `describe`) for people to read.
+ */
+export type ArgumentSchema = { readonly [keyword: string]: unknown };
 
 /** Whether two descriptors say the same thing (key order aside). */
 export function sameDescriptor(a: ServiceDescriptor, b: ServiceDescriptor): boolean {
   const canonical = (d: ServiceDescriptor) =>
-    JSON.stringify([d.vsn, d.calls, d.casts, d.uses, d.migrations.map((m) => [m.from, m.to, m.hasDown]), d.hasTerminate, d.hasHealth, d.stateCheck]);
+    JSON.stringify([d.vsn, d.calls, d.casts, d.uses, d.migrations.map((m) => [m.from, m.to, m.hasDown]), d.hasTerminate, d.hasHealth, d.stateCheck, canonicalJson(d.args ?? {})]);
   return canonical(a) === canonical(b);
 }
 
@@ -249,6 +261,11 @@ export interface ControlRequests {
   convert: { request: { snapshot: StateSnapshot; toVsn: string }; response: { snapshot: StateSnapshot } };
   /** Run the service's health() against its current state. */
   health: { request: Record<string, never>; response: { healthy: boolean; reason?: string } };
+  /**
+   * Check arguments against what `method` declares, without running it: rejects with
+   * E_ARGS_INVALID. For a cast sent over the control socket, whose caller waits for no reply.
+   */
+  'check-args': { request: { method: string; args: unknown[] }; response: Record<string, never> };
   /** End for good: run terminate() when asked (kernel stop), then let the thread exit. */
   stop: {
     request: { runTerminate: boolean; reason: string; drainTimeoutMs: number; snapshot: boolean };
@@ -344,9 +361,10 @@ export type PoolBootData = ServiceBootData;
 
 /**
  * One piscina task. `warm` loads nothing new: it waits for the thread's module to have loaded and
- * reports what it declares, so a pool serves only once every thread has its code.
+ * reports what it declares, so a pool serves only once every thread has its code. `check-args` is
+ * the control op of the same name (ControlRequests), for a pool.
  */
-export type PoolTask = { op: 'warm' } | { op: 'call' | 'cast'; method: string; args?: unknown[] };
+export type PoolTask = { op: 'warm' } | { op: 'call' | 'cast'; method: string; args?: unknown[] } | { op: 'check-args'; method: string; args: unknown[] };
 
 /**
  * A task's answer. Errors come back as values (structured clone keeps no `code` on an Error), and

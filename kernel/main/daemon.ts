@@ -200,6 +200,7 @@ export class KernelDaemon {
           vsn: service.vsn,
           calls: [...this.#kernel.methods(service.name).calls],
           casts: [...this.#kernel.methods(service.name).casts],
+          args: { ...this.#kernel.methods(service.name).args },
         })),
       logs: async (_args, channel) => {
         this.#logSubscribers.add(channel);
@@ -210,6 +211,8 @@ export class KernelDaemon {
       call: async ({ service, method, args }) => {
         const client = this.#kernel.client<Record<string, (...a: unknown[]) => unknown>>(service);
         if (this.#kernel.methods(service).casts.includes(method)) {
+          // A cast answers nothing: arguments it would refuse are refused here, to this caller.
+          await this.#kernel.checkArgs(service, method, args);
           client[method]!(...args);
           return { cast: true };
         }

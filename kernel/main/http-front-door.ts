@@ -497,7 +497,9 @@ export class HttpFrontDoor {
     const status = statusForError(code);
     if (status >= 500) this.#options.log('warn', `${wire[0]} ${wire[1]} -> ${route.service}.${route.handler}: ${status}, ${errorMessage(error)}`);
     if (status === 503) response.setHeader('retry-after', '1');
-    this.#sendError(response, status, code, publicReason(status));
+    // A 400's message is the kernel's own (what of the request did not match the handler's
+    // schema), never the handler's: the client needs it to fix the request.
+    this.#sendError(response, status, code, status === 400 ? errorMessage(error) : publicReason(status));
   }
 
   /**

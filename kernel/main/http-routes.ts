@@ -56,6 +56,9 @@ export class RouteTable {
 /** The HTTP status for a coded error from a call. */
 export function statusForError(code: string): number {
   switch (code) {
+    // The request does not match the schema the handler declares: the client's to fix.
+    case 'E_ARGS_INVALID':
+      return 400;
     case 'E_SERVICE_DOWN':
     case 'E_KERNEL_STOPPED':
       return 503;

@@ -13,7 +13,7 @@
 
 import { errorMessage, theseusError } from '../common/errors.ts';
 import { checkTransition, type TransitionTable } from '../common/lifecycle.ts';
-import type { BatchedCall, BatchedResult, BATCH_HTTP, LogRecord, ServiceSource, StateSnapshot } from '../common/protocol.ts';
+import type { ArgumentSchema, BatchedCall, BatchedResult, BATCH_HTTP, LogRecord, ServiceSource, StateSnapshot } from '../common/protocol.ts';
 import type { ServiceStatus } from '../common/status.ts';
 import { defaultCacheDir } from '../release/bundler.ts';
 import { bootRelease } from './boot.ts';
@@ -206,10 +206,24 @@ export class Kernel {
     return [...stateful, ...pools];
   }
 
-  /** The calls and casts the running code of a service declares. */
-  methods(service: string): { calls: readonly string[]; casts: readonly string[] } {
-    const { calls, casts } = (this.#pool(service) ?? this.#host(service)).descriptor;
-    return { calls, casts };
+  /** The calls and casts the running code of a service declares, and the arguments of those that declare them. */
+  methods(service: string): { calls: readonly string[]; casts: readonly string[]; args: Readonly<Record<string, readonly ArgumentSchema[]>> } {
+    const { calls, casts, args = {} } = (this.#pool(service) ?? this.#host(service)).descriptor;
+    return { calls, casts, args };
+  }
+
+  /**
+   * Checks arguments as a call or cast of `method` would be checked, without running anything:
+   * rejects with E_ARGS_INVALID when they do not match. A cast answers nothing, so a caller that
+   * must be told (the control socket's `call`) checks first; the cast is checked again when it runs.
+   */
+  async checkArgs(service: string, method: string, args: unknown[]): Promise<void> {
+    const pool = this.#pool(service);
+    const host = pool ?? this.#host(service);
+    // Only a method that declares its arguments has anything to check: no round trip for the rest.
+    if (!host.descriptor.args || !Object.hasOwn(host.descriptor.args, method)) return;
+    if (pool) return pool.checkArgs(method, args);
+    await this.#host(service).current.request('check-args', { method, args }, this.#options.controlTimeoutMs);
   }
 
   /** Runs a service's health() (healthy when it defines none); a failed service is unhealthy. */

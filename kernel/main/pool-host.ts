@@ -328,6 +328,12 @@ export class PoolHost {
     });
   }
 
+  /** The `check-args` control op, run on one of the pool's threads (Kernel.checkArgs). */
+  async checkArgs(method: string, args: unknown[]): Promise<void> {
+    const result = await this.current.run({ op: 'check-args', method, args });
+    if (!result.ok) throw deserializeError(result.error);
+  }
+
   /**
    * Calls given together (the HTTP front door's batches), run as separate tasks: a pool's threads
    * share no state to keep in order. With `encoding` BATCH_HTTP each is a handler and a

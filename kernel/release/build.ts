@@ -119,7 +119,7 @@ export async function buildRelease(options: BuildOptions): Promise<BuildResult> 
       });
     });
     for (const [index, bundle] of bundles.entries()) {
-      const { vsn, calls, casts, uses, migrations, hasTerminate, hasHealth, stateCheck } = descriptors[index]!;
+      const { vsn, calls, casts, uses, migrations, hasTerminate, hasHealth, stateCheck, args } = descriptors[index]!;
       services[bundle.name] = {
         entry: bundle.file,
         sha256: bundle.sha256,
@@ -133,6 +133,7 @@ export async function buildRelease(options: BuildOptions): Promise<BuildResult> 
         stateCheck,
         staticDir: bundle.staticDir,
       };
+      if (args) services[bundle.name]!.args = structuredClone(args) as Record<string, Array<Record<string, unknown>>>;
       const { pool, durability } = config.services.find((s) => s.name === bundle.name)!;
       if (pool) services[bundle.name]!.pool = pool;
       if (durability === 'reply') services[bundle.name]!.durability = durability;

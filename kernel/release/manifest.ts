@@ -91,6 +91,11 @@ export const ServiceManifestSchema = Type.Object(
     hasTerminate: Type.Boolean(),
     hasHealth: Type.Boolean(),
     stateCheck: Type.Union([Type.Literal('transitions'), Type.Literal('every-change')]),
+    /**
+     * The arguments its calls and casts declare, by method, as JSON Schema (for people to read:
+     * the worker checks with the schemas in the bundle). Absent when none declares any.
+     */
+    args: Type.Optional(Type.Record(Type.String(), Type.Array(Type.Record(Type.String(), Type.Unknown())))),
     /** Folder of the service's static files inside the release; null when it has none. */
     staticDir: Type.Union([RelativePath, Type.Null()]),
     /** A stateless service run on a pool of `size` worker threads (piscina); absent for a stateful one. */

@@ -1,12 +1,14 @@
 // A batch of calls in one message (FRAME_BATCH, as the HTTP front door sends what arrives in one
 // turn): run one after another, exactly as if each had come in its own message, each on the
-// state the previous one left; one reply carries every outcome, in order. Runs in a service's
+// state the previous one left; one reply carries every outcome, in order. Each call's arguments
+// are checked as a single call's are: a refused one fails alone, and the next runs. Runs in a service's
 // worker thread, for the service runtime.
 
 import { serializeError, theseusError } from '../common/errors.ts';
 import { decodeHttpRequest, encodeHttpReply, type WireHttpRequest } from '../common/http-codec.ts';
 import { findNonPlainData } from '../common/plain-data.ts';
 import { BATCH_HTTP, REPLY_ERROR, REPLY_OK, type BatchedCall, type BatchedResult, type ReplyFrame, type RequestFrame } from '../common/protocol.ts';
+import { argsRefused, type ArgsChecks } from './arg-checks.ts';
 import { readCallResult, replyProblem } from './handler-result.ts';
 import type { ReplyPort } from './mailbox.ts';
 
@@ -17,6 +19,7 @@ export interface BatchHost {
   service: string;
   calls: ReadonlyMap<string, Handler>;
   casts: ReadonlyMap<string, Handler>;
+  argsChecks: ArgsChecks;
   /** The handlers' context, with the current state in it. */
   context(): unknown;
   checkEveryChange: boolean;
@@ -54,11 +57,23 @@ export function runBatch(host: BatchHost, port: ReplyPort, frame: RequestFrame, 
         results[at] = [REPLY_ERROR, serializeError(theseusError('E_UNKNOWN_METHOD', host.service, method, [...host.calls.keys(), ...host.casts.keys()].join(', ')))];
         continue;
       }
+      // An HTTP handler's one argument is the request, built here from what the front door sent.
+      let input: unknown[] | undefined;
+      try {
+        input = http ? [decodeHttpRequest(args as unknown as WireHttpRequest)] : args;
+      } catch (error) {
+        results[at] = [REPLY_ERROR, serializeError(error, 'E_HANDLER_FAILED')];
+        continue;
+      }
+      const check = host.argsChecks.get(method);
+      if (check !== undefined && !check.accepts(input)) {
+        results[at] = [REPLY_ERROR, serializeError(argsRefused(host.service, method, check, input, http ? requestSubject : undefined))];
+        continue;
+      }
       const ctx = host.context();
       let result: unknown;
       try {
-        if (http) result = handler(ctx, decodeHttpRequest(args as unknown as WireHttpRequest));
-        else result = args === undefined ? handler(ctx) : handler(ctx, ...args);
+        result = input === undefined ? handler(ctx) : handler(ctx, ...input);
       } catch (error) {
         results[at] = [REPLY_ERROR, serializeError(error, 'E_HANDLER_FAILED')];
         continue;
@@ -84,6 +99,9 @@ export function runBatch(host: BatchHost, port: ReplyPort, frame: RequestFrame, 
   };
   runFrom();
 }
+
+/** How a refusal names the argument of a request from the front door: its client sent a request, not arguments. */
+const requestSubject = () => 'the request';
 
 /**
  * One batched call's outcome. Its reply is checked before its state is kept: the batch is posted

@@ -4,8 +4,9 @@
 
 import { inspect } from 'node:util';
 import { findNonPlainData } from '../common/plain-data.ts';
-import type { LogRecord, ServiceDescriptor } from '../common/protocol.ts';
+import type { ArgumentSchema, LogRecord, ServiceDescriptor } from '../common/protocol.ts';
 import type { Migration, ServiceDefinition, ServiceLogger } from '../service.ts';
+import { isTypeBoxSchema } from './arg-checks.ts';
 
 /** A handler's `log`: each line is a record carrying the service's name and release. */
 export function createServiceLogger(service: string, release: string, emitLog: (record: LogRecord) => void): ServiceLogger {
@@ -24,7 +25,7 @@ export function createServiceLogger(service: string, release: string, emitLog: (
 }
 
 export function describeDefinition(definition: ServiceDefinition): ServiceDescriptor {
-  return {
+  const descriptor: ServiceDescriptor = {
     vsn: definition.vsn,
     calls: Object.keys(definition.calls ?? {}),
     casts: Object.keys(definition.casts ?? {}),
@@ -34,6 +35,15 @@ export function describeDefinition(definition: ServiceDefinition): ServiceDescri
     hasHealth: typeof definition.health === 'function',
     stateCheck: definition.stateCheck ?? 'transitions',
   };
+  // Only when declared, so the descriptor (and the manifest) of a service without schemas is as before.
+  const declared = Object.entries(definition.args ?? {});
+  if (declared.length > 0) descriptor.args = Object.fromEntries(declared.map(([method, schemas]) => [method, schemas.map(argumentJson)]));
+  return descriptor;
+}
+
+/** A TypeBox schema as plain JSON Schema: its symbol keys dropped, so it can travel and be stored. */
+function argumentJson(schema: object): ArgumentSchema {
+  return JSON.parse(JSON.stringify(schema)) as ArgumentSchema;
 }
 
 /** Checks a module's default export before anything runs; returns a reason or null. */
@@ -53,6 +63,8 @@ export function validateDefinition(value: unknown): string | null {
   const calls = Object.keys(def.calls ?? {});
   const clash = Object.keys(def.casts ?? {}).find((name) => calls.includes(name));
   if (clash) return `'${clash}' is both a call and a cast`;
+  const argsProblem = validateArgs(def.args, def);
+  if (argsProblem) return argsProblem;
   if (def.uses !== undefined && (!Array.isArray(def.uses) || def.uses.some((u) => typeof u !== 'string'))) {
     return "'uses' must be an array of service names";
   }
@@ -73,6 +85,25 @@ export function validateDefinition(value: unknown): string | null {
     const key = `${migration.from}->${migration.to}`;
     if (seen.has(key)) return `two migrations go from '${migration.from}' to '${migration.to}'`;
     seen.add(key);
+  }
+  return null;
+}
+
+/** `args`: an object of arrays of TypeBox schemas, each for a call or cast the service has. */
+function validateArgs(args: unknown, def: Partial<ServiceDefinition>): string | null {
+  if (args === undefined) return null;
+  if (args === null || typeof args !== 'object' || Array.isArray(args)) return "'args' must be an object: for each call or cast, an array of TypeBox schemas";
+  for (const [method, schemas] of Object.entries(args)) {
+    if (!Object.hasOwn(def.calls ?? {}, method) && !Object.hasOwn(def.casts ?? {}, method)) return `args.${method} names no call or cast of the service`;
+    if (!Array.isArray(schemas)) return `args.${method} must be an array of TypeBox schemas, one per argument (e.g. [Type.Integer()])`;
+    for (const [index, schema] of schemas.entries()) {
+      if (!isTypeBoxSchema(schema)) return `args.${method}[${index}] is not a TypeBox schema; build it with Type from '@sinclair/typebox' (e.g. Type.Integer())`;
+      try {
+        JSON.stringify(schema);
+      } catch (error) {
+        return `args.${method}[${index}] cannot be written as JSON (${error instanceof Error ? error.message : String(error)})`;
+      }
+    }
   }
   return null;
 }

@@ -70,6 +70,8 @@ const dispatch = (message: ControlRequestMessage): unknown => {
       return runtime.stats();
     case 'health':
       return runtime.health();
+    case 'check-args':
+      return runtime.checkArgs(message as ControlRequestMessage<'check-args'>);
     case 'checkpoint':
       return runtime.checkpoint();
     case 'convert':

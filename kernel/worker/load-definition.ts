@@ -5,6 +5,7 @@
 import { theseusError } from '../common/errors.ts';
 import { PROTOCOL_VERSION } from '../common/protocol.ts';
 import type { ServiceDefinition } from '../service.ts';
+import { argsChecksOf } from './arg-checks.ts';
 import { validateDefinition } from './definition.ts';
 
 /** Imports the bundle at `moduleUrl` and returns its checked `defineService({...})` export. */
@@ -15,5 +16,12 @@ export async function loadServiceDefinition(moduleUrl: string, kernelProtocol: n
   const module = (await import(moduleUrl)) as { default?: unknown };
   const problem = validateDefinition(module.default);
   if (problem) throw theseusError('E_INVALID_SERVICE', moduleUrl, problem);
-  return module.default as ServiceDefinition;
+  const definition = module.default as ServiceDefinition;
+  // Compiled here, once, so a schema TypeBox cannot compile stops the load, not the first call.
+  try {
+    argsChecksOf(definition);
+  } catch (error) {
+    throw theseusError('E_INVALID_SERVICE', moduleUrl, (error as Error).message);
+  }
+  return definition;
 }

@@ -14,6 +14,7 @@ import { serializeError, theseusError, type SerializedError } from '../common/er
 import { explainCloneFailure } from '../common/plain-data.ts';
 import type { LogRecord, PoolBootData, PoolTask, PoolTaskResult, PoolWarmReply, ServiceDescriptor } from '../common/protocol.ts';
 import type { BaseContext, ServiceDefinition } from '../service.ts';
+import { argsChecksOf, argsRefused, type ArgsChecks } from './arg-checks.ts';
 import { loadServiceDefinition } from './load-definition.ts';
 import { createServiceLogger, describeDefinition } from './definition.ts';
 import { readCallResult, readCastResult } from './handler-result.ts';
@@ -25,6 +26,7 @@ interface LoadedService {
   descriptor: ServiceDescriptor;
   calls: Map<string, Handler>;
   casts: Map<string, Handler>;
+  argsChecks: ArgsChecks;
 }
 
 const boot = workerData as PoolBootData;
@@ -39,6 +41,7 @@ const loading: Promise<LoadedService | { failed: SerializedError }> = loadServic
     descriptor: describeDefinition(definition),
     calls: new Map(Object.entries(definition.calls ?? {}) as Array<[string, Handler]>),
     casts: new Map(Object.entries(definition.casts ?? {}) as Array<[string, Handler]>),
+    argsChecks: argsChecksOf(definition),
   }),
   (error: unknown) => ({ failed: serializeError(error, 'E_BOOT_FAILED') }),
 );
@@ -52,6 +55,11 @@ export default async function runPoolTask(task: PoolTask): Promise<PoolTaskResul
   if (task.op === 'warm') {
     const reply: PoolWarmReply = { descriptor: loaded.descriptor, threadId };
     return { ok: true, reply };
+  }
+  if (task.op === 'check-args') {
+    const check = loaded.argsChecks.get(task.method);
+    if (check === undefined || check.accepts(task.args)) return { ok: true, reply: undefined };
+    return { ok: false, error: serializeError(argsRefused(boot.service, task.method, check, task.args)) };
   }
   let open = true;
   const logs: LogRecord[] = lateLogs;
@@ -69,6 +77,8 @@ async function runHandler(loaded: LoadedService, task: Extract<PoolTask, { op: '
     const known = [...loaded.calls.keys(), ...loaded.casts.keys()].join(', ');
     return failed(task, log, theseusError('E_UNKNOWN_METHOD', boot.service, method, known));
   }
+  const check = loaded.argsChecks.get(method);
+  if (check !== undefined && !check.accepts(args)) return failed(task, log, argsRefused(boot.service, method, check, args));
   const ctx = {
     state: undefined,
     service: boot.service,

@@ -43,6 +43,7 @@ import {
 import { assertPlainState, decodeServiceState, encodeServiceState } from '../common/state-codec.ts';
 import { preciseNow } from '../common/time.ts';
 import type { BaseContext, ServiceDefinition, ServiceLogger } from '../service.ts';
+import { argsChecksOf, argsRefused, type ArgsChecks } from './arg-checks.ts';
 import { runBatch } from './batch.ts';
 import { Channels } from './channels.ts';
 import { createServiceLogger, describeDefinition } from './definition.ts';
@@ -85,6 +86,8 @@ export class ServiceRuntime {
   #definition: ServiceDefinition;
   #calls = new Map<string, Handler>();
   #casts = new Map<string, Handler>();
+  /** The argument checks of the methods that declare their arguments. */
+  #argsChecks: ArgsChecks;
 
   #phase: Phase = 'loaded';
   #state: unknown = undefined;
@@ -117,6 +120,7 @@ export class ServiceRuntime {
     for (const [name, fn] of Object.entries(options.definition.calls ?? {})) this.#calls.set(name, fn as Handler);
     for (const [name, fn] of Object.entries(options.definition.casts ?? {})) this.#casts.set(name, fn as Handler);
     this.descriptor = describeDefinition(options.definition);
+    this.#argsChecks = argsChecksOf(options.definition);
     this.#channels = new Channels(this.#service, this.descriptor.uses, (port, frame) => this.#receive(port, frame));
     this.#migrations = new MigrationRunner(this.#service, this.#release, options.definition, this.descriptor);
     this.#log = createServiceLogger(this.#service, this.#release, options.emitLog);
@@ -272,6 +276,13 @@ export class ServiceRuntime {
     return {};
   }
 
+  /** The `check-args` op: the check a call or cast of `method` gets, without running it. */
+  checkArgs({ method, args }: ControlRequests['check-args']['request']): ControlRequests['check-args']['response'] {
+    const check = this.#argsChecks.get(method);
+    if (check !== undefined && !check.accepts(args)) throw argsRefused(this.#service, method, check, args);
+    return {};
+  }
+
   checkpoint(): ControlRequests['checkpoint']['response'] {
     if (this.#phase !== 'draining') this.#expectPhase('checkpoint', 'serving');
     // Between two messages the state is whole: handlers never mutate it, they return the next one.
@@ -401,6 +412,12 @@ export class ServiceRuntime {
       this.#fail(port, frame, theseusError('E_UNKNOWN_METHOD', this.#service, method, [...this.#calls.keys(), ...this.#casts.keys()].join(', ')));
       return;
     }
+    // Refused like an unknown method: before the call counts as started, and before any state is read.
+    const check = this.#argsChecks.get(method);
+    if (check !== undefined && !check.accepts(frame[3])) {
+      this.#fail(port, frame, argsRefused(this.#service, method, check, frame[3]));
+      return;
+    }
     // From here the call counts as started: if this thread dies, the caller rejects it rather than
     // sending it again (see ServiceClient).
     const taken = this.#channels.takenCell(port);
@@ -481,6 +498,7 @@ export class ServiceRuntime {
         service: this.#service,
         calls: this.#calls,
         casts: this.#casts,
+        argsChecks: this.#argsChecks,
         context: () => {
           this.#ctx.state = this.#state;
           return this.#ctx;

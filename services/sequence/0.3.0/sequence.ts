@@ -1,6 +1,7 @@
 // Sequence server, release 0.3.0: incrementNumber now sets the step between numbers, so the state
 // gains a delta. The state shape changed, so vsn goes from "0" to "1" with a migration each way.
-import { defineService, type HttpRequest } from '../../../kernel/service.ts';
+import { defineService } from '../../../kernel/service.ts';
+import { deltaSchema, sequenceArgs } from '../shared/args.ts';
 import { readDelta } from '../shared/http.ts';
 
 export interface SequenceState {
@@ -10,6 +11,8 @@ export interface SequenceState {
 
 export default defineService({
   vsn: '1',
+  // Every call and cast declares its arguments: the kernel refuses others (E_ARGS_INVALID).
+  args: { ...sequenceArgs, incrementNumber: [deltaSchema('the step between numbers from now on')] },
   init: (): SequenceState => ({ currentNumber: 456, delta: 1 }),
   calls: {
     nextNumber: ({ state }) => ({
@@ -21,14 +24,14 @@ export default defineService({
       state: { ...state, currentNumber: state.currentNumber + state.delta },
     }),
     // As incrementNumber does in this release: the delta becomes the step between numbers.
-    httpIncrement: ({ state }, request: HttpRequest) => {
+    httpIncrement: ({ state }, request) => {
       const read = readDelta(request);
       if ('reply' in read) return { reply: read.reply };
       return { reply: { body: { delta: read.delta } }, state: { ...state, delta: read.delta } };
     },
   },
   casts: {
-    incrementNumber: ({ state }, delta: number) => ({ state: { ...state, delta } }),
+    incrementNumber: ({ state }, delta) => ({ state: { ...state, delta } }),
   },
   migrations: [
     {
