@@ -6,7 +6,7 @@
 // Its calls and casts may declare their arguments as TypeBox schemas (`args`): the handlers'
 // parameter types follow from them, and the kernel refuses arguments that do not match.
 
-import { Type, type Static, type TSchema } from '@sinclair/typebox';
+import { Type, type Static, type TOptional, type TSchema } from '@sinclair/typebox';
 
 export interface ServiceLogger {
   debug(message: string, data?: unknown): void;
@@ -64,8 +64,27 @@ export type CastHandler<S> = (ctx: ServiceContext<S>, ...args: any[]) => MaybePr
 /** The arguments of one call or cast, in order: one TypeBox schema each (`[Type.Integer()]`). */
 export type ArgSchemas = readonly TSchema[];
 
-/** The parameter types a list of schemas stands for: `[Type.Integer(), Type.String()]` gives `[number, string]`. */
-export type ArgsFrom<A extends ArgSchemas> = { -readonly [I in keyof A]: Static<A[I]> };
+/**
+ * The parameter types a list of schemas stands for: `[Type.Integer(), Type.String()]` gives
+ * `[number, string]`. Trailing arguments that may be left out (`Type.Optional(...)`, or a schema
+ * that accepts undefined) are optional parameters: `[Type.Integer(), Type.Optional(Type.String())]`
+ * gives `[number, string?]`. Read from the last argument back, since only a tail can be optional.
+ */
+export type ArgsFrom<A extends ArgSchemas, Later extends unknown[] = [], LaterAllOptional extends boolean = true> = A extends readonly [
+  ...infer Before extends ArgSchemas,
+  infer Last extends TSchema,
+]
+  ? LaterAllOptional extends true
+    ? MayBeLeftOut<Last> extends true
+      ? ArgsFrom<Before, [Static<Last>?, ...Later], true>
+      : ArgsFrom<Before, [Static<Last>, ...Later], false>
+    : ArgsFrom<Before, [Static<Last>, ...Later], false>
+  : A extends readonly []
+    ? Later
+    : // Not a tuple (a schema list built as TSchema[]): every argument of the one union type.
+      Array<Static<A[number]>>;
+
+type MayBeLeftOut<T extends TSchema> = T extends TOptional<TSchema> ? true : undefined extends Static<T> ? true : false;
 
 /**
  * Handlers of the methods named in `args`, typed from their schemas. Nothing while `args` is
@@ -109,8 +128,9 @@ export interface ServiceDefinition<
    * (`incrementNumber: [Type.Integer({ title: 'delta' })]`). The kernel checks every call and
    * cast of a listed method before its handler runs, whoever sends it (another service, the
    * kernel's client, the console, the HTTP front door), and refuses a mismatch with E_ARGS_INVALID:
-   * the handler does not run and the state is untouched. Trailing arguments whose schema accepts
-   * undefined may be left out; more arguments than schemas are refused. A `title` names the
+   * the handler does not run and the state is untouched. Trailing arguments declared
+   * `Type.Optional(...)` (or whose schema accepts undefined) may be left out; more arguments than
+   * schemas are refused. A `title` names the
    * argument in errors and in the console's `.help`. Methods not listed are not checked.
    */
   args?: Readonly<Record<string, ArgSchemas>>;
@@ -143,7 +163,7 @@ export function defineService<
   const A extends Readonly<Record<string, ArgSchemas>> = {},
 >(
   definition: ServiceDefinition<S, Calls, Casts> & { args?: A; calls?: Calls & CallsTypedBy<S, NoInfer<A>>; casts?: Casts & CastsTypedBy<S, NoInfer<A>> },
-): ServiceDefinition<S, Calls, Casts> {
+): Omit<ServiceDefinition<S, Calls, Casts>, 'args'> & { readonly args?: A } {
   return Object.freeze({ ...definition });
 }
 
@@ -157,9 +177,25 @@ type ReplyOf<F> = F extends (...args: never[]) => infer R ? (Awaited<R> extends 
  */
 export type ClientOf<D> =
   D extends ServiceDefinition<infer _S, infer Calls, infer Casts>
-    ? NamedOnly<{ [M in keyof Calls]: (...args: Tail<Parameters<Calls[M]>>) => Promise<ReplyOf<Calls[M]>> }> &
-        NamedOnly<{ [M in keyof Casts]: (...args: Tail<Parameters<Casts[M]>>) => void }>
+    ? NamedOnly<{ [M in keyof Calls]: (...args: ClientArgs<D, M, Calls[M]>) => Promise<ReplyOf<Calls[M]>> }> &
+        NamedOnly<{ [M in keyof Casts]: (...args: ClientArgs<D, M, Casts[M]>) => void }>
     : never;
+
+/**
+ * A method's parameters for a caller: from its schemas when it declares them (so an argument that
+ * may be left out is optional), else from its handler.
+ */
+type ClientArgs<D, M, Handler> = D extends { readonly args?: infer A }
+  ? string extends keyof A
+    ? HandlerArgs<Handler>
+    : M extends keyof A
+      ? A[M] extends ArgSchemas
+        ? ArgsFrom<A[M]>
+        : HandlerArgs<Handler>
+      : HandlerArgs<Handler>
+  : HandlerArgs<Handler>;
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type HandlerArgs<Handler> = Handler extends (...args: any[]) => unknown ? Tail<Parameters<Handler>> : never;
 
 /** A definition without `casts` (or `calls`) infers a string index; a client should not offer one. */
 type NamedOnly<T> = string extends keyof T ? unknown : T;

@@ -4,10 +4,11 @@
 // `check-args` control op; so every door (another service's port, the kernel's client, the
 // console, the HTTP front door) gets the same answer.
 
-import { Kind, type TSchema } from '@sinclair/typebox';
+import { Kind, OptionalKind, type TSchema } from '@sinclair/typebox';
 import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler';
 import { argumentText, schemaText, signatureText } from '../common/arg-schemas.ts';
 import { theseusError, type TheseusError } from '../common/errors.ts';
+import type { ArgumentSchema } from '../common/protocol.ts';
 import type { ServiceDefinition } from '../service.ts';
 
 export interface ArgsCheck {
@@ -46,6 +47,25 @@ export function isTypeBoxSchema(value: unknown): value is TSchema {
   return value !== null && typeof value === 'object' && typeof (value as Record<symbol, unknown>)[Kind] === 'string';
 }
 
+/**
+ * Whether an argument is `Type.Optional(...)`: it may be left out (or be undefined). TypeBox
+ * honours Optional only on an object's properties, so the check does it for arguments.
+ */
+export function isOptionalArgument(schema: TSchema): boolean {
+  return (schema as { [OptionalKind]?: unknown })[OptionalKind] === 'Optional';
+}
+
+/**
+ * An argument's schema as plain JSON Schema: TypeBox's symbol keys dropped, so it can travel and be
+ * stored. An optional argument reads as its schema or undefined, which is how it is checked.
+ */
+export function argumentJson(schema: TSchema): ArgumentSchema {
+  const json = JSON.parse(JSON.stringify(schema)) as Record<string, unknown>;
+  if (!isOptionalArgument(schema)) return json;
+  const { title, description, ...inner } = json;
+  return { ...(title === undefined ? {} : { title }), ...(description === undefined ? {} : { description }), anyOf: [inner, { type: 'undefined' }] };
+}
+
 /** The coded error of a refused call or cast. */
 export function argsRefused(service: string, method: string, check: ArgsCheck, args: readonly unknown[] | undefined, subject?: (index: number) => string): TheseusError {
   return theseusError('E_ARGS_INVALID', service, method, check.problem(args, subject), check.signature);
@@ -60,17 +80,22 @@ function compileArgs(method: string, schemas: readonly TSchema[]): ArgsCheck {
     }
   });
   const count = checks.length;
+  const optional = schemas.map(isOptionalArgument);
+  const fits = (index: number, value: unknown) => (value === undefined && optional[index]!) || checks[index]!.Check(value);
   const name = (index: number) => {
     const title = schemas[index]!.title;
     return `argument ${index}${typeof title === 'string' && title !== '' ? ` (${title})` : ''}`;
   };
+  // Messages read the form the descriptor carries, so an error says what `.help` says.
+  const described = schemas.map(argumentJson);
   return {
-    signature: signatureText(method, schemas),
+    signature: signatureText(method, described),
     accepts(args) {
       const given = args === undefined ? 0 : args.length;
       if (given > count) return false;
-      // A missing argument is checked as undefined: only a schema that accepts it lets it be left out.
-      for (let i = 0; i < count; i++) if (!checks[i]!.Check(i < given ? args![i] : undefined)) return false;
+      // A missing argument is checked as undefined: only an optional argument, or a schema that
+      // accepts undefined, may be left out.
+      for (let i = 0; i < count; i++) if (!fits(i, i < given ? args![i] : undefined)) return false;
       return true;
     },
     problem(args, subject = name) {
@@ -78,10 +103,10 @@ function compileArgs(method: string, schemas: readonly TSchema[]): ArgsCheck {
       if (given > count) return `it takes ${count === 0 ? 'no arguments' : `${count} argument${count === 1 ? '' : 's'}`} and was given ${given}`;
       for (let i = 0; i < count; i++) {
         const value = i < given ? args![i] : undefined;
-        if (checks[i]!.Check(value)) continue;
-        if (i >= given) return `${subject(i)} is missing: expected ${argumentText(schemas[i]!)}`;
+        if (fits(i, value)) continue;
+        if (i >= given) return `${subject(i)} is missing: expected ${argumentText(described[i]!)}`;
         const first = checks[i]!.Errors(value).First();
-        if (!first) return `${subject(i)} does not match: expected ${schemaText(schemas[i])}, got ${valueText(value)}`;
+        if (!first) return `${subject(i)} does not match: expected ${schemaText(described[i])}, got ${valueText(value)}`;
         const at = first.path === '' ? '' : ` at ${first.path}`;
         return `${subject(i)}${at} should be ${schemaText(first.schema)}, and is ${valueText(first.value)}`;
       }

@@ -4,9 +4,9 @@
 
 import { inspect } from 'node:util';
 import { findNonPlainData } from '../common/plain-data.ts';
-import type { ArgumentSchema, LogRecord, ServiceDescriptor } from '../common/protocol.ts';
+import type { LogRecord, ServiceDescriptor } from '../common/protocol.ts';
 import type { Migration, ServiceDefinition, ServiceLogger } from '../service.ts';
-import { isTypeBoxSchema } from './arg-checks.ts';
+import { argumentJson, isTypeBoxSchema } from './arg-checks.ts';
 
 /** A handler's `log`: each line is a record carrying the service's name and release. */
 export function createServiceLogger(service: string, release: string, emitLog: (record: LogRecord) => void): ServiceLogger {
@@ -39,11 +39,6 @@ export function describeDefinition(definition: ServiceDefinition): ServiceDescri
   const declared = Object.entries(definition.args ?? {});
   if (declared.length > 0) descriptor.args = Object.fromEntries(declared.map(([method, schemas]) => [method, schemas.map(argumentJson)]));
   return descriptor;
-}
-
-/** A TypeBox schema as plain JSON Schema: its symbol keys dropped, so it can travel and be stored. */
-function argumentJson(schema: object): ArgumentSchema {
-  return JSON.parse(JSON.stringify(schema)) as ArgumentSchema;
 }
 
 /** Checks a module's default export before anything runs; returns a reason or null. */
