@@ -364,7 +364,11 @@ export type PoolBootData = ServiceBootData;
  * reports what it declares, so a pool serves only once every thread has its code. `check-args` is
  * the control op of the same name (ControlRequests), for a pool.
  */
-export type PoolTask = { op: 'warm' } | { op: 'call' | 'cast'; method: string; args?: unknown[] } | { op: 'check-args'; method: string; args: unknown[] };
+export type PoolTask =
+  | { op: 'warm' }
+  // `http`: the one argument is a request the HTTP front door built.
+  | { op: 'call' | 'cast'; method: string; args?: unknown[]; http?: true }
+  | { op: 'check-args'; method: string; args: unknown[] };
 
 /**
  * A task's answer. Errors come back as values (structured clone keeps no `code` on an Error), and

@@ -305,10 +305,12 @@ export class PoolHost {
     }
   }
 
-  call(method: string, args: unknown[]): Promise<unknown> {
+  /** `fromHttp`: the one argument is a request the front door built (a refusal then speaks of the request). */
+  call(method: string, args: unknown[], fromHttp = false): Promise<unknown> {
     const refused = this.#refusal(method, args);
     if (refused) return Promise.reject(refused);
     const task: PoolTask = args.length === 0 ? { op: 'call', method } : { op: 'call', method, args };
+    if (fromHttp) task.http = true;
     return this.current.run(task).then((result) => {
       this.#emitLogs(result);
       if (!result.ok) throw deserializeError(result.error);
@@ -343,7 +345,7 @@ export class PoolHost {
     return Promise.all(
       calls.map(([method, args]) =>
         Promise.resolve()
-          .then(() => this.call(method, encoding === BATCH_HTTP ? [decodeHttpRequest(args as unknown as WireHttpRequest)] : (args ?? [])))
+          .then(() => (encoding === BATCH_HTTP ? this.call(method, [decodeHttpRequest(args as unknown as WireHttpRequest)], true) : this.call(method, args ?? [])))
           .then(
             (value): BatchedResult => {
               if (encoding !== BATCH_HTTP) return [REPLY_OK, value];

@@ -66,6 +66,9 @@ export function argumentJson(schema: TSchema): ArgumentSchema {
   return { ...(title === undefined ? {} : { title }), ...(description === undefined ? {} : { description }), anyOf: [inner, { type: 'undefined' }] };
 }
 
+/** How a refusal names the argument of a request from the front door: its client sent a request, not arguments. */
+export const requestSubject = () => 'the request';
+
 /** The coded error of a refused call or cast. */
 export function argsRefused(service: string, method: string, check: ArgsCheck, args: readonly unknown[] | undefined, subject?: (index: number) => string): TheseusError {
   return theseusError('E_ARGS_INVALID', service, method, check.problem(args, subject), check.signature);

@@ -8,7 +8,7 @@ import { serializeError, theseusError } from '../common/errors.ts';
 import { decodeHttpRequest, encodeHttpReply, type WireHttpRequest } from '../common/http-codec.ts';
 import { findNonPlainData } from '../common/plain-data.ts';
 import { BATCH_HTTP, REPLY_ERROR, REPLY_OK, type BatchedCall, type BatchedResult, type ReplyFrame, type RequestFrame } from '../common/protocol.ts';
-import { argsRefused, type ArgsChecks } from './arg-checks.ts';
+import { argsRefused, requestSubject, type ArgsChecks } from './arg-checks.ts';
 import { readCallResult, replyProblem } from './handler-result.ts';
 import type { ReplyPort } from './mailbox.ts';
 
@@ -99,9 +99,6 @@ export function runBatch(host: BatchHost, port: ReplyPort, frame: RequestFrame, 
   };
   runFrom();
 }
-
-/** How a refusal names the argument of a request from the front door: its client sent a request, not arguments. */
-const requestSubject = () => 'the request';
 
 /**
  * One batched call's outcome. Its reply is checked before its state is kept: the batch is posted

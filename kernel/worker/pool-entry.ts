@@ -14,7 +14,7 @@ import { serializeError, theseusError, type SerializedError } from '../common/er
 import { explainCloneFailure } from '../common/plain-data.ts';
 import type { LogRecord, PoolBootData, PoolTask, PoolTaskResult, PoolWarmReply, ServiceDescriptor } from '../common/protocol.ts';
 import type { BaseContext, ServiceDefinition } from '../service.ts';
-import { argsChecksOf, argsRefused, type ArgsChecks } from './arg-checks.ts';
+import { argsChecksOf, argsRefused, requestSubject, type ArgsChecks } from './arg-checks.ts';
 import { loadServiceDefinition } from './load-definition.ts';
 import { createServiceLogger, describeDefinition } from './definition.ts';
 import { readCallResult, readCastResult } from './handler-result.ts';
@@ -78,7 +78,7 @@ async function runHandler(loaded: LoadedService, task: Extract<PoolTask, { op: '
     return failed(task, log, theseusError('E_UNKNOWN_METHOD', boot.service, method, known));
   }
   const check = loaded.argsChecks.get(method);
-  if (check !== undefined && !check.accepts(args)) return failed(task, log, argsRefused(boot.service, method, check, args));
+  if (check !== undefined && !check.accepts(args)) return failed(task, log, argsRefused(boot.service, method, check, args, task.http ? requestSubject : undefined));
   const ctx = {
     state: undefined,
     service: boot.service,

@@ -187,9 +187,22 @@ test('kernel console: call, complete, survive an error, watch an upgrade from an
   terminal.press('Enter');
   const refused = await terminal.waitFor('the refused argument', (screen) => /E_CONSOLE_ARGS_NOT_JSON/.test(screen) && atPrompt(screen));
   assert.match(refused, /^Uncaught Error \[E_CONSOLE_ARGS_NOT_JSON\]: Arguments to sequence\.nextNumber\(\) cannot be sent from the console: it sends them as JSON, and a Date is not JSON\./m);
+  // A delta that is not an integer: the cast is refused, said in one line; the state stays a number.
+  terminal.type("sequence.incrementNumber('10')");
+  terminal.press('Enter');
+  const badDelta = await terminal.waitFor('the refused cast', (screen) => /E_ARGS_INVALID/.test(screen) && atPrompt(screen));
+  assert.match(badDelta, /^Error \[E_ARGS_INVALID\]: sequence\.incrementNumber\(\) was refused: argument 0 \(delta\) should be safe integer, and is the string "10"\./m);
+  // `.help sequence`: its calls and casts, with their arguments.
+  terminal.type('.help sequence');
+  terminal.press('Enter');
+  const serviceHelp = await terminal.waitFor("the service's help", (screen) => /^ {2}casts \(no reply\):$/m.test(screen) && atPrompt(screen));
+  assert.match(serviceHelp, /^sequence 0\.2\.0 \(vsn 0\)\n {2}calls \(each replies\):\n {4}await sequence\.nextNumber\(\)$/m);
+  assert.match(serviceHelp, /^ {4}sequence\.incrementNumber\(delta: safe integer\)\n {8}delta: added to the current number, once$/m);
   terminal.type('await sequence.nextNumber()');
   terminal.press('Enter');
-  await terminal.waitForCount('a reply after the error', REPLY, 4);
+  const afterRefusal = await terminal.waitForCount('a reply after the error', REPLY, 4);
+  const numbers = [...afterRefusal.matchAll(/^'The next number is (\d+)'$/gm)].map((match) => Number(match[1]));
+  assert.equal(numbers[3], numbers[2]! + 1, 'the refused cast changed nothing');
   await terminal.waitFor('the prompt', atPrompt);
 
   // An upgrade from another shell, while a line is half typed: the migration's log line appears

@@ -2,6 +2,12 @@
 
 import { Agent, request as httpRequest, type IncomingHttpHeaders } from 'node:http';
 import type { Socket } from 'node:net';
+import type { HttpConfig, HttpRoute } from '../../kernel/release/manifest.ts';
+
+/** A front door of one listener on a free port of 127.0.0.1, with these routes. */
+export function oneListener(routes: HttpRoute[], limits: { maxBodyBytes: number; maxReplyBytes: number; requestTimeoutMs: number }): HttpConfig {
+  return { listeners: [{ port: 0, host: '127.0.0.1', routes }], ...limits };
+}
 
 export interface HttpResult {
   status: number;

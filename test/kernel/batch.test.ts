@@ -10,7 +10,7 @@ import { REPLY_ERROR, REPLY_OK, type BatchedResult } from '../../kernel/common/p
 import { HttpFrontDoor } from '../../kernel/main/http-front-door.ts';
 import type counter from '../fixtures/services/counter-v1.ts';
 import { fixture, logCollector, sequenceEntry } from '../helpers.ts';
-import { send } from '../http/helpers.ts';
+import { oneListener, send } from '../http/helpers.ts';
 
 const okValue = (result: BatchedResult) => {
   assert.equal(result[0], REPLY_OK, result[0] === REPLY_ERROR ? result[1].message : '');
@@ -100,21 +100,15 @@ test('an HTTP route to a pooled service: the pool answers, and a swap of the poo
   const kernel = await Kernel.start({ release: '1.0.0', services: { maths: { entry: fixture('pooled-v1'), pool: { size: 2 } } }, ...logCollector() });
   const door = new HttpFrontDoor({ callBatch: (service, calls, encoding) => kernel.callBatch(service, calls, encoding), concurrent: (service) => kernel.isPooled(service), log: () => undefined });
   try {
-    await door.apply({
-      listeners: [
-        {
-          port: 0,
-          host: '127.0.0.1',
-          routes: [
-            { method: 'GET', path: '/fib', service: 'maths', handler: 'httpFib' },
-            { method: 'GET', path: '/slow', service: 'maths', handler: 'httpSlow' },
-          ],
-        },
-      ],
-      maxBodyBytes: 1024,
-      maxReplyBytes: 1024,
-      requestTimeoutMs: 10_000,
-    });
+    await door.apply(
+      oneListener(
+        [
+          { method: 'GET', path: '/fib', service: 'maths', handler: 'httpFib' },
+          { method: 'GET', path: '/slow', service: 'maths', handler: 'httpSlow' },
+        ],
+        { maxBodyBytes: 1024, maxReplyBytes: 1024, requestTimeoutMs: 10_000 },
+      ),
+    );
     const port = door.stats().listeners[0]!.port;
     const first = await send(port, 'GET', '/fib?n=20');
     assert.equal(first.status, 200);
