@@ -10,7 +10,8 @@
 //
 // checking     (check) bundle the new code, learn what it declares (from the manifest, or by
 //              loading it in a new worker that is not started), plan each service, find every
-//              migration path. Nothing running is touched: a failure discards what was loaded.
+//              migration path (swap-plan.ts). Nothing running is touched: a failure discards
+//              what was loaded.
 // preparing    (prepare) boot the remaining new workers in parallel. A failure discards them;
 //              the old ones never paused.
 // suspending   (suspend) old workers start no handler (new messages wait in the ports), finish
