@@ -211,6 +211,9 @@ test('files: keys are release paths, each with a lower-case sha256 and a whole s
       for (const key of keys) m.files[key] = { sha256: sha('e'), size: 1 };
     }, /is listed as a file and as the folder of/);
   }
+  assertRefused('files b, c, c/d', (m) => {
+    for (const key of ['b', 'c', 'c/d']) m.files[key] = { sha256: sha('e'), size: 1 };
+  }, "files: 'c' is listed as a file and as the folder of 'c/d'");
   // Names that share a beginning without being folders of each other.
   assertAccepted('files a, ab/c, a.b, a-b/c', (m) => {
     for (const key of ['a', 'ab/c', 'a.b', 'a-b/c']) m.files[key] = { sha256: sha('e'), size: 1 };
@@ -287,6 +290,7 @@ test('the upgrade plan: read as written, and each constraint refuses', () => {
     warnings: ['careful'],
   });
   assert.deepEqual(JSON.parse(JSON.stringify(parsePlan(JSON.stringify(plan()), 'plan.json'))), plan());
+  assert.throws(() => parsePlan('{"schema": 1', 'plan.json'), { code: 'E_MANIFEST_INVALID', message: /^plan\.json is not a valid upgrade plan: not JSON/ });
   assert.doesNotThrow(() => parsePlan(JSON.stringify({ ...plan(), from: null }), 'plan.json'), 'a first release');
   for (const change of ['added', 'removed', 'code', 'vsn', 'config', 'unchanged']) {
     const p = plan() as Record<string, any>;

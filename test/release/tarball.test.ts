@@ -89,6 +89,14 @@ test('packing is reproducible: the same files give the same bytes, whatever thei
   assert.deepEqual(await sniffArchive(first), { format: 'gzip' });
 });
 
+test('sniffing a file closes it', async () => {
+  const archive = await writeTemp('r.tar.gz', gzipSync(rawTar([file('a')])));
+  const openDescriptors = async () => (await readdir('/proc/self/fd')).length;
+  const before = await openDescriptors();
+  for (let i = 0; i < 10; i++) await sniffArchive(archive);
+  assert.equal(await openDescriptors(), before, 'descriptors left open');
+});
+
 test('a file is known by its first bytes, never by its name', async () => {
   const tar = rawTar([file('a')]);
   const cases: Array<[string, Buffer, { format: string } | RegExp]> = [
@@ -177,15 +185,16 @@ test('extraction writes the release folder only, with our modes and owner', asyn
     padding(1),
     rawTar([{ path: 'releases/1.0.0/old-style', typeflag: '\0', data: Buffer.from('v7') }, folder('releases/1.0.0/sub/'), file('releases/1.0.0/sub/b', 'b')]),
   ])));
-  const { dest, error } = await extract(archive, 'releases/1.0.0');
+  // With a umask that lets everything through (a daemon may run with one), the modes are still ours.
+  const previousUmask = process.umask(0);
+  const { dest, error } = await extract(archive, 'releases/1.0.0').finally(() => process.umask(previousUmask));
   assert.equal(error, null, error?.message);
   assert.deepEqual(await filesBelow(dest), ['releases', 'releases/1.0.0', 'releases/1.0.0/old-style', 'releases/1.0.0/run.sh', 'releases/1.0.0/sub', 'releases/1.0.0/sub/b']);
-  const umask = process.umask();
   const modeOf = async (path: string) => (await stat(join(dest, path))).mode & 0o7777;
-  assert.equal(await modeOf('.'), 0o755 & ~umask, 'the staging folder');
-  assert.equal(await modeOf('releases/1.0.0'), 0o755 & ~umask, 'no sticky, set-gid or world-writable folder');
-  assert.equal(await modeOf('releases/1.0.0/run.sh'), 0o644 & ~umask, 'no set-uid, executable or world-writable file');
-  assert.equal(await modeOf('releases/1.0.0/sub/b'), 0o644 & ~umask);
+  assert.equal(await modeOf('.'), 0o755, 'the staging folder');
+  assert.equal(await modeOf('releases/1.0.0'), 0o755, 'no sticky, set-gid or world-writable folder');
+  assert.equal(await modeOf('releases/1.0.0/run.sh'), 0o644, 'no set-uid, executable or world-writable file');
+  assert.equal(await modeOf('releases/1.0.0/sub/b'), 0o644);
   const owner = await stat(join(dest, 'releases/1.0.0/run.sh'));
   assert.deepEqual([owner.uid, owner.gid], [process.getuid!(), process.getgid!()], 'owned by the installer, not by the uid the archive names');
   assert.equal(await readFile(join(dest, 'releases/1.0.0/old-style'), 'utf8'), 'v7');
@@ -261,4 +270,32 @@ test('an archive node-tar cannot read after the scan read it is refused as ambig
     if (previous === undefined) delete process.env.THESEUS_FAULTS;
     else process.env.THESEUS_FAULTS = previous;
   }
+});
+
+/** `handle`, except that every read fails as a failing device would. */
+function failingReads(handle: FileHandle): FileHandle {
+  return new Proxy(handle, {
+    get(target, key) {
+      if (key !== 'read') return Reflect.get(target, key, target);
+      return async () => {
+        throw Object.assign(new Error('EIO: i/o error, read'), { code: 'EIO' });
+      };
+    },
+  });
+}
+
+test('a read that fails is reported, by the scan as an unreadable archive and by the extraction as it is', async () => {
+  const archive = await writeTemp('r.tar.gz', gzipSync(rawTar(release)));
+  const scanned = await scanFile(archive, 'gzip');
+  await withFile(archive, async (handle) => {
+    for (const format of ['tar', 'gzip'] as const) {
+      await assert.rejects(scanArchive(archive, failingReads(handle), format, DEFAULT_TAR_LIMITS), (error: Error & { code: string }) => {
+        assert.equal(error.code, 'E_TAR_CORRUPT', format);
+        assert.match(error.message, /EIO/, format);
+        return true;
+      });
+    }
+    const dest = join(await tempDir('theseus-extract-'), 'staging');
+    await assert.rejects(extractScanned(archive, failingReads(handle), dest, scanned, 'releases/1.0.0'), { code: 'EIO' });
+  });
 });
