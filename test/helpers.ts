@@ -171,3 +171,18 @@ export async function killAndWait(pid: number): Promise<void> {
   };
   await waitUntil(`process ${pid} to be gone after SIGKILL`, gone, { intervalMs: 20 });
 }
+
+/**
+ * The result of `kernel upgrade|downgrade --json`: its stdout is one `{"phase": ...}` line per
+ * phase as it ended, then the result. Checks that shape and returns the result (the last line).
+ */
+// `any`: each test reads the few fields it checks, and a wrong guess fails its assertion.
+export function swapJson(stdout: string): any {
+  const lines = stdout.trim().split('\n').map((line) => JSON.parse(line) as Record<string, unknown>);
+  const result = lines.pop();
+  if (!result || 'phase' in result) throw new Error(`no result line after the phases in: ${stdout}`);
+  for (const line of lines) {
+    if (!line.phase || Object.keys(line).length !== 1) throw new Error(`a line before the result is not a phase event: ${JSON.stringify(line)}`);
+  }
+  return result;
+}

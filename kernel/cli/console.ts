@@ -20,12 +20,14 @@ import { join, resolve } from 'node:path';
 import { clearScreenDown, cursorTo, moveCursor, type AsyncCompleter, type CompleterResult } from 'node:readline';
 import repl, { type REPLServer } from 'node:repl';
 import { inspect, type InspectOptions } from 'node:util';
-import type { ProgressEvent, ReleaseEntry, ServiceDescription, StatusResult, SwapResult } from '../common/control-protocol.ts';
-import { TheseusError, errorMessage } from '../common/errors.ts';
+import type { ControlReplies, PhaseEvent, ServiceDescription, StatusResult } from '../common/control-protocol.ts';
+import { TheseusError, errorMessage, theseusError } from '../common/errors.ts';
 import type { LogRecord } from '../common/protocol.ts';
 import { varPaths } from '../common/deploy-paths.ts';
-import { ControlConnection, request } from './control-client.ts';
-import { formatDuration, formatServiceSwap, table } from './format.ts';
+import { request } from './control-client.ts';
+import { LogStream } from './console-log-stream.ts';
+import { consoleError, describeFailure, notJson } from './console-values.ts';
+import { ANSI, LEVEL_COLORS, formatPhase, formatReleases, formatServiceSwap, formatStatus } from './format.ts';
 
 /** The prompt. It leaves out the release, which can change while attached; the banner and .status name it. */
 const PROMPT = 'theseus> ';
@@ -33,8 +35,6 @@ const PROMPT = 'theseus> ';
 const CALL_TIMEOUT_MS = 5 * 60_000;
 /** Upgrades and downgrades, as the CLI's own `kernel upgrade`. */
 const SWAP_TIMEOUT_MS = 10 * 60_000;
-/** How often to try to reattach the log stream after the kernel went away. */
-const REATTACH_INTERVAL_MS = 1000;
 
 export interface ConsoleOptions {
   /** Default: process.stdin and process.stdout. A TTY output gets the line editor, completion and colours. */
@@ -105,7 +105,7 @@ class ConsoleSession {
 
   async run(): Promise<number> {
     // Attach first: with no kernel, this throws before anything is printed.
-    const [status, services] = await Promise.all([request(this.#root, 'status', {}) as Promise<StatusResult>, this.#describe()]);
+    const [status, services] = await Promise.all([request(this.#root, 'status', {}), this.#describe()]);
     this.#applyDescriptions(services);
 
     // The log stream, on its own connection; opened before the prompt so no line is missed.
@@ -243,7 +243,7 @@ class ConsoleSession {
       help: 'Make the release on trial permanent (as kernel commit)',
       action: () =>
         this.#command(async () => {
-          const { permanent } = (await this.#counted(request(this.#root, 'commit', {}))) as { permanent: string };
+          const { permanent } = await this.#counted(request(this.#root, 'commit', {}));
           this.#write(`Made release permanent: ${permanent}\n`);
         }),
     });
@@ -290,7 +290,7 @@ class ConsoleSession {
   // Services in scope
 
   async #describe(): Promise<ServiceDescription[]> {
-    return (await request(this.#root, 'describe', {}, { timeoutMs: 10_000 })) as ServiceDescription[];
+    return request(this.#root, 'describe', {}, { timeoutMs: 10_000 });
   }
 
   /** Brings the clients in line with `describe`: new services and methods appear, gone ones go. */
@@ -363,10 +363,10 @@ class ConsoleSession {
 
   #callFunction(service: string, method: string): (...args: unknown[]) => Promise<unknown> {
     const call = async (...args: unknown[]): Promise<unknown> => {
-      const result = (await this.#remote(service, method, args).catch((error: unknown) => {
+      const result = await this.#remote(service, method, args).catch((error: unknown) => {
         throw consoleError(error);
-      })) as { reply?: unknown };
-      return result.reply;
+      });
+      return 'reply' in result ? result.reply : undefined;
     };
     return Object.defineProperty(call, 'name', { value: method });
   }
@@ -382,12 +382,12 @@ class ConsoleSession {
   }
 
   /** One `call` request, sent after the casts issued before it. */
-  async #remote(service: string, method: string, args: unknown[]): Promise<unknown> {
+  async #remote(service: string, method: string, args: unknown[]): Promise<ControlReplies['call']> {
     // Arguments travel as JSON: refuse what JSON would silently change or cannot hold.
     for (const arg of args) {
       const reason = notJson(arg);
       if (reason) {
-        throw new TheseusError('E_ARGS_NOT_CLONEABLE', `Arguments to ${service}.${method}() cannot be sent from the console: it sends them as JSON, and ${reason}. Pass objects, arrays, strings, finite numbers, booleans and null.`);
+        throw theseusError('E_CONSOLE_ARGS_NOT_JSON', service, method, reason);
       }
     }
     await this.#castsSent;
@@ -456,26 +456,17 @@ class ConsoleSession {
   // Commands
 
   async #showStatus(): Promise<void> {
-    const status = (await this.#counted(request(this.#root, 'status', {}))) as StatusResult;
-    const lines = [`${status.app} ${status.release} (permanent: ${status.permanent ?? 'none'}), pid ${status.pid}, up ${formatDuration(status.uptimeMs)}`];
-    lines.push(
-      table(
-        ['SERVICE', 'STATE', 'RELEASE', 'VSN', 'UPTIME', 'CALLS', 'CASTS', 'IN FLIGHT', 'QUEUED', 'HEAP'],
-        status.services.map((s) => [s.name, s.state, s.release, s.vsn, formatDuration(s.uptimeMs), String(s.callsServed), String(s.castsServed), String(s.inFlight), String(s.queued), `${(s.heapUsed / 1048576).toFixed(1)} MB`]),
-      ),
-    );
-    for (const s of status.services) if (s.failure) lines.push(`  ${s.name} failed: ${s.failure}`);
-    if (status.lastUpgrade) lines.push(`last upgrade: ${status.lastUpgrade.from} -> ${status.lastUpgrade.to} at ${status.lastUpgrade.at}${status.lastUpgrade.committed ? '' : ' (on trial)'}`);
-    this.#write(`${lines.join('\n')}\n`);
+    const status = await this.#counted(request(this.#root, 'status', {}));
+    this.#write(`${formatStatus(status).join('\n')}\n`);
   }
 
   async #showReleases(): Promise<void> {
-    const releases = (await this.#counted(request(this.#root, 'releases', {}))) as ReleaseEntry[];
+    const releases = await this.#counted(request(this.#root, 'releases', {}));
     if (releases.length === 0) {
       this.#write('No releases installed.\n');
       return;
     }
-    this.#write(`${table(['VERSION', 'STATUS', 'RUNNING', 'INSTALLED', 'MANIFEST'], releases.map((r) => [r.version, r.status, r.running ? 'yes' : '', r.installedAt, r.manifestSha256.slice(0, 12)]))}\n`);
+    this.#write(`${formatReleases(releases)}\n`);
   }
 
   async #showServices(): Promise<void> {
@@ -495,11 +486,11 @@ class ConsoleSession {
     // A path is resolved here: the kernel's working folder is not the console's.
     if (verb === 'upgrade' && existsSync(target)) target = resolve(target);
     this.#write(`${verb === 'upgrade' ? 'Upgrading' : 'Downgrading'} to ${target}\n`);
-    const onEvent = (event: ProgressEvent) => this.#write(`  ${event.step.padEnd(10)} ${`${event.ms} ms`.padStart(10)}${event.detail ? `  ${event.detail}` : ''}\n`);
+    const onEvent = (event: PhaseEvent) => this.#write(`${formatPhase(event)}\n`);
     try {
-      const result = (await (verb === 'upgrade'
+      const result = await (verb === 'upgrade'
         ? this.#counted(request(this.#root, 'upgrade', { source: target, commit }, { timeoutMs: SWAP_TIMEOUT_MS, onEvent }))
-        : this.#counted(request(this.#root, 'downgrade', { version: target, commit }, { timeoutMs: SWAP_TIMEOUT_MS, onEvent })))) as SwapResult;
+        : this.#counted(request(this.#root, 'downgrade', { version: target, commit }, { timeoutMs: SWAP_TIMEOUT_MS, onEvent })));
       for (const service of result.report.services) {
         this.#write(`  ${formatServiceSwap(service)}\n`);
       }
@@ -584,7 +575,7 @@ class ConsoleSession {
   }
 
   /** Counts a request while it is waited on, so that leaving can tell whether anything still is. */
-  async #counted(pending: Promise<unknown>): Promise<unknown> {
+  async #counted<T>(pending: Promise<T>): Promise<T> {
     this.#pending++;
     try {
       return await pending;
@@ -594,168 +585,6 @@ class ConsoleSession {
     }
   }
 }
-
-// ---------------------------------------------------------------------------------------------
-// The log stream
-
-interface LogStreamHandlers {
-  onRecord(record: LogRecord): void;
-  /** The kernel went away (stopped, restarted, crashed). */
-  onDetached(): void;
-  /** ...and is back. */
-  onReattached(): void;
-  /** The kernel answered the request with an error (it never answers a `logs` request otherwise). */
-  onRefused(error: TheseusError): void;
-}
-
-/**
- * A `logs` request on a connection of its own: the kernel sends every log line as a `log` frame
- * until the connection closes, and never answers. Unlike request(), it can be closed, which the
- * console does when the user leaves; and it reattaches by itself if the kernel goes and comes back.
- */
-class LogStream {
-  readonly #root: string;
-  readonly #handlers: LogStreamHandlers;
-  #connection: ControlConnection | null = null;
-  #retry: NodeJS.Timeout | null = null;
-  #attached = false;
-  /** It was attached, then lost the kernel: the next attach is a reattach. */
-  #wasDetached = false;
-  #closed = false;
-
-  constructor(root: string, handlers: LogStreamHandlers) {
-    this.#root = root;
-    this.#handlers = handlers;
-  }
-
-  /** Resolves once the request is sent (or the attempt failed, in which case it retries). */
-  async open(): Promise<void> {
-    await this.#connect();
-  }
-
-  close(): void {
-    this.#closed = true;
-    if (this.#retry) clearTimeout(this.#retry);
-    this.#retry = null;
-    this.#connection?.close();
-    this.#connection = null;
-  }
-
-  async #connect(): Promise<void> {
-    let connection: ControlConnection;
-    try {
-      connection = await ControlConnection.open(this.#root);
-    } catch {
-      this.#lost();
-      return;
-    }
-    if (this.#closed) {
-      connection.close();
-      return;
-    }
-    this.#connection = connection;
-    const reattached = this.#wasDetached;
-    this.#attached = true;
-    this.#wasDetached = false;
-    if (reattached) this.#handlers.onReattached();
-    // The kernel never answers a `logs` request: it ends when the connection does.
-    connection.request('logs', {}, { timeoutMs: 2 ** 31 - 1, onLog: (record) => this.#handlers.onRecord(record) }).then(
-      () => this.#lost(),
-      (error: unknown) => {
-        if (this.#connection === connection) this.#connection = null;
-        if (error instanceof TheseusError && error.code !== 'E_KERNEL_NOT_RUNNING' && error.code !== 'E_KERNEL_TIMEOUT') {
-          // Retrying would be refused the same way: give up on the stream, once.
-          this.close();
-          this.#handlers.onRefused(error);
-          return;
-        }
-        // A connection that drops is a kernel that went away: retried.
-        this.#lost();
-      },
-    );
-  }
-
-  #lost(): void {
-    if (this.#closed) return;
-    if (this.#attached) {
-      this.#attached = false;
-      this.#wasDetached = true;
-      this.#handlers.onDetached();
-    }
-    this.#retry ??= setTimeout(() => {
-      this.#retry = null;
-      void this.#connect();
-    }, REATTACH_INTERVAL_MS);
-  }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Helpers
-
-/**
- * The error a call rejects with in the console: its stack is the one line
- * `Error [CODE]: message`, so the REPL prints just that ("Uncaught Error [E_...]: ..."), never a
- * stack trace from the console's own code. `code` stays available to `try`/`catch`.
- */
-function consoleError(error: unknown): Error {
-  const code = error instanceof TheseusError ? error.code : (error as { code?: unknown })?.code;
-  const message = errorMessage(error).replace(/\s*\n\s*/g, ' ');
-  const oneLine = new Error(message);
-  // Not enumerable, so inspect() does not add a `{ code }` block under the line.
-  Object.defineProperty(oneLine, 'code', { value: code, enumerable: false, writable: true, configurable: true });
-  oneLine.stack = typeof code === 'string' ? `Error [${code}]: ${message}` : `Error: ${message}`;
-  return oneLine;
-}
-
-/** A failure in one line: `Error [CODE]: message`. */
-function describeFailure(error: unknown): string {
-  return consoleError(error).stack!;
-}
-
-/** Why a value would not reach the service unchanged as JSON, or null if it would. */
-function notJson(value: unknown, seen = new Set<object>()): string | null {
-  switch (typeof value) {
-    case 'string':
-    case 'boolean':
-      return null;
-    case 'number':
-      return Number.isFinite(value) ? null : `${value} is not a JSON number`;
-    case 'object': {
-      if (value === null) return null;
-      if (seen.has(value)) return 'the arguments hold a cycle';
-      seen.add(value);
-      // Plain objects from any realm: the REPL's context has an Object.prototype of its own.
-      const prototype = Object.getPrototypeOf(value) as object | null;
-      if (!Array.isArray(value) && prototype !== null && Object.getPrototypeOf(prototype) !== null) {
-        return `${withArticle((value as object).constructor?.name || 'class instance')} is not JSON`;
-      }
-      for (const item of Object.values(value)) {
-        const reason = notJson(item, seen);
-        if (reason) return reason;
-      }
-      seen.delete(value);
-      return null;
-    }
-    default:
-      return value === undefined ? 'undefined is not JSON' : `${withArticle(typeof value)} is not JSON`;
-  }
-}
-
-function withArticle(noun: string): string {
-  return `${/^[aeiou]/i.test(noun) ? 'an' : 'a'} ${noun}`;
-}
-
-
-
-const ANSI = {
-  dim: ['\x1b[2m', '\x1b[22m'],
-  red: ['\x1b[31m', '\x1b[39m'],
-  yellow: ['\x1b[33m', '\x1b[39m'],
-  green: ['\x1b[32m', '\x1b[39m'],
-  cyan: ['\x1b[36m', '\x1b[39m'],
-} as const;
-
-const LEVEL_COLORS: Record<LogRecord['level'], keyof typeof ANSI> = { debug: 'dim', info: 'green', warn: 'yellow', error: 'red' };
 
 /** Property names a client never forwards to the kernel: what promises, JSON and inspection look for. */
 const NOT_FORWARDED = new Set(['then', 'catch', 'finally', 'toJSON', 'inspect', 'asymmetricMatch', 'nodeType', 'prototype']);

@@ -4,13 +4,13 @@
 import { readFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { TheseusError, theseusError } from '../common/errors.ts';
-import { decodeFrames, encodeFrame, type ControlOpName, type ControlRequest, type ControlResponse, type ProgressEvent } from '../common/control-protocol.ts';
+import { decodeFrames, encodeFrame, type ControlOpName, type ControlReplies, type ControlRequest, type ControlResponse, type PhaseEvent } from '../common/control-protocol.ts';
 import type { LogRecord } from '../common/protocol.ts';
 import { varPaths } from '../common/deploy-paths.ts';
 
 export interface RequestOptions {
   timeoutMs?: number;
-  onEvent?: (event: ProgressEvent) => void;
+  onEvent?: (event: PhaseEvent) => void;
   /** Log lines of a `logs` stream. */
   onLog?: (record: LogRecord) => void;
 }
@@ -31,9 +31,11 @@ export async function request<Op extends ControlOpName>(
   op: Op,
   args: Extract<ControlRequest, { op: Op }>['args'],
   options: RequestOptions = {},
-): Promise<unknown> {
+): Promise<ControlReplies[Op]> {
   const cookie = await readCookie(root);
-  return send(varPaths(root).socket, { v: 1, cookie, id: 1, op, args }, op, root, options);
+  // The kernel's handler answers each op with its ControlReplies type (control-server.ts checks
+  // that at compile time); the frame is JSON, so this is where the type is restored.
+  return (await send(varPaths(root).socket, { v: 1, cookie, id: 1, op, args }, op, root, options)) as ControlReplies[Op];
 }
 
 /** Sends one frame as given (tests use this to send bad cookies and bad frames). */

@@ -1,6 +1,12 @@
 // Text formatting shared by the CLI's verbs and the console. Runs in the CLI's process.
 
-import type { SwapResult } from '../common/control-protocol.ts';
+import type { PhaseEvent, ReleaseEntry, StatusResult, SwapResult } from '../common/control-protocol.ts';
+import type { LogRecord } from '../common/protocol.ts';
+
+/** One phase of an upgrade as it ends: its name, its time, and what it did. */
+export function formatPhase(event: PhaseEvent): string {
+  return `  ${event.phase.padEnd(10)} ${`${event.ms.toFixed(1)} ms`.padStart(10)}${event.detail ? `  ${event.detail}` : ''}`;
+}
 
 /** Left-aligned columns, two spaces apart. */
 export function table(header: string[], rows: string[][]): string {
@@ -28,3 +34,39 @@ export function formatServiceSwap(service: SwapResult['report']['services'][numb
   ].filter(Boolean);
   return `${service.service}: ${service.from.release} (vsn ${service.from.vsn}) -> ${service.to.release} (vsn ${service.to.vsn}), ${change}migration ${service.migration}, state ${service.stateBytes} bytes, pause ${service.pauseMs} ms, ${service.outcome}${details.length > 0 ? ` (${details.join('; ')})` : ''}`;
 }
+
+/** `kernel status` and the console's .status: the release, a line per service, the front door. */
+export function formatStatus(status: StatusResult): string[] {
+  const lines = [
+    `${status.app} ${status.release} (permanent: ${status.permanent ?? 'none'}), pid ${status.pid}, up ${formatDuration(status.uptimeMs)}`,
+    table(
+      ['SERVICE', 'STATE', 'RELEASE', 'VSN', 'UPTIME', 'CALLS', 'CASTS', 'IN FLIGHT', 'QUEUED', 'HEAP', 'DURABILITY'],
+      status.services.map((s) => [s.name, s.state, s.release, s.vsn, formatDuration(s.uptimeMs), String(s.callsServed), String(s.castsServed), String(s.inFlight), String(s.queued), `${(s.heapUsed / 1048576).toFixed(1)} MB`, s.durability]),
+    ),
+  ];
+  for (const s of status.services) if (s.failure) lines.push(`  ${s.name} failed: ${s.failure}`);
+  if (status.http) {
+    const answered = Object.entries(status.http.responses).map(([kind, count]) => `${kind} ${count}`).join(', ');
+    const listeners = status.http.listeners.map((l) => `http://${l.host}:${l.port} (${l.routes.length} route${l.routes.length === 1 ? '' : 's'})`).join(', ');
+    lines.push(`http: ${listeners}; ${status.http.requests} requests, ${status.http.inFlight} in flight${answered ? `; ${answered}` : ''}`);
+  }
+  if (status.health.status !== 'ok') lines.push(`health: ${status.health.status}`);
+  if (status.lastUpgrade) lines.push(`last upgrade: ${status.lastUpgrade.from} -> ${status.lastUpgrade.to} at ${status.lastUpgrade.at}${status.lastUpgrade.committed ? '' : ' (on trial)'}`);
+  return lines;
+}
+
+/** `kernel releases` and the console's .releases: the registry as a table. */
+export function formatReleases(releases: ReleaseEntry[]): string {
+  return table(['VERSION', 'STATUS', 'RUNNING', 'INSTALLED', 'MANIFEST'], releases.map((r) => [r.version, r.status, r.running ? 'yes' : '', r.installedAt, r.manifestSha256.slice(0, 12)]));
+}
+
+/** Terminal colours, as [on, off] pairs; used only when the output is a terminal. */
+export const ANSI = {
+  dim: ['\x1b[2m', '\x1b[22m'],
+  red: ['\x1b[31m', '\x1b[39m'],
+  yellow: ['\x1b[33m', '\x1b[39m'],
+  green: ['\x1b[32m', '\x1b[39m'],
+  cyan: ['\x1b[36m', '\x1b[39m'],
+} as const;
+
+export const LEVEL_COLORS: Record<LogRecord['level'], keyof typeof ANSI> = { debug: 'dim', info: 'green', warn: 'yellow', error: 'red' };

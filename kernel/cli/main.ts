@@ -5,20 +5,17 @@
 import { rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import type { ProgressEvent, ReleaseEntry, StatusResult, SwapResult } from '../common/control-protocol.ts';
+import type { PhaseEvent } from '../common/control-protocol.ts';
 import { TheseusError, theseusError } from '../common/errors.ts';
-import { isAlive, resolveDeployRoot } from '../common/deploy-paths.ts';
-import { DEFAULT_CONFIG_FILE } from '../release/config.ts';
-import { readRegistry, withoutRelease, writeRegistry } from '../release/registry.ts';
+import { DEFAULT_CONFIG_FILE, isAlive, resolveDeployRoot } from '../common/deploy-paths.ts';
 import { request } from './control-client.ts';
-import { formatDuration, formatServiceSwap, table } from './format.ts';
+import { formatPhase, formatReleases, formatServiceSwap, formatStatus } from './format.ts';
 
 /** Exit codes, documented in the README. */
 export const EXIT = {
   ok: 0,
   failure: 1,
   usage: 2,
-  notImplemented: 3,
 } as const;
 
 /** parseArgs's option spec, plus the line `--help` prints for it. */
@@ -32,9 +29,7 @@ interface Verb {
   summary: string;
   usage?: string;
   options?: Options;
-  /** Not built yet: the issue that brings it. */
-  plannedIn?: string;
-  run?(values: Record<string, string | boolean | undefined>, positionals: string[]): Promise<number>;
+  run(values: Record<string, string | boolean | undefined>, positionals: string[]): Promise<number>;
 }
 
 const rootOption: Options = { root: { type: 'string', description: 'deploy root (default: $THESEUS_ROOT, else the current folder)' } };
@@ -78,10 +73,12 @@ const verbs: Record<string, Verb> = {
     options: rootOption,
     async run(values) {
       const root = rootArg(values);
-      const { pid } = (await request(root, 'stop', {})) as { pid: number };
-      const deadline = Date.now() + 60_000;
+      // graceMs: how long the kernel keeps answering health 'draining' before its listeners close.
+      const { pid, graceMs } = await request(root, 'stop', {});
+      if (graceMs > 0) say(`Draining: health answers 503 for ${graceMs} ms, then the HTTP listeners close.`);
+      const deadline = Date.now() + 60_000 + graceMs;
       while (isAlive(pid) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
-      if (isAlive(pid)) throw theseusError('E_KERNEL_TIMEOUT', 'stop', 60_000);
+      if (isAlive(pid)) throw theseusError('E_KERNEL_TIMEOUT', 'stop', 60_000 + graceMs);
       say(`Kernel stopped (pid ${pid}).`);
       return EXIT.ok;
     },
@@ -90,7 +87,7 @@ const verbs: Record<string, Verb> = {
     summary: 'check that the kernel answers',
     options: rootOption,
     async run(values) {
-      const { pid, release } = (await request(rootArg(values), 'ping', {}, { timeoutMs: 5000 })) as { pid: number; release: string };
+      const { pid, release } = await request(rootArg(values), 'ping', {}, { timeoutMs: 5000 });
       say(`pong: pid ${pid}, release ${release}`);
       return EXIT.ok;
     },
@@ -99,7 +96,7 @@ const verbs: Record<string, Verb> = {
     summary: "print the kernel's process id",
     options: rootOption,
     async run(values) {
-      const { pid } = (await request(rootArg(values), 'ping', {}, { timeoutMs: 5000 })) as { pid: number };
+      const { pid } = await request(rootArg(values), 'ping', {}, { timeoutMs: 5000 });
       say(String(pid));
       return EXIT.ok;
     },
@@ -108,24 +105,12 @@ const verbs: Record<string, Verb> = {
     summary: 'show the release, every service (version, vsn, uptime, calls, in flight, memory) and the last upgrade',
     options: { ...rootOption, json: { type: 'boolean', description: 'print JSON' } },
     async run(values) {
-      const status = (await request(rootArg(values), 'status', {})) as StatusResult;
+      const status = await request(rootArg(values), 'status', {});
       if (values.json) {
         say(JSON.stringify(status));
         return EXIT.ok;
       }
-      say(`${status.app} ${status.release} (permanent: ${status.permanent ?? 'none'}), pid ${status.pid}, up ${formatDuration(status.uptimeMs)}`);
-      say(
-        table(
-          ['SERVICE', 'STATE', 'RELEASE', 'VSN', 'UPTIME', 'CALLS', 'CASTS', 'IN FLIGHT', 'QUEUED', 'HEAP', 'DURABILITY'],
-          status.services.map((s) => [s.name, s.state, s.release, s.vsn, formatDuration(s.uptimeMs), String(s.callsServed), String(s.castsServed), String(s.inFlight), String(s.queued), `${(s.heapUsed / 1048576).toFixed(1)} MB`, s.durability]),
-        ),
-      );
-      for (const s of status.services) if (s.failure) say(`  ${s.name} failed: ${s.failure}`);
-      if (status.http) {
-        const answered = Object.entries(status.http.responses).map(([kind, count]) => `${kind} ${count}`).join(', ');
-        say(`http: ${status.http.listeners.map((l) => `http://${l.host}:${l.port} (${l.routes.length} route${l.routes.length === 1 ? '' : 's'})`).join(', ')}; ${status.http.requests} requests, ${status.http.inFlight} in flight${answered ? `; ${answered}` : ''}`);
-      }
-      if (status.lastUpgrade) say(`last upgrade: ${status.lastUpgrade.from} -> ${status.lastUpgrade.to} at ${status.lastUpgrade.at}${status.lastUpgrade.committed ? '' : ' (on trial)'}`);
+      for (const line of formatStatus(status)) say(line);
       return EXIT.ok;
     },
   },
@@ -155,7 +140,7 @@ const verbs: Record<string, Verb> = {
     summary: 'make the release on trial permanent',
     options: rootOption,
     async run(values) {
-      const { permanent } = (await request(rootArg(values), 'commit', {})) as { permanent: string };
+      const { permanent } = await request(rootArg(values), 'commit', {});
       say(`Made release permanent: ${permanent}`);
       return EXIT.ok;
     },
@@ -166,10 +151,13 @@ const verbs: Record<string, Verb> = {
     async run(values) {
       const root = rootArg(values);
       // Through the kernel when one runs (it knows which release is running); else the registry file.
-      const releases = (await request(root, 'releases', {}, { timeoutMs: 5000 }).catch(async (error: unknown) => {
-        if (error instanceof TheseusError && error.code === 'E_KERNEL_NOT_RUNNING') return (await readRegistry(root)).releases.map((r) => ({ ...r, running: false }));
+      const releases = await request(root, 'releases', {}, { timeoutMs: 5000 }).catch(async (error: unknown) => {
+        if (error instanceof TheseusError && error.code === 'E_KERNEL_NOT_RUNNING') {
+          const { readRegistry } = await import('../release/registry.ts');
+          return (await readRegistry(root)).releases.map((r) => ({ ...r, running: false }));
+        }
         throw error;
-      })) as ReleaseEntry[];
+      });
       if (values.json) {
         say(JSON.stringify(releases));
         return EXIT.ok;
@@ -178,7 +166,7 @@ const verbs: Record<string, Verb> = {
         say('No releases installed.');
         return EXIT.ok;
       }
-      say(table(['VERSION', 'STATUS', 'RUNNING', 'INSTALLED', 'MANIFEST'], releases.map((r) => [r.version, r.status, r.running ? 'yes' : '', r.installedAt, r.manifestSha256.slice(0, 12)])));
+      say(formatReleases(releases));
       return EXIT.ok;
     },
   },
@@ -196,6 +184,7 @@ const verbs: Record<string, Verb> = {
         if (!(error instanceof TheseusError && error.code === 'E_KERNEL_NOT_RUNNING')) throw error;
         // No kernel: edit the registry directly. The registry first, so a release it no longer
         // lists is never booted, even if the delete below is cut short.
+        const { readRegistry, withoutRelease, writeRegistry } = await import('../release/registry.ts');
         await writeRegistry(root, withoutRelease(await readRegistry(root), version));
         await rm(join(root, 'releases', version), { recursive: true, force: true });
       }
@@ -266,6 +255,31 @@ const verbs: Record<string, Verb> = {
       return EXIT.ok;
     },
   },
+  'systemd-unit': {
+    summary: 'print a systemd unit that runs this deploy root with `bin/kernel foreground` (stop drains; a crash restarts)',
+    options: {
+      ...rootOption,
+      user: { type: 'string', description: 'the user the kernel runs as (default: the current user)' },
+      group: { type: 'string', description: 'its group (default: the user\'s own)' },
+      'stop-grace-ms': { type: 'string', description: "how long a stop answers health 'draining' before the HTTP listeners close (default 0)" },
+      node: { type: 'string', description: 'the Node.js binary (default: the release\'s bundled one, else the one running this command)' },
+    },
+    async run(values) {
+      const { systemdUnit } = await import('./systemd-unit.ts');
+      const grace = values['stop-grace-ms'] as string | undefined;
+      if (grace !== undefined && !/^\d+$/.test(grace)) throw new UsageError(`kernel systemd-unit: --stop-grace-ms takes a whole number of milliseconds, not '${grace}'.`);
+      process.stdout.write(
+        await systemdUnit({
+          root: rootArg(values),
+          ...(values.user ? { user: values.user as string } : {}),
+          ...(values.group ? { group: values.group as string } : {}),
+          ...(grace !== undefined ? { stopGraceMs: Number(grace) } : {}),
+          ...(values.node ? { node: resolve(values.node as string) } : {}),
+        }),
+      );
+      return EXIT.ok;
+    },
+  },
   version: {
     summary: "print Theseus's version",
     async run() {
@@ -277,18 +291,22 @@ const verbs: Record<string, Verb> = {
 
 class UsageError extends Error {}
 
-/** upgrade and downgrade: print each step with its timing, then each service's pause. */
+/**
+ * upgrade and downgrade: print each phase with its time as it ends, then each service's pause.
+ * With --json, one JSON line per phase as it ends ({"phase": ...}), then one line with the result
+ * (or the error): scripts read the last line; the phases are repeated there in `steps`.
+ */
 async function swapVerb(verb: 'upgrade' | 'downgrade', root: string, target: string, commit: boolean, json: boolean): Promise<number> {
-  const events: ProgressEvent[] = [];
-  const onEvent = (event: ProgressEvent) => {
+  const events: PhaseEvent[] = [];
+  const onEvent = (event: PhaseEvent) => {
     events.push(event);
-    if (!json) say(`  ${event.step.padEnd(10)} ${`${event.ms} ms`.padStart(10)}${event.detail ? `  ${event.detail}` : ''}`);
+    say(json ? JSON.stringify({ phase: event }) : formatPhase(event));
   };
   if (!json) say(`${verb === 'upgrade' ? 'Upgrading' : 'Downgrading'} to ${target}`);
   try {
-    const result = (await (verb === 'upgrade'
+    const result = await (verb === 'upgrade'
       ? request(root, 'upgrade', { source: target, commit }, { timeoutMs: 10 * 60_000, onEvent })
-      : request(root, 'downgrade', { version: target, commit }, { timeoutMs: 10 * 60_000, onEvent }))) as SwapResult;
+      : request(root, 'downgrade', { version: target, commit }, { timeoutMs: 10 * 60_000, onEvent }));
     if (json) {
       say(JSON.stringify({ ok: true, ...result, steps: events }));
       return EXIT.ok;
@@ -311,8 +329,6 @@ async function swapVerb(verb: 'upgrade' | 'downgrade', root: string, target: str
   }
 }
 
-
-
 async function kernelVersion(): Promise<string> {
   const { readFile } = await import('node:fs/promises');
   const text = await readFile(new URL('../../package.json', import.meta.url), 'utf8').catch(() => null);
@@ -322,7 +338,7 @@ async function kernelVersion(): Promise<string> {
 function usage(): string {
   const width = Math.max(...Object.keys(verbs).map((name) => name.length));
   const lines = Object.entries(verbs).map(
-    ([name, verb]) => `  ${name.padEnd(width)}  ${verb.summary}${verb.plannedIn ? `  (not built yet: ${verb.plannedIn})` : ''}`,
+    ([name, verb]) => `  ${name.padEnd(width)}  ${verb.summary}`,
   );
   return [
     'Usage: kernel <verb> [options]',
@@ -332,13 +348,12 @@ function usage(): string {
     'Verbs:',
     ...lines,
     '',
-    'Every verb takes --help. Exit codes: 0 ok, 1 failure, 2 usage error, 3 verb not built yet.',
+    'Every verb takes --help. Exit codes: 0 ok, 1 failure, 2 usage error.',
   ].join('\n');
 }
 
 function verbHelp(name: string, verb: Verb): string {
   const lines = [`Usage: kernel ${name}${verb.usage ? ` ${verb.usage}` : ''}${verb.options ? ' [options]' : ''}`, '', `${verb.summary}.`];
-  if (verb.plannedIn) lines.push('', `Not built yet: arrives with ${verb.plannedIn}.`);
   const options = Object.entries(verb.options ?? {});
   if (options.length > 0) {
     lines.push('', 'Options:');
@@ -365,10 +380,6 @@ async function main(argv: string[]): Promise<number> {
   if (rest.includes('--help') || rest.includes('-h')) {
     say(verbHelp(verbName, verb));
     return EXIT.ok;
-  }
-  if (verb.plannedIn || !verb.run) {
-    process.stderr.write(`kernel ${verbName}: not built yet (${verb.plannedIn}). Use the Kernel API from kernel/index.ts meanwhile.\n`);
-    return EXIT.notImplemented;
   }
   let parsed: { values: Record<string, string | boolean | undefined>; positionals: string[] };
   try {

@@ -66,10 +66,10 @@ export async function startDaemon(root: string, say: (line: string) => void): Pr
   while (Date.now() < deadline) {
     if (exited !== null) {
       const tail = (await readFile(paths.daemonOut, 'utf8').catch(() => '')).trim().split('\n').slice(-5).join('\n  ');
-      throw new TheseusError('E_KERNEL_NOT_RUNNING', `The kernel exited while starting (code ${exited}). Its last output (${paths.daemonOut}):\n  ${tail}`);
+      throw theseusError('E_KERNEL_START_FAILED', exited, paths.daemonOut, tail);
     }
     try {
-      const pong = (await request(root, 'ping', {}, { timeoutMs: 2000 })) as { pid: number; release: string };
+      const pong = await request(root, 'ping', {}, { timeoutMs: 2000 });
       return { pid: pong.pid, release: pong.release, notes };
     } catch (error) {
       if (!(error instanceof TheseusError) || (error.code !== 'E_KERNEL_NOT_RUNNING' && error.code !== 'E_KERNEL_TIMEOUT')) throw error;

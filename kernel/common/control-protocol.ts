@@ -7,7 +7,8 @@
 // and then exactly one `result` frame.
 
 import { Type, type Static } from '@sinclair/typebox';
-import type { FrontDoorStats, ServiceStatus } from './status.ts';
+import type { FrontDoorStats, HealthReport, ServiceStatus, ServiceSwapReport } from './status.ts';
+import type { PhaseEvent } from './phases.ts';
 import type { LogRecord } from './protocol.ts';
 
 export const CONTROL_PROTOCOL_VERSION = 1;
@@ -75,24 +76,24 @@ export const ControlRequestSchema = Type.Union([
 export type ControlRequest = Static<typeof ControlRequestSchema>;
 export type ControlOpName = ControlRequest['op'];
 
-/** A step of an upgrade as it happens, for the CLI to print. */
-export interface ProgressEvent {
-  step: 'unpack' | 'verify' | 'plan' | 'boot' | 'drain' | 'migrate' | 'switch' | 'probation' | 'commit' | 'hooks';
-  ms: number;
-  detail?: string;
-}
+/** What an upgrade tells as it goes: each phase as it ends (kernel/common/phases.ts). */
+export type { PhaseEvent } from './phases.ts';
 
 /** What `status` answers. */
 export interface StatusResult {
   pid: number;
+  /** The deploy root the kernel runs from. */
+  root: string;
   app: string;
   release: string;
   permanent: string | null;
   uptimeMs: number;
   services: ServiceStatus[];
-  lastUpgrade: { from: string; to: string; at: string; committed: boolean } | null;
+  lastUpgrade: { from: string; to: string; at: string; committed: boolean; services: SwapResult['report']['services'] } | null;
   /** The HTTP front door, when the running release declares one. */
   http: FrontDoorStats | null;
+  /** What GET /_theseus/health answers on the front door: ok, or draining once a stop began. */
+  health: HealthReport;
 }
 
 /** What `releases` answers: the registry, with the running release marked. */
@@ -110,18 +111,7 @@ export interface SwapResult {
   to: string;
   committed: boolean;
   report: {
-    services: Array<{
-      service: string;
-      from: { release: string; vsn: string };
-      to: { release: string; vsn: string };
-      change: 'vsn' | 'code' | 'config' | 'none';
-      migration: string;
-      stateBytes: number;
-      pauseMs: number;
-      drainMs: number;
-      carried: number;
-      outcome: string;
-    }>;
+    services: ServiceSwapReport[];
   };
 }
 
@@ -134,8 +124,27 @@ export interface ServiceDescription {
   casts: string[];
 }
 
+/**
+ * What each request answers, op by op: the kernel's handler must return it, and `request()` in
+ * the CLI returns it, so neither side casts. `logs` never answers: it streams until closed.
+ */
+export interface ControlReplies {
+  ping: { pong: true; pid: number; release: string };
+  status: StatusResult;
+  releases: ReleaseEntry[];
+  commit: { permanent: string };
+  /** graceMs: how long the kernel keeps answering health 'draining' before its listeners close. */
+  stop: { stopping: true; pid: number; graceMs: number };
+  describe: ServiceDescription[];
+  logs: null;
+  call: { cast: true } | { reply: unknown };
+  upgrade: SwapResult;
+  downgrade: SwapResult;
+  remove: { removed: string };
+}
+
 export type ControlResponse =
-  | { id: number; kind: 'event'; event: ProgressEvent }
+  | { id: number; kind: 'event'; event: PhaseEvent }
   | { id: number; kind: 'log'; record: LogRecord }
   | { id: number; kind: 'result'; ok: true; result: unknown }
   | { id: number; kind: 'result'; ok: false; error: { code: string; message: string; phase?: string } };

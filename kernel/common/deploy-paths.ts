@@ -8,6 +8,9 @@
 import { chmod, mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 
+/** The release configuration `kernel init` writes and `kernel build` reads, in the project folder. */
+export const DEFAULT_CONFIG_FILE = 'theseus.config.ts';
+
 /** The deploy root: --root, else $THESEUS_ROOT, else the current folder. */
 export function resolveDeployRoot(flag: string | undefined): string {
   return resolve(flag ?? process.env.THESEUS_ROOT ?? process.cwd());

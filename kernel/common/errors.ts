@@ -4,6 +4,8 @@
 // Runs in both the kernel's main thread and service workers; errors cross threads as
 // `SerializedError` (structured clone keeps neither the class nor custom fields reliably).
 
+import type { UpgradePhase } from './phases.ts';
+
 const messages = {
   E_UNKNOWN_SERVICE: (name: string, known: string) =>
     `No service named '${name}' is running (running: ${known || 'none'}). Check the name, or add the service to the release.`,
@@ -11,6 +13,8 @@ const messages = {
     `Service '${service}' has no call or cast named '${method}' (it has: ${known || 'none'}). Check the name, or upgrade to a release that defines it.`,
   E_ARGS_NOT_CLONEABLE: (service: string, method: string, reason: string) =>
     `Arguments to ${service}.${method}() cannot be sent to another thread: ${reason}. Pass plain data (objects, arrays, numbers, strings, Map, Set, Date, typed arrays).`,
+  E_CONSOLE_ARGS_NOT_JSON: (service: string, method: string, reason: string) =>
+    `Arguments to ${service}.${method}() cannot be sent from the console: it sends them as JSON, and ${reason}. Pass objects, arrays, strings, finite numbers, booleans and null.`,
   E_REPLY_NOT_CLONEABLE: (service: string, method: string, reason: string) =>
     `The reply of ${service}.${method}() cannot be sent back to the caller: ${reason}. Return plain data from the handler; the state was left as it was before the call.`,
   E_STATE_NOT_CLONEABLE: (service: string, where: string, reason: string) =>
@@ -115,6 +119,8 @@ const messages = {
   E_REGISTRY_INVALID: (file: string, reason: string) => `The release registry ${file} is unreadable: ${reason}. Restore it from the audit log, or remove it to start over.`,
   // The kernel as a program: control socket, daemon, hooks.
   E_KERNEL_NOT_RUNNING: (root: string, why: string) => `No kernel is running in ${root} (${why}). Start one with 'kernel start'.`,
+  E_KERNEL_START_FAILED: (exitCode: number, log: string, tail: string) =>
+    `The kernel exited while starting (exit code ${exitCode}). Its last output (${log}):\n  ${tail}\nFix what it says, then run 'kernel start' again.`,
   E_ALREADY_RUNNING: (root: string, pid: number) => `A kernel is already running in ${root} (pid ${pid}). Stop it with 'kernel stop' first.`,
   E_BAD_COOKIE: () => `The request's cookie does not match this kernel's var/cookie. Run the CLI as the user who owns the deploy root.`,
   E_COOKIE_UNREADABLE: (file: string, reason: string) => `Cannot read the cookie ${file}: ${reason}. Run the CLI as the user who owns the deploy root.`,
@@ -135,6 +141,12 @@ const messages = {
   E_RELEASE_BAD_SIGNATURE: (file: string, keys: string) => `${file} is not a valid signature of the manifest by any trusted key (${keys}). The release was changed after signing, or signed by another key.`,
   E_INSTALL_FAILED: (source: string, reason: string) => `Installing ${source} failed: ${reason}. Nothing was installed; free the space or fix the folder, then try again.`,
   E_REGISTRY_WRITE_FAILED: (file: string, reason: string) => `The release registry ${file} could not be written: ${reason}.`,
+  E_STOP_GRACE_INVALID: (variable: string, value: string, max: number) =>
+    `${variable}='${value}' is not a stop grace the kernel can use: give a whole number of milliseconds from 0 to ${max} (the time a stop keeps answering health 'draining' before its HTTP listeners close), or unset it.`,
+  E_NOT_A_DEPLOY_ROOT: (root: string, missing: string) =>
+    `${root} is not a deploy root: ${missing} is missing. Unpack a release tarball there first (tar -xzf <app>-<version>.tar.gz -C ${root}), or pass --root with the deploy root's folder.`,
+  E_SYSTEMD_UNIT_VALUE: (option: string, value: string, reason: string) =>
+    `${option} ${JSON.stringify(value)} cannot go into a systemd unit: ${reason}. Choose another value.`,
   E_REMOVE_REFUSED: (version: string, status: string) => `Release ${version} is ${status} and cannot be removed. Downgrade or upgrade away from it first.`,
   // The HTTP front door.
   E_HTTP_LISTEN_FAILED: (address: string, reason: string) =>
@@ -167,15 +179,17 @@ export const errorCodes: ReadonlySet<string> = new Set(Object.keys(messages));
 
 type MessageArgs<C extends ErrorCode> = Parameters<(typeof messages)[C]>;
 
-/** The phases of a hot swap, named here so errors can say where they happened. */
-export type SwapPhase = 'check' | 'prepare' | 'suspend' | 'migrate' | 'switch' | 'probation' | 'commit';
-
 export class TheseusError extends Error {
-  readonly code: ErrorCode | string;
-  phase?: SwapPhase;
+  /**
+   * An ErrorCode when the kernel raised it (theseusError() takes only registered codes). Plain
+   * `string` because errors also carry codes the kernel does not own: a service's handler may
+   * throw its own (`OUT_OF_STOCK`) or a Node one (`ENOENT`), and the caller must see it as thrown.
+   */
+  readonly code: string;
+  phase?: UpgradePhase;
   service?: string;
 
-  constructor(code: ErrorCode | string, message: string, options?: { cause?: unknown; phase?: SwapPhase; service?: string }) {
+  constructor(code: string, message: string, options?: { cause?: unknown; phase?: UpgradePhase; service?: string }) {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'TheseusError';
     this.code = code;
@@ -194,14 +208,14 @@ export interface SerializedError {
   name: string;
   message: string;
   code: string;
-  phase?: SwapPhase;
+  phase?: UpgradePhase;
   service?: string;
   stack?: string;
 }
 
 export function serializeError(error: unknown, fallbackCode = 'E_INTERNAL'): SerializedError {
   if (error instanceof Error) {
-    const coded = error as Error & { code?: unknown; phase?: SwapPhase; service?: string };
+    const coded = error as Error & { code?: unknown; phase?: UpgradePhase; service?: string };
     const out: SerializedError = {
       name: error.name,
       message: error.message,
@@ -222,6 +236,14 @@ export function deserializeError(data: SerializedError): TheseusError {
   if (data.service) error.service = data.service;
   if (data.stack) error.stack = data.stack;
   return error;
+}
+
+/** The error as a coded one, tagged with the upgrade phase it failed in (unless it already says). */
+export function inPhase(error: unknown, phase: UpgradePhase): TheseusError {
+  // An uncoded error keeps a code it carries (a Node error's ENOENT, say); otherwise E_INTERNAL.
+  const coded = error instanceof TheseusError ? error : new TheseusError(serializeError(error).code, errorMessage(error), { cause: error });
+  coded.phase ??= phase;
+  return coded;
 }
 
 export function errorMessage(error: unknown): string {

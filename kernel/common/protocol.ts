@@ -11,11 +11,6 @@ import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import type { SerializedError } from './errors.ts';
 import type { MigrationEdge } from './migrations.ts';
 
-/** Epoch milliseconds with sub-millisecond precision, comparable between threads of one process. */
-export function preciseNow(): number {
-  return performance.timeOrigin + performance.now();
-}
-
 /** Bumped whenever a frame or control message changes shape. Workers refuse a mismatched kernel. */
 export const PROTOCOL_VERSION = 1;
 

@@ -16,8 +16,9 @@
 // can be found, never as an internal error.
 
 import { DefaultDeserializer, Deserializer, Serializer } from 'node:v8';
-import { theseusError, type SwapPhase } from './errors.ts';
-import { explainCloneFailure } from './plain-data.ts';
+import { theseusError } from './errors.ts';
+import type { UpgradePhase } from './phases.ts';
+import { explainCloneFailure, findNonPlainData } from './plain-data.ts';
 
 /** The encoding this kernel writes: named in checkpoint headers. */
 export const STATE_ENCODING = 'v8-structured-clone';
@@ -39,8 +40,17 @@ export function decodeState(bytes: Uint8Array): unknown {
   return deserializer.readValue();
 }
 
+/** Refuses, with E_STATE_NOT_CLONEABLE and the path, a state that is not plain data (plain-data.ts). */
+export function assertPlainState(state: unknown, service: string, where: string, phase?: UpgradePhase): void {
+  const problem = findNonPlainData(state);
+  if (problem === null) return;
+  const error = theseusError('E_STATE_NOT_CLONEABLE', service, where, problem);
+  if (phase) error.phase = phase;
+  throw error;
+}
+
 /** `encodeState`, with a failure reported as E_STATE_NOT_CLONEABLE naming the path when one is found. */
-export function encodeServiceState(state: unknown, service: string, where: string, phase?: SwapPhase): Uint8Array {
+export function encodeServiceState(state: unknown, service: string, where: string, phase?: UpgradePhase): Uint8Array {
   try {
     return encodeState(state);
   } catch (error) {

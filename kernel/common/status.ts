@@ -1,5 +1,5 @@
 // What the kernel reports about itself: the shapes of `Kernel.status()`, of the HTTP front door's
-// statistics, and so of the control socket's `status` answer. Kept here, in common/, so the CLI
+// statistics and of each service's swap, and so of the control socket's answers. Kept here, in common/, so the CLI
 // and the wire protocol can name them without loading the kernel.
 
 import type { Durability } from './protocol.ts';
@@ -56,4 +56,45 @@ export interface FrontDoorStats {
   inFlight: number;
   /** Responses by status class, e.g. { "2xx": 10, "5xx": 1 }. */
   responses: Record<string, number>;
+}
+
+/** One service's part in a swap: what changed, how, and how long it paused. */
+export interface ServiceSwapReport {
+  service: string;
+  from: { release: string; vsn: string };
+  to: { release: string; vsn: string };
+  /** What changed: the code (its state vsn too, or not), only its config or static files, or nothing. */
+  change: 'vsn' | 'code' | 'config' | 'none';
+  /** e.g. "0 -> 1 (up, in 0.3.0)" or "none". */
+  migration: string;
+  stateBytes: number;
+  /**
+   * How long no handler of the service could start, on either side: from the old worker starting
+   * no more handlers to the new worker listening, in ms. 0 when not switched.
+   */
+  pauseMs: number;
+  /** The part of the pause the old code spent finishing the one handler it was running. */
+  drainMs: number;
+  /**
+   * Messages the old worker had taken but not started: they went to the new worker with the
+   * ports, ahead of what still waited in them (or back to the old one on a roll-back).
+   */
+  carried: number;
+  /** 'failed-after-switch': the new worker died as it took over; its service is marked failed. */
+  outcome: 'switched' | 'unchanged' | 'rolled-back' | 'not-started' | 'failed-after-switch';
+}
+
+/** The kernel's health, as GET /_theseus/health answers it (kernel/main/health.ts). */
+export type HealthStatus = 'starting' | 'ok' | 'draining';
+
+export interface HealthReport {
+  status: HealthStatus;
+  /** The release running (null before the first one booted). */
+  release: string | null;
+  pid: number;
+  uptimeMs: number;
+  /** How long a stop keeps answering "draining" before its listeners close. */
+  stopGraceMs: number;
+  /** While draining: how long ago the stop began. */
+  drainingForMs?: number;
 }

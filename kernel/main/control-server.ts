@@ -14,15 +14,17 @@ import {
   MAX_FRAME_BYTES,
   decodeFrames,
   encodeFrame,
+  type ControlOpName,
+  type ControlReplies,
   type ControlRequest,
   type ControlResponse,
-  type ProgressEvent,
+  type PhaseEvent,
 } from '../common/control-protocol.ts';
 import type { LogRecord } from '../common/protocol.ts';
 
 export interface ControlChannel {
   /** A progress event for this request. */
-  emit(event: ProgressEvent): void;
+  emit(event: PhaseEvent): void;
   /** A log line, for the `logs` stream. */
   log(record: LogRecord): void;
   /** Resolves when the client goes away (a `logs` stream ends there). */
@@ -34,6 +36,19 @@ const MAX_CONNECTIONS = 256;
 const PARTIAL_FRAME_TIMEOUT_MS = 10_000;
 
 export type ControlHandler = (request: ControlRequest, channel: ControlChannel) => Promise<unknown>;
+
+/**
+ * One handler per op, each returning exactly what that op answers (ControlReplies), so the
+ * compiler checks the kernel's side of every reply that the CLI reads without a cast.
+ */
+export type ControlHandlers = {
+  [Op in ControlOpName]: (args: Extract<ControlRequest, { op: Op }>['args'], channel: ControlChannel) => Promise<ControlReplies[Op]>;
+};
+
+/** The handler that sends each request to its op's handler. */
+export function dispatchTo(handlers: ControlHandlers): ControlHandler {
+  return (request, channel) => (handlers[request.op] as (args: unknown, channel: ControlChannel) => Promise<unknown>)(request.args, channel);
+}
 
 export class ControlServer {
   #server: Server;

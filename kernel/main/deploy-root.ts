@@ -3,7 +3,7 @@
 //
 //   <root>/releases/RELEASES        which release is permanent (the one that boots)
 //   <root>/releases/<version>/      its manifest and bundles, verified before anything runs
-//   <root>/var/                     the kernel's own files (bundle cache for now)
+//   <root>/var/                     the kernel's own files (common/deploy-paths.ts lists them)
 
 import { join } from 'node:path';
 import semver from 'semver';

@@ -18,8 +18,20 @@ import type { WireHttpReply, WireHttpRequest } from '../common/http-codec.ts';
 import { BATCH_HTTP, REPLY_OK, type BatchedCall, type BatchedResult, type LogRecord } from '../common/protocol.ts';
 import type { HttpConfig, HttpListenerConfig, HttpRoute } from '../release/manifest.ts';
 import type { FrontDoorStats } from '../common/status.ts';
+import { HEALTH_PATH } from './health.ts';
+import { checkTransition, type TransitionTable } from '../common/lifecycle.ts';
+import { MAX_BATCH, MAX_BATCHES_IN_FLIGHT, addToBatch, dropAnswered, newBatch, type Batch, type Lane } from './http-batches.ts';
+import { RouteTable, publicReason, statusForError } from './http-routes.ts';
 
 type FrontDoorState = 'idle' | 'listening' | 'closing' | 'closed';
+
+/** idle and listening follow the listeners a release has; close() may come from either. */
+const allowedTransitions: TransitionTable<FrontDoorState> = {
+  idle: ['idle', 'listening', 'closing'],
+  listening: ['listening', 'idle', 'closing'],
+  closing: ['closed'],
+  closed: [],
+};
 
 export interface FrontDoorOptions {
   /**
@@ -37,56 +49,8 @@ export interface FrontDoorOptions {
   closeGraceMs?: number;
   /** DEFAULT_FRONT_DOOR_LIMITS, unless given. */
   limits?: Partial<FrontDoorLimits>;
-}
-
-/** Routes of one listener: exact paths first, then `/prefix/*` routes, longest prefix first. */
-class RouteTable {
-  readonly #exact = new Map<string, Map<string, HttpRoute>>();
-  readonly #prefixes: Array<{ prefix: string; byMethod: Map<string, HttpRoute> }> = [];
-
-  constructor(routes: readonly HttpRoute[]) {
-    for (const route of routes) {
-      let byMethod: Map<string, HttpRoute>;
-      if (route.path.endsWith('/*')) {
-        const prefix = route.path.slice(0, -1);
-        let entry = this.#prefixes.find((candidate) => candidate.prefix === prefix);
-        if (!entry) this.#prefixes.push((entry = { prefix, byMethod: new Map() }));
-        byMethod = entry.byMethod;
-      } else {
-        byMethod = this.#exact.get(route.path) ?? new Map();
-        this.#exact.set(route.path, byMethod);
-      }
-      byMethod.set(route.method, route);
-    }
-    this.#prefixes.sort((a, b) => b.prefix.length - a.prefix.length);
-  }
-
-  /** The route, or the methods the path does allow (for a 405), or null (a 404). */
-  match(method: string, path: string): HttpRoute | string[] | null {
-    let byMethod = this.#exact.get(path);
-    if (!byMethod) {
-      for (const entry of this.#prefixes) {
-        if (path.startsWith(entry.prefix)) {
-          byMethod = entry.byMethod;
-          break;
-        }
-      }
-    }
-    if (!byMethod) return null;
-    // A GET route answers HEAD too; Node leaves the body out.
-    const route = byMethod.get(method) ?? (method === 'HEAD' ? byMethod.get('GET') : undefined);
-    if (route) return route;
-    const allowed = [...byMethod.keys()];
-    if (allowed.includes('GET') && !allowed.includes('HEAD')) allowed.push('HEAD');
-    return allowed;
-  }
-
-  get descriptions(): string[] {
-    const out: string[] = [];
-    for (const [path, byMethod] of this.#exact) for (const route of byMethod.values()) out.push(`${route.method} ${path} -> ${route.service}.${route.handler}`);
-    for (const { byMethod } of this.#prefixes) for (const route of byMethod.values()) out.push(`${route.method} ${route.path} -> ${route.service}.${route.handler}`);
-    return out;
-  }
+  /** Answers HEALTH_PATH on every listener (KernelHealth.answer); without it, the path is routed like any other. */
+  health?(method: string): { status: number; headers: string[]; body: string };
 }
 
 interface Listener {
@@ -104,15 +68,6 @@ interface Listener {
 
 /** Content types whose bodies reach the handler as a string. */
 const TEXT_BODY = /^(?:text\/|application\/(?:[\w.+-]*\+)?(?:json|xml|x-www-form-urlencoded|javascript)\b)/i;
-/** A batch holds at most this many requests; more start the next one. */
-const MAX_BATCH = 256;
-/**
- * Batches sent to one service and not answered yet, at most. A service runs its calls one at a
- * time, so one batch in its queue while it works on another keeps it busy; what arrives meanwhile
- * waits here and goes out as one larger batch. Fewer, larger messages cost the main thread less.
- */
-const MAX_BATCHES_IN_FLIGHT = 2;
-
 /**
  * Limits that keep a flood of clients from exhausting the kernel (whose main thread also runs
  * the control socket): connections per listener, requests waiting for their services, bytes of
@@ -135,56 +90,12 @@ export const DEFAULT_FRONT_DOOR_LIMITS: FrontDoorLimits = Object.freeze({
   requestReceiveTimeoutMs: 30_000,
 });
 
-interface Batch {
-  /** [handler, request] pairs, as the service takes them. */
-  calls: BatchedCall[];
-  routes: HttpRoute[];
-  /** Each request's response; null once it was answered. */
-  responses: Array<ServerResponse | null>;
-  /** When each request gets a 504 if its service has not answered. */
-  deadlines: number[];
-  /** The size of each request's body, counted against maxBufferedBodyBytes until answered. */
-  bodyBytes: number[];
-  /** Requests not answered yet. */
-  pending: number;
-  /** Its lane, while it counts against the lane's batches in flight. */
-  lane: Lane | null;
-}
-
-function newBatch(): Batch {
-  return { calls: [], routes: [], responses: [], deadlines: [], bodyBytes: [], pending: 0, lane: null };
-}
-
-function addToBatch(batch: Batch, route: HttpRoute, wire: WireHttpRequest, response: ServerResponse, deadline: number, bodyBytes: number): void {
-  batch.calls.push([route.handler, wire]);
-  batch.routes.push(route);
-  batch.responses.push(response);
-  batch.deadlines.push(deadline);
-  batch.bodyBytes.push(bodyBytes);
-  batch.pending++;
-}
-
-/** Removes the requests of a batch not sent yet that were answered already (timed out). */
-function dropAnswered(batch: Batch): void {
-  const keep = batch.responses.flatMap((response, i) => (response ? [i] : []));
-  batch.calls = keep.map((i) => batch.calls[i]!);
-  batch.routes = keep.map((i) => batch.routes[i]!);
-  batch.responses = keep.map((i) => batch.responses[i]!);
-  batch.deadlines = keep.map((i) => batch.deadlines[i]!);
-  batch.bodyBytes = keep.map((i) => batch.bodyBytes[i]!);
-}
-
-/** One service's batches: the ones waiting to go, and how many are out. */
-interface Lane {
-  service: string;
-  queued: Batch[];
-  inFlight: number;
-}
-
 export class HttpFrontDoor {
   #state: FrontDoorState = 'idle';
+  /** close()'s work, once it was asked for. */
+  #closed: Promise<void> | null = null;
   #listeners = new Map<string, Listener>();
-  #options: Required<Omit<FrontDoorOptions, 'limits'>>;
+  #options: Required<Omit<FrontDoorOptions, 'limits' | 'health'>> & Pick<FrontDoorOptions, 'health'>;
   #limits: FrontDoorLimits;
   #maxBodyBytes = 0;
   #maxReplyBytes = Number.MAX_SAFE_INTEGER;
@@ -278,7 +189,7 @@ export class HttpFrontDoor {
           for (const [request, response] of held) this.#onRequest(listener, request, response);
           this.#options.log('info', `HTTP front door listening on ${describe(listener)} (${listener.routes.descriptions.join('; ')})`);
         }
-        this.#state = this.#listeners.size > 0 ? 'listening' : 'idle';
+        this.#transition(this.#listeners.size > 0 ? 'listening' : 'idle');
         for (const listener of removed) void this.#closeListener(listener, this.#options.closeGraceMs);
       },
       abort: async () => {
@@ -300,16 +211,25 @@ export class HttpFrontDoor {
     };
   }
 
-  /** Stops accepting, lets requests in flight finish (within the grace period), then closes everything. */
-  async close(): Promise<void> {
-    if (this.#state === 'closed') return;
-    this.#state = 'closing';
-    const listeners = [...this.#listeners.values()];
-    this.#listeners.clear();
-    await Promise.all(listeners.map((listener) => this.#closeListener(listener, this.#options.closeGraceMs)));
-    if (this.#sweeper) clearInterval(this.#sweeper);
-    this.#sweeper = null;
-    this.#state = 'closed';
+  /**
+   * Stops accepting, lets requests in flight finish (within the grace period), then closes
+   * everything. A second call waits for the first.
+   */
+  close(): Promise<void> {
+    this.#closed ??= (async () => {
+      this.#transition('closing');
+      const listeners = [...this.#listeners.values()];
+      this.#listeners.clear();
+      await Promise.all(listeners.map((listener) => this.#closeListener(listener, this.#options.closeGraceMs)));
+      if (this.#sweeper) clearInterval(this.#sweeper);
+      this.#sweeper = null;
+      this.#transition('closed');
+    })();
+    return this.#closed;
+  }
+
+  #transition(next: FrontDoorState): void {
+    this.#state = checkTransition(allowedTransitions, 'the HTTP front door', this.#state, next);
   }
 
   // -------------------------------------------------------------------------------------------
@@ -363,6 +283,14 @@ export class HttpFrontDoor {
   }
 
   #onRequest(listener: Listener, request: IncomingMessage, response: ServerResponse): void {
+    // The kernel's own health endpoint: no service involved, and a balancer's polls are not counted.
+    if (this.#options.health && (request.url === HEALTH_PATH || request.url?.startsWith(`${HEALTH_PATH}?`))) {
+      const { status, headers, body } = this.#options.health(request.method ?? 'GET');
+      request.resume();
+      response.writeHead(status, this.#state === 'closing' && !headers.includes('connection') ? [...headers, 'connection', 'close'] : headers);
+      response.end(body);
+      return;
+    }
     this.#requests++;
     const url = request.url ?? '/';
     const queryAt = url.indexOf('?');
@@ -626,37 +554,6 @@ export class HttpFrontDoor {
 
   #count(status: number): void {
     this.#byClass[(status / 100) | 0]!++;
-  }
-}
-
-/** The HTTP status for a coded error from a call. */
-export function statusForError(code: string): number {
-  switch (code) {
-    case 'E_SERVICE_DOWN':
-    case 'E_KERNEL_STOPPED':
-      return 503;
-    case 'E_UNKNOWN_METHOD':
-    case 'E_UNKNOWN_SERVICE':
-    case 'E_BAD_HANDLER_RESULT':
-    case 'E_REPLY_NOT_CLONEABLE':
-    case 'E_HTTP_BAD_REPLY':
-      return 502;
-    default:
-      return 500;
-  }
-}
-
-/** What the client is told: the status's meaning, never the handler's own message. */
-function publicReason(status: number): string {
-  switch (status) {
-    case 502:
-      return 'the service gave an invalid reply';
-    case 503:
-      return 'the service is not available; try again';
-    case 504:
-      return 'the service did not reply in time';
-    default:
-      return 'the service failed to handle the request';
   }
 }
 

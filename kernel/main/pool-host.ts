@@ -18,8 +18,14 @@ import { Piscina } from 'piscina';
 import { TheseusError, deserializeError, errorMessage, serializeError, theseusError } from '../common/errors.ts';
 import { methodProxy } from '../common/client.ts';
 import { explainCloneFailure } from '../common/plain-data.ts';
+import { decodeHttpRequest, encodeHttpReply, type WireHttpRequest } from '../common/http-codec.ts';
 import {
+  BATCH_HTTP,
   PROTOCOL_VERSION,
+  REPLY_ERROR,
+  REPLY_OK,
+  type BatchedCall,
+  type BatchedResult,
   type LogRecord,
   type PoolBootData,
   type PoolTask,
@@ -29,11 +35,12 @@ import {
   type ServiceSource,
 } from '../common/protocol.ts';
 import type { Bundle } from '../release/bundler.ts';
-import type { HostState, LastSwap } from '../common/status.ts';
+import type { HostState, LastSwap, ServiceStatus } from '../common/status.ts';
+import { checkTransition, type TransitionTable } from '../common/lifecycle.ts';
 
 export type PoolGenerationState = 'warming' | 'warm' | 'serving' | 'retiring' | 'closed';
 
-const allowedTransitions: Record<PoolGenerationState, readonly PoolGenerationState[]> = {
+const allowedTransitions: TransitionTable<PoolGenerationState> = {
   warming: ['warm', 'closed'],
   warm: ['serving', 'closed'],
   serving: ['retiring'],
@@ -224,10 +231,7 @@ export class PoolGeneration {
   }
 
   #transition(next: PoolGenerationState): void {
-    if (!allowedTransitions[this.#state].includes(next)) {
-      throw theseusError('E_BAD_PHASE', `the pool of ${this.#options.service}@${this.release} cannot go from ${this.#state} to ${next}`);
-    }
-    this.#state = next;
+    this.#state = checkTransition(allowedTransitions, `the pool of ${this.#options.service}@${this.release}`, this.#state, next);
   }
 }
 
@@ -301,11 +305,6 @@ export class PoolHost {
     }
   }
 
-  /** Warms the new code's pool, switches to it and retires the old one. */
-  async swapTo(release: string, bundle: Bundle, source: ServiceSource): Promise<void> {
-    await this.switchTo(await this.warm(release, bundle, source));
-  }
-
   call(method: string, args: unknown[]): Promise<unknown> {
     const refused = this.#refusal(method, args);
     if (refused) return Promise.reject(refused);
@@ -329,6 +328,29 @@ export class PoolHost {
     });
   }
 
+  /**
+   * Calls given together (the HTTP front door's batches), run as separate tasks: a pool's threads
+   * share no state to keep in order. With `encoding` BATCH_HTTP each is a handler and a
+   * WireHttpRequest, decoded here, and each reply is encoded here, on the main thread.
+   */
+  callBatch(calls: BatchedCall[], encoding: '' | typeof BATCH_HTTP): Promise<BatchedResult[]> {
+    return Promise.all(
+      calls.map(([method, args]) =>
+        Promise.resolve()
+          .then(() => this.call(method, encoding === BATCH_HTTP ? [decodeHttpRequest(args as unknown as WireHttpRequest)] : (args ?? [])))
+          .then(
+            (value): BatchedResult => {
+              if (encoding !== BATCH_HTTP) return [REPLY_OK, value];
+              const encoded = encodeHttpReply(value);
+              if ('problem' in encoded) return [REPLY_ERROR, serializeError(theseusError('E_HTTP_BAD_REPLY', `${this.name}.${method}()`, encoded.problem))];
+              return [REPLY_OK, encoded];
+            },
+            (error: unknown): BatchedResult => [REPLY_ERROR, serializeError(error, 'E_HANDLER_FAILED')],
+          ),
+      ),
+    );
+  }
+
   /** The same shape as a stateful service's client: calls return a promise, casts return nothing. */
   proxy<Api extends object>(): Api {
     this.#proxy ??= methodProxy(
@@ -337,6 +359,27 @@ export class PoolHost {
       (name, args) => this.cast(name, args),
     );
     return this.#proxy as Api;
+  }
+
+  /** As `kernel status` shows it. */
+  status(): ServiceStatus {
+    return {
+      name: this.name,
+      state: this.state,
+      release: this.release,
+      vsn: this.descriptor.vsn,
+      threadId: this.current.threadIds[0] ?? 0,
+      uptimeMs: Date.now() - this.startedAt,
+      ...this.stats(),
+      // Not measured for pools: each thread has its own heap, and asking would queue behind the calls.
+      heapUsed: 0,
+      durability: 'none',
+      durableWrites: 0,
+      failure: this.failure,
+      restarts: 0,
+      lastSwap: this.lastSwap,
+      pool: { size: this.size, threadIds: [...this.current.threadIds] },
+    };
   }
 
   stats(): { callsServed: number; castsServed: number; inFlight: number; queued: number } {

@@ -2,20 +2,36 @@
 // and the main thread's own clients of it. A hot swap replaces `current`; everything that talks to
 // the service keeps talking to the host or to a port whose far end the swap moves.
 //
-// States:  starting -> running <-> swapping ;  running <-> restarting (supervision) ;
-//          running -> crashed (on probation) -> restarting (the revert) -> running ;
-//          running -> stopping -> stopped ;  any -> failed
+//   starting --> running <--> swapping              (a hot swap, switched or rolled back)
+//                running <--> restarting            (supervision)
+//                running ---> crashed ---> restarting  (a crash on probation, held for the revert)
+//                any but stopped ---> failed ;  running, failed, crashed ---> stopping ---> stopped
+//
+// The transitions are one table, and every change of state goes through `transition`.
 
 import { ServiceClient } from '../common/client.ts';
 import { createLink, type InboundLink, type ServiceDescriptor, type ServiceSource, type StateSnapshot } from '../common/protocol.ts';
 import type { Bundle } from '../release/bundler.ts';
 import type { HostState, LastSwap } from '../common/status.ts';
 import type { ServiceWorker } from './service-worker.ts';
+import { checkTransition, type TransitionTable } from '../common/lifecycle.ts';
 
+const allowedTransitions: TransitionTable<HostState> = {
+  starting: ['running', 'failed', 'stopping'],
+  running: ['swapping', 'restarting', 'crashed', 'failed', 'stopping'],
+  // A rolled-back swap returns to running; one whose old worker died hands it to supervision.
+  swapping: ['running', 'restarting', 'failed'],
+  // A revert that failed leaves the service crashed again, for the next step.
+  restarting: ['running', 'crashed', 'failed'],
+  crashed: ['restarting', 'failed', 'stopping'],
+  failed: ['stopping'],
+  stopping: ['stopped'],
+  stopped: [],
+};
 
 export class ServiceHost {
   readonly name: string;
-  state: HostState = 'starting';
+  #state: HostState = 'starting';
   current: ServiceWorker;
   source: ServiceSource;
   bundle: Bundle;
@@ -51,6 +67,16 @@ export class ServiceHost {
     this.controlTimeoutMs = controlTimeoutMs;
   }
 
+  get state(): HostState {
+    return this.#state;
+  }
+
+  /** Moves to `next`, when the table allows it: anything else is a kernel bug, said as such. */
+  transition(next: HostState): void {
+    if (next === this.#state) return;
+    this.#state = checkTransition(allowedTransitions, `service '${this.name}'`, this.#state, next);
+  }
+
   get descriptor(): ServiceDescriptor {
     return this.current.descriptor;
   }
@@ -80,7 +106,7 @@ export class ServiceHost {
 
   /** Gives the service the far end of a new caller's channel, wherever its ports are right now. */
   attachCaller(link: InboundLink): void {
-    switch (this.state) {
+    switch (this.#state) {
       case 'starting':
         this.#initialCallers.push(link);
         return;

@@ -86,7 +86,8 @@ export function defineRelease(config: ReleaseConfig): ReleaseConfig {
   return config;
 }
 
-export const DEFAULT_CONFIG_FILE = 'theseus.config.ts';
+// Defined with the deploy root's paths, so the CLI names it without loading this module.
+export { DEFAULT_CONFIG_FILE } from '../common/deploy-paths.ts';
 export const DEFAULT_DRAIN_TIMEOUT_MS = 5000;
 export const DEFAULT_NODE_RANGE = '>=20.6';
 export const DEFAULT_PROBATION_MS = 2000;

@@ -5,7 +5,7 @@
 import { theseusError } from '../common/errors.ts';
 import { PROTOCOL_VERSION } from '../common/protocol.ts';
 import type { ServiceDefinition } from '../service.ts';
-import { validateDefinition } from './service-runtime.ts';
+import { validateDefinition } from './definition.ts';
 
 /** Imports the bundle at `moduleUrl` and returns its checked `defineService({...})` export. */
 export async function loadServiceDefinition(moduleUrl: string, kernelProtocol: number): Promise<ServiceDefinition> {

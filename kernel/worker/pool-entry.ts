@@ -15,7 +15,8 @@ import { explainCloneFailure } from '../common/plain-data.ts';
 import type { LogRecord, PoolBootData, PoolTask, PoolTaskResult, PoolWarmReply, ServiceDescriptor } from '../common/protocol.ts';
 import type { BaseContext, ServiceDefinition } from '../service.ts';
 import { loadServiceDefinition } from './load-definition.ts';
-import { createServiceLogger, describeDefinition, describeValue } from './service-runtime.ts';
+import { createServiceLogger, describeDefinition } from './definition.ts';
+import { readCallResult, readCastResult } from './handler-result.ts';
 
 type Handler = (ctx: unknown, ...args: unknown[]) => unknown;
 
@@ -85,17 +86,12 @@ async function runHandler(loaded: LoadedService, task: Extract<PoolTask, { op: '
   } catch (error) {
     return failed(task, log, error);
   }
-  if (task.op === 'cast') {
-    if (result === undefined) return { ok: true, reply: undefined };
-    if (result === null || typeof result !== 'object') return failed(task, log, theseusError('E_BAD_HANDLER_RESULT', boot.service, method, describeValue(result)));
-    if ((result as { state?: unknown }).state !== undefined) return failed(task, log, theseusError('E_POOLED_STATE_RETURNED', boot.service, method));
-    return { ok: true, reply: undefined };
-  }
-  if (result === null || typeof result !== 'object' || !('reply' in result)) {
-    return failed(task, log, theseusError('E_BAD_HANDLER_RESULT', boot.service, method, describeValue(result)));
-  }
-  const { reply, state } = result as { reply: unknown; state?: unknown };
-  if (state !== undefined) return failed(task, log, theseusError('E_POOLED_STATE_RETURNED', boot.service, method));
+  const read = task.op === 'cast' ? readCastResult(boot.service, method, result) : readCallResult(boot.service, method, result);
+  if ('error' in read) return failed(task, log, read.error);
+  // A pool keeps no state: a handler that returns one is told so, not silently ignored.
+  if (read.state !== undefined) return failed(task, log, theseusError('E_POOLED_STATE_RETURNED', boot.service, method));
+  if (!('reply' in read)) return { ok: true, reply: undefined };
+  const { reply } = read;
   // piscina posts the answer itself, and a reply it cannot clone would crash the thread: find out
   // here, where it can still be answered as the stateful runtime answers it.
   if (reply !== null && (typeof reply === 'object' || typeof reply === 'function' || typeof reply === 'symbol')) {

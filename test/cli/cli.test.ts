@@ -12,13 +12,13 @@ function kernel(...args: string[]) {
 test('kernel --help lists every verb and exits 0', () => {
   const result = kernel('--help');
   assert.equal(result.status, 0);
-  for (const verb of ['start', 'foreground', 'stop', 'ping', 'pid', 'status', 'upgrade', 'downgrade', 'commit', 'releases', 'remove', 'console', 'logs', 'init', 'release']) {
+  for (const verb of ['start', 'foreground', 'stop', 'ping', 'pid', 'status', 'upgrade', 'downgrade', 'commit', 'releases', 'remove', 'console', 'logs', 'init', 'release', 'systemd-unit']) {
     assert.match(result.stdout, new RegExp(`^  ${verb} `, 'm'));
   }
 });
 
 test('every verb answers --help', () => {
-  for (const verb of ['start', 'upgrade', 'console', 'version', 'release', 'init', 'foreground', 'releases', 'remove']) {
+  for (const verb of ['start', 'upgrade', 'console', 'version', 'release', 'init', 'foreground', 'releases', 'remove', 'systemd-unit']) {
     const result = kernel(verb, '--help');
     assert.equal(result.status, 0, verb);
     assert.match(result.stdout, new RegExp(`Usage: kernel ${verb}`));

@@ -182,6 +182,11 @@ test('kernel console: call, complete, survive an error, watch an upgrade from an
   const failed = await terminal.waitFor('the one-line error', (screen) => /E_UNKNOWN_METHOD/.test(screen) && atPrompt(screen));
   assert.match(failed, /^Uncaught Error \[E_UNKNOWN_METHOD\]: Service 'sequence' has no call or cast named 'nope'[^\n]*\ntheseus> /m, 'one line, then the prompt');
   assert.doesNotMatch(failed, /^\s+at /m, 'no stack trace');
+  // An argument JSON would change on the way (a Date) is refused in the console, with the reason.
+  terminal.type('await sequence.nextNumber(new Date(0))');
+  terminal.press('Enter');
+  const refused = await terminal.waitFor('the refused argument', (screen) => /E_CONSOLE_ARGS_NOT_JSON/.test(screen) && atPrompt(screen));
+  assert.match(refused, /^Uncaught Error \[E_CONSOLE_ARGS_NOT_JSON\]: Arguments to sequence\.nextNumber\(\) cannot be sent from the console: it sends them as JSON, and a Date is not JSON\./m);
   terminal.type('await sequence.nextNumber()');
   terminal.press('Enter');
   await terminal.waitForCount('a reply after the error', REPLY, 4);

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { extract } from 'tar';
 import { ControlConnection } from '../../kernel/cli/control-client.ts';
-import { parseSequenceReply, stepRuns, waitForCalls } from '../helpers.ts';
+import { parseSequenceReply, stepRuns, swapJson, waitForCalls } from '../helpers.ts';
 import { buildExamples, tempDir } from '../release/helpers.ts';
 
 let deploy = '';
@@ -77,7 +77,7 @@ test('the seed story under load: every call answered once, in order, consecutive
     assert.equal(typeof (await replyNow()), 'number', 'back to bare numbers on the first release');
 
     cli('upgrade', '0.2.0');
-    const up = JSON.parse(cli('upgrade', results[2]!.tarball, '--json')) as { to: string; report: { services: Array<{ migration: string; to: { vsn: string } }> } };
+    const up = swapJson(cli('upgrade', results[2]!.tarball, '--json')) as { to: string; report: { services: Array<{ migration: string; to: { vsn: string } }> } };
     assert.equal(up.to, '0.3.0');
     assert.equal(up.report.services[0]!.to.vsn, '1');
     await moreCalls(500);

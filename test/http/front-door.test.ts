@@ -162,8 +162,12 @@ test('requests that time out while queued behind slow ones get 504 and never rea
   const served = async () => (await send(port, 'GET', '/echo')).json().served as number;
   const start = await served();
   // Two slow handlers fill the service's two batches in flight; the echoes queue in the front door.
-  const slow = [send(port, 'GET', '/slow'), send(port, 'GET', '/slow')];
-  await new Promise((resolve) => setTimeout(resolve, 50));
+  // One at a time, each seen in flight (so sent, in a batch of its own) before the next: a fixed
+  // sleep here let a loaded machine put them in one batch, and an echo in the second.
+  const slow = [send(port, 'GET', '/slow')];
+  await waitUntil('the first slow request in flight', () => door.stats().inFlight === 1, { intervalMs: 5 });
+  slow.push(send(port, 'GET', '/slow'));
+  await waitUntil('the second slow request in flight', () => door.stats().inFlight === 2, { intervalMs: 5 });
   const queued = await Promise.all(Array.from({ length: 5 }, () => send(port, 'GET', '/echo')));
   for (const reply of queued) assert.equal(reply.status, 504);
   for (const reply of await Promise.all(slow)) assert.equal(reply.status, 504);

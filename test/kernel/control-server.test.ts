@@ -9,7 +9,7 @@ import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { ControlConnection, send } from '../../kernel/cli/control-client.ts';
-import { MAX_FRAME_BYTES, decodeFrames, encodeFrame, type ControlRequest, type ProgressEvent } from '../../kernel/common/control-protocol.ts';
+import { MAX_FRAME_BYTES, decodeFrames, encodeFrame, type ControlRequest, type PhaseEvent } from '../../kernel/common/control-protocol.ts';
 import { TheseusError, theseusError } from '../../kernel/common/errors.ts';
 import type { LogRecord } from '../../kernel/common/protocol.ts';
 import { ControlServer, type ControlChannel, type ControlHandler } from '../../kernel/main/control-server.ts';
@@ -144,14 +144,14 @@ test('events and log lines reach the client under the request\'s id before its r
       await channel.closed;
       return null;
     }
-    channel.emit({ step: 'unpack', ms: 1.5 });
+    channel.emit({ phase: 'check', ms: 1.5 });
     channel.log({ level: 'info', service: 'kernel', release: '1.0.0', message: 'hello', time: 0 } as unknown as LogRecord);
     return 'done';
   });
-  const events: ProgressEvent[] = [];
+  const events: PhaseEvent[] = [];
   const logs: LogRecord[] = [];
   assert.equal(await send(path, frame({ id: 3, op: 'upgrade', args: { source: '/x', commit: true } }), 'upgrade', '/root', { ...within, onEvent: (e) => events.push(e), onLog: (r) => logs.push(r) }), 'done');
-  assert.deepEqual(events, [{ step: 'unpack', ms: 1.5 }]);
+  assert.deepEqual(events, [{ phase: 'check', ms: 1.5 }]);
   assert.deepEqual(logs.map((r) => r.message), ['hello']);
   const raw = await exchange(path, [encodeFrame(frame({ id: 9, op: 'describe' }))]);
   assert.deepEqual(raw.frames.map((f) => [f.id, f.kind]), [[9, 'event'], [9, 'log'], [9, 'result']]);

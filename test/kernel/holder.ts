@@ -2,7 +2,7 @@
 // client, and swap targets that carry their descriptor, so a swap boots only the new worker.
 
 import type { SwapTarget } from '../../kernel/index.ts';
-import { describeDefinition } from '../../kernel/worker/service-runtime.ts';
+import { describeDefinition } from '../../kernel/worker/definition.ts';
 import type { ServiceDefinition } from '../../kernel/service.ts';
 import type { PathStep, PoisonKind } from '../fixtures/services/holder-common.ts';
 import { fixture } from '../helpers.ts';

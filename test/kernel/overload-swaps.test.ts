@@ -86,7 +86,7 @@ test('1000 callers, handlers that await, a 300 ms drain timeout, 50 swaps up and
     checkInvariants(result);
     assert.deepEqual(
       reports.map((report) => report.outcome),
-      reports.map(() => 'committed'),
+      reports.map(() => 'switched'),
       'every swap committed',
     );
     const services = reports.map((report) => report.services[0]!);

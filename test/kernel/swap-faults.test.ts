@@ -144,7 +144,7 @@ test('swap fault: a drain that passes its timeout resumes the old worker; the sl
     assert.equal(await slow.count(), 4);
     // Nothing is left half-done: the same swap succeeds once nothing is slow.
     const report = await kernel.upgrade({ release: '1.1.0', services: { slow: { entry: fixture('slow-v2') } } });
-    assert.equal(report.outcome, 'committed');
+    assert.equal(report.outcome, 'switched');
     assert.equal(await slow.count(), 4);
   } finally {
     await kernel.stop();
@@ -158,7 +158,7 @@ test('a drain waits for async in-flight handlers, then the swap goes ahead with 
     const inFlight = [slow.work(300), slow.work(10), slow.work(10)];
     await new Promise((resolve) => setTimeout(resolve, 20));
     const report = await kernel.upgrade({ release: '1.1.0', services: { slow: { entry: fixture('slow-v2') } } });
-    assert.equal(report.outcome, 'committed');
+    assert.equal(report.outcome, 'switched');
     assert.deepEqual(await Promise.all(inFlight), [1, 2, 3]);
     assert.equal(await slow.count(), 3);
   } finally {
@@ -205,7 +205,7 @@ test('only one swap runs at a time', async () => {
   try {
     const first = kernel.upgrade(sequenceRelease('0.2.0'));
     await assert.rejects(kernel.upgrade(sequenceRelease('0.3.0')), { code: 'E_SWAP_IN_PROGRESS' });
-    assert.equal((await first).outcome, 'committed');
+    assert.equal((await first).outcome, 'switched');
   } finally {
     await kernel.stop();
   }

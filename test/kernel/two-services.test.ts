@@ -98,7 +98,7 @@ for (const scenario of [
         for (let round = 0; round < 3; round++) {
           for (const step of scenario.steps) {
             const report = await kernel.upgrade(step);
-            assert.equal(report.outcome, 'committed');
+            assert.equal(report.outcome, 'switched');
             await new Promise((resolve) => setTimeout(resolve, 50));
           }
         }

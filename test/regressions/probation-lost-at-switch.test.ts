@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { test } from 'node:test';
 import { Kernel, SwapError } from '../../kernel/index.ts';
-import { fixture, logCollector } from '../helpers.ts';
+import { fixture, logCollector, waitUntil } from '../helpers.ts';
 
 type CounterApi = { add(n: number): Promise<number>; armCrash(ms: number): Promise<number> };
 type BombApi = { slow(): Promise<number>; boom(): Promise<number> };
@@ -25,7 +25,10 @@ test('a new worker lost at the switch of a watched upgrade is held for the rever
     const slow = bomb.slow();
     // Queued behind 'slow' when the swap suspends the old worker: carried to the new one, it kills it.
     const boom = bomb.boom().catch((error: { code: string }) => error.code);
-    await sleep(50);
+    // 'slow' must be running when the swap suspends (a fixed sleep let a loaded machine carry it
+    // too, so the new worker died only after the swap had finished).
+    const running = async () => (await kernel.status()).find((service) => service.name === 'bomb')!.inFlight === 1;
+    await waitUntil("'slow' running in the old worker", running, { intervalMs: 5 });
     const error = await kernel.upgrade({ ...release('1.1.0', 'b', true), probation: true }).then(
       () => assert.fail('the swap must fail after its switch'),
       (caught: unknown) => caught,

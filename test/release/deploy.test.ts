@@ -13,7 +13,7 @@ import { extract } from 'tar';
 import { serviceSources, startFromRoot } from '../../kernel/main/deploy-root.ts';
 import { installRelease } from '../../kernel/release/install.ts';
 import { readRegistry, withCurrent, writeRegistry } from '../../kernel/release/registry.ts';
-import { logCollector, parseSequenceReply, root as repoRoot, type SequenceApi } from '../helpers.ts';
+import { logCollector, parseSequenceReply, root as repoRoot, swapJson, type SequenceApi } from '../helpers.ts';
 import { buildExamples, gzipBomb, rawTar, tempDir } from './helpers.ts';
 
 const built = buildExamples();
@@ -131,7 +131,7 @@ test('a deployed kernel unpacks upgrades in its own lib/unpack-worker.mjs, and r
 
   const upgrade = deployedCli(deployRoot, 'upgrade', results[1]!.tarball, '--json');
   assert.equal(upgrade.status, 0, upgrade.stderr + upgrade.stdout);
-  assert.equal(JSON.parse(upgrade.stdout).to, '0.2.0');
+  assert.equal(swapJson(upgrade.stdout).to, '0.2.0');
 
   // Refused in the worker, each with its code: a GNU sparse entry, and a bomb over the limit.
   const hostile = await tempDir('theseus-hostile-');
@@ -140,7 +140,7 @@ test('a deployed kernel unpacks upgrades in its own lib/unpack-worker.mjs, and r
   for (const [file, code] of [['sparse.tar.gz', 'E_TAR_ENTRY_TYPE'], ['bomb.tar.gz', 'E_TAR_TOO_LARGE']] as const) {
     const refused = deployedCli(deployRoot, 'upgrade', join(hostile, file), '--json');
     assert.equal(refused.status, 1, refused.stdout + refused.stderr);
-    assert.equal(JSON.parse(refused.stdout).error.code, code, refused.stdout);
+    assert.equal(swapJson(refused.stdout).error.code, code, refused.stdout);
   }
 
   // Without its worker module the deployed kernel unpacks nothing (never on its main thread),
@@ -148,7 +148,7 @@ test('a deployed kernel unpacks upgrades in its own lib/unpack-worker.mjs, and r
   await rename(join(deployRoot, 'lib', 'unpack-worker.mjs'), join(deployRoot, 'lib', 'unpack-worker.mjs.away'));
   const without = deployedCli(deployRoot, 'upgrade', results[2]!.tarball, '--json');
   assert.equal(without.status, 1, without.stdout + without.stderr);
-  assert.equal(JSON.parse(without.stdout).error.code, 'E_UNPACK_WORKER_FAILED', without.stdout);
+  assert.equal(swapJson(without.stdout).error.code, 'E_UNPACK_WORKER_FAILED', without.stdout);
   assert.equal(JSON.parse(deployedCli(deployRoot, 'status', '--json').stdout).release, '0.2.0', 'the running release is untouched');
   assert.equal(deployedCli(deployRoot, 'stop').status, 0);
 });

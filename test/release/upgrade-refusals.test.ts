@@ -14,7 +14,7 @@ import { create, extract } from 'tar';
 import { sha256 } from '../../kernel/release/fs-atomic.ts';
 import { discardInstall, installRelease, removeStaleStaging } from '../../kernel/release/install.ts';
 import { readRegistry } from '../../kernel/release/registry.ts';
-import { killAndWait, root as repo } from '../helpers.ts';
+import { killAndWait, root as repo, swapJson } from '../helpers.ts';
 import { buildExamples, tempDir } from './helpers.ts';
 
 const built = buildExamples();
@@ -33,7 +33,7 @@ function deployed(deployRoot: string, ...args: string[]) {
 function upgrade(deployRoot: string, source: string): { status: number | null; code: string | null; output: string } {
   const run = deployed(deployRoot, 'upgrade', source, '--json');
   const output = run.stdout + run.stderr;
-  const parsed = JSON.parse(run.stdout || '{}') as { error?: { code: string } };
+  const parsed = (run.stdout ? swapJson(run.stdout) : {}) as { error?: { code: string } };
   return { status: run.status, code: parsed.error?.code ?? null, output };
 }
 

@@ -1,37 +1,45 @@
-// The hot swap: one explicit state machine that moves one or more running services to new code
-// without losing, failing or repeating a call. Runs in the kernel's main thread.
+// The service swap: one explicit state machine that moves one or more running services to new
+// code without losing, failing or repeating a call. Runs in the kernel's main thread; the release
+// around it (install, probation, commit) is release-upgrade.ts's, and pooled services ride along
+// in service-swap.ts. Each state belongs to one phase of kernel/common/phases.ts.
 //
-//   idle -> checking -> preparing -> suspending -> migrating -> switching -> committing -> committed
+//   idle -> checking -> preparing -> suspending -> migrating -> switching -> retiring -> switched
 //              |            |             |             |
 //              v            +-------------+-------------+--> rolling-back -> rolled-back
 //           refused
 //
-// checking     bundle the new code, learn what it declares (from the manifest, or by loading it
-//              in a new worker that is not started), plan each service, find every migration
-//              path. Nothing running is touched: a failure discards what was loaded.
-// preparing    boot the remaining new workers in parallel. A failure discards them; the old ones
-//              never paused.
-// suspending   old workers stop taking messages (they wait in the ports), finish in-flight handlers
-//              and outgoing calls within the drain timeout, serialize their state (down-migrated
-//              in the old, newer code on a downgrade) and hand state and ports to the kernel.
-//              Callers are suspended before the services they call, so a draining handler can
-//              still get its answers.
-// migrating    each new worker adopts the snapshot (up-migrated in the new code on an upgrade).
-// switching    in one synchronous turn of the kernel, every new worker gets its ports; the queued
-//              messages flow to it. All services switch, or (on any earlier failure) none does.
-// committing   the old workers end; their threads must exit.
+// checking     (check) bundle the new code, learn what it declares (from the manifest, or by
+//              loading it in a new worker that is not started), plan each service, find every
+//              migration path (swap-plan.ts). Nothing running is touched: a failure discards
+//              what was loaded.
+// preparing    (prepare) boot the remaining new workers in parallel. A failure discards them;
+//              the old ones never paused.
+// suspending   (suspend) old workers start no handler (new messages wait in the ports), finish
+//              the one running and its outgoing calls within the drain timeout, serialize their
+//              state (down-migrated in the old, newer code on a downgrade) and hand state, ports
+//              and the backlog they had taken to the kernel. Callers are suspended before the
+//              services they call, so a draining handler can still get its answers.
+// migrating    (migrate) each new worker adopts the snapshot (up-migrated in the new code).
+// switching    (switch) in one synchronous turn of the kernel, every new worker gets its ports
+//              and the backlog; the queued messages flow to it. All services switch, or (on any
+//              earlier failure) none does.
+// retiring     (switch) the old workers end; their threads must exit.
 //
-// Rolling back resumes each old worker with its own, untouched state and its ports; callers see
-// only latency.
+// Rolling back resumes each old worker with its own, untouched state, its ports and its backlog;
+// callers see only latency.
 
-import semver from 'semver';
-import { TheseusError, errorMessage, serializeError, theseusError, type SwapPhase } from '../common/errors.ts';
-import { hangIfFaulted } from '../common/faults.ts';
-import { findMigrationPath, formatPath, type MigrationStep } from '../common/migrations.ts';
-import { createLink, portsOf, sameDescriptor, sameSettings, type LogRecord, type PortSet, type ServiceDescriptor, type ServiceSource, type StateSnapshot } from '../common/protocol.ts';
-import type { Bundle } from '../release/bundler.ts';
-import type { ServiceHost } from './service-host.ts';
-import type { ServiceWorker } from './service-worker.ts';
+import { TheseusError, errorMessage, inPhase, theseusError } from '../../common/errors.ts';
+import { hangIfFaulted } from '../../common/faults.ts';
+import { formatPath } from '../../common/migrations.ts';
+import type { UpgradePhase } from '../../common/phases.ts';
+import { createLink, portsOf, sameDescriptor, type LogRecord, type ServiceSource } from '../../common/protocol.ts';
+import { roundMs } from '../../common/time.ts';
+import type { Bundle } from '../../release/bundler.ts';
+import type { ServiceHost } from '../service-host.ts';
+import type { ServiceWorker } from '../service-worker.ts';
+import { SwapError, type ServiceSwapReport, type SwapReport, type SwapTarget } from './report.ts';
+import { planSwap, type ServicePlan } from './swap-plan.ts';
+import { checkTransition, type TransitionTable } from '../../common/lifecycle.ts';
 
 export type SwapState =
   | 'idle'
@@ -40,103 +48,34 @@ export type SwapState =
   | 'suspending'
   | 'migrating'
   | 'switching'
-  | 'committing'
-  | 'committed'
+  | 'retiring'
+  | 'switched'
   | 'refused'
   | 'rolling-back'
   | 'rolled-back';
 
-const allowedTransitions: Record<SwapState, readonly SwapState[]> = {
+const allowedTransitions: TransitionTable<SwapState> = {
   idle: ['checking'],
   checking: ['preparing', 'refused'],
   preparing: ['suspending', 'rolling-back'],
   suspending: ['migrating', 'rolling-back'],
   migrating: ['switching', 'rolling-back'],
-  switching: ['committing'],
-  committing: ['committed'],
-  committed: [],
+  switching: ['retiring'],
+  retiring: ['switched'],
+  switched: [],
   refused: [],
   'rolling-back': ['rolled-back'],
   'rolled-back': [],
 };
 
-const phaseOfState: Partial<Record<SwapState, SwapPhase>> = {
+const phaseOfState: Partial<Record<SwapState, UpgradePhase>> = {
   checking: 'check',
   preparing: 'prepare',
   suspending: 'suspend',
   migrating: 'migrate',
   switching: 'switch',
-  committing: 'commit',
+  retiring: 'switch',
 };
-
-export interface SwapTarget {
-  release: string;
-  /**
-   * Each service's entry, and what it declares when a release manifest already says so. Without a
-   * descriptor, the check phase learns it from a throwaway worker that only loads the module.
-   */
-  services: Record<string, ServiceSource>;
-  /**
-   * Called once, in the same synchronous turn in which the new code starts taking calls (not at
-   * all when the swap rolls back): the HTTP front door switches its routes here.
-   */
-  onSwitch?: () => void;
-  /**
-   * The switched services go on probation (see Kernel.endProbation): from the switch on, a crash
-   * of their new workers is left for the caller to revert instead of being restarted.
-   */
-  probation?: boolean;
-}
-
-export interface ServiceSwapReport {
-  service: string;
-  from: { release: string; vsn: string };
-  to: { release: string; vsn: string };
-  /** What changed: the code (its state vsn too, or not), only its config or static files, or nothing. */
-  change: 'vsn' | 'code' | 'config' | 'none';
-  /** e.g. "0 -> 1 (up, in 0.3.0)" or "none". */
-  migration: string;
-  stateBytes: number;
-  /**
-   * How long no handler of the service could start, on either side: from the old worker starting
-   * no more handlers to the new worker listening, in ms. 0 when not switched.
-   */
-  pauseMs: number;
-  /** The part of the pause the old code spent finishing the one handler it was running. */
-  drainMs: number;
-  /**
-   * Messages the old worker had taken but not started: they went to the new worker with the
-   * ports, ahead of what still waited in them (or back to the old one on a roll-back).
-   */
-  carried: number;
-  /** 'failed-after-switch': the new worker died as it took over; its service is marked failed. */
-  outcome: 'switched' | 'unchanged' | 'rolled-back' | 'not-started' | 'failed-after-switch';
-}
-
-export interface SwapReport {
-  release: string;
-  outcome: 'committed' | 'rolled-back' | 'refused' | 'failed-after-switch';
-  /** The phase that failed, when the outcome is not 'committed'. */
-  failedPhase?: SwapPhase;
-  error?: { code: string; message: string };
-  services: ServiceSwapReport[];
-  phaseMs: Partial<Record<SwapPhase, number>>;
-  totalMs: number;
-}
-
-export class SwapError extends TheseusError {
-  readonly report: SwapReport;
-  constructor(cause: TheseusError, report: SwapReport) {
-    const verdict = { refused: 'Refused', 'rolled-back': 'Rolled back', 'failed-after-switch': 'Failed after the switch', committed: 'Committed' }[report.outcome];
-    super(cause.code, `${verdict} in phase '${cause.phase}': ${cause.message}`, {
-      cause,
-      phase: cause.phase!,
-      ...(cause.service ? { service: cause.service } : {}),
-    });
-    this.name = 'SwapError';
-    this.report = report;
-  }
-}
 
 /** What the swap needs from the kernel. */
 export interface SwapEnvironment {
@@ -161,36 +100,6 @@ export interface SwapEnvironment {
   canWriteState: boolean;
 }
 
-interface ServicePlan {
-  host: ServiceHost;
-  fromRelease: string;
-  bundle: Bundle;
-  oldWorker: ServiceWorker;
-  oldDescriptor: ServiceDescriptor;
-  newDescriptor: ServiceDescriptor;
-  direction: 'up' | 'down';
-  path: MigrationStep[];
-  newWorker: ServiceWorker | null;
-  /** The ports the old worker handed over; null while the old worker holds them. */
-  ports: PortSet | null;
-  /** The old worker's serialized state, between suspend and migrate. */
-  snapshot: StateSnapshot | null;
-  /** What the old worker had served when it suspended, carried into the host's totals. */
-  served: { calls: number; casts: number };
-  suspendedAt: number;
-  /** The old worker missed even the kernel's backstop for suspend: it is blocked. */
-  suspendTimedOut: boolean;
-  /** When the old worker stopped starting handlers, and when its running one had finished (epoch ms, stamped in its thread). */
-  stoppedAt: number;
-  drainedAt: number;
-  stateBytes: number;
-  pauseMs: number;
-  /** Only the config or static files changed: the same code, swapped for the new settings. */
-  settingsOnly: boolean;
-  carried: number;
-  outcome: ServiceSwapReport['outcome'];
-}
-
 export class HotSwap {
   #state: SwapState = 'idle';
   #env: SwapEnvironment;
@@ -200,7 +109,7 @@ export class HotSwap {
   /** Workers loaded to learn what new code declares; discarded if the check refuses the swap. */
   #loadedInCheck: ServiceWorker[] = [];
   #phaseStarted = 0;
-  #phaseMs: Partial<Record<SwapPhase, number>> = {};
+  #phaseMs: Partial<Record<UpgradePhase, number>> = {};
 
   constructor(env: SwapEnvironment, target: SwapTarget) {
     this.#env = env;
@@ -245,9 +154,9 @@ export class HotSwap {
     this.#transition('switching');
     await this.#switch();
     await this.#hangIfFaulted('switch');
-    this.#transition('committing');
-    await this.#commit();
-    this.#transition('committed');
+    this.#transition('retiring');
+    await this.#retire();
+    this.#transition('switched');
     const lost = this.#plans.find((plan) => plan.outcome === 'failed-after-switch');
     if (lost) {
       const failure = theseusError('E_WORKER_EXITED', lost.host.name, this.#target.release, 'the switch', lost.host.failure ?? 'unknown');
@@ -258,146 +167,46 @@ export class HotSwap {
       throw new SwapError(failure, report);
     }
     const report = this.#report(started, null);
-    this.#env.log('info', `swap to ${this.#target.release} committed`, {
+    this.#env.log('info', `swap to ${this.#target.release} switched`, {
       pauses: Object.fromEntries(report.services.map((s) => [s.service, s.pauseMs])),
     });
     return report;
   }
 
-  #hangIfFaulted(phase: SwapPhase): Promise<void> {
+  #hangIfFaulted(phase: UpgradePhase): Promise<void> {
     return hangIfFaulted(phase, (message) => this.#env.log('warn', message));
   }
 
   #transition(next: SwapState): void {
-    if (!allowedTransitions[this.#state].includes(next)) {
-      throw theseusError('E_BAD_PHASE', `hot swap cannot go from ${this.#state} to ${next}`);
-    }
+    checkTransition(allowedTransitions, 'a hot swap', this.#state, next);
     const now = performance.now();
     const phase = phaseOfState[this.#state];
-    if (phase) this.#phaseMs[phase] = round(now - this.#phaseStarted);
+    if (phase) {
+      this.#phaseMs[phase] = roundMs((this.#phaseMs[phase] ?? 0) + now - this.#phaseStarted);
+      // A phase has ended when the next state belongs to another: tell whoever shows progress.
+      if (phaseOfState[next] !== phase) this.#target.onPhase?.({ phase, ms: this.#phaseMs[phase]!, ...this.#phaseDetail(phase) });
+    }
     this.#phaseStarted = now;
     this.#state = next;
   }
 
+  /** One line about a phase that ended, for live progress: each service's pause after the switch. */
+  #phaseDetail(phase: UpgradePhase): { detail?: string } {
+    if (phase !== 'switch') return {};
+    const pauses = this.#plans.filter((plan) => plan.outcome === 'switched').map((plan) => `${plan.host.name} paused ${plan.pauseMs} ms`);
+    return pauses.length > 0 ? { detail: pauses.join(', ') } : {};
+  }
+
   #asPhaseError(error: unknown): TheseusError {
-    const phase = phaseOfState[this.#state] ?? 'check';
-    const coded =
-      error instanceof TheseusError ? error : new TheseusError(serializeError(error).code, errorMessage(error), { cause: error });
-    coded.phase ??= phase;
-    return coded;
+    return inPhase(error, phaseOfState[this.#state] ?? 'check');
   }
 
   // -------------------------------------------------------------------------------------------
 
   async #check(): Promise<void> {
-    const { hosts } = this.#env;
-    const target = this.#target;
-    if (!semver.valid(target.release)) {
-      throw theseusError('E_BAD_OPTIONS', 'release version', `'${target.release}' is not a semantic version (like 1.2.3)`);
-    }
-    for (const name of Object.keys(target.services)) {
-      const host = hosts.get(name);
-      if (!host) throw theseusError('E_UNKNOWN_SERVICE', name, [...hosts.keys()].join(', '));
-      if (host.state !== 'running') {
-        const error = theseusError('E_SERVICE_NOT_RUNNING', name, host.state);
-        error.service = name;
-        throw error;
-      }
-    }
-    // What the new code declares: from the release manifest when there is one; otherwise the new
-    // module is loaded (not started) in its own worker, which prepare then reuses.
-    const inspected = await Promise.allSettled(
-      Object.entries(target.services).map(async ([name, spec]) => {
-        const bundle = await this.#env.bundle(spec, name);
-        const host = hosts.get(name)!;
-        if (bundle.sha256 === host.bundle.sha256) {
-          // The same code declares the same things; only new settings make it a change.
-          return { name, bundle, descriptor: sameSettings(spec, host.source) ? null : host.descriptor, worker: null };
-        }
-        if (spec.descriptor) return { name, bundle, descriptor: spec.descriptor, worker: null };
-        const worker = await this.#env.loadWorker(name, target.release, bundle, spec);
-        this.#loadedInCheck.push(worker);
-        return { name, bundle, descriptor: worker.descriptor, worker };
-      }),
-    );
-    const failed = inspected.find((result): result is PromiseRejectedResult => result.status === 'rejected');
-    if (failed) throw failed.reason;
-    for (const result of inspected) {
-      const { name, bundle, descriptor, worker } = (result as PromiseFulfilledResult<{ name: string; bundle: Bundle; descriptor: ServiceDescriptor | null; worker: ServiceWorker | null }>).value;
-      const host = hosts.get(name)!;
-      const fromRelease = host.release;
-      if (descriptor === null) {
-        this.#unchanged.push({
-          service: name,
-          from: { release: fromRelease, vsn: host.descriptor.vsn },
-          to: { release: fromRelease, vsn: host.descriptor.vsn },
-          change: 'none',
-          migration: 'none',
-          stateBytes: 0,
-          pauseMs: 0,
-          drainMs: 0,
-          carried: 0,
-          outcome: 'unchanged',
-        });
-        continue;
-      }
-      if (fromRelease === target.release) {
-        throw theseusError('E_BAD_OPTIONS', `release ${target.release}`, `${name} is already running release ${fromRelease} with different code or settings; bump the release version so the two can be told apart`);
-      }
-      const direction = semver.gte(target.release, fromRelease) ? 'up' : 'down';
-      const oldDescriptor = host.descriptor;
-      // Up migrations run in the new code; down migrations in the code being left (the newer one).
-      const migrationsFrom = direction === 'up' ? descriptor : oldDescriptor;
-      const path = findMigrationPath(migrationsFrom.migrations, oldDescriptor.vsn, descriptor.vsn, direction);
-      if (!path) {
-        const where = direction === 'up' ? `${name}@${target.release}` : `${name}@${fromRelease}`;
-        const error = theseusError('E_NO_MIGRATION_PATH', name, oldDescriptor.vsn, descriptor.vsn, direction, where);
-        error.service = name;
-        throw error;
-      }
-      if (target.services[name]!.durability === 'reply' && !this.#env.canWriteState) {
-        const error = theseusError('E_BAD_OPTIONS', `service '${name}' of release ${target.release}`, "durability 'reply' writes the state to disk before each reply, so the kernel needs a stateDir");
-        error.service = name;
-        throw error;
-      }
-      for (const dependency of descriptor.uses) {
-        if (this.#env.pooledServices.has(dependency)) {
-          const error = theseusError('E_USES_POOLED', `${name}@${target.release}`, dependency);
-          error.service = name;
-          throw error;
-        }
-        if (!hosts.has(dependency)) {
-          const error = theseusError('E_UNKNOWN_DEPENDENCY', `${name}@${target.release}`, dependency);
-          error.service = name;
-          throw error;
-        }
-      }
-      this.#plans.push({
-        host,
-        fromRelease,
-        bundle,
-        oldWorker: host.current,
-        oldDescriptor,
-        newDescriptor: descriptor,
-        direction,
-        path,
-        newWorker: worker,
-        ports: null,
-        snapshot: null,
-        served: { calls: 0, casts: 0 },
-        suspendedAt: 0,
-        suspendTimedOut: false,
-        stoppedAt: 0,
-        drainedAt: 0,
-        stateBytes: 0,
-        pauseMs: 0,
-        settingsOnly: bundle.sha256 === host.bundle.sha256,
-        carried: 0,
-        outcome: 'not-started',
-      });
-    }
-    if (this.#plans.length === 0) throw theseusError('E_SWAP_NOTHING_TO_DO', target.release);
-    this.#plans = suspendOrder(this.#plans);
+    const planned = await planSwap(this.#env, this.#target, this.#loadedInCheck);
+    this.#plans = planned.plans;
+    this.#unchanged = planned.unchanged;
   }
 
   async #prepare(): Promise<void> {
@@ -417,7 +226,7 @@ export class HotSwap {
 
   async #suspend(): Promise<void> {
     for (const plan of this.#plans) {
-      plan.host.state = 'swapping';
+      plan.host.transition('swapping');
       // A checkpoint the kernel began before the swap must land before the new worker, which may
       // write the file itself (durability 'reply'), can: one writer per file at a time. None
       // starts from here on, as the host is no longer running.
@@ -472,7 +281,7 @@ export class HotSwap {
       plan.host.bundle = plan.bundle;
       plan.host.source = this.#target.services[plan.host.name]!;
       plan.host.onProbation = this.#target.probation === true;
-      plan.host.state = 'running';
+      plan.host.transition('running');
     }
     // Pass 2, in the same synchronous turn: each new worker gets its ports, with the method
     // tables of the (possibly also new) services it calls.
@@ -499,7 +308,7 @@ export class HotSwap {
         }).then(({ servingAt }) => {
           // Measured where it happens: from the old worker's last taken message to the new
           // worker listening, both stamped in their own threads.
-          plan.pauseMs = round(servingAt - plan.stoppedAt);
+          plan.pauseMs = roundMs(servingAt - plan.stoppedAt);
           plan.outcome = 'switched';
         }),
       );
@@ -536,7 +345,7 @@ export class HotSwap {
     });
   }
 
-  async #commit(): Promise<void> {
+  async #retire(): Promise<void> {
     await Promise.all(
       this.#plans.map(async (plan) => {
         const old = plan.oldWorker;
@@ -571,7 +380,7 @@ export class HotSwap {
         this.#env.log('error', `${plan.host.name}: ${reason}`);
         // Its callers' channels died with it: supervision restarts it on new ones, and the calls
         // that never started are sent again.
-        plan.host.state = 'running';
+        plan.host.transition('running');
         this.#env.restart(plan.host, reason);
         await plan.newWorker?.terminate();
         continue;
@@ -587,7 +396,7 @@ export class HotSwap {
         } catch (error) {
           // Nobody can serve these ports now: close them so their callers get E_SERVICE_DOWN.
           for (const port of portsOf(ports)) port.close();
-          plan.host.state = 'failed';
+          plan.host.transition('failed');
           plan.host.failure = `could not resume after a failed swap: ${errorMessage(error)}`;
           this.#env.log('error', `${plan.host.name}: ${plan.host.failure}`);
         }
@@ -595,11 +404,11 @@ export class HotSwap {
       if (plan.oldWorker.lifecycle === 'exited' && plan.host.state === 'swapping') {
         // The old worker died during the swap: its callers' channels died with it. Supervision
         // restarts it on new ones (held callers included), from its last state.
-        plan.host.state = 'running';
+        plan.host.transition('running');
         this.#env.restart(plan.host, `it exited during the swap: ${plan.oldWorker.exitReason}`);
       }
       if (plan.host.state === 'swapping') {
-        plan.host.state = 'running';
+        plan.host.transition('running');
         for (const link of plan.host.takeHeldCallers()) plan.host.attachCaller(link);
       }
       if (plan.outcome === 'not-started' && plan.suspendedAt > 0) plan.outcome = 'rolled-back';
@@ -619,16 +428,16 @@ export class HotSwap {
           : `${formatPath(plan.path)} (${plan.direction}, in ${plan.direction === 'up' ? this.#target.release : plan.fromRelease})`,
       stateBytes: plan.stateBytes,
       pauseMs: plan.pauseMs,
-      drainMs: plan.drainedAt > 0 ? round(plan.drainedAt - plan.stoppedAt) : 0,
+      drainMs: plan.drainedAt > 0 ? roundMs(plan.drainedAt - plan.stoppedAt) : 0,
       carried: plan.carried,
       outcome: plan.outcome,
     }));
     const report: SwapReport = {
       release: this.#target.release,
-      outcome: this.#state === 'committed' ? 'committed' : this.#state === 'refused' ? 'refused' : 'rolled-back',
+      outcome: this.#state === 'switched' ? 'switched' : this.#state === 'refused' ? 'refused' : 'rolled-back',
       services: [...services, ...this.#unchanged],
       phaseMs: this.#phaseMs,
-      totalMs: round(performance.now() - started),
+      totalMs: roundMs(performance.now() - started),
     };
     if (failure) {
       report.failedPhase = failure.phase!;
@@ -638,34 +447,8 @@ export class HotSwap {
   }
 }
 
-/** Callers before the services they call, so a draining handler's outgoing calls are answered. */
-function suspendOrder(plans: ServicePlan[]): ServicePlan[] {
-  const byName = new Map(plans.map((plan) => [plan.host.name, plan]));
-  const ordered: ServicePlan[] = [];
-  const visiting = new Set<string>();
-  const done = new Set<string>();
-  // Depth-first over "is used by": a service goes after everyone in the set that uses it.
-  const visit = (plan: ServicePlan) => {
-    const name = plan.host.name;
-    if (done.has(name) || visiting.has(name)) return; // a cycle cannot be ordered; the drain timeout guards it
-    visiting.add(name);
-    for (const other of plans) {
-      if (other !== plan && other.oldDescriptor.uses.includes(name)) visit(other);
-    }
-    visiting.delete(name);
-    done.add(name);
-    ordered.push(plan);
-  };
-  for (const plan of byName.values()) visit(plan);
-  return ordered;
-}
-
 function methodTable(descriptor: { calls: readonly string[]; casts: readonly string[] }) {
   return { calls: [...descriptor.calls], casts: [...descriptor.casts] };
-}
-
-function round(ms: number): number {
-  return Math.round(ms * 1000) / 1000;
 }
 
 function delay(ms: number): Promise<void> {

@@ -1,0 +1,187 @@
+// The check phase of a service swap: what the target's code declares, and for each service the
+// plan (old and new worker, migration path, direction) or the reason it cannot be swapped.
+// Nothing running is touched here; workers loaded to learn what new code declares are handed back
+// in `loaded`, for the swap to reuse or discard. Runs in the kernel's main thread.
+
+import semver from 'semver';
+import { TheseusError, inPhase, theseusError } from '../../common/errors.ts';
+import { findMigrationPath, type MigrationStep } from '../../common/migrations.ts';
+import { sameSettings, type PortSet, type ServiceDescriptor, type StateSnapshot } from '../../common/protocol.ts';
+import type { Bundle } from '../../release/bundler.ts';
+import type { ServiceHost } from '../service-host.ts';
+import type { ServiceWorker } from '../service-worker.ts';
+import type { SwapEnvironment } from './hot-swap.ts';
+import type { ServiceSwapReport, SwapTarget } from './report.ts';
+
+/** One service's swap, from the check to its outcome. */
+export interface ServicePlan {
+  host: ServiceHost;
+  fromRelease: string;
+  bundle: Bundle;
+  oldWorker: ServiceWorker;
+  oldDescriptor: ServiceDescriptor;
+  newDescriptor: ServiceDescriptor;
+  direction: 'up' | 'down';
+  path: MigrationStep[];
+  newWorker: ServiceWorker | null;
+  /** The ports the old worker handed over; null while the old worker holds them. */
+  ports: PortSet | null;
+  /** The old worker's serialized state, between suspend and migrate. */
+  snapshot: StateSnapshot | null;
+  /** What the old worker had served when it suspended, carried into the host's totals. */
+  served: { calls: number; casts: number };
+  suspendedAt: number;
+  /** The old worker missed even the kernel's backstop for suspend: it is blocked. */
+  suspendTimedOut: boolean;
+  /** When the old worker stopped starting handlers, and when its running one had finished (epoch ms, stamped in its thread). */
+  stoppedAt: number;
+  drainedAt: number;
+  stateBytes: number;
+  pauseMs: number;
+  /** Only the config or static files changed: the same code, swapped for the new settings. */
+  settingsOnly: boolean;
+  carried: number;
+  outcome: ServiceSwapReport['outcome'];
+}
+
+/**
+ * Refuses a target that names a release already running with other code or settings: the two
+ * could not be told apart in reports, logs and checkpoints. Checked for both kinds of service.
+ */
+export function refuseSameReleaseOtherCode(service: string, running: string, target: string): void {
+  if (running !== target) return;
+  throw inPhase(
+    theseusError('E_BAD_OPTIONS', `release ${target}`, `${service} is already running release ${running} with different code or settings; bump the release version so the two can be told apart`),
+    'check',
+  );
+}
+
+/**
+ * Plans the swap of every service `target` names: the ones to swap, ordered for suspension, and
+ * the ones whose code and settings are unchanged (reported, not touched).
+ */
+export async function planSwap(env: SwapEnvironment, target: SwapTarget, loaded: ServiceWorker[]): Promise<{ plans: ServicePlan[]; unchanged: ServiceSwapReport[] }> {
+  const plans: ServicePlan[] = [];
+  const unchanged: ServiceSwapReport[] = [];
+  const { hosts } = env;
+  // The release version is valid: service-swap.ts checked it for stateful and pooled alike.
+  for (const name of Object.keys(target.services)) {
+    const host = hosts.get(name);
+    if (!host) throw theseusError('E_UNKNOWN_SERVICE', name, [...hosts.keys()].join(', '));
+    if (host.state !== 'running') {
+      throw ofService(name, theseusError('E_SERVICE_NOT_RUNNING', name, host.state));
+    }
+  }
+  // What the new code declares: from the release manifest when there is one; otherwise the new
+  // module is loaded (not started) in its own worker, which prepare then reuses.
+  const inspected = await Promise.allSettled(
+    Object.entries(target.services).map(async ([name, spec]) => {
+      const bundle = await env.bundle(spec, name);
+      const host = hosts.get(name)!;
+      if (bundle.sha256 === host.bundle.sha256) {
+        // The same code declares the same things; only new settings make it a change.
+        return { name, bundle, descriptor: sameSettings(spec, host.source) ? null : host.descriptor, worker: null };
+      }
+      if (spec.descriptor) return { name, bundle, descriptor: spec.descriptor, worker: null };
+      const worker = await env.loadWorker(name, target.release, bundle, spec);
+      loaded.push(worker);
+      return { name, bundle, descriptor: worker.descriptor, worker };
+    }),
+  );
+  const failed = inspected.find((result): result is PromiseRejectedResult => result.status === 'rejected');
+  if (failed) throw failed.reason;
+  for (const result of inspected) {
+    const { name, bundle, descriptor, worker } = (result as PromiseFulfilledResult<{ name: string; bundle: Bundle; descriptor: ServiceDescriptor | null; worker: ServiceWorker | null }>).value;
+    const host = hosts.get(name)!;
+    const fromRelease = host.release;
+    if (descriptor === null) {
+      unchanged.push({
+        service: name,
+        from: { release: fromRelease, vsn: host.descriptor.vsn },
+        to: { release: fromRelease, vsn: host.descriptor.vsn },
+        change: 'none',
+        migration: 'none',
+        stateBytes: 0,
+        pauseMs: 0,
+        drainMs: 0,
+        carried: 0,
+        outcome: 'unchanged',
+      });
+      continue;
+    }
+    refuseSameReleaseOtherCode(name, fromRelease, target.release);
+    const direction = semver.gte(target.release, fromRelease) ? 'up' : 'down';
+    const oldDescriptor = host.descriptor;
+    // Up migrations run in the new code; down migrations in the code being left (the newer one).
+    const migrationsFrom = direction === 'up' ? descriptor : oldDescriptor;
+    const path = findMigrationPath(migrationsFrom.migrations, oldDescriptor.vsn, descriptor.vsn, direction);
+    if (!path) {
+      const where = direction === 'up' ? `${name}@${target.release}` : `${name}@${fromRelease}`;
+      throw ofService(name, theseusError('E_NO_MIGRATION_PATH', name, oldDescriptor.vsn, descriptor.vsn, direction, where));
+    }
+    if (target.services[name]!.durability === 'reply' && !env.canWriteState) {
+      throw ofService(name, theseusError('E_BAD_OPTIONS', `service '${name}' of release ${target.release}`, "durability 'reply' writes the state to disk before each reply, so the kernel needs a stateDir"));
+    }
+    for (const dependency of descriptor.uses) {
+      if (env.pooledServices.has(dependency)) {
+        throw ofService(name, theseusError('E_USES_POOLED', `${name}@${target.release}`, dependency));
+      }
+      if (!hosts.has(dependency)) {
+        throw ofService(name, theseusError('E_UNKNOWN_DEPENDENCY', `${name}@${target.release}`, dependency));
+      }
+    }
+    plans.push({
+      host,
+      fromRelease,
+      bundle,
+      oldWorker: host.current,
+      oldDescriptor,
+      newDescriptor: descriptor,
+      direction,
+      path,
+      newWorker: worker,
+      ports: null,
+      snapshot: null,
+      served: { calls: 0, casts: 0 },
+      suspendedAt: 0,
+      suspendTimedOut: false,
+      stoppedAt: 0,
+      drainedAt: 0,
+      stateBytes: 0,
+      pauseMs: 0,
+      settingsOnly: bundle.sha256 === host.bundle.sha256,
+      carried: 0,
+      outcome: 'not-started',
+    });
+  }
+  if (plans.length === 0) throw theseusError('E_SWAP_NOTHING_TO_DO', target.release);
+  return { plans: suspendOrder(plans), unchanged };
+}
+
+/** Callers before the services they call, so a draining handler's outgoing calls are answered. */
+function suspendOrder(plans: ServicePlan[]): ServicePlan[] {
+  const byName = new Map(plans.map((plan) => [plan.host.name, plan]));
+  const ordered: ServicePlan[] = [];
+  const visiting = new Set<string>();
+  const done = new Set<string>();
+  // Depth-first over "is used by": a service goes after everyone in the set that uses it.
+  const visit = (plan: ServicePlan) => {
+    const name = plan.host.name;
+    if (done.has(name) || visiting.has(name)) return; // a cycle cannot be ordered; the drain timeout guards it
+    visiting.add(name);
+    for (const other of plans) {
+      if (other !== plan && other.oldDescriptor.uses.includes(name)) visit(other);
+    }
+    visiting.delete(name);
+    done.add(name);
+    ordered.push(plan);
+  };
+  for (const plan of byName.values()) visit(plan);
+  return ordered;
+}
+
+/** The error, said to be about that service (the report and the audit line name it). */
+function ofService(service: string, error: TheseusError): TheseusError {
+  error.service = service;
+  return error;
+}

@@ -1,0 +1,76 @@
+// How a service's code becomes a running thread: its bundle (a release's file, its sha256
+// checked against the manifest, or an entry bundled now), then a worker that has loaded it, or the
+// options of a pool that will. Boot, supervision and swaps all start workers through here, so a
+// worker is configured the same way whoever starts it. Runs in the kernel's main thread.
+
+import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { pathToFileURL } from 'node:url';
+import { theseusError } from '../common/errors.ts';
+import type { LogRecord, ServiceSource } from '../common/protocol.ts';
+import { bundleEntry, poolRuntimeBundle, workerRuntimeBundle, type Bundle } from '../release/bundler.ts';
+import type { ResolvedKernelOptions } from './kernel-context.ts';
+import type { PoolOptions } from './pool-host.ts';
+import { ServiceWorker } from './service-worker.ts';
+
+export interface WorkerFactoryHooks {
+  /** Every log line of the services (their own records) goes here. */
+  emit(record: LogRecord): void;
+  /** The kernel's own log lines. */
+  log(level: LogRecord['level'], message: string): void;
+  /** A worker has changed its state enough times that a checkpoint is due. */
+  checkpointDue(service: string): void;
+}
+
+export class WorkerFactory {
+  readonly #options: ResolvedKernelOptions;
+  readonly #hooks: WorkerFactoryHooks;
+
+  constructor(options: ResolvedKernelOptions, hooks: WorkerFactoryHooks) {
+    this.#options = options;
+    this.#hooks = hooks;
+  }
+
+  async bundle(source: ServiceSource, service: string): Promise<Bundle> {
+    if (source.bundle) {
+      // A release's bundle: load exactly the bytes the manifest vouched for.
+      const { file, sha256 } = source.bundle;
+      const contents = await readFile(file).catch(() => null);
+      if (contents === null) throw theseusError('E_RELEASE_MISSING_FILE', file);
+      const actual = createHash('sha256').update(contents).digest('hex');
+      if (actual !== sha256) throw theseusError('E_RELEASE_HASH_MISMATCH', file, sha256, actual);
+      return { file, url: pathToFileURL(file).href, sha256 };
+    }
+    if (!source.entry) throw theseusError('E_BAD_OPTIONS', `service '${service}'`, 'give either entry (a module to bundle) or bundle (a prebuilt release bundle)');
+    return bundleEntry(source.entry, this.#options.cacheDir, service);
+  }
+
+  /** A worker that has loaded the bundle and reported its descriptor, but not started. */
+  async loadWorker(service: string, release: string, bundle: Bundle, source: ServiceSource): Promise<ServiceWorker> {
+    return ServiceWorker.load({
+      service,
+      release,
+      moduleUrl: bundle.url,
+      staticDir: source.staticDir ?? null,
+      config: source.config ?? {},
+      // In reply durability the worker writes its own state, so it never asks the kernel to.
+      checkpointEveryChanges: source.durability === 'reply' ? 0 : this.#options.checkpointEveryChanges,
+      durableStateDir: source.durability === 'reply' ? (this.#options.stateDir ?? null) : null,
+      onCheckpointDue: () => this.#hooks.checkpointDue(service),
+      runtimeFile: (await workerRuntimeBundle(this.#options.cacheDir)).file,
+      bootTimeoutMs: this.#options.bootTimeoutMs,
+      onLog: (record) => this.#hooks.emit(record),
+    });
+  }
+
+  async poolOptions(service: string): Promise<PoolOptions> {
+    return {
+      service,
+      runtimeFile: (await poolRuntimeBundle(this.#options.cacheDir)).file,
+      bootTimeoutMs: this.#options.bootTimeoutMs,
+      drainTimeoutMs: this.#options.drainTimeoutMs,
+      onLog: (record) => this.#hooks.emit(record),
+      log: (level, message) => this.#hooks.log(level, message),
+    };
+  }
+}
