@@ -13,7 +13,7 @@ import { waitUntil } from '../helpers.ts';
 import { startNextLoad } from '../http/helpers.ts';
 import { buildExamples, tempDir } from '../release/helpers.ts';
 
-const KILLS = 50;
+const KILLS = 30;
 const CLIENTS = 8;
 
 const built = buildExamples();

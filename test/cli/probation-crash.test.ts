@@ -15,7 +15,7 @@ import { startNextLoad } from '../http/helpers.ts';
 import { buildExamples, tempDir } from '../release/helpers.ts';
 import { buildSequenceVariant } from './variants.ts';
 
-const UPGRADES = 30;
+const UPGRADES = 15;
 const CLIENTS = 8;
 
 const built = buildExamples();
