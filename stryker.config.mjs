@@ -18,10 +18,12 @@ export const mutationModules = {
   // stretch every mutant's time limit by as much. Its 5 mutants show as "no coverage" here.
   'control-server': { mutate: 'kernel/main/control-server.ts', tests: ['test/kernel/control-server.test.ts'], timeoutMS: 3000 },
   migrations: { mutate: 'kernel/common/migrations.ts', tests: ['test/common/migrations.test.ts'], timeoutMS: 3000 },
-  'plain-data': { mutate: 'kernel/common/plain-data.ts', tests: ['test/common/plain-data.test.ts'], timeoutMS: 3000 },
-  install: { mutate: 'kernel/release/install.ts', tests: ['test/release/install.test.ts', 'test/release/signing.test.ts'] },
-  tarball: { mutate: 'kernel/release/tarball.ts', tests: ['test/release/install.test.ts'] },
-  manifest: { mutate: 'kernel/release/manifest.ts', tests: ['test/release/install.test.ts', 'test/http/config.test.ts'] },
+  'plain-data': { mutate: 'kernel/common/plain-data.ts', tests: ['test/common/plain-data.test.ts', 'test/common/state-codec.test.ts'], timeoutMS: 3000 },
+  manifest: { mutate: 'kernel/release/manifest.ts', tests: ['test/release/manifest.test.ts'], timeoutMS: 3000 },
+  'release-paths': { mutate: 'kernel/release/release-paths.ts', tests: ['test/release/release-paths.test.ts'], timeoutMS: 3000 },
+  'tar-scan': { mutate: 'kernel/release/tar-scan.ts', tests: ['test/release/tar-scan.test.ts'], timeoutMS: 3000 },
+  tarball: { mutate: 'kernel/release/tarball.ts', tests: ['test/release/tarball.test.ts'], timeoutMS: 5000 },
+  install: { mutate: 'kernel/release/install.ts', tests: ['test/release/install-handmade.test.ts'] },
 };
 
 const modules = Object.values(mutationModules);

@@ -48,6 +48,7 @@ for (const name of names) {
     mutate: [module.mutate],
     tap: { ...config.tap, testFiles: module.tests },
     ...(module.timeoutMS ? { timeoutMS: module.timeoutMS } : {}),
+    ...(module.coverageAnalysis ? { coverageAnalysis: module.coverageAnalysis } : {}),
     htmlReporter: { fileName: `reports/mutation/${name}.html` },
     jsonReporter: { fileName: `reports/mutation/${name}.json` },
   }).runMutationTest();

@@ -60,6 +60,8 @@ export async function scanArchive(archive: string, file: FileHandle, format: Arc
   const scanner = new TarScanner(archive, limits);
   const read = readFromStart(file);
   const stream = format === 'gzip' ? read.pipe(createGunzip()) : read;
+  // pipe() does not pass the file's read errors on: they must end the loop below, not go uncaught.
+  if (stream !== read) read.on('error', (error) => stream.destroy(error));
   try {
     for await (const chunk of stream) scanner.push(chunk as Buffer);
   } catch (error) {
@@ -97,7 +99,8 @@ export async function extractScanned(archive: string, file: FileHandle, dest: st
       offered.add(read);
       const expected = scanned[index];
       index += 1;
-      const actual = { path: canonicalEntryPath(path), type: read.type === 'OldFile' ? 'File' : read.type, size: read.size ?? 0 };
+      // node-tar reports an old-style file (typeflag NUL) as 'File', as the scan does.
+      const actual = { path: canonicalEntryPath(path), type: read.type, size: read.size ?? 0 };
       if (!expected || expected.path !== actual.path || expected.type !== actual.type || expected.size !== actual.size) {
         stop(
           theseusError(

@@ -50,6 +50,7 @@ function accepted(): Array<[string, unknown]> {
     ['views sharing one ArrayBuffer', { a: new Uint8Array(shared, 1, 3), b: new Float64Array(shared, 8, 1), d: new DataView(shared, 2, 4), whole: shared }],
     ['resizable ArrayBuffer', new (ArrayBuffer as unknown as new (length: number, options: { maxByteLength: number }) => ArrayBuffer)(4, { maxByteLength: 8 })],
     ['standard Errors with a cause', { e: new Error('x', { cause: { why: 1 } }), t: new TypeError('t'), r: new RangeError('r'), u: new URIError('u') }],
+    ['an Error without a message of its own', { e: new Error() }],
     ['boxed primitives', [new Number(1), new String('ab'), new Boolean(false), Object(3n)]],
     ['an own __proto__ key (from JSON.parse)', JSON.parse('{"__proto__": {"x": 1}}')],
     ['frozen and sealed objects (they arrive unfrozen)', { f: Object.freeze({ a: 1 }), s: Object.seal([1]) }],
@@ -103,13 +104,39 @@ const refused: Array<[string, () => unknown, RegExp]> = [
   ['something non-plain in a Set', () => ({ tags: new Set([1, new Cache()]) }), /^state\.tags\.<entry 1> is an instance of Cache/],
   ['an Error whose cause leads back to it', () => ({ e: selfCaused() }), /^state\.e is an Error whose cause leads back to the error itself/],
   ['an odd key on the path', () => ({ 'odd key': { when: new WeakMap() } }), /^state\["odd key"\]\.when is a WeakMap/],
+  // Buffer's constructor never returns a subclass's instance: the prototype is set as a subclass's would be.
+  ['a subclass of Buffer', () => ({ b: Object.setPrototypeOf(Buffer.alloc(2), class Bytes extends Buffer {}.prototype) as Buffer }), /^state\.b is an instance of Bytes, a subclass of Buffer: the copy would arrive as a plain Uint8Array/],
+  ['a subclass of Set', () => ({ tags: new (class Tags extends Set {})() }), /^state\.tags is an instance of Tags, a subclass of Set/],
+  ["an object with Set's prototype that is not one", () => ({ s: Object.create(Set.prototype) }), /^state\.s has Set's prototype but is not a Set/],
+  ['a Set with a property of its own', () => ({ s: Object.assign(new Set([1]), { label: 'x' }) }), /^state\.s is a Set with its own property 'label'/],
+  ['a Map with a symbol property of its own', () => ({ m: Object.assign(new Map(), { [Symbol('tag')]: 1 }) }), /^state\.m is a Map with its own property Symbol\(tag\)/],
+  ['a RegExp with a property of its own', () => ({ re: Object.assign(/a/, { note: 'x' }) }), /^state\.re is a RegExp with its own property 'note'/],
+  ['a RangeError with a field of its own', () => ({ e: Object.assign(new RangeError('x'), { code: 'E' }) }), /^state\.e is a RangeError with its own property 'code'/],
+  ['an Error whose stack is not a string', () => ({ e: Object.assign(new Error('x'), { stack: 5 }) }), /^state\.e is an Error whose stack is not a string/],
+  ['an Error whose cause is a getter', () => ({ e: withProperty(new Error('x'), 'cause', { get: () => 'why', configurable: true }) }), /^state\.e is an Error whose cause is an accessor/],
+  ['an Error whose cause leads back to it through a Map', () => ({ e: selfCaused((error) => new Map([['by', error]])) }), /^state\.e is an Error whose cause leads back to the error itself/],
+  ['an Error whose cause leads back to it through a Set', () => ({ e: selfCaused((error) => ({ seen: new Set([1, error]) })) }), /^state\.e is an Error whose cause leads back to the error itself/],
+  ['an Error whose cause leads back to it as a Map key', () => ({ e: selfCaused((error) => new Map([[error, 1]])) }), /^state\.e is an Error whose cause leads back to the error itself/],
+  ['a typed array whose buffer was transferred away', () => ({ bytes: detachedView() }), /^state\.bytes is an? Uint8Array whose ArrayBuffer was transferred away/],
+  ['a FinalizationRegistry', () => ({ cleanup: new FinalizationRegistry(() => undefined) }), /^state\.cleanup is a FinalizationRegistry/],
+  ['an instance of an anonymous class', () => ({ o: new (class {})() }), /^state\.o is an instance of an anonymous class: /],
+  ['an object whose prototype has a null prototype', () => ({ o: Object.create(Object.create(null) as object) as object }), /^state\.o is an instance of an anonymous class: /],
+  ['an instance of an anonymous class from another realm', () => ({ o: vm.runInNewContext('new (class {})()') }), /^state\.o is an object from another realm/],
+  ['something non-plain in a Map value under a key that is not a string', () => ({ m: new Map<unknown, unknown>([['a', 1], [2, { fn: () => 0 }]]) }), /^state\.m\.get\(<key 1>\)\.fn is a function$/],
+  ['something non-plain as the second Map key', () => ({ m: new Map<unknown, unknown>([[1, 1], [new Cache(), 2]]) }), /^state\.m\.<key 1> is an instance of Cache/],
 ];
 
 /** Node 20 writes this one but cannot read it back; the rule refuses it only where that holds. */
-function selfCaused(): Error {
+function selfCaused(cause: (error: Error) => unknown = (error) => ({ again: error })): Error {
   const error = new Error('loop');
-  Object.defineProperty(error, 'cause', { value: { again: error }, writable: true, configurable: true });
+  Object.defineProperty(error, 'cause', { value: cause(error), writable: true, configurable: true });
   return error;
+}
+
+function detachedView(): Uint8Array {
+  const view = new Uint8Array(8);
+  structuredClone(view.buffer, { transfer: [view.buffer] });
+  return view;
 }
 
 function detached(): ArrayBuffer {
@@ -141,6 +168,7 @@ test('what is refused is named by its path, and would not come back the same thr
 
 test('the root itself, and other root names', () => {
   assert.equal(findNonPlainData(() => 1), 'state is a function');
+  assert.equal(findNonPlainData(Symbol('s'), 'reply'), 'reply is a symbol');
   assert.match(findNonPlainData(new Cache(), 'reply') ?? '', /^reply is an instance of Cache/);
   assert.match(findNonPlainData([Buffer.alloc(1)], 'args') ?? '', /^args\[0\] is a Node Buffer/);
   assert.equal(findNonPlainData(5), null);
@@ -151,6 +179,15 @@ test('an array with non-plain named properties: not examined by the fast check, 
   assert.equal(findNonPlainData({ list }), null, 'the fast check looks at indices only');
   assert.equal(findNonPlainData({ list }, 'state', { examineArrayProperties: true }), 'state.list.format is a function');
   assert.equal(explainCloneFailure({ list }, 'args', new Error('could not be cloned')), 'args.list.format is a function');
+  // Keys that read as numbers but are not array indices are named properties, and examined.
+  for (const key of ['-1', '1.5', '01', '4294967295']) {
+    const numeric = Object.assign([1, 2], { [key]: () => 'x' });
+    assert.equal(findNonPlainData({ numeric }, 'state', { examineArrayProperties: true }), `state.numeric[${JSON.stringify(key)}] is a function`, key);
+  }
+  const accessor = withProperty([1], 'total', { get: () => 1, enumerable: true });
+  assert.match(findNonPlainData({ accessor }, 'state', { examineArrayProperties: true }) ?? '', /^state\.accessor has an accessor property 'total'/);
+  const hidden = withProperty([1], 'total', { value: 1 });
+  assert.match(findNonPlainData({ hidden }, 'state', { examineArrayProperties: true }) ?? '', /^state\.hidden has a non-enumerable property 'total'/);
   // The named properties of a typed array are dropped by the clone and not examined (a string per
   // element would be too dear): the documented limit of the rule.
   assert.equal(findNonPlainData({ bytes: Object.assign(new Uint8Array(2), { label: 'x' }) }), null);
