@@ -340,8 +340,11 @@ let kernelBundles: Promise<KernelBundles> | null = null;
 function bundleKernel(): Promise<KernelBundles> {
   kernelBundles ??= (async () => {
     const { build } = await import('esbuild');
-    // THESEUS_FAULTS is for tests only: a deployed kernel reads it as empty, whatever is set.
-    const base = { ...esbuildOptions(kernelRoot), external: ['esbuild', 'tsx', 'piscina'], define: { 'process.env.THESEUS_FAULTS': '""' } };
+    // THESEUS_FAULTS is for tests only: a deployed kernel reads it as empty, whatever is set. The
+    // kernel's version is written in: a deploy root has no package.json of Theseus to read it from.
+    const { version } = JSON.parse(await readFile(join(kernelRoot, 'package.json'), 'utf8')) as { version: string };
+    const define = { 'process.env.THESEUS_FAULTS': '""', 'process.env.THESEUS_KERNEL_VERSION': JSON.stringify(version) };
+    const base = { ...esbuildOptions(kernelRoot), external: ['esbuild', 'tsx', 'piscina'], define };
     const [kernel, worker, poolWorker, unpackWorker, piscina] = await Promise.all([
       build({ ...base, entryPoints: [join(kernelRoot, 'kernel', 'cli', 'main.ts')] }),
       build({ ...base, entryPoints: [join(kernelRoot, 'kernel', 'worker', 'entry.ts')] }),
