@@ -5,11 +5,11 @@
 import { rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { PhaseEvent } from '../common/control-protocol.ts';
-import { TheseusError, theseusError, type ErrorCode } from '../common/errors.ts';
+import { TheseusError, theseusError } from '../common/errors.ts';
 import { DEFAULT_CONFIG_FILE, isAlive, resolveDeployRoot } from '../common/deploy-paths.ts';
 import { closest, parseVerbArgs, usageError, type ArgumentSpec, type Options } from './args.ts';
 import { request } from './control-client.ts';
-import { formatPhase, formatReleases, formatServiceSwap, formatStatus } from './format.ts';
+import { describeSwapFailure, formatPhase, formatReleases, formatServiceSwap, formatStatus } from './format.ts';
 import { bundledRoot, commandName, localize } from './invocation.ts';
 
 /** Exit codes, documented in the README. */
@@ -26,8 +26,8 @@ interface Verb {
   /** The positional arguments it requires; it takes no others. */
   args?: ArgumentSpec[];
   options?: Options;
-  /** Builds releases: not offered in a deploy root, which only runs them. */
-  projectOnly?: boolean;
+  /** What it does in a project (it builds releases): not offered in a deploy root, which only runs them. */
+  projectOnly?: string;
   run(values: Values, positionals: string[]): Promise<number>;
 }
 
@@ -213,7 +213,7 @@ const verbs: Record<string, Verb> = {
   },
   init: {
     summary: `write the release configuration (${DEFAULT_CONFIG_FILE}) with a comment on every option`,
-    projectOnly: true,
+    projectOnly: "writes a project's release configuration",
     options: {
       config: { type: 'string', placeholder: 'file', description: `file to write (default: ${DEFAULT_CONFIG_FILE})` },
       force: { type: 'boolean', description: 'overwrite an existing file' },
@@ -232,7 +232,7 @@ const verbs: Record<string, Verb> = {
   },
   release: {
     summary: 'build releases/<version>/ with esbuild: bundles, manifest, upgrade plan and tarball',
-    projectOnly: true,
+    projectOnly: "builds a release from a project's configuration",
     options: {
       config: { type: 'string', placeholder: 'file', description: `release configuration (default: ${DEFAULT_CONFIG_FILE})` },
       out: { type: 'string', placeholder: 'folder', description: 'folder for releases/<version>/ (default: ./releases)' },
@@ -313,23 +313,10 @@ async function refuseInExample(verb: string): Promise<void> {
   if (configs.length > 0) throw theseusError('E_EXAMPLE_HAS_CONFIGS', process.cwd(), describeConfigs(process.cwd(), configs), `kernel ${verb}`);
 }
 
-/** Errors about the request itself, raised before anything began: said without a phase. */
-const REQUEST_REFUSALS: ReadonlySet<string> = new Set<ErrorCode>([
-  'E_UPGRADE_IS_DOWNGRADE',
-  'E_DOWNGRADE_IS_UPGRADE',
-  'E_RELEASE_ALREADY_RUNNING',
-  'E_RELEASE_NOT_FOUND',
-  'E_RELEASE_NOT_INSTALLED',
-  'E_RELEASE_NOT_A_RELEASE',
-]);
-
-/** A failed swap in one line: what happened, in which phase, once. */
+/** A failed swap in one line: what became of it, in which phase, and why, each once. */
 function swapFailure(verb: string, error: TheseusError): string {
-  // A swap's own refusal or rollback already says which it was and in which phase.
-  const told = /^(Refused|Rolled back|Failed after the switch) in phase '([\w-]+)': /.exec(error.message);
-  if (told) return `kernel ${verb}: ${told[1]!.toLowerCase()} in phase '${told[2]}': ${error.message.slice(told[0].length)} [${error.code}]`;
-  if (REQUEST_REFUSALS.has(error.code) || !error.phase) return `kernel ${verb}: ${error.message} [${error.code}]`;
-  return `kernel ${verb}: failed in phase '${error.phase}': ${error.message} [${error.code}]`;
+  const { verdict, phase, reason } = describeSwapFailure(error);
+  return `kernel ${verb}: ${phase ? `${verdict} in phase '${phase}': ` : ''}${reason} [${error.code}]`;
 }
 
 /**
@@ -417,7 +404,7 @@ function verbHelp(name: string, verb: Verb): string {
 /** The verb named `name`, where this CLI runs; a usage error naming the closest one otherwise. */
 function findVerb(name: string): Verb {
   const verb = Object.hasOwn(verbs, name) ? verbs[name]! : null;
-  if (verb?.projectOnly && bundledRoot) throw theseusError('E_VERB_NOT_IN_DEPLOY_ROOT', name, bundledRoot);
+  if (verb?.projectOnly && bundledRoot) throw theseusError('E_VERB_NOT_IN_DEPLOY_ROOT', name, verb.projectOnly, bundledRoot);
   if (verb) return verb;
   const suggestion = closest(name, offered().map(([known]) => known));
   throw usageError(null, `unknown verb '${name}'${suggestion ? `; did you mean '${suggestion}'?` : ''}`);

@@ -86,6 +86,8 @@ const messages = {
     `Release ${version} already exists in ${where} with different contents. Bump the version, or remove the old ${version} first.`,
   E_RELEASE_NOT_FOUND: (what: string, known: string) =>
     `No release '${what}': no file or folder has that path, and no release here has that version (the releases here: ${known || 'none'}). Check what you typed; a release is a folder or tarball built by 'kernel release', or the version of one built or installed here.`,
+  E_UPFROM_NOT_BUILT: (version: string, outDir: string, built: string) =>
+    `--upfrom ${version}: no release ${version} is built in ${outDir} (built: ${built || 'none'}). Build ${version} first, or leave out --upfrom to plan from the newest earlier release.`,
   E_RELEASE_NOT_INSTALLED: (version: string, known: string, advice: string) =>
     `Release ${version} is not installed (installed: ${known || 'none'}). ${advice}`,
   E_NO_RELEASE_TO_START: (root: string, why: string, advice: string) => `There is no release to start in ${root}: ${why}. ${advice}`,
@@ -133,8 +135,8 @@ const messages = {
   E_KERNEL_NOT_ANSWERING: (root: string, pid: number, why: string) =>
     `A kernel process runs in ${root} (pid ${pid}) but does not answer (${why}): it is starting, or stuck. Try again in a moment; 'kernel logs' says what it is doing.`,
   E_USAGE: (problem: string, help: string) => `${problem}${/[.?!]$/.test(problem) ? '' : '.'} '${help}' shows the usage.`,
-  E_VERB_NOT_IN_DEPLOY_ROOT: (verb: string, root: string) =>
-    `${verb} builds releases in a project, and ${root} is a deploy root, which runs releases but does not build them. Run '${verb}' in the project (npx kernel ${verb}, or node kernel ${verb} in the Theseus repo), then install the release here with 'kernel upgrade <tarball>'.`,
+  E_VERB_NOT_IN_DEPLOY_ROOT: (verb: string, does: string, root: string) =>
+    `${verb} ${does}, and ${root} is a deploy root: it runs releases and has no project to build from. Run it in your project's folder (npx kernel ${verb}; node kernel ${verb} in the Theseus repo), then bring the release here with 'kernel upgrade <its tarball>'.`,
   E_KERNEL_START_FAILED: (exitCode: number, log: string, tail: string) =>
     `The kernel exited while starting (exit code ${exitCode}). Its last output (${log}):\n  ${tail}\nFix what it says, then run 'kernel start' again.`,
   E_ALREADY_RUNNING: (root: string, pid: number) => `A kernel is already running in ${root} (pid ${pid}). Stop it with 'kernel stop' first.`,

@@ -286,7 +286,7 @@ async function findPrevious(outDir: string, config: LoadedConfig, upfrom: string
   const withManifest: string[] = [];
   for (const version of built) if (await stat(join(outDir, version, 'manifest.json')).catch(() => null)) withManifest.push(version);
   if (upfrom !== undefined) {
-    if (!withManifest.includes(upfrom)) throw theseusError('E_RELEASE_NOT_FOUND', upfrom, withManifest.join(', '));
+    if (!withManifest.includes(upfrom)) throw theseusError('E_UPFROM_NOT_BUILT', upfrom, outDir, withManifest.sort(semver.compare).join(', '));
     if (!semver.gt(config.version, upfrom)) throw theseusError('E_VERSION_NOT_BUMPED', config.version, upfrom, config.packageFile);
     return { version: upfrom, manifest: (await verifyReleaseDir(join(outDir, upfrom))).manifest };
   }

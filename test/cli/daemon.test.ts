@@ -149,7 +149,7 @@ test('a failed upgrade names its phase, exits non-zero, keeps the old release an
   // Downgrading to a version that is not installed.
   const unknown = cli(root, 'downgrade', '0.0.9');
   assert.equal(unknown.status, 1);
-  assert.match(unknown.stderr, /\[E_RELEASE_NOT_FOUND\]/);
+  assert.match(unknown.stderr, /\[E_RELEASE_NOT_INSTALLED\]/);
   const json = cli(root, 'upgrade', tampered, '--json');
   assert.equal(json.status, 1);
   const failed = swapJson(json.stdout) as { ok: boolean; error: { code: string; phase: string } };
@@ -387,7 +387,8 @@ export default defineService({ vsn: '0', init: () => 0, calls: { nextNumber: ({ 
     assert.equal(await next(), 456);
     const result = cli(root, 'upgrade', variant.tarball);
     assert.equal(result.status, 1, result.stdout);
-    assert.match(result.stderr, new RegExp(`failed in phase '${fault.phase}'.*\\[${fault.code}\\]`));
+    assert.match(result.stderr, new RegExp(`^kernel upgrade: rolled back in phase '${fault.phase}': .*\\[${fault.code}\\]`));
+    assert.equal(result.stderr.split('in phase').length, 2, 'the phase is said once');
     assert.equal(await next(), 457, 'the old release kept its state and serves on');
     assert.equal(JSON.parse(cli(root, 'status', '--json').stdout).release, '0.1.0');
     const audit = await auditOps(root);
@@ -416,7 +417,7 @@ test('from the command line, a down migration that throws: phase \'migrate\', th
 
   const down = cli(root, 'downgrade', '0.1.0');
   assert.equal(down.status, 1, down.stdout);
-  assert.match(down.stderr, /failed in phase 'migrate'.*history cannot be folded back.*\[E_MIGRATION_FAILED\]/);
+  assert.match(down.stderr, /^kernel downgrade: rolled back in phase 'migrate': .*history cannot be folded back.*\[E_MIGRATION_FAILED\]/);
   assert.equal(await next(), 458, 'the newer release kept its state and serves on');
   assert.equal(JSON.parse(cli(root, 'status', '--json').stdout).release, '0.2.6');
   const audit = await auditOps(root);
