@@ -198,8 +198,10 @@ const verbs: Record<string, Verb> = {
       lines: { type: 'string', short: 'n', whole: true, placeholder: 'n', description: 'how many of the last lines to show first (default 50; 0 with -f shows only new ones)' },
     },
     async run(values) {
+      const lines = Number(values.lines ?? 50);
+      if (lines === 0 && !values.follow) throw usageError('logs', '-n 0 shows nothing without -f (with -f, only the lines to come); give 1 or more');
       const { showLogs } = await import('./logs.ts');
-      await showLogs(rootArg(values), { follow: Boolean(values.follow), lines: Number(values.lines ?? 50) });
+      await showLogs(rootArg(values), { follow: Boolean(values.follow), lines });
       return EXIT.ok;
     },
   },
