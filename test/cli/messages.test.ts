@@ -9,7 +9,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { extract } from 'tar';
-import { root as repo, swapJson, waitUntil } from '../helpers.ts';
+import { hasExited, root as repo, swapJson, waitUntil } from '../helpers.ts';
 import { buildExamples, tempDir } from '../release/helpers.ts';
 
 type Where = 'repo' | 'empty' | 'deploy';
@@ -167,11 +167,7 @@ test('right after a kill -9, status and start agree that no kernel runs', async 
   process.kill(pid, 'SIGKILL');
   // Until its parent reaps it, a killed process is a zombie: it still holds its pid. Here the
   // kernel's parent is the machine's init, which may take a while; the CLI must not wait for it.
-  const exited = async () => {
-    const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => null);
-    return stat === null || /\) [ZX] /.test(stat);
-  };
-  await waitUntil(`kernel ${pid} to exit after SIGKILL`, exited, { intervalMs: 10 });
+  await waitUntil(`kernel ${pid} to exit after SIGKILL`, () => hasExited(pid), { intervalMs: 10 });
   const status = kernel('deploy', ['status']);
   assert.equal(status.status, 1, status.stdout);
   assert.match(status.stderr, /No kernel is running in .*\[E_KERNEL_NOT_RUNNING\]/);
