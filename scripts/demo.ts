@@ -10,12 +10,13 @@
 //  6. stop, and check: no call failed, lost or answered twice, the numbers consecutive, one
 //     kernel process throughout. Exit non-zero if any of that is not true.
 
-import { execFile, spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
 import { Agent, request as httpRequest } from 'node:http';
 import type { Socket } from 'node:net';
-import { promisify } from 'node:util';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
+import { createInterface } from 'node:readline';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { extract } from 'tar';
@@ -28,7 +29,6 @@ const CALLERS = 100;
 const CONNECTIONS = 4;
 const HTTP_CALLERS = 20;
 const HTTP_SOCKETS = 10;
-const execFileAsync = promisify(execFile);
 
 const say = (line = '') => process.stdout.write(`${line}\n`);
 const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -44,15 +44,22 @@ function run(command: string, args: string[], cwd: string): string {
   return result.stdout;
 }
 
-/** The same, without blocking this process: the callers keep calling while the command runs. */
+/**
+ * The same, without blocking this process: the callers keep calling while the command runs. Its
+ * lines are printed as they come, so the log lines the swap causes follow the line that started it.
+ */
 async function runAsync(command: string, args: string[], cwd: string): Promise<string> {
   say(`   $ ${[command.startsWith(repo) ? command.slice(repo.length) : command, ...args].join(' ')}`);
-  const result = await execFileAsync(command, args, { cwd, encoding: 'utf8', timeout: 120_000 }).catch((error: { stdout?: string; stderr?: string; code?: number }) => {
-    for (const line of `${error.stdout ?? ''}${error.stderr ?? ''}`.trimEnd().split('\n')) if (line) say(`     ${line}`);
-    throw new Error(`'${command} ${args.join(' ')}' exited with ${error.code}`);
-  });
-  for (const line of `${result.stdout}${result.stderr}`.trimEnd().split('\n')) if (line) say(`     ${line}`);
-  return result.stdout;
+  const child = spawn(command, args, { cwd, stdio: ['ignore', 'pipe', 'pipe'], timeout: 120_000 });
+  let stdout = '';
+  child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+  const printed = [createInterface({ input: child.stdout }), createInterface({ input: child.stderr })].map(
+    (lines) => new Promise<void>((resolve) => lines.on('line', (line) => line && say(`     ${line}`)).once('close', resolve)),
+  );
+  const [code] = (await once(child, 'close')) as [number | null];
+  await Promise.all(printed);
+  if (code !== 0) throw new Error(`'${command} ${args.join(' ')}' exited with ${code}`);
+  return stdout;
 }
 
 /** GET /next on the front door, over a keep-alive connection of `agent`. */

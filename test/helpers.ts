@@ -158,6 +158,16 @@ export async function osThreadCount(): Promise<number> {
   return (await readdir('/proc/self/task')).length;
 }
 
+/**
+ * Whether a process has exited: it is gone, or a zombie its parent has not reaped yet (a detached
+ * kernel's parent is the machine's init, which may take a while). Linux's /proc.
+ */
+export async function hasExited(pid: number): Promise<boolean> {
+  const { readFile } = await import('node:fs/promises');
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => null);
+  return stat === null || /\) [ZX] /.test(stat);
+}
+
 /** SIGKILLs a process (no chance to clean up after itself) and waits until it is gone. */
 export async function killAndWait(pid: number): Promise<void> {
   process.kill(pid, 'SIGKILL');

@@ -28,7 +28,7 @@ import { request } from './control-client.ts';
 import { LogStream } from './console-log-stream.ts';
 import { serviceHelp } from './console-help.ts';
 import { consoleError, describeFailure, notJson } from './console-values.ts';
-import { ANSI, LEVEL_COLORS, formatPhase, formatReleases, formatServiceSwap, formatStatus } from './format.ts';
+import { ANSI, LEVEL_COLORS, describeSwapFailure, formatPhase, formatReleases, formatServiceSwap, formatStatus } from './format.ts';
 
 /** The prompt. It leaves out the release, which can change while attached; the banner and .status name it. */
 const PROMPT = 'theseus> ';
@@ -94,6 +94,8 @@ class ConsoleSession {
   /** Casts are fire-and-forget; the next request waits until they reached the kernel, to keep their order. */
   #castsSent: Promise<unknown> = Promise.resolve();
   #closed = false;
+  /** Log lines held while an upgrade prints its table of phases; null when none runs. */
+  #heldLogLines: string[] | null = null;
 
   constructor(root: string, input: NodeJS.ReadableStream, output: NodeJS.WritableStream & { isTTY?: boolean }) {
     this.#root = root;
@@ -506,6 +508,8 @@ class ConsoleSession {
     if (verb === 'upgrade' && existsSync(target)) target = resolve(target);
     this.#write(`${verb === 'upgrade' ? 'Upgrading' : 'Downgrading'} to ${target}\n`);
     const onEvent = (event: PhaseEvent) => this.#write(`${formatPhase(event)}\n`);
+    // The swap's log lines (a migration's, say) wait until its table is printed, not to split it.
+    this.#heldLogLines = [];
     try {
       const result = await (verb === 'upgrade'
         ? this.#counted(request(this.#root, 'upgrade', { source: target, commit }, { timeoutMs: SWAP_TIMEOUT_MS, onEvent }))
@@ -515,10 +519,14 @@ class ConsoleSession {
       }
       this.#write(result.committed ? `Release ${result.to} is running and permanent.\n` : `Release ${result.to} is running on trial: .commit makes it permanent; a restart goes back to the permanent release.\n`);
     } catch (error) {
-      // A failed swap names its phase, as `kernel upgrade` does; the running release is untouched.
-      if (!(error instanceof TheseusError && error.phase)) throw error;
-      this.#write(`${this.#style('red', `${verb === 'upgrade' ? 'Upgrade' : 'Downgrade'} failed in phase '${error.phase}': ${error.message} [${error.code}]`)}\n`);
+      // A failed swap says what became of it and in which phase, as `kernel upgrade` does.
+      if (!(error instanceof TheseusError)) throw error;
+      const { verdict, phase, reason } = describeSwapFailure(error);
+      this.#write(`${this.#style('red', `${verb === 'upgrade' ? 'Upgrade' : 'Downgrade'} ${verdict}${phase ? ` in phase '${phase}'` : ''}: ${reason} [${error.code}]`)}\n`);
     } finally {
+      const held = this.#heldLogLines;
+      this.#heldLogLines = null;
+      for (const line of held) this.#write(`${line}\n`);
       // The services' methods may have changed, whichever way it went.
       this.#scheduleRefresh();
     }
@@ -557,7 +565,9 @@ class ConsoleSession {
     if (record.level === 'debug') return;
     const data = record.data === undefined ? '' : ` ${JSON.stringify(record.data)}`;
     const level = this.#style(LEVEL_COLORS[record.level], `${record.level}:`);
-    this.#printAbove(`${this.#style('dim', `[${record.service}@${record.release}]`)} ${level} ${record.message}${data}`);
+    const line = `${this.#style('dim', `[${record.service}@${record.release}]`)} ${level} ${record.message}${data}`;
+    if (this.#heldLogLines) this.#heldLogLines.push(line);
+    else this.#printAbove(line);
   }
 
   /**

@@ -6,7 +6,7 @@ import { connect } from 'node:net';
 import { TheseusError, theseusError } from '../common/errors.ts';
 import { decodeFrames, encodeFrame, type ControlOpName, type ControlReplies, type ControlRequest, type ControlResponse, type PhaseEvent } from '../common/control-protocol.ts';
 import type { LogRecord } from '../common/protocol.ts';
-import { varPaths } from '../common/deploy-paths.ts';
+import { runningPid, varPaths } from '../common/deploy-paths.ts';
 
 export interface RequestOptions {
   timeoutMs?: number;
@@ -15,13 +15,22 @@ export interface RequestOptions {
   onLog?: (record: LogRecord) => void;
 }
 
+/**
+ * Nothing answers on the root's socket: no kernel runs there, unless its pid file names a process
+ * that does run (a kernel still starting, or stuck), which `start` would refuse to start beside.
+ */
+async function noAnswer(root: string, why: string): Promise<TheseusError> {
+  const pid = await runningPid(root);
+  return pid === null ? theseusError('E_KERNEL_NOT_RUNNING', root, why) : theseusError('E_KERNEL_NOT_ANSWERING', root, pid, why);
+}
+
 export async function readCookie(root: string): Promise<string> {
   const file = varPaths(root).cookie;
   try {
     return (await readFile(file, 'utf8')).trim();
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') throw theseusError('E_KERNEL_NOT_RUNNING', root, 'no cookie in var/');
+    if (code === 'ENOENT') throw await noAnswer(root, 'no cookie in var/');
     throw theseusError('E_COOKIE_UNREADABLE', file, code ?? String(error));
   }
 }
@@ -45,6 +54,7 @@ export function send(socketPath: string, frame: unknown, op: string, root: strin
     const socket = connect(socketPath);
     let buffered: Buffer = Buffer.alloc(0);
     let settled = false;
+    let unanswered = false;
     const finish = (error: unknown, value?: unknown) => {
       if (settled) return;
       settled = true;
@@ -56,11 +66,16 @@ export function send(socketPath: string, frame: unknown, op: string, root: strin
     const timer = setTimeout(() => finish(theseusError('E_KERNEL_TIMEOUT', op, timeoutMs)), timeoutMs);
     socket.once('connect', () => socket.write(typeof frame === 'object' && frame !== null && Buffer.isBuffer(frame) ? frame : encodeFrame(frame)));
     socket.on('error', (error: NodeJS.ErrnoException) => {
-      if (error.code === 'ENOENT' || error.code === 'ECONNREFUSED') finish(theseusError('E_KERNEL_NOT_RUNNING', root, `nothing listens on ${socketPath}`));
-      else if (error.code === 'EACCES') finish(theseusError('E_COOKIE_UNREADABLE', socketPath, 'permission denied on the socket'));
+      if (error.code === 'ENOENT' || error.code === 'ECONNREFUSED') {
+        // The close that follows must not settle first: this reason is the one to give.
+        unanswered = true;
+        void noAnswer(root, `nothing listens on ${socketPath}`).then((reason) => finish(reason));
+      } else if (error.code === 'EACCES') finish(theseusError('E_COOKIE_UNREADABLE', socketPath, 'permission denied on the socket'));
       else finish(error);
     });
-    socket.on('close', () => finish(theseusError('E_KERNEL_NOT_RUNNING', root, `the kernel closed the connection before answering '${op}'`)));
+    socket.on('close', () => {
+      if (!unanswered) finish(theseusError('E_KERNEL_NOT_RUNNING', root, `the kernel closed the connection before answering '${op}'`));
+    });
     socket.on('data', (chunk: Buffer) => {
       buffered = Buffer.concat([buffered, chunk]);
       const decoded = decodeFrames(buffered);
@@ -115,7 +130,8 @@ export class ControlConnection {
       const socket = connect(socketPath);
       socket.once('connect', () => resolve(new ControlConnection(socket, cookie, root)));
       socket.once('error', (error: NodeJS.ErrnoException) => {
-        reject(error.code === 'ENOENT' || error.code === 'ECONNREFUSED' ? theseusError('E_KERNEL_NOT_RUNNING', root, `nothing listens on ${socketPath}`) : error);
+        if (error.code === 'ENOENT' || error.code === 'ECONNREFUSED') void noAnswer(root, `nothing listens on ${socketPath}`).then(reject);
+        else reject(error);
       });
     });
   }

@@ -8,6 +8,28 @@ export function formatPhase(event: PhaseEvent): string {
   return `  ${event.phase.padEnd(10)} ${`${event.ms.toFixed(1)} ms`.padStart(10)}${event.detail ? `  ${event.detail}` : ''}`;
 }
 
+/** Errors about the swap request itself, raised before anything began: said without a phase. */
+const REQUEST_REFUSALS: ReadonlySet<string> = new Set([
+  'E_UPGRADE_IS_DOWNGRADE',
+  'E_DOWNGRADE_IS_UPGRADE',
+  'E_RELEASE_ALREADY_RUNNING',
+  'E_RELEASE_NOT_FOUND',
+  'E_RELEASE_NOT_INSTALLED',
+  'E_RELEASE_NOT_A_RELEASE',
+]);
+
+/**
+ * A failed upgrade or downgrade, for one line: what became of it (refused, rolled back, failed), in
+ * which phase (none for a request refused as asked), and the reason, each said once.
+ */
+export function describeSwapFailure(error: { code: string; message: string; phase?: string }): { verdict: string; phase: string | null; reason: string } {
+  if (REQUEST_REFUSALS.has(error.code)) return { verdict: 'refused', phase: null, reason: error.message };
+  // A swap's own failure says already which it was, and in which phase: "Rolled back in phase 'migrate': ...".
+  const told = /^(Refused|Rolled back|Failed after the switch) in phase '([\w-]+)': /.exec(error.message);
+  if (told) return { verdict: told[1]!.toLowerCase(), phase: told[2]!, reason: error.message.slice(told[0].length) };
+  return { verdict: 'failed', phase: error.phase ?? null, reason: error.message };
+}
+
 /** Left-aligned columns, two spaces apart. */
 export function table(header: string[], rows: string[][]): string {
   const widths = header.map((cell, column) => Math.max(cell.length, ...rows.map((row) => row[column]!.length)));

@@ -28,7 +28,8 @@ export async function showLogs(root: string, options: { follow: boolean; lines: 
     const text = (await handle.readFile('utf8')).toString();
     await handle.close();
     const lines = text.split('\n').filter(Boolean);
-    for (const line of lines.slice(-Math.max(0, options.lines))) process.stdout.write(`${formatLine(line)}\n`);
+    // The last `lines` lines; none for 0 (slice(-0) would be all of them).
+    for (const line of lines.slice(Math.max(0, lines.length - options.lines))) process.stdout.write(`${formatLine(line)}\n`);
     position = Buffer.byteLength(text);
   }
   if (!options.follow) return;

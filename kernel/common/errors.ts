@@ -85,7 +85,20 @@ const messages = {
   E_RELEASE_CONFLICT: (version: string, where: string) =>
     `Release ${version} already exists in ${where} with different contents. Bump the version, or remove the old ${version} first.`,
   E_RELEASE_NOT_FOUND: (what: string, known: string) =>
-    `No release '${what}' (installed: ${known || 'none'}). Give a release folder, a tarball, or an installed version.`,
+    `No release '${what}': no file or folder has that path, and no release here has that version (the releases here: ${known || 'none'}). Check what you typed; a release is a folder or tarball built by 'kernel release', or the version of one built or installed here.`,
+  E_UPFROM_NOT_BUILT: (version: string, outDir: string, built: string) =>
+    `--upfrom ${version}: no release ${version} is built in ${outDir} (built: ${built || 'none'}). Build ${version} first, or leave out --upfrom to plan from the newest earlier release.`,
+  E_RELEASE_NOT_INSTALLED: (version: string, known: string, advice: string) =>
+    `Release ${version} is not installed (installed: ${known || 'none'}). ${advice}`,
+  E_NO_RELEASE_TO_START: (root: string, why: string, advice: string) => `There is no release to start in ${root}: ${why}. ${advice}`,
+  E_EXAMPLE_HAS_CONFIGS: (dir: string, configs: string, verb: string) =>
+    `${dir} keeps one release configuration per version (${configs}) and needs no theseus.config.ts of its own, so '${verb}' has nothing to do here: 'kernel start' builds its releases and starts the first; 'kernel release --config <one of them>' builds one.`,
+  E_UPGRADE_IS_DOWNGRADE: (to: string, from: string, target: string) =>
+    `${to} is older than the running ${from}; run 'kernel downgrade ${target}' to go back to it. Nothing was done.`,
+  E_DOWNGRADE_IS_UPGRADE: (to: string, from: string, target: string) =>
+    `${to} is newer than the running ${from}; run 'kernel upgrade ${target}' to go forward to it. Nothing was done.`,
+  E_RELEASE_ALREADY_RUNNING: (version: string, trial: boolean) =>
+    `${version} is already running${trial ? ", on trial ('kernel commit' makes it permanent)" : ''}. Nothing was done.`,
   E_MANIFEST_INVALID: (file: string, what: string, problems: string) => `${file} is not a valid ${what}: ${problems}. Rebuild the release with 'kernel release'.`,
   E_RELEASE_HASH_MISMATCH: (file: string, expected: string, actual: string) =>
     `${file} does not match the manifest (sha256 ${actual.slice(0, 12)}..., expected ${expected.slice(0, 12)}...): the release was changed after it was built. Rebuild it or fetch it again.`,
@@ -119,6 +132,11 @@ const messages = {
   E_REGISTRY_INVALID: (file: string, reason: string) => `The release registry ${file} is unreadable: ${reason}. Restore it from the audit log, or remove it to start over.`,
   // The kernel as a program: control socket, daemon, hooks.
   E_KERNEL_NOT_RUNNING: (root: string, why: string) => `No kernel is running in ${root} (${why}). Start one with 'kernel start'.`,
+  E_KERNEL_NOT_ANSWERING: (root: string, pid: number, why: string) =>
+    `A kernel process runs in ${root} (pid ${pid}) but does not answer (${why}): it is starting, or stuck. Try again in a moment; 'kernel logs' says what it is doing.`,
+  E_USAGE: (problem: string, help: string) => `${problem}${/[.?!]$/.test(problem) ? '' : '.'} '${help}' shows the usage.`,
+  E_VERB_NOT_IN_DEPLOY_ROOT: (verb: string, does: string, root: string) =>
+    `${verb} ${does}, and ${root} is a deploy root: it runs releases and has no project to build from. Run it in your project's folder (npx kernel ${verb}; node kernel ${verb} in the Theseus repo), then bring the release here with 'kernel upgrade <its tarball>'.`,
   E_KERNEL_START_FAILED: (exitCode: number, log: string, tail: string) =>
     `The kernel exited while starting (exit code ${exitCode}). Its last output (${log}):\n  ${tail}\nFix what it says, then run 'kernel start' again.`,
   E_ALREADY_RUNNING: (root: string, pid: number) => `A kernel is already running in ${root} (pid ${pid}). Stop it with 'kernel stop' first.`,

@@ -16,7 +16,7 @@ import type { LogRecord } from '../common/protocol.ts';
 import { writeFileAtomic } from '../release/fs-atomic.ts';
 import { removeStaleStaging } from '../release/install.ts';
 import type { Manifest } from '../release/manifest.ts';
-import { findEntry, readRegistry, withPermanent, withoutRelease, writeRegistry } from '../release/registry.ts';
+import { findEntry, readRegistry, withInstallTimes, withPermanent, withoutRelease, writeRegistry } from '../release/registry.ts';
 import { checkTransition, type TransitionTable } from '../common/lifecycle.ts';
 import { appendAudit } from './audit.ts';
 import { ControlServer, dispatchTo, type ControlChannel, type ControlHandlers } from './control-server.ts';
@@ -220,9 +220,10 @@ export class KernelDaemon {
       },
       ping: async () => ({ pong: true, pid: process.pid, release: this.#running }),
       status: () => this.#status(),
-      releases: async () => (await readRegistry(this.#root)).releases.map((entry) => ({ ...entry, running: entry.version === this.#running })),
-      upgrade: ({ source, commit }, channel) => this.#serialized(() => this.#upgrade(source, commit, channel.emit)),
-      downgrade: ({ version, commit }, channel) => this.#serialized(() => this.#upgrade(version, commit, channel.emit)),
+      releases: async () => (await withInstallTimes(this.#root, await readRegistry(this.#root))).releases.map((entry) => ({ ...entry, running: entry.version === this.#running })),
+      // Each verb goes one way only: an upgrade to an older release is refused, and so on.
+      upgrade: ({ source, commit }, channel) => this.#serialized(() => this.#upgrade('upgrade', source, commit, channel.emit)),
+      downgrade: ({ version, commit }, channel) => this.#serialized(() => this.#upgrade('downgrade', version, commit, channel.emit)),
       commit: () => this.#serialized(() => this.#commit()),
       remove: ({ version }) => this.#serialized(() => this.#remove(version)),
       stop: async () => {
@@ -257,7 +258,7 @@ export class KernelDaemon {
   }
 
   /** `kernel upgrade` and `kernel downgrade`: the release-level machine, in upgrade/release-upgrade.ts. */
-  async #upgrade(source: string, commit: boolean, emit: (event: PhaseEvent) => void): Promise<UpgradeResult> {
+  async #upgrade(direction: 'upgrade' | 'downgrade', source: string, commit: boolean, emit: (event: PhaseEvent) => void): Promise<UpgradeResult> {
     const upgrade = new ReleaseUpgrade(
       {
         root: this.#root,
@@ -273,7 +274,7 @@ export class KernelDaemon {
         audit: (entry) => appendAudit(this.#paths.audit, entry),
         log: (level, message) => this.#kernelLog(level, message),
       },
-      { source, commit },
+      { source, commit, direction },
       emit,
     );
     const result = await upgrade.run();

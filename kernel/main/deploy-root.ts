@@ -54,7 +54,13 @@ export async function startFromRoot(root: string, onLog?: (record: LogRecord) =>
   let registry = await readRegistry(root);
   const version = permanentVersion(registry);
   if (!version) {
-    throw theseusError('E_RELEASE_NOT_FOUND', 'permanent release', registry.releases.map((entry) => `${entry.version} (${entry.status})`).join(', '));
+    const listed = registry.releases.map((entry) => `${entry.version} (${entry.status})`).join(', ');
+    throw theseusError(
+      'E_NO_RELEASE_TO_START',
+      root,
+      listed ? `none of its releases is permanent (${listed})` : 'no release is installed',
+      "Run the kernel in a deploy root unpacked from a release tarball (or give one with --root); in a project, 'kernel start' builds a release and makes it permanent first.",
+    );
   }
   const trial = registry.releases.find((entry) => entry.status === 'current')?.version ?? null;
   if (trial) {

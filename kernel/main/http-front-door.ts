@@ -266,6 +266,8 @@ export class HttpFrontDoor {
   }
 
   async #closeListener(listener: Listener, graceMs: number): Promise<void> {
+    // Named while bound: a closed server has no address, and its configured port may be 0.
+    const where = describe(listener);
     const closed = new Promise<void>((resolve) => listener.server.close(() => resolve()));
     // Idle keep-alive connections would hold close() open; busy ones finish their response first.
     listener.server.closeIdleConnections();
@@ -279,7 +281,7 @@ export class HttpFrontDoor {
       clearTimeout(grace);
       clearInterval(idleSweep);
     }
-    this.#options.log('info', `HTTP front door stopped listening on ${describe(listener)}`);
+    this.#options.log('info', `HTTP front door stopped listening on ${where}`);
   }
 
   #onRequest(listener: Listener, request: IncomingMessage, response: ServerResponse): void {

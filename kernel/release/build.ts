@@ -287,7 +287,7 @@ async function findPrevious(outDir: string, config: LoadedConfig, upfrom: string
   const withManifest: string[] = [];
   for (const version of built) if (await stat(join(outDir, version, 'manifest.json')).catch(() => null)) withManifest.push(version);
   if (upfrom !== undefined) {
-    if (!withManifest.includes(upfrom)) throw theseusError('E_RELEASE_NOT_FOUND', upfrom, withManifest.join(', '));
+    if (!withManifest.includes(upfrom)) throw theseusError('E_UPFROM_NOT_BUILT', upfrom, outDir, withManifest.sort(semver.compare).join(', '));
     if (!semver.gt(config.version, upfrom)) throw theseusError('E_VERSION_NOT_BUMPED', config.version, upfrom, config.packageFile);
     return { version: upfrom, manifest: (await verifyReleaseDir(join(outDir, upfrom))).manifest };
   }
@@ -341,8 +341,11 @@ let kernelBundles: Promise<KernelBundles> | null = null;
 function bundleKernel(): Promise<KernelBundles> {
   kernelBundles ??= (async () => {
     const { build } = await import('esbuild');
-    // THESEUS_FAULTS is for tests only: a deployed kernel reads it as empty, whatever is set.
-    const base = { ...esbuildOptions(kernelRoot), external: ['esbuild', 'tsx', 'piscina'], define: { 'process.env.THESEUS_FAULTS': '""' } };
+    // THESEUS_FAULTS is for tests only: a deployed kernel reads it as empty, whatever is set. The
+    // kernel's version is written in: a deploy root has no package.json of Theseus to read it from.
+    const { version } = JSON.parse(await readFile(join(kernelRoot, 'package.json'), 'utf8')) as { version: string };
+    const define = { 'process.env.THESEUS_FAULTS': '""', 'process.env.THESEUS_KERNEL_VERSION': JSON.stringify(version) };
+    const base = { ...esbuildOptions(kernelRoot), external: ['esbuild', 'tsx', 'piscina'], define };
     const [kernel, worker, poolWorker, unpackWorker, piscina] = await Promise.all([
       build({ ...base, entryPoints: [join(kernelRoot, 'kernel', 'cli', 'main.ts')] }),
       build({ ...base, entryPoints: [join(kernelRoot, 'kernel', 'worker', 'entry.ts')] }),

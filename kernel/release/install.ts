@@ -279,7 +279,11 @@ async function resolveSource(root: string, source: string, named: NamedVersion[]
     if (await stat(installed).catch(() => null)) return resolveSource(root, installed, [{ version: source, by: `the requested version ${source}` }]);
   }
   if (info !== null) throw theseusError('E_RELEASE_NOT_A_RELEASE', source, 'it is neither a folder nor a regular file');
-  const known = (await readdir(join(root, 'releases')).catch(() => [] as string[])).filter((name) => semver.valid(name));
+  const known = (await readdir(join(root, 'releases')).catch(() => [] as string[])).filter((name) => semver.valid(name)).sort(semver.compare);
+  // A bare version asks for an installed release; anything else was meant as a path.
+  if (semver.valid(source) === source) {
+    throw theseusError('E_RELEASE_NOT_INSTALLED', source, known.join(', '), "To install it on the way, give its release folder or tarball instead of its version (kernel release builds them); 'kernel releases' lists what is installed.");
+  }
   throw theseusError('E_RELEASE_NOT_FOUND', source, known.join(', '));
 }
 

@@ -7,7 +7,7 @@
 //   permanent  what the kernel boots; usually also what runs
 //   old        ran before; kept so a downgrade can go back to it
 
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Type, type Static } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
@@ -108,7 +108,26 @@ export function withTrialReverted(registry: Registry): Registry {
 
 export function withoutRelease(registry: Registry, version: string): Registry {
   const entry = findEntry(registry, version);
-  if (!entry) throw theseusError('E_RELEASE_NOT_FOUND', version, registry.releases.map((e) => e.version).join(', '));
+  if (!entry) throw theseusError('E_RELEASE_NOT_INSTALLED', version, registry.releases.map((e) => e.version).join(', '), "There is nothing to remove; 'kernel releases' lists what is installed.");
   if (entry.status === 'permanent' || entry.status === 'current') throw theseusError('E_REMOVE_REFUSED', version, entry.status);
   return { ...registry, releases: registry.releases.filter((e) => e.version !== version) };
+}
+
+/** What a release tarball's own registry says of the release in it: it records no time, so the archive is the same on every build. */
+const UNRECORDED_INSTALL = new Date(0).toISOString();
+
+/**
+ * The registry with a real install time for the release a tarball brought (its entry holds the
+ * epoch): when its manifest.json was written here, which is when the tarball was unpacked. For
+ * showing; nothing is written.
+ */
+export async function withInstallTimes(root: string, registry: Registry): Promise<Registry> {
+  const releases = await Promise.all(
+    registry.releases.map(async (entry) => {
+      if (entry.installedAt !== UNRECORDED_INSTALL) return entry;
+      const unpacked = await stat(join(root, 'releases', entry.version, 'manifest.json')).catch(() => null);
+      return unpacked ? { ...entry, installedAt: unpacked.ctime.toISOString() } : entry;
+    }),
+  );
+  return { ...registry, releases };
 }

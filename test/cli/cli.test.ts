@@ -21,7 +21,7 @@ test('every verb answers --help', () => {
   for (const verb of ['start', 'upgrade', 'console', 'version', 'release', 'init', 'foreground', 'releases', 'remove', 'systemd-unit']) {
     const result = kernel(verb, '--help');
     assert.equal(result.status, 0, verb);
-    assert.match(result.stdout, new RegExp(`Usage: kernel ${verb}`));
+    assert.match(result.stdout, new RegExp(`Usage: node kernel ${verb}`));
   }
 });
 
@@ -52,7 +52,7 @@ test('kernel release builds from a config and prints its steps and timing; kerne
   // A user error is one line with its code, and exit 1.
   const missing = kernel('release', '--config', join(out, 'nope.config.ts'));
   assert.equal(missing.status, 1);
-  assert.match(missing.stderr, /^kernel release: No release configuration at .*nope\.config\.ts\. Run 'kernel init' to write one\. \[E_CONFIG_MISSING\]\n$/);
+  assert.match(missing.stderr, /^kernel release: No release configuration at .*nope\.config\.ts\. Run 'node kernel init' to write one\. \[E_CONFIG_MISSING\]\n$/);
 
   const app = await mkdtemp(join(tmpdir(), 'theseus-init-'));
   await writeFile(join(app, 'package.json'), JSON.stringify({ name: '@acme/ledger', version: '1.0.0' }));

@@ -230,10 +230,14 @@ test('kernel console: call, complete, survive an error, watch an upgrade from an
   for (const command of ['status', 'releases', 'services', 'upgrade', 'downgrade', 'commit', 'exit']) assert.match(help, new RegExp(`^\\.${command}\\s+\\S`, 'm'), `.help lists .${command}`);
   terminal.type('.downgrade 0.2.0');
   terminal.press('Enter');
-  const downgraded = await terminal.waitFor('the downgrade', (screen) => /^Release 0\.2\.0 is running and permanent\.$/m.test(screen) && atPrompt(screen));
+  const downgraded = await terminal.waitFor('the downgrade and its log line', (screen) => /^Release 0\.2\.0 is running and permanent\.$/m.test(screen) && /Changing code from 1 to 0/.test(screen) && atPrompt(screen));
   assert.match(downgraded, /^Downgrading to 0\.2\.0$/m);
   assert.match(downgraded, /^ {2}switch\s+[\d.]+ ms/m, 'each step as it happened');
-  assert.match(downgraded, /Changing code from 1 to 0/, "the migration's log line");
+  // The table is whole: between its first line and its last, only its own indented rows.
+  const lines = downgraded.split('\n');
+  const table = lines.slice(lines.lastIndexOf('Downgrading to 0.2.0') + 1, lines.findLastIndex((line) => line.startsWith('Release 0.2.0 is running')));
+  assert.ok(table.length > 0 && table.every((line) => line.startsWith('  ')), `no log line inside the table:\n${table.join('\n')}`);
+  assert.ok(lines.findLastIndex((line) => line.includes('Changing code from 1 to 0')) > lines.findLastIndex((line) => line.startsWith('Release 0.2.0 is running')), "the migration's log line, after the table");
 
   // Ctrl-D leaves; the console exits 0 by itself and the kernel keeps running.
   terminal.press('C-d');

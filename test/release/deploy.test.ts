@@ -71,7 +71,7 @@ test('a release on trial (not committed) reverts to the permanent one on restart
   await installRelease(deployRoot, results[1]!.tarball);
   await writeRegistry(deployRoot, withCurrent(await readRegistry(deployRoot), '0.2.0'));
   const run = await runForeground(deployRoot);
-  assert.match(run.output, /Release 0\.2\.0 was on trial \(not committed\) and was reverted/);
+  assert.match(run.output, /Release 0\.2\.0 was on trial \(never committed\) and was reverted: running the permanent release 0\.1\.0\./);
   assert.match(run.ready, /sequence 0\.1\.0/);
   const registry = await readRegistry(deployRoot);
   assert.deepEqual(registry.releases.map((r) => [r.version, r.status]), [['0.1.0', 'permanent'], ['0.2.0', 'old']]);

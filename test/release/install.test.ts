@@ -218,7 +218,7 @@ test('the registry: written atomically, the permanent and current releases canno
   await writeRegistry(root, withPermanent(await readRegistry(root), '0.1.0'));
   const registry = await readRegistry(root);
   assert.throws(() => withoutRelease(registry, '0.1.0'), { code: 'E_REMOVE_REFUSED' });
-  assert.throws(() => withoutRelease(registry, '9.9.9'), { code: 'E_RELEASE_NOT_FOUND' });
+  assert.throws(() => withoutRelease(registry, '9.9.9'), { code: 'E_RELEASE_NOT_INSTALLED' });
   const trimmed = withoutRelease(registry, '0.2.0');
   assert.deepEqual(trimmed.releases.map((r) => r.version), ['0.1.0', '0.3.0']);
   // No temporary file is left next to it.

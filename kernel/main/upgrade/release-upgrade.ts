@@ -4,14 +4,17 @@
 //   idle -> installing -> checking -> swapping -> watching -> committing -> committed
 //              |             |          |  |         |            |
 //              v             v          |  |         +------------+--> reverting -> reverted
-//            failed        failed       |  |                                    \-> revert-failed
+//            failed        failed |     |  |                                    \-> revert-failed
+//                                 +--> refused (the running release again, or the wrong way)
 //                                       |  +--> failed (a new worker died at the switch, unwatched)
 //                                       +--> refused (check) | rolled-back (prepare to migrate)
 //
 // installing   (phase check) unpack the release into the deploy root (in a worker thread) and
 //              verify every file against its manifest and signature (kernel/release/install.ts).
-// checking     (check) the release can run here, has the same services, its preUpgrade hooks
-//              pass, and the HTTP listeners it adds are open (a taken port refuses it now).
+// checking     (check) the release goes the way asked (`kernel upgrade` only to a newer release,
+//              `kernel downgrade` only to an older one, neither to the one running), can run
+//              here, has the same services, its preUpgrade hooks pass, and the HTTP listeners it
+//              adds are open (a taken port refuses it now).
 // swapping     (check, prepare, suspend, migrate, switch) the services move to the new code
 //              (service-swap.ts, hot-swap.ts); the new HTTP routes take over in the switch's turn.
 //              From the switch on the new release runs, whatever comes next.
@@ -36,7 +39,7 @@ import type { FrontDoorStats } from '../../common/status.ts';
 import { roundMs } from '../../common/time.ts';
 import { discardInstall, installRelease, verifyReleaseDir } from '../../release/install.ts';
 import type { HttpConfig, Manifest } from '../../release/manifest.ts';
-import { readRegistry, registryFile, withCurrent, withPermanent, writeRegistry } from '../../release/registry.ts';
+import { findEntry, readRegistry, registryFile, withCurrent, withPermanent, writeRegistry } from '../../release/registry.ts';
 import type { AuditEntry } from '../audit.ts';
 import { assertCompatible, serviceSources } from '../deploy-root.ts';
 import { runHooks } from '../hooks.ts';
@@ -62,7 +65,7 @@ type UpgradeState =
 const allowedTransitions: TransitionTable<UpgradeState> = {
   idle: ['installing'],
   installing: ['checking', 'failed'],
-  checking: ['swapping', 'failed'],
+  checking: ['swapping', 'refused', 'failed'],
   swapping: ['watching', 'refused', 'rolled-back', 'failed'],
   watching: ['committing', 'reverting', 'failed'],
   committing: ['committed', 'reverting', 'failed'],
@@ -117,6 +120,10 @@ export class ReleaseUpgrade {
   #host: UpgradeHost;
   #source: string;
   #commit: boolean;
+  /** Which way the request goes: `kernel upgrade` or `kernel downgrade`. */
+  #direction: 'upgrade' | 'downgrade';
+  /** The request itself was refused (the wrong way, or the running release): nothing was tried. */
+  #requestRefused = false;
   #emit: (event: PhaseEvent) => void;
   /** Each phase's time, for the audit line. */
   #durations: Partial<Record<UpgradePhase, number>> = {};
@@ -132,17 +139,18 @@ export class ReleaseUpgrade {
   #checkTold = false;
   #checkDetail = '';
 
-  constructor(host: UpgradeHost, request: { source: string; commit: boolean }, emit: (event: PhaseEvent) => void) {
+  constructor(host: UpgradeHost, request: { source: string; commit: boolean; direction: 'upgrade' | 'downgrade' }, emit: (event: PhaseEvent) => void) {
     this.#host = host;
     this.#source = request.source;
     this.#commit = request.commit;
+    this.#direction = request.direction;
     this.#emit = emit;
     this.#from = host.running().version;
   }
 
   async run(): Promise<UpgradeResult> {
     const from = this.#from;
-    let op: 'upgrade' | 'downgrade' = 'upgrade';
+    const op = this.#direction;
     try {
       this.#transition('installing');
       const installed = await installRelease(this.#host.root, this.#source);
@@ -153,9 +161,9 @@ export class ReleaseUpgrade {
         this.#installedHere = to;
         await this.#host.audit({ op: 'install', from: null, to, hashes: this.#host.hashes(to), outcome: 'ok', durations: { ...this.#durations } });
       }
-      op = semver.gte(to, from) ? 'upgrade' : 'downgrade';
 
       this.#transition('checking');
+      await this.#checkDirection(to, installed.alreadyInstalled);
       assertCompatible(installed.manifest);
       const running = Object.keys(this.#host.running().manifest.services).sort().join(',');
       const next = Object.keys(installed.manifest.services).sort().join(',');
@@ -220,7 +228,9 @@ export class ReleaseUpgrade {
         throw inPhase(theseusError('E_REGISTRY_WRITE_FAILED', registryFile(this.#host.root), `${errorMessage(error)}. ${revert}`), 'commit');
       }
       await hangIfFaulted('commit', (message) => this.#host.log('warn', message));
-      this.#phase('commit', commitStarted, this.#commit ? `${to} is permanent` : `${to} is on trial: 'kernel commit' makes it permanent, a restart reverts it`);
+      const outcome = this.#commit ? `${to} is permanent` : `${to} is on trial: 'kernel commit' makes it permanent, a restart reverts it`;
+      this.#phase('commit', commitStarted, outcome);
+      this.#host.log('info', `${op} ${from} -> ${to} done: ${outcome}`);
       await runHooks('postUpgrade', installed.manifest.hooks.postUpgrade, this.#host.root, { THESEUS_RELEASE: to, THESEUS_FROM: from }).catch((error: unknown) =>
         this.#host.log('warn', errorMessage(error)),
       );
@@ -250,6 +260,23 @@ export class ReleaseUpgrade {
       // Probation never outlives its upgrade, whatever ended it (a no-op once it has ended).
       this.#host.kernel.abandonProbation();
     }
+  }
+
+  /**
+   * Refuses a request that makes no sense as asked: the release that runs already, or a release
+   * the other verb is for. Before anything is checked or changed, so the message says only that.
+   */
+  async #checkDirection(to: string, alreadyInstalled: boolean): Promise<void> {
+    const from = this.#from;
+    let refusal: TheseusError | null = null;
+    // A release installed for this request goes again with the refusal: then only its path names it.
+    const target = alreadyInstalled ? to : this.#source;
+    if (to === from) refusal = theseusError('E_RELEASE_ALREADY_RUNNING', to, findEntry(await readRegistry(this.#host.root), to)?.status === 'current');
+    else if (this.#direction === 'upgrade' && semver.lt(to, from)) refusal = theseusError('E_UPGRADE_IS_DOWNGRADE', to, from, target);
+    else if (this.#direction === 'downgrade' && semver.gt(to, from)) refusal = theseusError('E_DOWNGRADE_IS_UPGRADE', to, from, target);
+    if (!refusal) return;
+    this.#requestRefused = true;
+    throw refusal;
   }
 
   #transition(next: UpgradeState): void {
@@ -294,6 +321,10 @@ export class ReleaseUpgrade {
   /** The terminal state of a failed upgrade, from where it stood and what the error says. */
   #endInFailure(error: unknown): void {
     if (this.#state === 'reverted' || this.#state === 'revert-failed') return;
+    if (this.#requestRefused) {
+      this.#transition('refused');
+      return;
+    }
     if (error instanceof SwapError && this.#state === 'swapping') {
       this.#transition(error.report.outcome === 'refused' ? 'refused' : error.report.outcome === 'rolled-back' ? 'rolled-back' : 'failed');
       return;

@@ -1,0 +1,41 @@
+// A project that keeps one release configuration per version instead of one theseus.config.ts:
+// the Theseus repo's example, services/sequence/<version>/theseus.config.ts. `kernel start` builds
+// its releases; `init` and `release` without --config say how to use it. Runs in the CLI's process.
+
+import { readdir, stat } from 'node:fs/promises';
+import { join, relative } from 'node:path';
+import semver from 'semver';
+import { DEFAULT_CONFIG_FILE } from '../common/deploy-paths.ts';
+
+export interface VersionedConfig {
+  version: string;
+  /** The configuration file, absolute. */
+  config: string;
+}
+
+/**
+ * The configurations under services/<app>/<version>/theseus.config.ts, oldest first; none when the
+ * folder has a theseus.config.ts of its own (that one is the project's).
+ */
+export async function versionedConfigs(dir: string): Promise<VersionedConfig[]> {
+  if (await stat(join(dir, DEFAULT_CONFIG_FILE)).catch(() => null)) return [];
+  const found: VersionedConfig[] = [];
+  for (const app of await readdir(join(dir, 'services')).catch(() => [] as string[])) {
+    for (const version of await readdir(join(dir, 'services', app)).catch(() => [] as string[])) {
+      const config = join(dir, 'services', app, version, DEFAULT_CONFIG_FILE);
+      if (semver.valid(version) === version && (await stat(config).catch(() => null))?.isFile()) found.push({ version, config });
+    }
+  }
+  return found.sort((a, b) => semver.compare(a.version, b.version));
+}
+
+/** `services/sequence/{0.1.0,0.2.0,0.3.0}/theseus.config.ts`: the configurations, in a few words. */
+export function describeConfigs(dir: string, configs: readonly VersionedConfig[]): string {
+  const paths = configs.map((c) => relative(dir, c.config));
+  const [first] = paths;
+  if (!first) return 'none';
+  // The usual layout differs only in the version folder: name it once, with the versions in braces.
+  const pattern = first.replace(configs[0]!.version, '<version>');
+  const same = configs.every((c, i) => paths[i] === pattern.replace('<version>', c.version));
+  return same && configs.length > 1 ? pattern.replace('<version>', `{${configs.map((c) => c.version).join(',')}}`) : paths.join(', ');
+}
