@@ -122,13 +122,16 @@ export interface LoadedConfig {
  * Under a TypeScript loader (tsx, as in the repo) Node imports the .ts file itself. The installed
  * package runs compiled JavaScript with no loader, so there esbuild compiles the file into a module
  * written next to it, where its relative paths and its packages ('theseus/release') resolve as
- * they do from the source; it is imported once and removed.
+ * they do from the source; it is imported once and removed. The same happens where Node strips
+ * types itself but refuses syntax that needs a compiler (an enum).
  */
+const NEEDS_COMPILING = new Set(['ERR_UNKNOWN_FILE_EXTENSION', 'ERR_UNSUPPORTED_TYPESCRIPT_SYNTAX']);
+
 async function importConfigModule(absolute: string, version: string): Promise<{ default?: unknown }> {
   try {
     return (await import(`${pathToFileURL(absolute).href}?contents=${version}`)) as { default?: unknown };
   } catch (error) {
-    if ((error as { code?: unknown }).code !== 'ERR_UNKNOWN_FILE_EXTENSION') throw error;
+    if (!NEEDS_COMPILING.has(String((error as { code?: unknown }).code))) throw error;
   }
   const { build } = await import('esbuild');
   const result = await build({ entryPoints: [absolute], bundle: true, packages: 'external', platform: 'node', format: 'esm', target: 'node20', write: false, logLevel: 'silent' });

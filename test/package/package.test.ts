@@ -71,13 +71,31 @@ async function offlineLock(project: string, name: string): Promise<void> {
   await writeFile(join(project, 'package-lock.json'), `${JSON.stringify({ name, version: '0.1.0', lockfileVersion: 3, requires: true, packages }, null, 2)}\n`);
 }
 
-async function install(packed: Packed): Promise<string> {
+interface Installed {
+  project: string;
+  /** What `npm install` printed. */
+  npmOutput: string;
+}
+
+/**
+ * The project reviews the two install scripts npm would warn about, as the README advises. It
+ * denies esbuild's: that script only checks and links the binary that esbuild's platform package
+ * already ships (or downloads it, where that package is missing). And it denies Theseus's own
+ * prepare, which npm lists for a package from a tarball but never runs for one: the tarball holds
+ * dist/ already. (From git, npm must run prepare to build dist/; there it is approved.)
+ */
+async function install(packed: Packed): Promise<Installed> {
   const project = join(await tempDir('theseus-package-'), 'sequence');
   await mkdir(project);
-  await writeFile(join(project, 'package.json'), `${JSON.stringify({ name: 'sequence', version: '0.1.0', type: 'module', private: true }, null, 2)}\n`);
+  const manifest = { name: 'sequence', version: '0.1.0', type: 'module', private: true, allowScripts: { esbuild: false, [`file:${packed.tarball}`]: false } };
+  await writeFile(join(project, 'package.json'), `${JSON.stringify(manifest, null, 2)}\n`);
   await offlineLock(project, 'sequence');
-  succeeds('npm', ['install', '--offline', '--no-audit', '--no-fund', packed.tarball], project);
-  return project;
+  const result = run('npm', ['install', '--offline', '--no-audit', '--no-fund', packed.tarball], project);
+  if (result.status !== 0 && /ENOTCACHED/.test(result.output)) {
+    assert.fail(`npm's cache lacks a tarball this offline install needs; run \`npm ci\` in the repo first, which fills it:\n${result.output}`);
+  }
+  assert.equal(result.status, 0, `npm install ${packed.tarball} failed in ${project}:\n${result.output}`);
+  return { project, npmOutput: result.output };
 }
 
 const packed = pack();
@@ -87,7 +105,7 @@ const running: string[] = [];
 after(async () => {
   // Never leave a kernel behind, whatever failed.
   for (const root of running) spawnSync(join(root, 'bin', 'kernel'), ['stop'], { encoding: 'utf8', timeout: 60_000, env: cleanEnv });
-  const project = await installed.catch(() => null);
+  const project = (await installed.catch(() => null))?.project;
   if (project) spawnSync('npx', ['--no', '--', 'kernel', 'stop'], { cwd: project, encoding: 'utf8', timeout: 60_000, env: cleanEnv });
 });
 
@@ -130,6 +148,16 @@ export default defineService({
 });
 `;
 
+test("every locked dependency with an install script is reviewed in the repo's allowScripts", async () => {
+  // Otherwise `npm ci` warns about it on every install, CI's included.
+  const manifest = JSON.parse(await readFile(join(repo, 'package.json'), 'utf8')) as { allowScripts?: Record<string, boolean> };
+  const lock = JSON.parse(await readFile(join(repo, 'package-lock.json'), 'utf8')) as { packages: Record<string, { hasInstallScript?: boolean }> };
+  const withScripts = Object.entries(lock.packages).filter(([, entry]) => entry.hasInstallScript).map(([path]) => path.slice(path.lastIndexOf('node_modules/') + 'node_modules/'.length));
+  assert.ok(withScripts.includes('esbuild'), 'the lockfile records install scripts');
+  const unreviewed = withScripts.filter((name) => typeof manifest.allowScripts?.[name] !== 'boolean');
+  assert.deepEqual(unreviewed, [], 'add each to allowScripts in package.json, true or false, once its script is read');
+});
+
 test('npm pack ships compiled JavaScript with its types, the bin, and no TypeScript source', async (t) => {
   const { files, size, unpackedSize } = await packed;
   t.diagnostic(`package: ${files.length} files, ${size} bytes packed, ${unpackedSize} bytes unpacked`);
@@ -147,7 +175,7 @@ test('npm pack ships compiled JavaScript with its types, the bin, and no TypeScr
 });
 
 test('the tarball installs offline into a plain project, which has no tsx', async () => {
-  const project = await installed;
+  const { project } = await installed;
   const theseus = join(project, 'node_modules', 'theseus');
   assert.ok((await lstat(theseus)).isDirectory(), 'node_modules/theseus is a folder of its own, not a link to the repo');
   const shipped = await readdir(theseus, { recursive: true });
@@ -157,8 +185,19 @@ test('the tarball installs offline into a plain project, which has no tsx', asyn
   assert.notEqual(loader.status, 0, 'the project cannot load tsx');
 });
 
+test("with esbuild's install script denied, npm has nothing to warn about and esbuild still works", async () => {
+  const { project, npmOutput } = await installed;
+  assert.doesNotMatch(npmOutput, /install-scripts|allowScripts/, 'npm warned about an unreviewed install script');
+  // The script, had it run, would have put the native binary in place of this Node launcher.
+  const launcher = await readFile(join(project, 'node_modules', 'esbuild', 'bin', 'esbuild'), 'utf8');
+  assert.match(launcher, /^#!\/usr\/bin\/env node/, "esbuild's install script ran");
+  const transformed = run(process.execPath, ['--input-type=module', '-e', "const { transform } = await import('esbuild'); console.log((await transform('const n: number = 1', { loader: 'ts' })).code)"], project);
+  assert.equal(transformed.status, 0, transformed.output);
+  assert.match(transformed.stdout, /^const n = 1;$/m);
+});
+
 test("the README's tutorial through the installed bin: init, release, start, upgrade with a migration, stop", async () => {
-  const project = await installed;
+  const { project } = await installed;
   assert.match(kernel(project, '--help'), /Usage: kernel <verb>/);
   await mkdir(join(project, 'services', 'sequence'), { recursive: true });
   await writeFile(join(project, 'services', 'sequence', 'index.ts'), sequenceService('0.1.0'));
@@ -183,7 +222,7 @@ test("the README's tutorial through the installed bin: init, release, start, upg
 });
 
 test("the release tarball built by the installed package boots with its own bin/kernel", async () => {
-  const project = await installed;
+  const { project } = await installed;
   const tarball = join(project, 'releases', '0.1.0', 'sequence-0.1.0.tar.gz');
   await stat(tarball).catch(() => assert.fail(`${tarball} was not built; the tutorial test runs first`));
   const deployRoot = await tempDir('theseus-package-deploy-');
@@ -195,7 +234,7 @@ test("the release tarball built by the installed package boots with its own bin/
 });
 
 test("a plain .mjs file imports { Kernel } from 'theseus' and hot-swaps a TypeScript service", async () => {
-  const project = await installed;
+  const { project } = await installed;
   await mkdir(join(project, 'api'), { recursive: true });
   await writeFile(join(project, 'api', 'v1.ts'), sequenceService('0.1.0'));
   await writeFile(join(project, 'api', 'v2.ts'), sequenceWithDelta);
@@ -228,7 +267,7 @@ console.log(JSON.stringify({
 });
 
 test("the package's .d.ts types check a consumer's TypeScript", async () => {
-  const project = await installed;
+  const { project } = await installed;
   await writeFile(
     join(project, 'typed.ts'),
     `import { Kernel, type ClientOf } from 'theseus';
