@@ -7,8 +7,13 @@ import { existsSync } from 'node:fs';
 
 const source = new URL('./cli/main.ts', import.meta.url);
 if (existsSync(source)) {
-  const { register } = await import('tsx/esm/api');
-  register();
+  // tsx is a dev dependency: a checkout installed with --omit=dev has none.
+  const tsx = await import('tsx/esm/api').catch((error) => {
+    if (error?.code !== 'ERR_MODULE_NOT_FOUND') throw error;
+    process.stderr.write('kernel: running from the sources needs tsx, a dev dependency; run `npm ci` here without --omit=dev, or install the built package (`npm pack`).\n');
+    process.exit(1);
+  });
+  tsx.register();
   await import(source.href);
 } else {
   await import('../dist/cli/main.js');

@@ -199,6 +199,9 @@ test("with esbuild's install script denied, npm has nothing to warn about and es
 test("the README's tutorial through the installed bin: init, release, start, upgrade with a migration, stop", async () => {
   const { project } = await installed;
   assert.match(kernel(project, '--help'), /Usage: kernel <verb>/);
+  // Read from the installed package's package.json, which the compiled CLI finds from dist/.
+  const { version } = JSON.parse(await readFile(join(project, 'node_modules', 'theseus', 'package.json'), 'utf8')) as { version: string };
+  assert.equal(kernel(project, 'version').trim(), version);
   await mkdir(join(project, 'services', 'sequence'), { recursive: true });
   await writeFile(join(project, 'services', 'sequence', 'index.ts'), sequenceService('0.1.0'));
   assert.match(kernel(project, 'init'), /with services: sequence/);
