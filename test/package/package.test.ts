@@ -6,8 +6,8 @@
 
 import assert from 'node:assert/strict';
 import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
-import { lstat, mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { access, lstat, mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { after, test } from 'node:test';
 import { extract } from 'tar';
 import { root as repo } from '../helpers.ts';
@@ -100,6 +100,9 @@ async function install(packed: Packed): Promise<Installed> {
 
 const packed = pack();
 const installed = packed.then(install);
+// Each test awaits these and fails with their error; until one does, a failure is not unhandled.
+packed.catch(() => undefined);
+installed.catch(() => undefined);
 const running: string[] = [];
 
 after(async () => {
@@ -267,6 +270,32 @@ console.log(JSON.stringify({
   assert.equal(result.afterSwap, 'The next number is 458');
   assert.ok(result.migration, `the swap ran the migration: ${output}`);
   assert.deepEqual(result.errors, ['function', 'function']);
+});
+
+test("each relative import in the package's .d.ts files names a module the package ships, with its types", async () => {
+  // tsc keeps the sources' './x.ts' in the declarations it writes; no ./x.ts is installed.
+  const { project } = await installed;
+  const dist = join(project, 'node_modules', 'theseus', 'dist');
+  const declarations = (await readdir(dist, { recursive: true })).filter((file) => file.endsWith('.d.ts'));
+  assert.ok(declarations.includes('index.d.ts'), 'the package has its declarations');
+  const missing: string[] = [];
+  let imports = 0;
+  for (const file of declarations) {
+    const text = await readFile(join(dist, file), 'utf8');
+    for (const [, specifier] of text.matchAll(/(?:from|import)\s*\(?\s*['"](\.\.?\/[^'"]+)['"]/g)) {
+      imports += 1;
+      const target = join(dist, dirname(file), specifier!);
+      if (!target.endsWith('.js')) {
+        missing.push(`${file}: ${specifier} (not the path of a .js file)`);
+        continue;
+      }
+      for (const shipped of [target, target.replace(/\.js$/, '.d.ts')]) {
+        await access(shipped).catch(() => missing.push(`${file}: ${specifier} (${shipped} is missing)`));
+      }
+    }
+  }
+  assert.ok(imports > 50, `the declarations import each other (${imports} relative imports)`);
+  assert.deepEqual(missing, []);
 });
 
 test("the package's .d.ts types check a consumer's TypeScript", async () => {
