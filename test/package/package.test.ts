@@ -6,7 +6,7 @@
 
 import assert from 'node:assert/strict';
 import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
-import { access, lstat, mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { access, lstat, mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { after, test } from 'node:test';
 import { extract } from 'tar';
@@ -14,6 +14,9 @@ import { root as repo } from '../helpers.ts';
 import { tempDir } from '../release/helpers.ts';
 
 const STEP_TIMEOUT_MS = 180_000;
+
+/** The temporary folders this file made, removed at its end. */
+const scratch: string[] = [];
 
 /**
  * The environment of every command run here: no Node options (a `--import tsx` there would hide
@@ -48,7 +51,8 @@ interface Packed {
 }
 
 async function pack(): Promise<Packed> {
-  const destination = await tempDir('theseus-pack-');
+  const destination = await tempDir('theseus-packed-');
+  scratch.push(destination);
   const result = run('npm', ['pack', '--json', '--pack-destination', destination], repo);
   assert.equal(result.status, 0, result.output);
   const [report] = JSON.parse(result.stdout) as Array<{ filename: string; size: number; unpackedSize: number; files: Array<{ path: string }> }>;
@@ -85,7 +89,9 @@ interface Installed {
  * dist/ already. (From git, npm must run prepare to build dist/; there it is approved.)
  */
 async function install(packed: Packed): Promise<Installed> {
-  const project = join(await tempDir('theseus-package-'), 'sequence');
+  const folder = await tempDir('theseus-package-');
+  scratch.push(folder);
+  const project = join(folder, 'sequence');
   await mkdir(project);
   const manifest = { name: 'sequence', version: '0.1.0', type: 'module', private: true, allowScripts: { esbuild: false, [`file:${packed.tarball}`]: false } };
   await writeFile(join(project, 'package.json'), `${JSON.stringify(manifest, null, 2)}\n`);
@@ -110,6 +116,8 @@ after(async () => {
   for (const root of running) spawnSync(join(root, 'bin', 'kernel'), ['stop'], { encoding: 'utf8', timeout: 60_000, env: cleanEnv });
   const project = (await installed.catch(() => null))?.project;
   if (project) spawnSync('npx', ['--no', '--', 'kernel', 'stop'], { cwd: project, encoding: 'utf8', timeout: 60_000, env: cleanEnv });
+  // Each project holds its own node_modules, esbuild's binary included: some 30 MB a run.
+  for (const folder of scratch) await rm(folder, { recursive: true, force: true });
 });
 
 function sequenceService(release: string): string {
@@ -232,6 +240,7 @@ test("the release tarball built by the installed package boots with its own bin/
   const tarball = join(project, 'releases', '0.1.0', 'sequence-0.1.0.tar.gz');
   await stat(tarball).catch(() => assert.fail(`${tarball} was not built; the tutorial test runs first`));
   const deployRoot = await tempDir('theseus-package-deploy-');
+  scratch.push(deployRoot);
   await extract({ file: tarball, cwd: deployRoot });
   running.push(deployRoot);
   assert.match(succeeds(join(deployRoot, 'bin', 'kernel'), ['start'], deployRoot), /Kernel started: pid \d+, release 0\.1\.0/);
