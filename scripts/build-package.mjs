@@ -22,6 +22,12 @@ let tsc;
 try {
   tsc = join(dirname(require.resolve('typescript/package.json')), 'bin', 'tsc');
 } catch {
+  // `npm ci --omit=dev` runs prepare too, and installing needs no dist/: say so and go on. A pack,
+  // a publish or `npm run build` without a compiler must fail, or the package would ship nothing.
+  if (['ci', 'install'].includes(process.env.npm_command ?? '')) {
+    process.stderr.write('build-package: dist/ not built: the typescript package is missing (dev dependencies omitted). `npm pack` needs them.\n');
+    process.exit(0);
+  }
   process.stderr.write('build-package: the typescript package is missing; run `npm ci` (with dev dependencies) first.\n');
   process.exit(1);
 }
