@@ -20,7 +20,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import semver from 'semver';
 import { errorMessage, theseusError } from '../common/errors.ts';
 import { PROTOCOL_VERSION } from '../common/protocol.ts';
-import { defaultCacheDir, esbuildOptions, workerRuntimeBundle } from './bundler.ts';
+import { defaultCacheDir, esbuildOptions, kernelModule, workerRuntimeBundle } from './bundler.ts';
 import { describeBundle } from './describe.ts';
 import { loadReleaseConfig, type LoadedConfig } from './config.ts';
 import { sha256 } from './fs-atomic.ts';
@@ -347,10 +347,10 @@ function bundleKernel(): Promise<KernelBundles> {
     const define = { 'process.env.THESEUS_FAULTS': '""', 'process.env.THESEUS_KERNEL_VERSION': JSON.stringify(version) };
     const base = { ...esbuildOptions(kernelRoot), external: ['esbuild', 'tsx', 'piscina'], define };
     const [kernel, worker, poolWorker, unpackWorker, piscina] = await Promise.all([
-      build({ ...base, entryPoints: [join(kernelRoot, 'kernel', 'cli', 'main.ts')] }),
-      build({ ...base, entryPoints: [join(kernelRoot, 'kernel', 'worker', 'entry.ts')] }),
-      build({ ...base, entryPoints: [join(kernelRoot, 'kernel', 'worker', 'pool-entry.ts')] }),
-      build({ ...base, entryPoints: [join(kernelRoot, 'kernel', 'release', 'unpack-worker.ts')] }),
+      build({ ...base, entryPoints: [kernelModule('cli/main')] }),
+      build({ ...base, entryPoints: [kernelModule('worker/entry')] }),
+      build({ ...base, entryPoints: [kernelModule('worker/pool-entry')] }),
+      build({ ...base, entryPoints: [kernelModule('release/unpack-worker')] }),
       piscinaFiles(),
     ]);
     const contents = (result: { outputFiles?: Array<{ contents: Uint8Array }> }) => result.outputFiles![0]!.contents;

@@ -46,6 +46,16 @@ export function defaultCacheDir(): string {
 
 const projectRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
+/**
+ * A kernel module by its path inside kernel/ without extension (`worker/entry`), in the form this
+ * module runs from: kernel/worker/entry.ts in the repo, dist/worker/entry.js in the installed
+ * package, which ships the compiled JavaScript and no sources. esbuild bundles either.
+ */
+export function kernelModule(path: string): string {
+  const here = fileURLToPath(import.meta.url);
+  return join(dirname(dirname(here)), `${path}${extname(here)}`);
+}
+
 /** Bundles built in this process, reused while none of their input files has changed. */
 const recentBundles = new Map<string, { inputs: Array<[file: string, mtimeMs: number, size: number]>; bundle: Bundle }>();
 
@@ -105,7 +115,7 @@ let unpackRuntime: Promise<Bundle> | null = null;
  * ships it prebuilt as worker.mjs next to the bundled kernel.
  */
 export function workerRuntimeBundle(cacheDir: string): Promise<Bundle> {
-  workerRuntime ??= runtimeBundle('worker.mjs', 'worker/entry.ts', 'theseus-worker', cacheDir).catch((error: unknown) => {
+  workerRuntime ??= runtimeBundle('worker.mjs', 'worker/entry', 'theseus-worker', cacheDir).catch((error: unknown) => {
     workerRuntime = null;
     throw error;
   });
@@ -117,7 +127,7 @@ export function workerRuntimeBundle(cacheDir: string): Promise<Bundle> {
  * piscina's own worker imports. A deployed release ships it prebuilt as pool-worker.mjs.
  */
 export function poolRuntimeBundle(cacheDir: string): Promise<Bundle> {
-  poolRuntime ??= runtimeBundle('pool-worker.mjs', 'worker/pool-entry.ts', 'theseus-pool-worker', cacheDir).catch((error: unknown) => {
+  poolRuntime ??= runtimeBundle('pool-worker.mjs', 'worker/pool-entry', 'theseus-pool-worker', cacheDir).catch((error: unknown) => {
     poolRuntime = null;
     throw error;
   });
@@ -129,16 +139,16 @@ export function poolRuntimeBundle(cacheDir: string): Promise<Bundle> {
  * archives off the main thread. A deployed release ships it prebuilt as unpack-worker.mjs.
  */
 export function unpackRuntimeBundle(cacheDir: string): Promise<Bundle> {
-  unpackRuntime ??= runtimeBundle('unpack-worker.mjs', 'release/unpack-worker.ts', 'theseus-unpack-worker', cacheDir).catch((error: unknown) => {
+  unpackRuntime ??= runtimeBundle('unpack-worker.mjs', 'release/unpack-worker', 'theseus-unpack-worker', cacheDir).catch((error: unknown) => {
     unpackRuntime = null;
     throw error;
   });
   return unpackRuntime;
 }
 
-/** `entry` is relative to kernel/. */
+/** `entry` is a kernelModule() path. */
 async function runtimeBundle(prebuiltName: string, entry: string, label: string, cacheDir: string): Promise<Bundle> {
-  return (await prebuiltRuntime(prebuiltName)) ?? bundleEntry(join(projectRoot, 'kernel', entry), cacheDir, label);
+  return (await prebuiltRuntime(prebuiltName)) ?? bundleEntry(kernelModule(entry), cacheDir, label);
 }
 
 /** A runtime file next to this module: only in a deployed release, where this module is lib/kernel.mjs. */

@@ -1,9 +1,9 @@
 // The release configuration (`theseus.config.ts`), as `mix release.init` writes rel/config.exs.
 // Read by `kernel release` in the CLI's process; its values end up in the release manifest.
 
-import { createHash } from 'node:crypto';
-import { readFile, stat } from 'node:fs/promises';
-import { dirname, resolve } from 'node:path';
+import { createHash, randomBytes } from 'node:crypto';
+import { readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Type, type Static } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
@@ -118,6 +118,32 @@ export interface LoadedConfig {
   http: HttpConfig | null;
 }
 
+/**
+ * Under a TypeScript loader (tsx, as in the repo) Node imports the .ts file itself. The installed
+ * package runs compiled JavaScript with no loader, so there esbuild compiles the file into a module
+ * written next to it, where its relative paths and its packages ('theseus/release') resolve as
+ * they do from the source; it is imported once and removed. The same happens where Node strips
+ * types itself but refuses syntax that needs a compiler (an enum).
+ */
+const NEEDS_COMPILING = new Set(['ERR_UNKNOWN_FILE_EXTENSION', 'ERR_UNSUPPORTED_TYPESCRIPT_SYNTAX']);
+
+async function importConfigModule(absolute: string, version: string): Promise<{ default?: unknown }> {
+  try {
+    return (await import(`${pathToFileURL(absolute).href}?contents=${version}`)) as { default?: unknown };
+  } catch (error) {
+    if (!NEEDS_COMPILING.has(String((error as { code?: unknown }).code))) throw error;
+  }
+  const { build } = await import('esbuild');
+  const result = await build({ entryPoints: [absolute], bundle: true, packages: 'external', platform: 'node', format: 'esm', target: 'node20', write: false, logLevel: 'silent' });
+  const compiled = join(dirname(absolute), `.${basename(absolute)}-${process.pid}-${randomBytes(4).toString('hex')}.mjs`);
+  await writeFile(compiled, result.outputFiles![0]!.contents);
+  try {
+    return (await import(pathToFileURL(compiled).href)) as { default?: unknown };
+  } finally {
+    await rm(compiled, { force: true });
+  }
+}
+
 export async function loadReleaseConfig(file: string): Promise<LoadedConfig> {
   const absolute = resolve(file);
   if (!(await stat(absolute).catch(() => null))) throw theseusError('E_CONFIG_MISSING', absolute);
@@ -126,7 +152,7 @@ export async function loadReleaseConfig(file: string): Promise<LoadedConfig> {
     // Keyed by the file's contents: a process that builds twice (a test, a bench) must see an
     // edited config, and an ES module is never loaded again from the same URL.
     const version = createHash('sha256').update(await readFile(absolute)).digest('hex').slice(0, 16);
-    loaded = ((await import(`${pathToFileURL(absolute).href}?contents=${version}`)) as { default?: unknown }).default;
+    loaded = (await importConfigModule(absolute, version)).default;
   } catch (error) {
     throw theseusError('E_CONFIG_INVALID', absolute, `it failed to load: ${errorMessage(error)}`);
   }
