@@ -1,5 +1,5 @@
-// Runs every shell block of the README's tutorial, in order, in a fresh folder: the tutorial
-// cannot drift from what works.
+// Runs every shell block of the tutorial in services/README.md, in order, in a fresh folder: the
+// tutorial cannot drift from what works.
 
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -15,10 +15,10 @@ after(() => {
   if (project) spawnSync('npx', ['kernel', 'stop'], { cwd: project });
 });
 
-test("the README's tutorial runs as written", async () => {
-  const readme = await readFile(join(root, 'README.md'), 'utf8');
+test("the tutorial of services/README.md runs as written", async () => {
+  const readme = await readFile(join(root, 'services', 'README.md'), 'utf8');
   const sections = [...readme.matchAll(/<!-- tutorial:start -->\n```sh\n([\s\S]*?)```\n<!-- tutorial:end -->/g)].map((match) => match[1]!);
-  assert.ok(sections.length >= 3, 'the README has the tutorial blocks');
+  assert.ok(sections.length >= 3, 'services/README.md has the tutorial blocks');
   const script = sections.join('\n');
   for (const command of ['kernel init', 'kernel release', 'kernel start', 'kernel upgrade ./releases/0.2.0', 'kernel downgrade 0.1.0', 'kernel upgrade ./releases/0.3.0']) {
     assert.ok(script.includes(command), `the tutorial shows ${command}`);

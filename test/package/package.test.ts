@@ -1,6 +1,6 @@
 // The package as a project gets it: `npm pack` in the repo (which compiles dist/ through npm's
 // prepare), then `npm install <tarball>` into a fresh plain project that has no tsx and no
-// TypeScript loader. There the README's tutorial runs through the installed `kernel` bin, and a
+// TypeScript loader. There the tutorial (services/README.md) runs through the installed `kernel` bin, and a
 // plain .mjs file imports { Kernel } from 'theseus'. Nothing in the project points back at the
 // repo: every Theseus file it loads comes out of the tarball.
 
@@ -122,7 +122,7 @@ after(async () => {
 
 function sequenceService(release: string): string {
   const reply = release === '0.1.0' ? 'state' : '`The next number is ${state}`';
-  return `// Release ${release} of the sequence service, as the README's tutorial writes it.
+  return `// Release ${release} of the sequence service, as the tutorial writes it.
 import { defineService } from 'theseus/service';
 
 export default defineService({
@@ -207,7 +207,7 @@ test("with esbuild's install script denied, npm has nothing to warn about and es
   assert.match(transformed.stdout, /^const n = 1;$/m);
 });
 
-test("the README's tutorial through the installed bin: init, release, start, upgrade with a migration, stop", async () => {
+test("the tutorial through the installed bin: init, release, start, upgrade with a migration, stop", async () => {
   const { project } = await installed;
   // Run through npx, the help writes its commands the way that runs here.
   assert.match(kernel(project, '--help'), /Usage: npx kernel <verb>/);
