@@ -39,10 +39,10 @@ test('a verb that needs a running kernel says there is none, in one line, and ex
 });
 
 test('kernel release builds from a config and prints its steps and timing; kernel init writes a commented config', async () => {
-  const { mkdtemp, readFile, writeFile, mkdir } = await import('node:fs/promises');
-  const { tmpdir } = await import('node:os');
+  const { readFile, writeFile, mkdir } = await import('node:fs/promises');
+  const { tempDir } = await import('../temp-dirs.ts');
   const { join } = await import('node:path');
-  const out = await mkdtemp(join(tmpdir(), 'theseus-cli-'));
+  const out = await tempDir('theseus-cli-');
   const built = kernel('release', '--config', 'services/sequence/0.1.0/theseus.config.ts', '--out', out);
   assert.equal(built.status, 0, built.stderr);
   assert.match(built.stdout, /Building sequence 0\.1\.0/);
@@ -54,7 +54,7 @@ test('kernel release builds from a config and prints its steps and timing; kerne
   assert.equal(missing.status, 1);
   assert.match(missing.stderr, /^kernel release: No release configuration at .*nope\.config\.ts\. Run 'node kernel init' to write one\. \[E_CONFIG_MISSING\]\n$/);
 
-  const app = await mkdtemp(join(tmpdir(), 'theseus-init-'));
+  const app = await tempDir('theseus-init-');
   await writeFile(join(app, 'package.json'), JSON.stringify({ name: '@acme/ledger', version: '1.0.0' }));
   await mkdir(join(app, 'services', 'ledger'), { recursive: true });
   await writeFile(join(app, 'services', 'ledger', 'index.ts'), 'export default {};');

@@ -2,8 +2,7 @@
 // writing hostile archives byte by byte (no tool would make them willingly).
 
 import { watch, type FSWatcher } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after } from 'node:test';
 import { gzipSync } from 'node:zlib';
@@ -12,6 +11,10 @@ import { Header } from 'tar';
 type EntryTypeName = 'File' | 'Directory' | 'SymbolicLink' | 'Link' | 'CharacterDevice' | 'BlockDevice' | 'FIFO';
 import { buildRelease, type BuildResult } from '../../kernel/release/build.ts';
 import { root } from '../helpers.ts';
+
+import { tempDir } from '../temp-dirs.ts';
+
+export { tempDir };
 import { padding, tarHeader } from './raw-tar.ts';
 
 export { paxData, rawTar, tarHeader, type RawHeader } from './raw-tar.ts';
@@ -22,9 +25,6 @@ export function exampleConfig(version: string): string {
   return join(root, 'services', 'sequence', version, 'theseus.config.ts');
 }
 
-export async function tempDir(prefix = 'theseus-test-'): Promise<string> {
-  return mkdtemp(join(tmpdir(), prefix));
-}
 
 /** Builds the example's three releases, in order, into a fresh folder. */
 export async function buildExamples(outDir?: string): Promise<{ outDir: string; results: BuildResult[] }> {

@@ -5,11 +5,11 @@
 // install.test.ts installs the example's built releases; this file is the fast one, which
 // `npm run mutate -- install` runs once per mutant.
 
+import { tempDir } from '../temp-dirs.ts';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { createHash, generateKeyPairSync, sign } from 'node:crypto';
-import { cp, mkdir, mkdtemp, readdir, readFile, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { cp, mkdir, readdir, readFile, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { test } from 'node:test';
 import { discardInstall, installRelease, removeStaleStaging, verifyReleaseDir } from '../../kernel/release/install.ts';
@@ -18,7 +18,6 @@ import { packTarball } from '../../kernel/release/tarball.ts';
 
 const MiB = 1024 * 1024;
 const sha256 = (data: string | Buffer) => createHash('sha256').update(data).digest('hex');
-const tempDir = (prefix: string) => mkdtemp(join(tmpdir(), prefix));
 
 const defaultFiles = { 'services/a/a.mjs': 'export default {};\n', 'static/index.html': '<p>hi</p>', 'plan.json': '' };
 
@@ -349,17 +348,17 @@ test('sources: an installed version, a folder holding one tarball, and what is n
   assert.equal(await refusedCode(installRelease(root, join(folders, 'zip.tar.gz'))), 'E_RELEASE_NOT_A_RELEASE');
   assert.equal(spawnSync('mkfifo', [join(folders, 'fifo')]).status, 0);
   await assert.rejects(installRelease(root, join(folders, 'fifo')), /neither a folder nor a regular file/);
-  // Nothing by that name: the versions installed are listed, and nothing else in releases/.
+  // A bare version not installed: the versions installed are listed, and nothing else in releases/.
   await mkdir(join(root, 'releases', 'not-a-version'));
   await assert.rejects(installRelease(root, '9.9.9'), (error: Error & { code: string }) => {
-    assert.equal(error.code, 'E_RELEASE_NOT_FOUND');
+    assert.equal(error.code, 'E_RELEASE_NOT_INSTALLED');
     for (const version of ['1.0.0', '3.0.0', '4.0.0']) assert.ok(error.message.includes(version), `${version} is listed: ${error.message}`);
     assert.doesNotMatch(error.message, /not-a-version|RELEASES/);
     return true;
   });
   await assert.rejects(installRelease(root, join(folders, 'missing.tar.gz')), { code: 'E_RELEASE_NOT_FOUND' });
   // A version that is not installed, in a root that has none.
-  assert.equal(await refusedCode(installRelease(await tempDir('theseus-root-'), '1.0.0')), 'E_RELEASE_NOT_FOUND');
+  assert.equal(await refusedCode(installRelease(await tempDir('theseus-root-'), '1.0.0')), 'E_RELEASE_NOT_INSTALLED');
   // A releases/<version>/ folder whose name is a version, reached as a folder, holding a release of another version.
   await handRelease(join(root, 'releases', '5.0.0'), '5.0.1');
   assert.equal(await refusedCode(installRelease(root, '5.0.0')), 'E_RELEASE_VERSION_MISMATCH');

@@ -5,8 +5,8 @@
 // `npm run mutate -- release-paths` runs once per mutant.
 
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, symlink, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, symlink, writeFile } from 'node:fs/promises';
+import { tempDir } from '../temp-dirs.ts';
 import { join, resolve } from 'node:path';
 import { test } from 'node:test';
 import { MAX_RELEASE_PATH_LENGTH, RELEASE_PATH_PATTERN, assertRealpathInside, parseUntrustedJson, pathInside, releasePathProblem } from '../../kernel/release/release-paths.ts';
@@ -69,7 +69,7 @@ test('pathInside: the absolute path of an accepted path, and a coded refusal nam
 });
 
 test('assertRealpathInside: symbolic links are followed, and must end inside the folder (not in a sibling named like it)', async () => {
-  const sandbox = await mkdtemp(join(tmpdir(), 'theseus-realpath-'));
+  const sandbox = await tempDir('theseus-realpath-');
   const dir = join(sandbox, 'release');
   const sibling = join(sandbox, 'release-evil');
   await mkdir(join(dir, 'sub'), { recursive: true });

@@ -5,9 +5,9 @@
 // install.test.ts and tar-headers.test.ts go through the installer and its worker; this file is
 // the fast one, which `npm run mutate -- tarball` runs once per mutant.
 
+import { tempDir } from '../temp-dirs.ts';
 import assert from 'node:assert/strict';
-import { chmod, mkdir, mkdtemp, open, readdir, readFile, stat, utimes, writeFile, type FileHandle } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { chmod, mkdir, open, readdir, readFile, stat, utimes, writeFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { gzipSync } from 'node:zlib';
@@ -15,7 +15,6 @@ import { list } from 'tar';
 import { DEFAULT_TAR_LIMITS, extractScanned, packTarball, scanArchive, sniffArchive, type TarEntry } from '../../kernel/release/tarball.ts';
 import { padding, rawTar, sealHeader, tarHeader, type RawHeader } from './raw-tar.ts';
 
-const tempDir = (prefix: string) => mkdtemp(join(tmpdir(), prefix));
 
 async function writeTemp(name: string, bytes: Buffer): Promise<string> {
   const file = join(await tempDir('theseus-tarball-'), name);
