@@ -45,8 +45,9 @@ async function runForeground(deployRoot: string): Promise<{ ready: string; outpu
   }
   const ready = output.split('\n').find((line) => line.startsWith('kernel ready')) ?? '';
   if (child.exitCode === null) child.kill('SIGTERM');
-  const [code] = (child.exitCode === null ? await once(child, 'exit') : [child.exitCode]) as [number | null];
-  return { ready, output, code };
+  const [code, signal] = (child.exitCode === null ? await once(child, 'exit') : [child.exitCode, child.signalCode]) as [number | null, NodeJS.Signals | null];
+  // The signal that ended it, if one did, goes with the output: a failure then says which.
+  return { ready, output: signal ? `${output}\n(ended by ${signal})` : output, code };
 }
 
 test('an unpacked tarball starts with its own bin/kernel, away from the repo', async () => {
