@@ -14,7 +14,7 @@
  * short for pure functions, where a mutant that loops forever would otherwise cost the default.
  */
 export const mutationModules = {
-  // Not control-server-slow-client.test.ts: it waits out the 10 s partial-frame timeout, and would
+  // Not control-server-slow-client.test.ts: it waits out a partial-frame timeout (1 s), which would
   // stretch every mutant's time limit by as much. Its 5 mutants show as "no coverage" here.
   'control-server': { mutate: 'kernel/main/control-server.ts', tests: ['test/kernel/control-server.test.ts'], timeoutMS: 3000 },
   migrations: { mutate: 'kernel/common/migrations.ts', tests: ['test/common/migrations.test.ts'], timeoutMS: 3000 },

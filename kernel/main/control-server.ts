@@ -33,7 +33,13 @@ export interface ControlChannel {
 
 /** Control connections open at once; more are refused. */
 const MAX_CONNECTIONS = 256;
-const PARTIAL_FRAME_TIMEOUT_MS = 10_000;
+/** How long a connection may sit on a half-sent frame before it is closed. */
+export const PARTIAL_FRAME_TIMEOUT_MS = 10_000;
+
+export interface ControlServerOptions {
+  /** PARTIAL_FRAME_TIMEOUT_MS unless set; a test sets less, so it need not wait out 10 s. */
+  partialFrameTimeoutMs?: number;
+}
 
 export type ControlHandler = (request: ControlRequest, channel: ControlChannel) => Promise<unknown>;
 
@@ -55,15 +61,17 @@ export class ControlServer {
   #path: string;
   #cookie: Buffer;
   #sockets = new Set<Socket>();
+  #partialFrameTimeoutMs: number;
 
-  private constructor(path: string, cookie: string, handler: ControlHandler) {
+  private constructor(path: string, cookie: string, handler: ControlHandler, options: ControlServerOptions) {
     this.#path = path;
+    this.#partialFrameTimeoutMs = options.partialFrameTimeoutMs ?? PARTIAL_FRAME_TIMEOUT_MS;
     this.#cookie = Buffer.from(cookie);
     this.#server = createServer((socket) => this.#serve(socket, handler));
   }
 
-  static async listen(path: string, cookie: string, handler: ControlHandler): Promise<ControlServer> {
-    const server = new ControlServer(path, cookie, handler);
+  static async listen(path: string, cookie: string, handler: ControlHandler, options: ControlServerOptions = {}): Promise<ControlServer> {
+    const server = new ControlServer(path, cookie, handler, options);
     // The umask makes the socket owner-only from the moment it exists; the chmod makes sure.
     const previous = process.umask(0o177);
     try {
@@ -98,7 +106,7 @@ export class ControlServer {
     socket.on('error', () => socket.destroy());
     // A frame left half-sent is a client that hung or a slow attack: it does not hold the
     // connection (and its buffer) forever.
-    socket.setTimeout(PARTIAL_FRAME_TIMEOUT_MS, () => {
+    socket.setTimeout(this.#partialFrameTimeoutMs, () => {
       if (buffered.length > 0) socket.destroy();
     });
     let buffered: Buffer = Buffer.alloc(0);
