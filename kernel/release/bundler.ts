@@ -6,7 +6,7 @@
 // loads esbuild.
 
 import { createHash } from 'node:crypto';
-import { statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
 import { tmpdir, userInfo } from 'node:os';
 import { basename, dirname, extname, join, resolve } from 'node:path';
@@ -84,7 +84,9 @@ export async function bundleEntry(entry: string, cacheDir: string, label = basen
   }
   const cacheKey = `${cacheDir}\0${label}\0${absolute}`;
   const recent = recentBundles.get(cacheKey);
-  if (recent && inputsUnchanged(recent.inputs)) return recent.bundle;
+  // The output is checked too: a cleaner of the temp folder (systemd-tmpfiles, a person) may have
+  // removed the cache under a kernel that has run for days.
+  if (recent && inputsUnchanged(recent.inputs) && existsSync(recent.bundle.file)) return recent.bundle;
 
   let code: Uint8Array;
   let inputFiles: string[];
@@ -121,36 +123,51 @@ let unpackRuntime: Promise<Bundle> | null = null;
  * The bundled worker entry (kernel/worker/entry.ts), built once per process. A deployed release
  * ships it prebuilt as worker.mjs next to the bundled kernel.
  */
-export function workerRuntimeBundle(cacheDir: string): Promise<Bundle> {
-  workerRuntime ??= runtimeBundle('worker.mjs', 'worker/entry', 'theseus-worker', cacheDir).catch((error: unknown) => {
-    workerRuntime = null;
-    throw error;
-  });
-  return workerRuntime;
+export async function workerRuntimeBundle(cacheDir: string): Promise<Bundle> {
+  const load = () =>
+    (workerRuntime ??= runtimeBundle('worker.mjs', 'worker/entry', 'theseus-worker', cacheDir).catch((error: unknown) => {
+      workerRuntime = null;
+      throw error;
+    }));
+  const bundle = await load();
+  if (existsSync(bundle.file)) return bundle;
+  // Removed from the cache since it was built (see bundleEntry): build it again, once.
+  workerRuntime = null;
+  return load();
 }
 
 /**
  * The bundled task module of pooled services' threads (kernel/worker/pool-entry.ts), which
  * piscina's own worker imports. A deployed release ships it prebuilt as pool-worker.mjs.
  */
-export function poolRuntimeBundle(cacheDir: string): Promise<Bundle> {
-  poolRuntime ??= runtimeBundle('pool-worker.mjs', 'worker/pool-entry', 'theseus-pool-worker', cacheDir).catch((error: unknown) => {
-    poolRuntime = null;
-    throw error;
-  });
-  return poolRuntime;
+export async function poolRuntimeBundle(cacheDir: string): Promise<Bundle> {
+  const load = () =>
+    (poolRuntime ??= runtimeBundle('pool-worker.mjs', 'worker/pool-entry', 'theseus-pool-worker', cacheDir).catch((error: unknown) => {
+      poolRuntime = null;
+      throw error;
+    }));
+  const bundle = await load();
+  if (existsSync(bundle.file)) return bundle;
+  // Removed from the cache since it was built (see bundleEntry): build it again, once.
+  poolRuntime = null;
+  return load();
 }
 
 /**
  * The bundled unpack worker (kernel/release/unpack-worker.ts), which scans and extracts release
  * archives off the main thread. A deployed release ships it prebuilt as unpack-worker.mjs.
  */
-export function unpackRuntimeBundle(cacheDir: string): Promise<Bundle> {
-  unpackRuntime ??= runtimeBundle('unpack-worker.mjs', 'release/unpack-worker', 'theseus-unpack-worker', cacheDir).catch((error: unknown) => {
-    unpackRuntime = null;
-    throw error;
-  });
-  return unpackRuntime;
+export async function unpackRuntimeBundle(cacheDir: string): Promise<Bundle> {
+  const load = () =>
+    (unpackRuntime ??= runtimeBundle('unpack-worker.mjs', 'release/unpack-worker', 'theseus-unpack-worker', cacheDir).catch((error: unknown) => {
+      unpackRuntime = null;
+      throw error;
+    }));
+  const bundle = await load();
+  if (existsSync(bundle.file)) return bundle;
+  // Removed from the cache since it was built (see bundleEntry): build it again, once.
+  unpackRuntime = null;
+  return load();
 }
 
 /** `entry` is a kernelModule() path. */
