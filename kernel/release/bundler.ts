@@ -9,7 +9,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, statSync } from 'node:fs';
 import { mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
 import { tmpdir, userInfo } from 'node:os';
-import { basename, dirname, extname, join, resolve } from 'node:path';
+import { basename, dirname, extname, join, resolve, sep } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { BuildOptions } from 'esbuild';
 import { errorMessage, theseusError } from '../common/errors.ts';
@@ -115,59 +115,55 @@ export async function bundleEntry(entry: string, cacheDir: string, label = basen
   return bundle;
 }
 
-let workerRuntime: Promise<Bundle> | null = null;
-let poolRuntime: Promise<Bundle> | null = null;
-let unpackRuntime: Promise<Bundle> | null = null;
+/** The runtime bundles built so far in this process, by the name a release ships them under. */
+const runtimes = new Map<string, Promise<Bundle>>();
 
 /**
- * The bundled worker entry (kernel/worker/entry.ts), built once per process. A deployed release
- * ships it prebuilt as worker.mjs next to the bundled kernel.
+ * A runtime bundle, built once per process (or prebuilt in a deployed release), and built again
+ * if its file was removed from the cache since (see bundleEntry), once.
  */
-export async function workerRuntimeBundle(cacheDir: string): Promise<Bundle> {
-  const load = () =>
-    (workerRuntime ??= runtimeBundle('worker.mjs', 'worker/entry', 'theseus-worker', cacheDir).catch((error: unknown) => {
-      workerRuntime = null;
-      throw error;
-    }));
+async function rememberedRuntime(prebuiltName: string, entry: string, label: string, cacheDir: string): Promise<Bundle> {
+  const load = () => {
+    let pending = runtimes.get(prebuiltName);
+    if (!pending) {
+      pending = runtimeBundle(prebuiltName, entry, label, cacheDir).catch((error: unknown) => {
+        runtimes.delete(prebuiltName);
+        throw error;
+      });
+      runtimes.set(prebuiltName, pending);
+    }
+    return pending;
+  };
   const bundle = await load();
-  if (existsSync(bundle.file)) return bundle;
-  // Removed from the cache since it was built (see bundleEntry): build it again, once.
-  workerRuntime = null;
+  // Only the cache is built again. A deployed release's own runtime file that went missing is a
+  // broken deploy root, which the worker that cannot load it reports.
+  if (existsSync(bundle.file) || !bundle.file.startsWith(resolve(cacheDir) + sep)) return bundle;
+  runtimes.delete(prebuiltName);
   return load();
+}
+
+/**
+ * The bundled worker entry (kernel/worker/entry.ts). A deployed release ships it prebuilt as
+ * worker.mjs next to the bundled kernel.
+ */
+export function workerRuntimeBundle(cacheDir: string): Promise<Bundle> {
+  return rememberedRuntime('worker.mjs', 'worker/entry', 'theseus-worker', cacheDir);
 }
 
 /**
  * The bundled task module of pooled services' threads (kernel/worker/pool-entry.ts), which
  * piscina's own worker imports. A deployed release ships it prebuilt as pool-worker.mjs.
  */
-export async function poolRuntimeBundle(cacheDir: string): Promise<Bundle> {
-  const load = () =>
-    (poolRuntime ??= runtimeBundle('pool-worker.mjs', 'worker/pool-entry', 'theseus-pool-worker', cacheDir).catch((error: unknown) => {
-      poolRuntime = null;
-      throw error;
-    }));
-  const bundle = await load();
-  if (existsSync(bundle.file)) return bundle;
-  // Removed from the cache since it was built (see bundleEntry): build it again, once.
-  poolRuntime = null;
-  return load();
+export function poolRuntimeBundle(cacheDir: string): Promise<Bundle> {
+  return rememberedRuntime('pool-worker.mjs', 'worker/pool-entry', 'theseus-pool-worker', cacheDir);
 }
 
 /**
  * The bundled unpack worker (kernel/release/unpack-worker.ts), which scans and extracts release
  * archives off the main thread. A deployed release ships it prebuilt as unpack-worker.mjs.
  */
-export async function unpackRuntimeBundle(cacheDir: string): Promise<Bundle> {
-  const load = () =>
-    (unpackRuntime ??= runtimeBundle('unpack-worker.mjs', 'release/unpack-worker', 'theseus-unpack-worker', cacheDir).catch((error: unknown) => {
-      unpackRuntime = null;
-      throw error;
-    }));
-  const bundle = await load();
-  if (existsSync(bundle.file)) return bundle;
-  // Removed from the cache since it was built (see bundleEntry): build it again, once.
-  unpackRuntime = null;
-  return load();
+export function unpackRuntimeBundle(cacheDir: string): Promise<Bundle> {
+  return rememberedRuntime('unpack-worker.mjs', 'release/unpack-worker', 'theseus-unpack-worker', cacheDir);
 }
 
 /** `entry` is a kernelModule() path. */
