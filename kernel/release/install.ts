@@ -31,6 +31,12 @@ export interface InstalledRelease {
   manifestSha256: string;
   /** True when the same version with the same contents was already installed. */
   alreadyInstalled: boolean;
+  /**
+   * True when this install added the version's registry row, even for a folder that was already
+   * in place (a release built into the deploy root's own releases/): a refused request takes
+   * the row away again, so it leaves the registry as it found it.
+   */
+  registeredHere: boolean;
 }
 
 /** Staging folders are named `.staging-<pid>-<random>`: the pid tells a dead installer's from a live one's. */
@@ -193,8 +199,8 @@ export async function installRelease(root: string, source: string, options: Inst
     if (existing) {
       const installed = await verifyReleaseDir(target, root);
       if (installed.manifestSha256 !== manifestSha256) throw theseusError('E_RELEASE_CONFLICT', manifest.version, releasesDir);
-      await recordUnpacked(root, manifest.version, manifestSha256);
-      return { version: manifest.version, dir: target, manifest, plan, manifestSha256, alreadyInstalled: true };
+      const registeredHere = await recordUnpacked(root, manifest.version, manifestSha256);
+      return { version: manifest.version, dir: target, manifest, plan, manifestSha256, alreadyInstalled: true, registeredHere };
     }
     if (resolved.kind === 'folder') {
       // Copy only what the manifest lists, then verify the copy: the source may change meanwhile.
@@ -222,8 +228,8 @@ export async function installRelease(root: string, source: string, options: Inst
       await rmdir(target);
     }
     await rename(candidate, target);
-    await recordUnpacked(root, manifest.version, manifestSha256);
-    return { version: manifest.version, dir: target, manifest, plan, manifestSha256, alreadyInstalled: false };
+    const registeredHere = await recordUnpacked(root, manifest.version, manifestSha256);
+    return { version: manifest.version, dir: target, manifest, plan, manifestSha256, alreadyInstalled: false, registeredHere };
   }
 }
 
@@ -249,10 +255,24 @@ function versionInName(name: string): string | null {
 }
 
 /** Adds the release to the registry as unpacked; writes nothing when it is already there. */
-async function recordUnpacked(root: string, version: string, manifestSha256: string): Promise<void> {
+/** Records `version` as unpacked; true when its row is new. */
+async function recordUnpacked(root: string, version: string, manifestSha256: string): Promise<boolean> {
   const registry = await readRegistry(root);
+  const isNew = findEntry(registry, version) === undefined;
   const next = withUnpacked(registry, version, manifestSha256);
   if (next !== registry) await writeRegistry(root, next);
+  return isNew;
+}
+
+/**
+ * Takes away the registry row a refused request added for a release folder that was already in
+ * place: the folder stays, as the request found it. A row whose release has since run, or is no
+ * longer merely unpacked, stays.
+ */
+export async function forgetRegistration(root: string, version: string): Promise<void> {
+  const registry = await readRegistry(root);
+  if (findEntry(registry, version)?.status !== 'unpacked') return;
+  await writeRegistry(root, withoutRelease(registry, version));
 }
 
 async function resolveSource(root: string, source: string, named: NamedVersion[] = []): Promise<ResolvedSource> {

@@ -6,7 +6,7 @@
 
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { cp, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { cp, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { after, before, test } from 'node:test';
 import { gunzipSync } from 'node:zlib';
@@ -123,6 +123,24 @@ test('7. a refused swap (a release that changes no running service) takes away w
   assert.equal(nothing.code, 'E_SWAP_NOTHING_TO_DO', nothing.output);
   assert.deepEqual((await readRegistry(deployRoot)).releases, registryBefore, 'the refused release left the registry');
   assert.deepEqual((await readdir(join(deployRoot, 'releases'))).sort(), releasesBefore, 'and the disk, with no staging folder');
+});
+
+test("a downgrade the wrong way to a release folder already in releases/ leaves the registry as it was, and the folder in place", async () => {
+  const { results } = await built;
+  // As in the repo, whose releases/ is its deploy root: a release built in place, not installed.
+  const inPlace = join(deployRoot, 'releases', '0.3.0');
+  await cp(results[2]!.dir, inPlace, { recursive: true });
+  try {
+    const registryBefore = (await readRegistry(deployRoot)).releases;
+    const run = deployed(deployRoot, 'downgrade', inPlace, '--json');
+    const parsed = (run.stdout ? swapJson(run.stdout) : {}) as { error?: { code: string } };
+    assert.equal(run.status, 1, run.stdout + run.stderr);
+    assert.equal(parsed.error?.code, 'E_DOWNGRADE_IS_UPGRADE', run.stdout + run.stderr);
+    assert.deepEqual((await readRegistry(deployRoot)).releases, registryBefore, 'no registry row left behind by the refused request');
+    assert.ok((await readdir(inPlace)).includes('manifest.json'), 'the folder it found stays');
+  } finally {
+    await rm(inPlace, { recursive: true, force: true });
+  }
 });
 
 test('8. a plain (uncompressed) tar named .tar.gz is read by its magic bytes, and installs', async () => {

@@ -37,7 +37,7 @@ import type { PhaseEvent, UpgradePhase } from '../../common/phases.ts';
 import type { ServiceSource } from '../../common/protocol.ts';
 import type { FrontDoorStats } from '../../common/status.ts';
 import { roundMs } from '../../common/time.ts';
-import { discardInstall, installRelease, verifyReleaseDir } from '../../release/install.ts';
+import { discardInstall, forgetRegistration, installRelease, verifyReleaseDir } from '../../release/install.ts';
 import type { HttpConfig, Manifest } from '../../release/manifest.ts';
 import { findEntry, readRegistry, registryFile, withCurrent, withPermanent, writeRegistry } from '../../release/registry.ts';
 import type { AuditEntry } from '../audit.ts';
@@ -131,6 +131,8 @@ export class ReleaseUpgrade {
   #to: string | null = null;
   /** The release this request installed, if it did: a refusal takes it away again. */
   #installedHere: string | null = null;
+  /** A release folder already in place that this request only added to the registry. */
+  #registeredHere: string | null = null;
   /** Whether the new code ever served: after that a checkpoint may name it, so it stays installed. */
   #served = false;
   #started = performance.now();
@@ -157,6 +159,7 @@ export class ReleaseUpgrade {
       const to = (this.#to = installed.version);
       this.#host.rememberHash(to, installed.manifestSha256);
       this.#checkDetail = installed.alreadyInstalled ? `${to} was already installed` : `${to} installed and verified`;
+      if (installed.alreadyInstalled && installed.registeredHere) this.#registeredHere = to;
       if (!installed.alreadyInstalled) {
         this.#installedHere = to;
         await this.#host.audit({ op: 'install', from: null, to, hashes: this.#host.hashes(to), outcome: 'ok', durations: { ...this.#durations } });
@@ -241,6 +244,11 @@ export class ReleaseUpgrade {
       const coded = inPhase(error, this.#failedPhase());
       this.#endInFailure(error);
       if (this.#installedHere !== null) coded.message = `${coded.message} ${await discardInstall(this.#host.root, this.#installedHere, this.#served)}`;
+      if (this.#registeredHere !== null && !this.#served) {
+        await forgetRegistration(this.#host.root, this.#registeredHere).catch((forgetError: unknown) =>
+          this.#host.log('warn', `release ${this.#registeredHere} stays in the registry as unpacked: ${errorMessage(forgetError)}`),
+        );
+      }
       // The audit line must not hide the error it records.
       await this.#host
         .audit({
