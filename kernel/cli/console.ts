@@ -17,8 +17,9 @@
 import { existsSync } from 'node:fs';
 import { chmod, open } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { clearScreenDown, cursorTo, moveCursor, type AsyncCompleter, type CompleterResult } from 'node:readline';
+import { clearScreenDown, createInterface, cursorTo, moveCursor, type AsyncCompleter, type CompleterResult } from 'node:readline';
 import repl, { type REPLServer } from 'node:repl';
+import { PassThrough } from 'node:stream';
 import { inspect, type InspectOptions } from 'node:util';
 import type { ControlReplies, PhaseEvent, ServiceDescription, StatusResult } from '../common/control-protocol.ts';
 import { TheseusError, errorMessage, theseusError } from '../common/errors.ts';
@@ -94,6 +95,8 @@ class ConsoleSession {
   /** Casts are fire-and-forget; the next request waits until they reached the kernel, to keep their order. */
   #castsSent: Promise<unknown> = Promise.resolve();
   #closed = false;
+  /** Piped lines waiting for the prompt (see #replInput). */
+  #promptWaiters: Array<() => void> = [];
   /** Log lines held while an upgrade prints its table of phases; null when none runs. */
   #heldLogLines: string[] | null = null;
 
@@ -134,6 +137,33 @@ class ConsoleSession {
   // -------------------------------------------------------------------------------------------
   // The REPL
 
+  /**
+   * The REPL's input: the terminal itself, or piped lines fed one at a time. Node's REPL reads
+   * piped lines as fast as they come and evaluates the next one while an awaited call still
+   * runs, so results came out of order and some never printed. A script's lines run one after
+   * the other: each is fed once the REPL shows its prompt again (the line before has finished).
+   */
+  #replInput(): NodeJS.ReadableStream {
+    if (this.#terminal) return this.#input;
+    const feed = new PassThrough();
+    const lines = createInterface({ input: this.#input, crlfDelay: Infinity });
+    const untilPrompt = () => (this.#atPrompt ? Promise.resolve() : new Promise<void>((shown) => this.#promptWaiters.push(shown)));
+    void (async () => {
+      try {
+        for await (const line of lines) {
+          await untilPrompt();
+          // Taken now, not when the REPL's 'line' event comes: the next line must wait for it.
+          this.#atPrompt = false;
+          feed.write(`${line}\n`);
+        }
+        await untilPrompt();
+      } finally {
+        feed.end();
+      }
+    })();
+    return feed;
+  }
+
   #startRepl(): REPLServer {
     const writerOptions: InspectOptions = { ...inspect.defaultOptions, colors: this.#colors };
     // The REPL's writer: Node's default one, except that proxies (the clients) print as the object
@@ -147,7 +177,7 @@ class ConsoleSession {
 
     const server = repl.start({
       prompt: PROMPT,
-      input: this.#input,
+      input: this.#replInput(),
       output: this.#output,
       terminal: this.#terminal,
       useColors: this.#colors,
@@ -169,6 +199,7 @@ class ConsoleSession {
     server.displayPrompt = (preserveCursor?: boolean) => {
       this.#atPrompt = true;
       displayPrompt(preserveCursor);
+      for (const waiter of this.#promptWaiters.splice(0)) waiter();
     };
     this.#atPrompt = true;
 
