@@ -57,7 +57,9 @@ export const ControlRequestSchema = Type.Union([
       cookie: Type.String(),
       id: Type.Integer(),
       op: Type.Literal('downgrade'),
-      args: Type.Object({ version: Type.String({ minLength: 1, maxLength: 64 }), commit: Type.Boolean() }, { additionalProperties: false }),
+      // A version, or (like upgrade's source) a release folder or tarball to go back to: a path,
+      // so as long as one. At 64 a tarball in a deep folder was refused as a bad frame.
+      args: Type.Object({ version: Type.String({ minLength: 1, maxLength: 4096 }), commit: Type.Boolean() }, { additionalProperties: false }),
     },
     { additionalProperties: false },
   ),

@@ -7,6 +7,7 @@
 import { timingSafeEqual } from 'node:crypto';
 import { chmod, rm } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
+import type { TSchema } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { errorMessage, serializeError, theseusError, TheseusError } from '../common/errors.ts';
 import {
@@ -30,6 +31,12 @@ export interface ControlChannel {
   /** Resolves when the client goes away (a `logs` stream ends there). */
   closed: Promise<void>;
 }
+
+
+/** Each request's schema by its `op`, for errors that name the field at fault. */
+const requestSchemaByOp = new Map<string, TSchema>(
+  ControlRequestSchema.anyOf.map((member) => [String((member.properties.op as { const?: unknown }).const), member as TSchema]),
+);
 
 /** Control connections open at once; more are refused. */
 const MAX_CONNECTIONS = 256;
@@ -135,7 +142,11 @@ export class ControlServer {
           return;
         }
         if (!Value.Check(ControlRequestSchema, frame)) {
-          const first = [...Value.Errors(ControlRequestSchema, frame)][0];
+          // A union's own error says only "Expected union value": check against the request its
+          // `op` names, whose error names the field.
+          const op = (frame as { op?: unknown })?.op;
+          const schema = (typeof op === 'string' && requestSchemaByOp.get(op)) || ControlRequestSchema;
+          const first = [...Value.Errors(schema, frame)][0];
           refuse(id, theseusError('E_FRAME_INVALID', `${first?.path || '/'} ${first?.message ?? 'does not match the protocol'}`));
           return;
         }

@@ -143,6 +143,19 @@ test("a downgrade the wrong way to a release folder already in releases/ leaves 
   }
 });
 
+test('a downgrade to a tarball at a long path reaches the kernel (the path was once cut at 64 characters, a bad frame)', async () => {
+  const { results } = await built;
+  const deep = join(await tempDir('theseus-deep-'), 'a-folder-name-long-enough', 'to-make-the-path-longer-than-sixty-four-characters');
+  await mkdir(deep, { recursive: true });
+  const tarball = join(deep, 'sequence-0.2.0.tar.gz');
+  await cp(results[1]!.tarball, tarball);
+  assert.ok(tarball.length > 100);
+  const run = deployed(deployRoot, 'downgrade', tarball, '--json');
+  const parsed = (run.stdout ? swapJson(run.stdout) : {}) as { error?: { code: string } };
+  // Running 0.1.0: 0.2.0 is the wrong way, which only the kernel can tell after reading the tarball.
+  assert.equal(parsed.error?.code, 'E_DOWNGRADE_IS_UPGRADE', run.stdout + run.stderr);
+});
+
 test('8. a plain (uncompressed) tar named .tar.gz is read by its magic bytes, and installs', async () => {
   const { results } = await built;
   const plain = join(await tempDir('theseus-plain-'), 'sequence-0.2.0.tar.gz');
