@@ -13,9 +13,9 @@ import { extract } from 'tar';
 import { request } from '../../kernel/cli/control-client.ts';
 import { readRegistry } from '../../kernel/release/registry.ts';
 import { killAndWait, parseSequenceReply, root as repo, waitUntil } from '../helpers.ts';
-import { buildExamples, tempDir } from '../release/helpers.ts';
+import { sharedExamples, tempDir } from '../release/helpers.ts';
 
-const built = buildExamples();
+const built = sharedExamples();
 const roots: string[] = [];
 const kernelBin = join(repo, 'kernel', 'index.js');
 

@@ -10,9 +10,9 @@ import { after, test } from 'node:test';
 import { extract } from 'tar';
 import { send } from '../../kernel/cli/control-client.ts';
 import { hasExited, killAndWait, swapJson, waitUntil } from '../helpers.ts';
-import { buildExamples, tempDir } from '../release/helpers.ts';
+import { sharedExamples, tempDir } from '../release/helpers.ts';
 
-const built = buildExamples();
+const built = sharedExamples();
 const roots: string[] = [];
 
 async function deployRoot(): Promise<string> {

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { extract } from 'tar';
 import { hasExited, root as repo, swapJson, waitUntil } from '../helpers.ts';
-import { buildExamples, tempDir } from '../release/helpers.ts';
+import { sharedExamples, tempDir } from '../release/helpers.ts';
 
 type Where = 'repo' | 'empty' | 'deploy';
 
@@ -26,7 +26,7 @@ interface Row {
   not?: RegExp;
 }
 
-const built = buildExamples();
+const built = sharedExamples();
 const places: Record<Where, string> = { repo, empty: '', deploy: '' };
 /** Paths the rows name: `$TARBALL_030` and so on, filled in once they exist. */
 const paths: Record<string, string> = {};

@@ -12,13 +12,13 @@ import { extract } from 'tar';
 import type { StatusResult } from '../../kernel/common/control-protocol.ts';
 import { waitUntil } from '../helpers.ts';
 import { startNextLoad } from '../http/helpers.ts';
-import { buildExamples, tempDir } from '../release/helpers.ts';
+import { sharedExamples, tempDir } from '../release/helpers.ts';
 import { buildSequenceVariant } from './variants.ts';
 
 const UPGRADES = 30;
 const CLIENTS = 8;
 
-const built = buildExamples();
+const built = sharedExamples();
 const roots: string[] = [];
 
 function cli(root: string, ...args: string[]) {
