@@ -1,6 +1,7 @@
 // Shared test helpers: paths to the example and fixture services, and the load generator that
 // witnesses the kernel's invariants (every call answered once, in order per caller, consecutive).
 
+import { execFile, type ExecFileOptions } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import type { Kernel } from '../kernel/index.ts';
 import type { LogRecord } from '../kernel/common/protocol.ts';
@@ -195,4 +196,16 @@ export function swapJson(stdout: string): any {
     if (!line.phase || Object.keys(line).length !== 1) throw new Error(`a line before the result is not a phase event: ${JSON.stringify(line)}`);
   }
   return result;
+}
+
+/**
+ * Runs a command to its end without blocking this process (as spawnSync would), so that the
+ * cases of a file can run side by side. Resolves, never rejects: a test asserts the exit status.
+ */
+export function runAsync(command: string, args: string[], options: ExecFileOptions = {}): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(command, args, { timeout: 120_000, ...options, encoding: 'utf8' }, (error, stdout, stderr) => {
+      resolve({ status: error ? (typeof error.code === 'number' ? error.code : null) : 0, stdout, stderr });
+    });
+  });
 }

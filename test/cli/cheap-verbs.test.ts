@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { extract } from 'tar';
 import { root as repo } from '../helpers.ts';
-import { buildExamples, tempDir } from '../release/helpers.ts';
+import { sharedExamples, tempDir } from '../release/helpers.ts';
 
 let deployRoot = '';
 
@@ -33,7 +33,7 @@ async function loadsOf(...args: string[]): Promise<{ status: number | null; stdo
 }
 
 test('ping, pid and status load no kernel code, no release tooling and no heavy package', async () => {
-  const { results } = await buildExamples();
+  const { results } = await sharedExamples();
   deployRoot = await tempDir('theseus-cheap-');
   await extract({ file: results[0]!.tarball, cwd: deployRoot });
   const started = spawnSync(join(deployRoot, 'bin', 'kernel'), ['start'], { cwd: deployRoot, encoding: 'utf8', timeout: 60_000 });

@@ -11,12 +11,12 @@ import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { extract } from 'tar';
-import { buildExamples, tempDir } from '../release/helpers.ts';
+import { sharedExamples, tempDir } from '../release/helpers.ts';
 
 const DEADLINE_MS = 20_000;
 const POLL_MS = 75;
 
-const built = buildExamples();
+const built = sharedExamples();
 const roots: string[] = [];
 const terminals: Terminal[] = [];
 

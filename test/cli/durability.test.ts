@@ -8,9 +8,9 @@ import { after, test } from 'node:test';
 import { extract } from 'tar';
 import { request } from '../../kernel/cli/control-client.ts';
 import { killAndWait } from '../helpers.ts';
-import { buildExamples, tempDir } from '../release/helpers.ts';
+import { sharedExamples, tempDir } from '../release/helpers.ts';
 
-const built = buildExamples();
+const built = sharedExamples();
 const roots: string[] = [];
 
 function cli(root: string, ...args: string[]) {

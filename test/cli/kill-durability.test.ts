@@ -11,12 +11,12 @@ import { request } from '../../kernel/cli/control-client.ts';
 import type { StatusResult } from '../../kernel/common/control-protocol.ts';
 import { waitUntil } from '../helpers.ts';
 import { startNextLoad } from '../http/helpers.ts';
-import { buildExamples, tempDir } from '../release/helpers.ts';
+import { sharedExamples, tempDir } from '../release/helpers.ts';
 
 const KILLS = 50;
 const CLIENTS = 8;
 
-const built = buildExamples();
+const built = sharedExamples();
 const roots: string[] = [];
 
 function cli(root: string, ...args: string[]) {

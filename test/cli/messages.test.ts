@@ -9,8 +9,8 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { extract } from 'tar';
-import { hasExited, root as repo, swapJson, waitUntil } from '../helpers.ts';
-import { buildExamples, tempDir } from '../release/helpers.ts';
+import { hasExited, root as repo, runAsync, swapJson, waitUntil } from '../helpers.ts';
+import { sharedExamples, tempDir } from '../release/helpers.ts';
 
 type Where = 'repo' | 'empty' | 'deploy';
 
@@ -26,17 +26,28 @@ interface Row {
   not?: RegExp;
 }
 
-const built = buildExamples();
+const built = sharedExamples();
 const places: Record<Where, string> = { repo, empty: '', deploy: '' };
 /** Paths the rows name: `$TARBALL_030` and so on, filled in once they exist. */
 const paths: Record<string, string> = {};
 let version = '';
 
-function kernel(where: Where, args: string[]) {
+function invocation(where: Where, args: string[]) {
   const cwd = places[where];
   const [command, prefix] = where === 'deploy' ? [join(cwd, 'bin', 'kernel'), []] : [process.execPath, [where === 'repo' ? 'kernel' : join(repo, 'kernel')]];
   const env = { ...process.env, THESEUS_ROOT: '', npm_command: '' };
-  return spawnSync(command, [...prefix, ...args], { cwd, encoding: 'utf8', timeout: 120_000, env });
+  return { command, argv: [...prefix, ...args], options: { cwd, encoding: 'utf8' as const, timeout: 120_000, env } };
+}
+
+function kernel(where: Where, args: string[]) {
+  const { command, argv, options } = invocation(where, args);
+  return spawnSync(command, argv, options);
+}
+
+/** The same, without blocking this process, so that rows of different lanes run side by side. */
+function kernelAsync(where: Where, args: string[]) {
+  const { command, argv, options } = invocation(where, args);
+  return runAsync(command, argv, options);
 }
 
 before(async () => {
@@ -119,10 +130,22 @@ const rows: Row[] = [
   { where: 'deploy', argv: ['releases'], exit: 0, stdout: /^0\.1\.0 +old +\d{4}/m, not: /1970-01-01/ },
 ];
 
-test('the CLI says what each situation is, with its own code and exit code', async (t) => {
-  for (const row of rows) {
-    await t.test(`${row.where}: kernel ${row.argv.join(' ')}`, () => {
-      const run = kernel(row.where, row.argv.map((arg) => paths[arg] ?? arg));
+/**
+ * Which rows may run side by side. The deploy root's rows run one at a time, in order: a refused
+ * swap installs its release and removes it again, which another row (the installed releases that
+ * `remove` lists) would see. So do the empty folder's (`start` looks for releases there). The
+ * repo's rows only read: they run in two lanes of their own.
+ */
+function lane(row: Row, index: number): string {
+  return row.where === 'repo' ? `repo-${index % 2}` : row.where;
+}
+
+test('the CLI says what each situation is, with its own code and exit code', { concurrency: true }, async (t) => {
+  const lanes = new Map<string, Promise<unknown>>();
+  const runs = rows.map((row, index) => {
+    const previous = lanes.get(lane(row, index)) ?? Promise.resolve();
+    const done = previous.then(() => t.test(`${row.where}: kernel ${row.argv.join(' ')}`, async () => {
+      const run = await kernelAsync(row.where, row.argv.map((arg) => paths[arg] ?? arg));
       const output = `stdout:\n${run.stdout}\nstderr:\n${run.stderr}`;
       assert.equal(run.status, row.exit, output);
       if (row.code && row.argv.includes('--json')) {
@@ -140,8 +163,11 @@ test('the CLI says what each situation is, with its own code and exit code', asy
       if (row.stdout) assert.match(run.stdout, new RegExp(row.stdout.source.replace('VERSION', version.replaceAll('.', '\\.')), row.stdout.flags), output);
       if (row.stderr) assert.match(run.stderr, row.stderr, output);
       if (row.not) assert.doesNotMatch(run.stdout + run.stderr, row.not, output);
-    });
-  }
+    }));
+    lanes.set(lane(row, index), done);
+    return done;
+  });
+  await Promise.all(runs);
 });
 
 test('a --no-commit swap is logged as on trial; the front door logs the port it stopped; start says it reverted the trial', async () => {

@@ -14,9 +14,9 @@ import { serviceHelp } from '../../kernel/cli/console-help.ts';
 import { request } from '../../kernel/cli/control-client.ts';
 import type { TheseusError } from '../../kernel/index.ts';
 import { parseSequenceReply } from '../helpers.ts';
-import { buildExamples, tempDir } from '../release/helpers.ts';
+import { sharedExamples, tempDir } from '../release/helpers.ts';
 
-const built = buildExamples();
+const built = sharedExamples();
 const roots: string[] = [];
 
 after(() => {

@@ -11,9 +11,9 @@ import { tempDir } from '../release/helpers.ts';
 /**
  * Builds release `version` of the app "sequence" from `serviceSource` (a module body that may use
  * `defineService`, already imported) with `config` added to the release config (as TypeScript
- * object-literal text, e.g. "probationMs: 3000").
+ * object-literal text, e.g. "probationMs: 3000"). `http: false` leaves the front door out.
  */
-export async function buildSequenceVariant(version: string, serviceSource: string, config = ''): Promise<BuildResult> {
+export async function buildSequenceVariant(version: string, serviceSource: string, config = '', { http = true } = {}): Promise<BuildResult> {
   const app = await tempDir('theseus-variant-');
   await writeFile(join(app, 'package.json'), JSON.stringify({ name: 'sequence', version, type: 'module' }));
   await mkdir(join(app, 'svc'));
@@ -23,7 +23,7 @@ export async function buildSequenceVariant(version: string, serviceSource: strin
     [
       `import { defineRelease } from '${repo}kernel/release/config.ts';`,
       `import { sequenceHttp } from '${repo}services/sequence/shared/http-config.ts';`,
-      `export default defineRelease({ app: 'sequence', services: { sequence: { entry: './svc/sequence.ts', durability: 'reply' } }, http: sequenceHttp, ${config} });`,
+      `export default defineRelease({ app: 'sequence', services: { sequence: { entry: './svc/sequence.ts', durability: 'reply' } }, ${http ? 'http: sequenceHttp, ' : ''}${config} });`,
       '',
     ].join('\n'),
   );

@@ -10,7 +10,7 @@ import { after, test } from 'node:test';
 import { extract } from 'tar';
 import { ControlConnection } from '../../kernel/cli/control-client.ts';
 import { parseSequenceReply, stepRuns, swapJson, waitForCalls } from '../helpers.ts';
-import { buildExamples, tempDir } from '../release/helpers.ts';
+import { sharedExamples, tempDir } from '../release/helpers.ts';
 
 let deploy = '';
 
@@ -25,7 +25,7 @@ after(() => {
 });
 
 test('the seed story under load: every call answered once, in order, consecutive, one kernel throughout', async () => {
-  const { results } = await buildExamples();
+  const { results } = await sharedExamples();
   deploy = await tempDir('theseus-e2e-');
   await extract({ file: results[0]!.tarball, cwd: deploy });
   cli('start');

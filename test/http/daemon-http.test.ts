@@ -10,11 +10,11 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { after, test } from 'node:test';
 import { extract } from 'tar';
-import { buildExamples, tempDir } from '../release/helpers.ts';
+import { sharedExamples, tempDir } from '../release/helpers.ts';
 import { CountingAgent, send } from './helpers.ts';
 
 const run = promisify(execFile);
-const built = buildExamples();
+const built = sharedExamples();
 const roots: string[] = [];
 
 function cli(root: string, ...args: string[]) {

@@ -14,9 +14,9 @@ import { KernelDaemon } from '../../kernel/main/daemon.ts';
 import { installRelease } from '../../kernel/release/install.ts';
 import { readRegistry } from '../../kernel/release/registry.ts';
 import { parseSequenceReply, root as repo, waitForCalls } from '../helpers.ts';
-import { buildExamples, tempDir } from '../release/helpers.ts';
+import { sharedExamples, tempDir } from '../release/helpers.ts';
 
-const built = buildExamples();
+const built = sharedExamples();
 /** Stops what runningRoot() started, for a test that failed before its finish(). */
 const leftRunning: Array<() => Promise<void>> = [];
 after(async () => {

@@ -14,9 +14,9 @@ import { serviceSources, startFromRoot } from '../../kernel/main/deploy-root.ts'
 import { installRelease } from '../../kernel/release/install.ts';
 import { readRegistry, withCurrent, writeRegistry } from '../../kernel/release/registry.ts';
 import { logCollector, parseSequenceReply, root as repoRoot, swapJson, type SequenceApi } from '../helpers.ts';
-import { buildExamples, gzipBomb, rawTar, tempDir } from './helpers.ts';
+import { sharedExamples, gzipBomb, rawTar, tempDir } from './helpers.ts';
 
-const built = buildExamples();
+const built = sharedExamples();
 const started: string[] = [];
 
 /** bin/kernel of a deploy root, with a bare environment: nothing is found through the checkout. */

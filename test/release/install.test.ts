@@ -8,9 +8,9 @@ import { test } from 'node:test';
 import { create, extract } from 'tar';
 import { installRelease } from '../../kernel/release/install.ts';
 import { readRegistry, withPermanent, withoutRelease, writeRegistry } from '../../kernel/release/registry.ts';
-import { buildExamples, rawTarball, tempDir, watchWrites } from './helpers.ts';
+import { sharedExamples, rawTarball, tempDir, watchWrites } from './helpers.ts';
 
-const built = buildExamples();
+const built = sharedExamples();
 
 /** The deploy root's contents. */
 async function snapshotTree(dir: string): Promise<string[]> {

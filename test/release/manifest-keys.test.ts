@@ -13,9 +13,9 @@ import { sha256 } from '../../kernel/release/fs-atomic.ts';
 import { installRelease } from '../../kernel/release/install.ts';
 import { ManifestSchema, PlanSchema, parseManifest } from '../../kernel/release/manifest.ts';
 import { parseUntrustedJson, pathInside, releasePathProblem } from '../../kernel/release/release-paths.ts';
-import { buildExamples, tempDir } from './helpers.ts';
+import { sharedExamples, tempDir } from './helpers.ts';
 
-const built = buildExamples();
+const built = sharedExamples();
 
 const hostileKeys = [
   '../x',

@@ -14,9 +14,9 @@ import fc from 'fast-check';
 import { extract } from 'tar';
 import { installRelease } from '../../kernel/release/install.ts';
 import { DEFAULT_TAR_LIMITS, TarScanner, refusedTypeError, type TarLimits } from '../../kernel/release/tar-scan.ts';
-import { buildExamples, gzipBomb, paxData, rawTar, tarHeader, tempDir, watchWrites, type RawHeader } from './helpers.ts';
+import { sharedExamples, gzipBomb, paxData, rawTar, tarHeader, tempDir, watchWrites, type RawHeader } from './helpers.ts';
 
-const built = buildExamples();
+const built = sharedExamples();
 const KiB = 1024;
 const MiB = 1024 * KiB;
 const gnuTar = /GNU tar/.test(spawnSync('tar', ['--version'], { encoding: 'utf8' }).stdout ?? '');

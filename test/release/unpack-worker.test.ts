@@ -10,9 +10,9 @@ import { extract } from 'tar';
 import { Kernel } from '../../kernel/index.ts';
 import { installRelease } from '../../kernel/release/install.ts';
 import { logCollector, sequenceRelease, type SequenceApi } from '../helpers.ts';
-import { buildExamples, gzipBomb, tempDir } from './helpers.ts';
+import { sharedExamples, gzipBomb, tempDir } from './helpers.ts';
 
-const built = buildExamples();
+const built = sharedExamples();
 const MiB = 1024 * 1024;
 
 test('callers keep being answered while a 2 GiB bomb is inflated and refused', async () => {

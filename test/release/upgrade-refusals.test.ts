@@ -15,9 +15,9 @@ import { sha256 } from '../../kernel/release/fs-atomic.ts';
 import { discardInstall, installRelease, removeStaleStaging } from '../../kernel/release/install.ts';
 import { readRegistry } from '../../kernel/release/registry.ts';
 import { killAndWait, root as repo, swapJson } from '../helpers.ts';
-import { buildExamples, tempDir } from './helpers.ts';
+import { sharedExamples, tempDir } from './helpers.ts';
 
-const built = buildExamples();
+const built = sharedExamples();
 const started: Array<() => void> = [];
 
 after(() => {
