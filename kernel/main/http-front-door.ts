@@ -124,6 +124,13 @@ export class HttpFrontDoor {
     return this.#state;
   }
 
+  /** Connections open now, on every listener (for the metrics). */
+  openConnections(): number {
+    let open = 0;
+    for (const listener of this.#listeners.values()) open += listener.sockets.size;
+    return open;
+  }
+
   stats(): FrontDoorStats {
     return {
       listeners: [...this.#listeners.values()].map((listener) => ({
