@@ -168,7 +168,18 @@ function drawReleases(tick: DashboardTick): void {
     cell(row, release.status);
     cell(row, release.running ? 'running' : '');
   }
-  byId('audit').textContent = tick.audit.join('\n');
+  byId('audit').textContent = tick.audit.map(auditLine).join('\n');
+}
+
+/** An audit line as a person reads it: when, what, from and to, how it ended (and why, if it failed). */
+function auditLine(line: string): string {
+  try {
+    const entry = JSON.parse(line) as { time: string; op: string; from: string | null; to: string | null; outcome: string; user?: string; reason?: string };
+    const move = entry.from && entry.to ? `${entry.from} → ${entry.to}` : (entry.to ?? entry.from ?? '');
+    return `${entry.time.replace('T', ' ').replace(/\.\d+Z$/, 'Z')}  ${entry.op} ${move}  ${entry.outcome}${entry.user ? ` (${entry.user})` : ''}${entry.reason ? `: ${entry.reason}` : ''}`;
+  } catch {
+    return line;
+  }
 }
 
 function onTick(tick: DashboardTick): void {
