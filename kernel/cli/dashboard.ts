@@ -3,7 +3,7 @@
 // keeps in var/ (admin.json, admin-token), so it loads none of the kernel. Runs in the CLI's process.
 
 import { readFile } from 'node:fs/promises';
-import { hostname } from 'node:os';
+import { hostname, userInfo } from 'node:os';
 import { theseusError } from '../common/errors.ts';
 import { runningPid, varPaths } from '../common/deploy-paths.ts';
 import { commandName } from './invocation.ts';
@@ -38,7 +38,7 @@ export async function dashboardInfo(root: string): Promise<DashboardInfo> {
     token,
     pageUrl: `${base}/?token=${token}`,
     metricsUrl: `${base}/metrics`,
-    ssh: `ssh -N -L ${endpoint.port}:${loopback ? endpoint.host : host}:${endpoint.port} ${hostname()}`,
+    ssh: `ssh -N -L ${endpoint.port}:${loopback ? endpoint.host : host}:${endpoint.port} ${userInfo().username}@${hostname()}`,
   };
 }
 

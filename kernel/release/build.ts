@@ -21,7 +21,7 @@ import semver from 'semver';
 import { errorMessage, theseusError } from '../common/errors.ts';
 import { PROTOCOL_VERSION } from '../common/protocol.ts';
 import { defaultCacheDir, esbuildOptions, kernelModule, workerRuntimeBundle } from './bundler.ts';
-import { DASHBOARD_SCRIPT, bundleDashboardScript } from './dashboard-bundle.ts';
+import { DASHBOARD_SCRIPT, dashboardScript } from './dashboard-bundle.ts';
 import { describeBundle } from './describe.ts';
 import { loadReleaseConfig, type LoadedConfig } from './config.ts';
 import { sha256 } from './fs-atomic.ts';
@@ -356,7 +356,7 @@ function bundleKernel(): Promise<KernelBundles> {
       build({ ...base, entryPoints: [kernelModule('worker/pool-entry')] }),
       build({ ...base, entryPoints: [kernelModule('release/unpack-worker')] }),
       piscinaFiles(),
-      bundleDashboardScript(),
+      dashboardScript(),
     ]);
     const contents = (result: { outputFiles?: Array<{ contents: Uint8Array }> }) => result.outputFiles![0]!.contents;
     return { kernel: contents(kernel), worker: contents(worker), poolWorker: contents(poolWorker), unpackWorker: contents(unpackWorker), piscina, dashboard };

@@ -17,7 +17,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo, Socket } from 'node:net';
 import { errorMessage, theseusError } from '../../common/errors.ts';
 import type { KernelMetrics } from '../metrics.ts';
-import { dashboardScript } from './assets.ts';
+import { dashboardScript } from '../../release/dashboard-bundle.ts';
 import type { DashboardFeed } from './dashboard-feed.ts';
 import { DASHBOARD_HTML } from './page-html.ts';
 
