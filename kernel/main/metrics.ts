@@ -121,9 +121,11 @@ export class KernelMetrics {
     const [status, calls] = await Promise.all([this.#source.status(), this.#source.callMetrics()]);
     const seen = new Set<string>();
     for (const { service, release, threadId, snapshot } of calls) {
-      if (!snapshot) continue;
       const key = `${service}\0${release}`;
+      // A worker that did not answer this time (busy past the timeout) still serves: its last
+      // copy stays live, or it would be counted again as retired when it answers next time.
       seen.add(`${key}\0${threadId}`);
+      if (!snapshot) continue;
       let entry = this.#calls.get(key);
       if (!entry) this.#calls.set(key, (entry = { retired: emptySnapshot(), live: new Map() }));
       entry.live.set(threadId, snapshot);

@@ -60,3 +60,31 @@ test("admin in theseus.config.ts: loopback and any free port by default, false t
   await writeFile(join(app, 'theseus.config.ts'), "export default { app: 'x', services: { a: { entry: './a.ts' } }, admin: { host: '0.0.0.0', port: 9464 } };\n");
   assert.deepEqual((await loadReleaseConfig(join(app, 'theseus.config.ts'))).admin, { host: '0.0.0.0', port: 9464 });
 });
+
+test("a retired worker's counts stay in its release's total, and a worker that did not answer once is not counted twice", async () => {
+  const { KernelMetrics } = await import('../../kernel/main/metrics.ts');
+  const counted = (calls: number) => {
+    const metrics = new CallMetrics();
+    for (let i = 0; i < calls; i++) metrics.call(true, 0.05);
+    return metrics.snapshot();
+  };
+  let workers: Array<{ service: string; release: string; threadId: number; snapshot: ReturnType<typeof counted> | null }> = [];
+  const metrics = new KernelMetrics({ status: async () => [], callMetrics: async () => workers, frontDoor: () => null, stateDir: null });
+  const ok = async (release: string) => {
+    const line = new RegExp(`^theseus_calls_total\\{service="s",release="${release.replace(/\./g, '\\.')}",outcome="ok"\\} (\\d+)$`, 'm').exec((await metrics.exposition()).body);
+    return line ? Number(line[1]) : null;
+  };
+  workers = [{ service: 's', release: '1.0.0', threadId: 1, snapshot: counted(10) }];
+  assert.equal(await ok('1.0.0'), 10);
+  // Swapped: thread 1 retired with its 10, thread 2 serves 1.1.0.
+  workers = [{ service: 's', release: '1.1.0', threadId: 2, snapshot: counted(5) }];
+  assert.equal(await ok('1.0.0'), 10, 'the retired worker still counts');
+  assert.equal(await ok('1.1.0'), 5);
+  workers = [{ service: 's', release: '1.1.0', threadId: 2, snapshot: null }];
+  assert.equal(await ok('1.1.0'), 5, 'a worker that did not answer keeps its last figure');
+  workers = [{ service: 's', release: '1.1.0', threadId: 2, snapshot: counted(7) }];
+  assert.equal(await ok('1.1.0'), 7, 'and is not counted again as retired');
+  // A crash: thread 3 takes over the same release; thread 2's 7 stay.
+  workers = [{ service: 's', release: '1.1.0', threadId: 3, snapshot: counted(1) }];
+  assert.equal(await ok('1.1.0'), 8);
+});
