@@ -88,3 +88,19 @@ test("a retired worker's counts stay in its release's total, and a worker that d
   workers = [{ service: 's', release: '1.1.0', threadId: 3, snapshot: counted(1) }];
   assert.equal(await ok('1.1.0'), 8);
 });
+
+test('kernel dashboard with a kernel whose release turns the listener off, or an admin.json an earlier kernel left: E_ADMIN_NOT_LISTENING', async () => {
+  const { dashboardInfo } = await import('../../kernel/cli/dashboard.ts');
+  const { mkdir } = await import('node:fs/promises');
+  const root = await tempDir('theseus-dashboard-info-');
+  await mkdir(join(root, 'var'));
+  // This process stands in for the running kernel: its pid is alive.
+  await writeFile(join(root, 'var', 'kernel.pid'), `${process.pid}\n`);
+  await assert.rejects(dashboardInfo(root), { code: 'E_ADMIN_NOT_LISTENING' });
+  await writeFile(join(root, 'var', 'admin.json'), JSON.stringify({ host: '127.0.0.1', port: 1, pid: process.pid + 1 }));
+  await assert.rejects(dashboardInfo(root), { code: 'E_ADMIN_NOT_LISTENING' });
+  await writeFile(join(root, 'var', 'admin.json'), JSON.stringify({ host: '127.0.0.1', port: 9464, pid: process.pid }));
+  await writeFile(join(root, 'var', 'admin-token'), `${'a'.repeat(64)}\n`);
+  const info = await dashboardInfo(root);
+  assert.equal(info.pageUrl, `http://127.0.0.1:9464/?token=${'a'.repeat(64)}`);
+});
