@@ -224,3 +224,20 @@ test('the page: 401 without the token; with it, the services live, an upgrade by
   process.stdout.write(`# dashboard screenshot: ${shot}\n`);
   if (process.env.DASHBOARD_SCREENSHOT) await copyFile(shot, resolve(process.env.DASHBOARD_SCREENSHOT));
 });
+
+test("a swap does not lose the retired worker's calls, with no page open and nobody scraping", async () => {
+  // No page ticks from here on: only the kernel's own readings count the calls.
+  await context?.close();
+  context = null;
+  const count = async (release: string) => {
+    const { body } = await get(info.metricsUrl, { authorization: `Bearer ${info.token}` });
+    const line = new RegExp(`^theseus_calls_total\\{service="sequence",release="${release.replace(/\./g, '\\.')}",outcome="ok"\\} (\\d+)$`, 'm').exec(body);
+    return Number(line?.[1] ?? 0);
+  };
+  const before = await count('0.2.0');
+  const calls = 30;
+  for (let i = 0; i < calls; i++) assert.equal((await get(`http://127.0.0.1:${httpPort}/next`)).status, 200);
+  const down = await run(join(root, 'bin', 'kernel'), ['downgrade', '0.1.0'], { cwd: root, env: { ...process.env, THESEUS_ROOT: '' }, timeout: 120_000 });
+  assert.match(down.stdout, /0\.2\.0 \(vsn 0\) -> 0\.1\.0/);
+  assert.ok((await count('0.2.0')) >= before + calls, `0.2.0's ${calls} last calls are in its total`);
+});

@@ -17,6 +17,9 @@ import type { SwapReport } from '../upgrade/report.ts';
 import { AdminServer } from './admin-server.ts';
 import { DashboardFeed } from './dashboard-feed.ts';
 
+/** How often the workers' counters are read when nobody scrapes them. */
+const COLLECT_EVERY_MS = 2000;
+
 /** What var/admin.json holds. */
 export interface AdminEndpoint {
   host: string;
@@ -59,6 +62,10 @@ export async function startAdmin(options: AdminOptions): Promise<Admin | null> {
   });
   const feed = new DashboardFeed({ metrics, kernelInfo: options.kernelInfo, releases: options.releases, auditFile: options.paths.audit });
   const server = await AdminServer.listen({ ...address, token: options.token, metrics, feed, log: options.log, ...(options.tickMs ? { tickMs: options.tickMs } : {}) });
+  // A worker's counts go with it when a swap retires it or it crashes: read them now and then even
+  // when nobody scrapes, so a release's total loses at most the calls since the last reading.
+  const reader = setInterval(() => void metrics.collect().catch(() => undefined), COLLECT_EVERY_MS);
+  reader.unref();
   const bound = server.address;
   await writeFileAtomic(options.paths.admin, `${JSON.stringify({ ...bound, pid: process.pid } satisfies AdminEndpoint)}\n`, 0o600);
   options.log('info', `admin listener on http://${hostInUrl(bound.host)}:${bound.port} (/metrics and the dashboard; 'kernel dashboard' prints the token)`);
@@ -67,6 +74,8 @@ export async function startAdmin(options: AdminOptions): Promise<Admin | null> {
     address: bound,
     watchSwap(op, from) {
       const startedAt = preciseNow();
+      // The old workers' last reading before the swap retires them.
+      void metrics.collect().catch(() => undefined);
       let audit: AuditEntry | null = null;
       return {
         audited(entry) {
@@ -91,6 +100,7 @@ export async function startAdmin(options: AdminOptions): Promise<Admin | null> {
       };
     },
     async close() {
+      clearInterval(reader);
       await server.close();
       await rm(options.paths.admin, { force: true });
     },
