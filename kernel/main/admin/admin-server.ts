@@ -111,7 +111,9 @@ export class AdminServer {
           response.writeHead(200, { 'content-type': 'text/javascript; charset=utf-8', 'cache-control': 'no-store' }).end(await dashboardScript());
           return;
         case '/events':
-          this.#openStream(response);
+          // A HEAD has no body to stream: it would hold a stream open that sends nothing.
+          if (request.method === 'HEAD') response.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store' }).end();
+          else this.#openStream(response);
           return;
         default:
           response.writeHead(404, { 'content-type': 'text/plain; charset=utf-8' }).end('not found: the admin listener serves /, /events and /metrics\n');
