@@ -139,6 +139,7 @@ export class KernelDaemon {
       concurrent: (service) => this.#kernel.isPooled(service),
       log: (level, message) => this.#kernelLog(level, message),
       health: (method) => this.#health.answer(method),
+      onAnswered: (ms) => this.#admin?.metrics.httpLatency.call(true, ms),
     });
     await this.#frontDoor.apply(this.#manifest.http ?? null);
     if (booted.revertedTrial) this.#kernelLog('warn', `release ${booted.revertedTrial} was on trial and was reverted; booted ${booted.version}`);

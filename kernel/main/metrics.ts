@@ -8,7 +8,7 @@
 
 import { stat } from 'node:fs/promises';
 import { Counter, Gauge, Histogram, Registry, type Metric } from 'prom-client';
-import { LATENCY_BUCKETS_SECONDS, addSnapshots, emptySnapshot, type CallMetricsSnapshot } from '../common/call-metrics.ts';
+import { CallMetrics, LATENCY_BUCKETS_SECONDS, addSnapshots, emptySnapshot, type CallMetricsSnapshot } from '../common/call-metrics.ts';
 import { checkpointFile } from '../common/checkpoints.ts';
 import type { FrontDoorStats, ServiceStatus } from '../common/status.ts';
 import type { SwapRecord } from './admin/tick.ts';
@@ -64,6 +64,9 @@ export class KernelMetrics {
   #httpRequests: Counter<'code'>;
   #httpInFlight: Gauge;
   #httpConnections: Gauge;
+  /** The front door's requests as its clients wait for them, swaps' pauses included. */
+  readonly httpLatency = new CallMetrics();
+  #httpDuration: CollectedHistogram;
 
   constructor(source: MetricsSource) {
     this.#source = source;
@@ -85,6 +88,8 @@ export class KernelMetrics {
     this.#swapPhase = new Histogram({ name: 'theseus_swap_phase_duration_seconds', help: "Each upgrade phase's time.", labelNames: ['phase'], buckets: SWAP_SECONDS_BUCKETS, registers });
     this.#httpRequests = new Counter({ name: 'theseus_http_requests_total', help: 'Requests the HTTP front door answered, by status class (2xx, 4xx, 5xx).', labelNames: ['code'], registers });
     this.#httpInFlight = new Gauge({ name: 'theseus_http_requests_in_flight', help: 'Requests waiting for their services.', registers });
+    this.#httpDuration = new CollectedHistogram('theseus_http_request_duration_seconds', "The front door's routed requests, from dispatch to answer, to the millisecond: what a client waits for, a swap's pause included.");
+    this.registry.registerMetric(this.#httpDuration as unknown as Metric);
     this.#httpConnections = new Gauge({ name: 'theseus_http_open_connections', help: 'Open connections to the HTTP front door.', registers });
   }
 
@@ -196,6 +201,8 @@ export class KernelMetrics {
     this.#httpInFlight.set(door?.stats.inFlight ?? 0);
     this.#httpConnections.set(door?.openConnections ?? 0);
     for (const [code, count] of Object.entries(door?.stats.responses ?? {})) this.#httpRequests.inc({ code }, count);
+    this.#httpDuration.clear();
+    if (door) this.#httpDuration.set({}, this.httpLatency.snapshot());
   }
 }
 

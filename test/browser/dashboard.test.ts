@@ -148,6 +148,7 @@ test('/metrics: 401 and no data without the token or with a wrong one; with it, 
     ['theseus_swap_phase_duration_seconds', 'HISTOGRAM'],
     ['theseus_http_requests_total', 'COUNTER'],
     ['theseus_http_open_connections', 'GAUGE'],
+    ['theseus_http_request_duration_seconds', 'HISTOGRAM'],
   ] as const) {
     assert.equal(families.get(name)?.type, type, `${name} is a ${type}`);
   }
@@ -163,6 +164,9 @@ test('/metrics: 401 and no data without the token or with a wrong one; with it, 
   assert.match(scraped.body, /^theseus_call_duration_seconds_count\{service="sequence",release="0\.1\.0"\} \d+$/m);
   const http = families.get('theseus_http_requests_total')!.metrics.find((m) => m.labels?.code === '2xx');
   assert.ok(Number(http?.value) >= calls);
+  // Unlabelled, so this parser keeps its count and sum too.
+  const door = families.get('theseus_http_request_duration_seconds')!.metrics[0]!;
+  assert.ok(Number(door.count) >= calls && door.buckets?.['+Inf'] === door.count, JSON.stringify(door));
   const info01 = families.get('theseus_service_info')!.metrics[0]!;
   assert.deepEqual(info01.labels, { service: 'sequence', release: '0.1.0', vsn: '0', state: 'running' });
 });
@@ -209,7 +213,7 @@ test('the page: 401 without the token; with it, the services live, an upgrade by
   // The rates go on after the swap, in the new release's code.
   const afterSwap = await callsShown();
   await waitUntil('the calls count moves on after the upgrade', async () => (await callsShown()) > afterSwap, WAIT);
-  await waitUntil('the timeline has the calls/s across the swap', async () => /calls\/s at least [\d.,]+/.test((await swap.locator('.across').textContent())!), WAIT);
+  await waitUntil('the timeline has the calls/s and the HTTP p99 across the swap', async () => /calls\/s at least [\d.,]+, p99 at most [\d.]+ ms, HTTP p99 at most [\d.]+ ms/.test((await swap.locator('.across').textContent())!), WAIT);
   assert.equal(await page.evaluate('window.sameDocument'), true, 'the page was not reloaded');
   await page.locator('#releases tr[data-release="0.2.0"]').waitFor({ timeout: WAIT.timeoutMs });
   assert.match((await page.locator("#audit").textContent())!, /upgrade 0\.1\.0 → 0\.2\.0  ok/);

@@ -19,7 +19,7 @@ type Totals = Map<string, CallMetricsSnapshot>;
 
 export class DashboardFeed {
   #source: FeedSource;
-  #previous: { at: number; totals: Totals } | null = null;
+  #previous: { at: number; totals: Totals; http: CallMetricsSnapshot } | null = null;
 
   constructor(source: FeedSource) {
     this.#source = source;
@@ -29,7 +29,8 @@ export class DashboardFeed {
     const collected = await this.#source.metrics.collect();
     const totals = this.#totals(collected);
     const previous = this.#previous;
-    this.#previous = { at: collected.at, totals };
+    const http = this.#source.metrics.httpLatency.snapshot();
+    this.#previous = { at: collected.at, totals, http };
     const seconds = previous ? (collected.at - previous.at) / 1000 : 0;
     const since = (now: CallMetricsSnapshot, name: string) => (previous ? difference(now, previous.totals.get(name) ?? emptySnapshot()) : null);
     const services = collected.services.map((service): DashboardService => {
@@ -67,7 +68,7 @@ export class DashboardFeed {
       uptimeMs: collected.at - info.startedAt,
       services,
       total: { callsPerSecond: previous && seconds > 0 ? (all.callsOk + all.callsFailed) / seconds : null, p99Ms: previous ? quantileMs(all, 0.99) : null },
-      http: door ? { requests: door.stats.requests, openConnections: door.openConnections, inFlight: door.stats.inFlight } : null,
+      http: door ? { requests: door.stats.requests, openConnections: door.openConnections, inFlight: door.stats.inFlight, ...httpRates(http, previous?.http ?? null, seconds) } : null,
       swaps: [...this.#source.metrics.swaps],
       releases: await this.#source.releases(),
       audit: await lastLines(this.#source.auditFile, 8),
@@ -83,6 +84,12 @@ export class DashboardFeed {
     for (const service of collected.services) if (!totals.has(service.name)) totals.set(service.name, emptySnapshot());
     return totals;
   }
+}
+
+function httpRates(now: CallMetricsSnapshot, before: CallMetricsSnapshot | null, seconds: number): { requestsPerSecond: number | null; p99Ms: number | null } {
+  if (!before || seconds <= 0) return { requestsPerSecond: null, p99Ms: null };
+  const delta = difference(now, before);
+  return { requestsPerSecond: delta.latencyCount / seconds, p99Ms: quantileMs(delta, 0.99) };
 }
 
 function difference(now: CallMetricsSnapshot, before: CallMetricsSnapshot): CallMetricsSnapshot {

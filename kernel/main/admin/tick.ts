@@ -45,7 +45,8 @@ export interface DashboardTick {
   services: DashboardService[];
   /** Every service's calls together, for the chart. */
   total: { callsPerSecond: number | null; p99Ms: number | null };
-  http: { requests: number; openConnections: number; inFlight: number } | null;
+  /** The front door: its p99 since the previous tick is what clients waited, a swap's pause included. */
+  http: { requests: number; openConnections: number; inFlight: number; requestsPerSecond: number | null; p99Ms: number | null } | null;
   swaps: SwapRecord[];
   releases: Array<{ version: string; status: string; running: boolean }>;
   audit: string[];

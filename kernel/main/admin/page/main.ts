@@ -26,6 +26,7 @@ const byId = (id: string): HTMLElement => document.getElementById(id)!;
 const times: number[] = [];
 const rates: Array<number | null> = [];
 const p99s: Array<number | null> = [];
+const httpP99s: Array<number | null> = [];
 let swaps: SwapRecord[] = [];
 
 const chart = new uPlot(
@@ -36,11 +37,12 @@ const chart = new uPlot(
       {},
       { label: 'calls/s', stroke: '#3b7dd8', width: 2, scale: 'rate', spanGaps: false },
       { label: 'p99 ms', stroke: '#d8453b', width: 1.5, scale: 'ms', spanGaps: false },
+      { label: 'HTTP p99 ms (as clients wait)', stroke: '#e0a030', width: 1.5, dash: [4, 3], scale: 'ms', spanGaps: false },
     ],
     axes: [{}, { scale: 'rate', label: 'calls/s' }, { scale: 'ms', side: 1, label: 'p99 ms', grid: { show: false } }],
     hooks: { draw: [(plot: uPlot) => drawSwaps(plot)] },
   },
-  [times, rates, p99s],
+  [times, rates, p99s, httpP99s],
   byId('chart'),
 );
 
@@ -104,9 +106,10 @@ function drawServices(tick: DashboardTick): void {
 }
 
 /** calls/s at its lowest and p99 at its highest from a second before a swap to two after it. */
-function across(swap: SwapRecord): { minRate: number | null; maxP99: number | null } {
+function across(swap: SwapRecord): { minRate: number | null; maxP99: number | null; maxHttpP99: number | null } {
   let minRate: number | null = null;
   let maxP99: number | null = null;
+  let maxHttpP99: number | null = null;
   for (let i = 0; i < times.length; i++) {
     const at = times[i]! * 1000;
     if (at < swap.startedAt - 1000 || at > swap.endedAt + 2000) continue;
@@ -114,8 +117,10 @@ function across(swap: SwapRecord): { minRate: number | null; maxP99: number | nu
     const p99 = p99s[i];
     if (rate !== null && rate !== undefined) minRate = minRate === null ? rate : Math.min(minRate, rate);
     if (p99 !== null && p99 !== undefined) maxP99 = maxP99 === null ? p99 : Math.max(maxP99, p99);
+    const httpP99 = httpP99s[i];
+    if (httpP99 !== null && httpP99 !== undefined) maxHttpP99 = maxHttpP99 === null ? httpP99 : Math.max(maxHttpP99, httpP99);
   }
-  return { minRate, maxP99 };
+  return { minRate, maxP99, maxHttpP99 };
 }
 
 function drawTimeline(): void {
@@ -151,8 +156,8 @@ function drawTimeline(): void {
     pauses.textContent = paused.length > 0 ? `pause: ${paused.map(([service, ms]) => `${service} ${formatMs(ms)}`).join(', ')}` : 'pause: no service was switched';
     const line = document.createElement('div');
     line.className = 'legend across';
-    const { minRate, maxP99 } = across(swap);
-    line.textContent = `across it: calls/s at least ${number(minRate, 1)}, p99 at most ${formatMs(maxP99)}`;
+    const { minRate, maxP99, maxHttpP99 } = across(swap);
+    line.textContent = `across it: calls/s at least ${number(minRate, 1)}, p99 at most ${formatMs(maxP99)}${maxHttpP99 === null ? '' : `, HTTP p99 at most ${formatMs(maxHttpP99)}`}`;
     entry.append(title, bar, phases, pauses, line);
     timeline.append(entry);
   }
@@ -191,13 +196,15 @@ function onTick(tick: DashboardTick): void {
   times.push(tick.at / 1000);
   rates.push(tick.total.callsPerSecond);
   p99s.push(tick.total.p99Ms);
+  httpP99s.push(tick.http?.p99Ms ?? null);
   if (times.length > MAX_POINTS) {
     times.shift();
     rates.shift();
     p99s.shift();
+    httpP99s.shift();
   }
   swaps = tick.swaps;
-  chart.setData([times, rates, p99s]);
+  chart.setData([times, rates, p99s, httpP99s]);
   drawServices(tick);
   drawTimeline();
   drawReleases(tick);
