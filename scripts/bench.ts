@@ -203,11 +203,13 @@ function onKernelLog(record: LogRecord): void {
 // ---------------------------------------------------------------------------------------------
 // Transports: four ways to make one trivial call to another thread
 
-type TransportName = 'kernel' | 'rawPort' | 'comlink' | 'piscina';
+// kernelNoMetrics: the same kernel with its workers' call counters turned off
+// (THESEUS_CALL_METRICS=0), to show what counting calls for /metrics costs.
+type TransportName = 'kernel' | 'kernelNoMetrics' | 'rawPort' | 'comlink' | 'piscina';
 const transportNames: readonly TransportName[] = ['kernel', 'rawPort', 'comlink', 'piscina'];
 
 function byTransport<T>(value: (name: TransportName) => T): Record<TransportName, T> {
-  return { kernel: value('kernel'), rawPort: value('rawPort'), comlink: value('comlink'), piscina: value('piscina') };
+  return { kernel: value('kernel'), kernelNoMetrics: value('kernelNoMetrics'), rawPort: value('rawPort'), comlink: value('comlink'), piscina: value('piscina') };
 }
 
 interface Transport {
@@ -221,6 +223,18 @@ async function openKernel(): Promise<Transport> {
   const kernel = await Kernel.start({ release: '0.1.0', services: { sequence: { entry: paths.sequence } }, onLog: onKernelLog });
   const sequence = kernel.client<ClientOf<typeof sequenceService>>('sequence');
   return { name: 'kernel', call: () => sequence.nextNumber(), close: () => kernel.stop() };
+}
+
+/** The kernel with call metrics off: its worker reads the variable as it starts, and keeps it. */
+async function openKernelWithoutMetrics(): Promise<Transport> {
+  const before = process.env.THESEUS_CALL_METRICS;
+  process.env.THESEUS_CALL_METRICS = '0';
+  try {
+    return { ...(await openKernel()), name: 'kernelNoMetrics' };
+  } finally {
+    if (before === undefined) delete process.env.THESEUS_CALL_METRICS;
+    else process.env.THESEUS_CALL_METRICS = before;
+  }
 }
 
 async function openRawPort(): Promise<Transport> {
@@ -301,7 +315,7 @@ async function measureSequential(transport: Transport, calls: number, into: numb
 
 /** Fails loudly if a transport does not do the work it is timed on. */
 async function checkTransport(transport: Transport): Promise<void> {
-  if (transport.name === 'kernel') {
+  if (transport.name === 'kernel' || transport.name === 'kernelNoMetrics') {
     const first = await transport.call(0);
     const second = await transport.call(0);
     if (second !== first + 1) throw new Error(`kernel sequence replied ${first} then ${second}`);
@@ -321,7 +335,7 @@ async function benchCalls(config: CallConfig): Promise<CallResults> {
   const transports: Transport[] = [];
   try {
     progress('calls: starting the kernel and the baselines');
-    for (const open of [openKernel, openRawPort, openComlink, openPiscina]) transports.push(await open());
+    for (const open of [openKernel, openKernelWithoutMetrics, openRawPort, openComlink, openPiscina]) transports.push(await open());
     for (const transport of transports) {
       await checkTransport(transport);
       await measurePipelined(transport, config.warmupPipelined, config.window);
@@ -626,6 +640,8 @@ interface BenchResult {
   sequentialP50Us: Record<TransportName, number>;
   sequentialP99Us: Record<TransportName, number>;
   pipelinedRatioVsRawPort: number;
+  /** The same ratio with the workers' call counters off: what /metrics costs a call. */
+  pipelinedRatioVsRawPortWithoutMetrics: number;
   pipelinedRatioVsComlink: number;
   pipelinedRatioVsPiscina: number;
   sequentialP50RatioVsRawPort: number;
@@ -687,6 +703,7 @@ function summarize(
     sequentialP50Us: p50,
     sequentialP99Us: calls.sequentialP99Us,
     pipelinedRatioVsRawPort: round(pipelined.kernel / pipelined.rawPort, 3),
+    pipelinedRatioVsRawPortWithoutMetrics: round(pipelined.kernelNoMetrics / pipelined.rawPort, 3),
     pipelinedRatioVsComlink: round(pipelined.kernel / pipelined.comlink, 3),
     pipelinedRatioVsPiscina: round(pipelined.kernel / pipelined.piscina, 3),
     sequentialP50RatioVsRawPort: round(p50.kernel / p50.rawPort, 3),
@@ -788,6 +805,7 @@ function printTables(result: BenchResult, swaps: readonly ScenarioResult[]): voi
   );
   out.push(
     `kernel pipelined vs comlink: ${formatNumber(result.pipelinedRatioVsComlink, 2)}x, vs piscina: ${formatNumber(result.pipelinedRatioVsPiscina, 2)}x`,
+    `call metrics (the workers' counters behind /metrics): pipelined vs raw port ${formatNumber(result.pipelinedRatioVsRawPort, 2)}x with them, ${formatNumber(result.pipelinedRatioVsRawPortWithoutMetrics, 2)}x without (${formatNumber(result.pipelinedCallsPerSec.kernel, 0)} and ${formatNumber(result.pipelinedCallsPerSec.kernelNoMetrics, 0)} calls/s)`,
     '',
   );
 

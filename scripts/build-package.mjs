@@ -9,7 +9,7 @@ import { spawnSync } from 'node:child_process';
 import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const repo = dirname(dirname(fileURLToPath(import.meta.url)));
 const dist = join(repo, 'dist');
@@ -36,6 +36,11 @@ if (compiled.status !== 0) {
   process.stderr.write(`build-package: tsc -p tsconfig.build.json failed (exit ${compiled.status ?? compiled.signal}); dist/ is incomplete.\n`);
   process.exit(1);
 }
+
+// The dashboard page runs in a browser and is not compiled with the rest: its script is bundled
+// (uPlot inside) next to the module that serves it, as a release ships it next to its kernel.
+const { bundleDashboardScript, DASHBOARD_SCRIPT } = await import(pathToFileURL(join(dist, 'release', 'dashboard-bundle.js')).href);
+await writeFile(join(dist, 'release', DASHBOARD_SCRIPT), await bundleDashboardScript(join(repo, 'kernel', 'main', 'admin', 'page', 'main.ts')));
 
 // tsc rewrites the sources' './x.ts' imports to './x.js' in the JavaScript but leaves them as
 // written in the .d.ts files; name the files that exist there, as a consumer's tsc expects.

@@ -9,6 +9,9 @@
 //     showing the migration's own log lines; set the step with incrementNumber(10);
 //  6. stop, and check: no call failed, lost or answered twice, the numbers consecutive, one
 //     kernel process throughout. Exit non-zero if any of that is not true.
+//
+// `npm run demo -- --keep` leaves the kernel running at the end (and its folder in place), so a
+// person can open its dashboard, whose address the demo prints.
 
 import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
@@ -31,6 +34,14 @@ const HTTP_CALLERS = 20;
 const HTTP_SOCKETS = 10;
 
 const say = (line = '') => process.stdout.write(`${line}\n`);
+const options = process.argv.slice(2);
+for (const option of options) {
+  if (option !== '--keep') {
+    process.stderr.write(`demo: unknown option '${option}'; the demo takes --keep (leave the kernel running at the end, to look at its dashboard)\n`);
+    process.exit(2);
+  }
+}
+const keep = options.includes('--keep');
 const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 let stepNumber = 0;
 const step = (title: string) => say(`\n${++stepNumber}. ${title}`);
@@ -101,6 +112,8 @@ async function main(): Promise<number> {
     run(kernel, ['start'], deploy);
     started = true;
     const pid = run(kernel, ['pid'], deploy).trim();
+    step('Its live dashboard (and /metrics for Prometheus): open the page while the story runs');
+    run(kernel, ['dashboard'], deploy);
 
     // The operator's connection (the seed's iex console), the callers' connections, and the log.
     const operator = await ControlConnection.open(deploy);
@@ -202,9 +215,11 @@ async function main(): Promise<number> {
     stop = true;
     await Promise.all([...callers, ...httpCallers]);
     agent.destroy();
-    step('Stop the kernel');
-    run(kernel, ['stop'], deploy);
-    started = false;
+    if (!keep) {
+      step('Stop the kernel');
+      run(kernel, ['stop'], deploy);
+      started = false;
+    }
     for (const connection of [...connections, operator, logStream]) connection.close();
 
     // The invariants.
@@ -229,10 +244,15 @@ async function main(): Promise<number> {
     for (const { title, pauseMs } of pauses) say(`   pause, ${title.padEnd(18)} ${pauseMs} ms`);
     const ok = failures.length === 0 && lost === 0 && duplicates === 0 && ordered && consecutive && samePid && answered > 0 && httpConnections <= HTTP_SOCKETS;
     say(ok ? '\nOK: nothing lost, failed or repeated, and the kernel never restarted.' : '\nFAILED: see above.');
+    if (keep) {
+      say(`\nThe kernel keeps running (--keep), its deploy folder too. Its dashboard:`);
+      run(kernel, ['dashboard'], deploy);
+      say(`Stop it with: ${kernel} stop --root ${deploy}   (then remove ${work})`);
+    }
     return ok ? 0 : 1;
   } finally {
-    if (started) spawnSync(kernel, ['stop'], { cwd: deploy });
-    if (!process.env.THESEUS_DEMO_KEEP) await rm(work, { recursive: true, force: true });
+    if (started && !keep) spawnSync(kernel, ['stop'], { cwd: deploy });
+    if (!keep && !process.env.THESEUS_DEMO_KEEP) await rm(work, { recursive: true, force: true });
   }
 }
 

@@ -120,6 +120,20 @@ const verbs: Record<string, Verb> = {
       return EXIT.ok;
     },
   },
+  dashboard: {
+    summary: "print the live dashboard's address and token, /metrics for Prometheus, and the ssh -L line that reaches them",
+    options: { ...rootOption, ...jsonOption },
+    async run(values) {
+      const { dashboardInfo, formatDashboard } = await import('./dashboard.ts');
+      const info = await dashboardInfo(rootArg(values));
+      if (values.json) {
+        sayJson(info);
+        return EXIT.ok;
+      }
+      for (const line of formatDashboard(info)) say(line);
+      return EXIT.ok;
+    },
+  },
   upgrade: {
     summary: 'hot-upgrade the running kernel to a newer release (folder, tarball or installed version)',
     args: releaseArg,

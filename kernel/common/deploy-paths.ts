@@ -60,6 +60,9 @@ export interface VarPaths {
   daemonOut: string;
   audit: string;
   cache: string;
+  /** The admin listener's token (like the cookie, owner-only) and where it listens, as JSON. */
+  adminToken: string;
+  admin: string;
 }
 
 export function varPaths(root: string): VarPaths {
@@ -74,6 +77,8 @@ export function varPaths(root: string): VarPaths {
     daemonOut: join(dir, 'log', 'daemon.out'),
     audit: join(dir, 'audit.jsonl'),
     cache: join(dir, 'cache'),
+    adminToken: join(dir, 'admin-token'),
+    admin: join(dir, 'admin.json'),
   };
 }
 

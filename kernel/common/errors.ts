@@ -166,6 +166,13 @@ const messages = {
   E_SYSTEMD_UNIT_VALUE: (option: string, value: string, reason: string) =>
     `${option} ${JSON.stringify(value)} cannot go into a systemd unit: ${reason}. Choose another value.`,
   E_REMOVE_REFUSED: (version: string, status: string) => `Release ${version} is ${status} and cannot be removed. Downgrade or upgrade away from it first.`,
+  // The admin listener (/metrics and the dashboard).
+  E_ADMIN_ADDRESS_INVALID: (file: string, value: string, reason: string) =>
+    `admin in ${file} is invalid: ${value} ${reason}. Give admin: { host: '127.0.0.1', port: 9464 } (host an IP address or 'localhost', port 0 to 65535, 0 for any free one), or admin: false to turn it off.`,
+  E_ADMIN_LISTEN_FAILED: (address: string, reason: string) =>
+    `The admin listener (/metrics and the dashboard) cannot listen on ${address}: ${reason}. Free the port, or change admin in theseus.config.ts and build the release again.`,
+  E_ADMIN_NOT_LISTENING: (root: string, hint: string) =>
+    `The kernel at ${root} has no admin listener: its release turns it off (admin: false), or the kernel is not running. Start it with '${hint}', or set admin in theseus.config.ts.`,
   // The HTTP front door.
   E_HTTP_LISTEN_FAILED: (address: string, reason: string) =>
     `The HTTP front door cannot listen on ${address}: ${reason}. Free the port, or change http.listeners in theseus.config.ts.`,

@@ -9,6 +9,7 @@
 
 import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import type { SerializedError } from './errors.ts';
+import type { CallMetricsSnapshot } from './call-metrics.ts';
 import type { MigrationEdge } from './migrations.ts';
 
 /** Bumped whenever a frame or control message changes shape. Workers refuse a mismatched kernel. */
@@ -255,6 +256,8 @@ export interface ControlRequests {
   peer: { request: { service: string; methods: MethodTable }; response: Record<string, never> };
   /** Report counters. */
   stats: { request: Record<string, never>; response: WorkerStats };
+  /** Calls and casts by outcome and call latency, counted in the worker (null when turned off). */
+  metrics: { request: Record<string, never>; response: CallMetricsSnapshot | null };
   /** Serialize the current state, between two messages, without pausing the service. */
   checkpoint: { request: Record<string, never>; response: { snapshot: StateSnapshot } };
   /** In a loaded worker: migrate a snapshot down to `toVsn` in this (newer) code, and return it. */

@@ -27,6 +27,7 @@ import { KernelHealth, readStopGraceMs } from './health.ts';
 import type { Kernel } from './kernel.ts';
 import { createKernelLog, type KernelLog } from './kernel-log.ts';
 import { ReleaseUpgrade, type UpgradeResult } from './upgrade/release-upgrade.ts';
+import { startAdmin, type Admin } from './admin/admin.ts';
 
 type DaemonState = 'starting' | 'running' | 'stopping' | 'stopped';
 
@@ -66,6 +67,8 @@ export class KernelDaemon {
   #resolveStopped!: () => void;
   /** What GET /_theseus/health and status answer: starting, ok, or draining once a stop began. */
   #health: KernelHealth;
+  /** /metrics and the dashboard (null when the release turns them off). */
+  #admin: Admin | null = null;
 
   private constructor(options: DaemonOptions) {
     this.#root = options.root;
@@ -108,6 +111,7 @@ export class KernelDaemon {
       daemon.#kernelLog('error', `start failed: ${errorMessage(error)}`);
       // Whatever did start is stopped: no listener or worker outlives a failed start.
       await daemon.#frontDoor?.close().catch(() => undefined);
+      await daemon.#admin?.close().catch(() => undefined);
       await daemon.#kernel?.stop().catch(() => undefined);
       await daemon.#cleanUp();
       throw error;
@@ -135,11 +139,22 @@ export class KernelDaemon {
       concurrent: (service) => this.#kernel.isPooled(service),
       log: (level, message) => this.#kernelLog(level, message),
       health: (method) => this.#health.answer(method),
+      onAnswered: (ms) => this.#admin?.metrics.httpLatency.call(true, ms),
     });
     await this.#frontDoor.apply(this.#manifest.http ?? null);
     if (booted.revertedTrial) this.#kernelLog('warn', `release ${booted.revertedTrial} was on trial and was reverted; booted ${booted.version}`);
     const cookie = await ensureCookie(this.#paths.cookie);
     this.#server = await ControlServer.listen(this.#paths.socket, cookie, dispatchTo(this.#handlers()));
+    this.#admin = await startAdmin({
+      config: this.#manifest.admin,
+      paths: this.#paths,
+      token: await ensureCookie(this.#paths.adminToken),
+      kernel: this.#kernel,
+      frontDoor: this.#frontDoor,
+      kernelInfo: () => ({ app: this.#manifest.app, release: this.#running, startedAt: this.#startedAt }),
+      releases: async () => (await readRegistry(this.#root)).releases.map((entry) => ({ version: entry.version, status: entry.status, running: entry.version === this.#running })),
+      log: (level, message) => this.#kernelLog(level, message),
+    });
     this.#transition('running');
     this.#health.serving();
     this.#kernelLog('info', `kernel ready: ${booted.manifest.app} ${booted.version}, pid ${process.pid}`);
@@ -163,6 +178,7 @@ export class KernelDaemon {
       if (this.#health.stopGraceMs > 0 && this.#frontDoor?.state === 'listening') this.#kernelLog('info', `draining: health answers 503 for ${this.#health.stopGraceMs} ms before the HTTP listeners close`);
       await this.#health.graceBeforeClosing(this.#frontDoor?.state === 'listening');
       await this.#server?.close();
+      await this.#admin?.close();
       // Requests in flight are answered while the services still run; then the services stop.
       await this.#frontDoor?.close();
       await this.#kernel.stop();
@@ -259,6 +275,7 @@ export class KernelDaemon {
 
   /** `kernel upgrade` and `kernel downgrade`: the release-level machine, in upgrade/release-upgrade.ts. */
   async #upgrade(direction: 'upgrade' | 'downgrade', source: string, commit: boolean, emit: (event: PhaseEvent) => void): Promise<UpgradeResult> {
+    const watched = this.#admin?.watchSwap(direction, this.#running);
     const upgrade = new ReleaseUpgrade(
       {
         root: this.#root,
@@ -271,13 +288,20 @@ export class KernelDaemon {
         },
         rememberHash: (version, sha256) => (this.#manifestSha[version] = sha256),
         hashes: (...versions) => this.#hashes(...versions),
-        audit: (entry) => appendAudit(this.#paths.audit, entry),
+        audit: (entry) => {
+          watched?.audited(entry);
+          return appendAudit(this.#paths.audit, entry);
+        },
         log: (level, message) => this.#kernelLog(level, message),
       },
       { source, commit, direction },
       emit,
     );
-    const result = await upgrade.run();
+    const result = await upgrade.run().catch((error: unknown) => {
+      watched?.ended(error);
+      throw error;
+    });
+    watched?.ended(result);
     this.#lastUpgrade = { from: result.from, to: result.to, at: new Date().toISOString(), committed: result.committed, services: result.report.services };
     return result;
   }

@@ -51,6 +51,8 @@ export interface FrontDoorOptions {
   limits?: Partial<FrontDoorLimits>;
   /** Answers HEALTH_PATH on every listener (KernelHealth.answer); without it, the path is routed like any other. */
   health?(method: string): { status: number; headers: string[]; body: string };
+  /** Told each routed request's time, from its dispatch to its answer, in ms (for the metrics). */
+  onAnswered?(ms: number): void;
 }
 
 interface Listener {
@@ -95,7 +97,7 @@ export class HttpFrontDoor {
   /** close()'s work, once it was asked for. */
   #closed: Promise<void> | null = null;
   #listeners = new Map<string, Listener>();
-  #options: Required<Omit<FrontDoorOptions, 'limits' | 'health'>> & Pick<FrontDoorOptions, 'health'>;
+  #options: Required<Omit<FrontDoorOptions, 'limits' | 'health' | 'onAnswered'>> & Pick<FrontDoorOptions, 'health' | 'onAnswered'>;
   #limits: FrontDoorLimits;
   #maxBodyBytes = 0;
   #maxReplyBytes = Number.MAX_SAFE_INTEGER;
@@ -122,6 +124,13 @@ export class HttpFrontDoor {
 
   get state(): FrontDoorState {
     return this.#state;
+  }
+
+  /** Connections open now, on every listener (for the metrics). */
+  openConnections(): number {
+    let open = 0;
+    for (const listener of this.#listeners.values()) open += listener.sockets.size;
+    return open;
   }
 
   stats(): FrontDoorStats {
@@ -465,6 +474,8 @@ export class HttpFrontDoor {
     batch.responses[i] = null;
     batch.pending--;
     this.#inFlight--;
+    // Its deadline is its dispatch time plus the timeout, so no start time is kept per request.
+    this.#options.onAnswered?.(Date.now() - batch.deadlines[i]! + this.#requestTimeoutMs);
     this.#bufferedBytes -= batch.bodyBytes[i]!;
     return response;
   }

@@ -14,6 +14,7 @@
 import { errorMessage, theseusError } from '../common/errors.ts';
 import { checkTransition, type TransitionTable } from '../common/lifecycle.ts';
 import type { ArgumentSchema, BatchedCall, BatchedResult, BATCH_HTTP, LogRecord, ServiceSource, StateSnapshot } from '../common/protocol.ts';
+import type { CallMetricsSnapshot } from '../common/call-metrics.ts';
 import type { ServiceStatus } from '../common/status.ts';
 import { defaultCacheDir } from '../release/bundler.ts';
 import { bootRelease } from './boot.ts';
@@ -204,6 +205,21 @@ export class Kernel {
       }),
     );
     return [...stateful, ...pools];
+  }
+
+  /**
+   * Each stateful service's call counters, as its current worker keeps them (kernel/common/call-metrics.ts):
+   * a retired or crashed worker's are gone with it, so a reader keeps the last copy it saw.
+   */
+  async callMetrics(): Promise<Array<{ service: string; release: string; threadId: number; snapshot: CallMetricsSnapshot | null }>> {
+    return Promise.all(
+      [...this.#hosts.values()].map(async (host) => ({
+        service: host.name,
+        release: host.release,
+        threadId: host.current.threadId,
+        snapshot: await host.current.request('metrics', {}, this.#options.controlTimeoutMs).catch(() => null),
+      })),
+    );
   }
 
   /** The calls and casts the running code of a service declares, and the arguments of those that declare them. */

@@ -21,6 +21,7 @@ import semver from 'semver';
 import { errorMessage, theseusError } from '../common/errors.ts';
 import { PROTOCOL_VERSION } from '../common/protocol.ts';
 import { defaultCacheDir, esbuildOptions, kernelModule, workerRuntimeBundle } from './bundler.ts';
+import { DASHBOARD_SCRIPT, dashboardScript } from './dashboard-bundle.ts';
 import { describeBundle } from './describe.ts';
 import { loadReleaseConfig, type LoadedConfig } from './config.ts';
 import { sha256 } from './fs-atomic.ts';
@@ -185,6 +186,7 @@ export async function buildRelease(options: BuildOptions): Promise<BuildResult> 
       hooks: config.hooks,
       runtimeConfig: config.runtimeConfig,
       ...(config.http ? { http: config.http } : {}),
+      ...(config.admin !== null ? { admin: config.admin } : {}),
       services,
       files,
     };
@@ -324,6 +326,8 @@ interface KernelBundles {
   poolWorker: Uint8Array;
   /** Scans and extracts release archives off the kernel's main thread (kernel/release/unpack-worker.ts). */
   unpackWorker: Uint8Array;
+  /** The dashboard page's script (uPlot inside), which the admin listener serves. */
+  dashboard: Uint8Array;
   /** piscina's own files, for lib/node_modules/piscina/, by path inside that folder. */
   piscina: Array<[path: string, contents: Uint8Array]>;
 }
@@ -346,15 +350,16 @@ function bundleKernel(): Promise<KernelBundles> {
     const { version } = JSON.parse(await readFile(join(kernelRoot, 'package.json'), 'utf8')) as { version: string };
     const define = { 'process.env.THESEUS_FAULTS': '""', 'process.env.THESEUS_KERNEL_VERSION': JSON.stringify(version) };
     const base = { ...esbuildOptions(kernelRoot), external: ['esbuild', 'tsx', 'piscina'], define };
-    const [kernel, worker, poolWorker, unpackWorker, piscina] = await Promise.all([
+    const [kernel, worker, poolWorker, unpackWorker, piscina, dashboard] = await Promise.all([
       build({ ...base, entryPoints: [kernelModule('cli/main')] }),
       build({ ...base, entryPoints: [kernelModule('worker/entry')] }),
       build({ ...base, entryPoints: [kernelModule('worker/pool-entry')] }),
       build({ ...base, entryPoints: [kernelModule('release/unpack-worker')] }),
       piscinaFiles(),
+      dashboardScript(),
     ]);
     const contents = (result: { outputFiles?: Array<{ contents: Uint8Array }> }) => result.outputFiles![0]!.contents;
-    return { kernel: contents(kernel), worker: contents(worker), poolWorker: contents(poolWorker), unpackWorker: contents(unpackWorker), piscina };
+    return { kernel: contents(kernel), worker: contents(worker), poolWorker: contents(poolWorker), unpackWorker: contents(unpackWorker), piscina, dashboard };
   })();
   return kernelBundles;
 }
@@ -386,12 +391,13 @@ async function packDeployable(
       await mkdir(dirname(join(image, releasePath, file)), { recursive: true });
       await copyFile(join(releaseDir, file), join(image, releasePath, file));
     }
-    const { kernel, worker, poolWorker, unpackWorker, piscina } = await bundleKernel();
+    const { kernel, worker, poolWorker, unpackWorker, piscina, dashboard } = await bundleKernel();
     await mkdir(join(image, 'lib'), { recursive: true });
     await writeFile(join(image, 'lib', 'kernel.mjs'), kernel);
     await writeFile(join(image, 'lib', 'worker.mjs'), worker);
     await writeFile(join(image, 'lib', 'pool-worker.mjs'), poolWorker);
     await writeFile(join(image, 'lib', 'unpack-worker.mjs'), unpackWorker);
+    await writeFile(join(image, 'lib', DASHBOARD_SCRIPT), dashboard);
     const piscinaEntries = piscina.map(([file]) => `lib/node_modules/piscina/${file}`);
     for (const [index, [, contents]] of piscina.entries()) {
       await mkdir(dirname(join(image, piscinaEntries[index]!)), { recursive: true });
@@ -406,7 +412,7 @@ async function packDeployable(
       releases: [{ version: config.version, status: 'permanent', manifestSha256, installedAt: new Date(0).toISOString() }],
     };
     await writeFile(join(image, 'releases', 'RELEASES'), `${JSON.stringify(registry, null, 2)}\n`);
-    const entries = ['bin/kernel', 'lib/kernel.mjs', 'lib/worker.mjs', 'lib/pool-worker.mjs', 'lib/unpack-worker.mjs', ...piscinaEntries, 'releases/RELEASES', ...files.map((file) => `${releasePath}/${file}`)];
+    const entries = ['bin/kernel', 'lib/kernel.mjs', 'lib/worker.mjs', 'lib/pool-worker.mjs', 'lib/unpack-worker.mjs', `lib/${DASHBOARD_SCRIPT}`, ...piscinaEntries, 'releases/RELEASES', ...files.map((file) => `${releasePath}/${file}`)];
     if (includeNode) {
       await mkdir(join(image, 'node', 'bin'), { recursive: true });
       await copyFile(process.execPath, join(image, 'node', 'bin', 'node'));

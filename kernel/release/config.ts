@@ -9,7 +9,8 @@ import { Type, type Static } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import semver from 'semver';
 import { errorMessage, theseusError } from '../common/errors.ts';
-import { DurabilitySchema, HttpRouteSchema, PoolSchema, type Hooks, type HttpConfig, type PoolConfig } from './manifest.ts';
+import { DurabilitySchema, HttpRouteSchema, PoolSchema, type AdminConfig, type Hooks, type HttpConfig, type PoolConfig } from './manifest.ts';
+import { normalizeAdmin } from './admin-config.ts';
 import type { Durability } from '../common/protocol.ts';
 
 const HookList = Type.Array(Type.String({ minLength: 1 }));
@@ -54,6 +55,13 @@ export const ReleaseConfigSchema = Type.Object(
       ),
     ),
     runtimeConfig: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
+    /** Where /metrics and the dashboard listen (see AdminSchema), or false. */
+    admin: Type.Optional(
+      Type.Union([
+        Type.Literal(false),
+        Type.Object({ host: Type.Optional(Type.Unknown()), port: Type.Optional(Type.Unknown()) }, { additionalProperties: false }),
+      ]),
+    ),
     http: Type.Optional(
       Type.Object(
         {
@@ -116,6 +124,8 @@ export interface LoadedConfig {
   runtimeConfig: Record<string, unknown>;
   /** The HTTP front door, with defaults filled in; null when the release declares none. */
   http: HttpConfig | null;
+  /** The admin listener as declared (checked); null when the config leaves it to the default. */
+  admin: AdminConfig | null;
 }
 
 /**
@@ -196,6 +206,7 @@ export async function loadReleaseConfig(file: string): Promise<LoadedConfig> {
     },
     runtimeConfig: config.runtimeConfig ?? {},
     http: config.http ? normalizeHttp(config.http, absolute, Object.keys(config.services)) : null,
+    admin: config.admin === undefined ? null : normalizeAdmin(config.admin, absolute),
   };
 }
 

@@ -99,6 +99,11 @@ ${serviceLines}
   //   maxReplyBytes: ${DEFAULT_MAX_REPLY_BYTES},   // a larger reply is not sent: 502 (replies are sent whole)
   //   requestTimeoutMs: ${DEFAULT_HTTP_TIMEOUT_MS},  // a handler slower than this gets the client a 504
   // },
+
+  // The admin listener: Prometheus' /metrics and a live dashboard, read-only, behind the token in
+  // var/admin-token ('kernel dashboard' prints both). 127.0.0.1 and any free port unless set here;
+  // reach it from elsewhere with ssh -L. false turns it off.
+  // admin: { host: '127.0.0.1', port: 9464 },
 });
 `;
 }

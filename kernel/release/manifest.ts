@@ -76,6 +76,15 @@ export const HttpSchema = Type.Object(
   { additionalProperties: false },
 );
 
+/**
+ * The admin listener: Prometheus' /metrics and the dashboard, read-only and behind a token;
+ * false turns it off. Checked again when the config is loaded (kernel/release/config.ts).
+ */
+export const AdminSchema = Type.Union([
+  Type.Literal(false),
+  Type.Object({ host: Type.String({ minLength: 1 }), port: Type.Integer({ minimum: 0, maximum: 65535 }) }, { additionalProperties: false }),
+]);
+
 export const MigrationEdgeSchema = Type.Object({ from: Type.String(), to: Type.String(), hasDown: Type.Boolean() }, { additionalProperties: false });
 
 export const ServiceManifestSchema = Type.Object(
@@ -141,6 +150,8 @@ export const ManifestSchema = Type.Object(
     runtimeConfig: Type.Record(Type.String(), Type.Unknown()),
     /** The HTTP front door, when the release declares one. */
     http: Type.Optional(HttpSchema),
+    /** The admin listener; absent: on 127.0.0.1, any free port. */
+    admin: Type.Optional(AdminSchema),
     services: KeyedBy(Name, ServiceManifestSchema),
     files: KeyedBy(RelativePath, Type.Object({ sha256: Sha256, size: Type.Integer({ minimum: 0 }) }, { additionalProperties: false })),
   },
@@ -154,6 +165,7 @@ export type HttpConfig = Static<typeof HttpSchema>;
 export type HttpRoute = Static<typeof HttpRouteSchema>;
 export type HttpListenerConfig = Static<typeof HttpListenerSchema>;
 export type PoolConfig = Static<typeof PoolSchema>;
+export type AdminConfig = Static<typeof AdminSchema>;
 
 export const ServicePlanSchema = Type.Object(
   {

@@ -68,6 +68,8 @@ const dispatch = (message: ControlRequestMessage): unknown => {
       return runtime.peerDown(message as ControlRequestMessage<'peer-down'>);
     case 'stats':
       return runtime.stats();
+    case 'metrics':
+      return runtime.metrics();
     case 'health':
       return runtime.health();
     case 'check-args':

@@ -39,10 +39,12 @@ import {
   type ServiceDescriptor,
   type StateSnapshot,
   type WorkerStats,
+  type BatchedResult,
 } from '../common/protocol.ts';
 import { assertPlainState, decodeServiceState, encodeServiceState } from '../common/state-codec.ts';
 import { preciseNow } from '../common/time.ts';
 import type { BaseContext, ServiceDefinition, ServiceLogger } from '../service.ts';
+import { CallMetrics, callMetricsEnabled } from '../common/call-metrics.ts';
 import { argsChecksOf, argsRefused, type ArgsChecks } from './arg-checks.ts';
 import { runBatch } from './batch.ts';
 import { Channels } from './channels.ts';
@@ -104,6 +106,10 @@ export class ServiceRuntime {
 
   #callsServed = 0;
   #castsServed = 0;
+  /** Calls and casts by outcome, and call latency, for /metrics; null when turned off. */
+  #metrics: CallMetrics | null = callMetricsEnabled() ? new CallMetrics() : null;
+  /** When the message being handled started (performance.now()); one handler runs at a time. */
+  #messageStartedAt = 0;
   /** State changes since the last checkpoint, and when to ask for the next one. */
   #changesSinceCheckpoint = 0;
   #checkpointEveryChanges: number;
@@ -324,6 +330,11 @@ export class ServiceRuntime {
     };
   }
 
+  /** The `metrics` op: a copy of the counters, for the main thread to expose. */
+  metrics(): ControlRequests['metrics']['response'] {
+    return this.#metrics?.snapshot() ?? null;
+  }
+
   async stop({ runTerminate, reason, drainTimeoutMs, snapshot }: ControlRequests['stop']['request']): Promise<ControlRequests['stop']['response']> {
     // Any phase may stop; a stop that is already under way (or done) is a kernel bug.
     if (this.#phase === 'stopped') this.#expectPhase('stop', 'serving');
@@ -401,6 +412,7 @@ export class ServiceRuntime {
   }
 
   #handle(port: ReplyPort, frame: RequestFrame): void {
+    if (this.#metrics) this.#messageStartedAt = performance.now();
     const kind = frame[0];
     if (kind === FRAME_BATCH) {
       this.#handleBatch(port, frame);
@@ -456,7 +468,10 @@ export class ServiceRuntime {
       this.#castsServed++;
       const cast = readCastResult(this.#service, method, result);
       if ('error' in cast) this.#fail(port, frame, cast.error);
-      else if (cast.state !== undefined && this.#stateAcceptable(port, frame, cast.state)) this.#changeState(cast.state);
+      else if (cast.state === undefined || this.#stateAcceptable(port, frame, cast.state)) {
+        this.#metrics?.cast(true);
+        if (cast.state !== undefined) this.#changeState(cast.state);
+      }
       return;
     }
     const call = readCallResult(this.#service, method, result);
@@ -484,6 +499,7 @@ export class ServiceRuntime {
       }
     }
     this.#callsServed++;
+    this.#metrics?.call(true, performance.now() - this.#messageStartedAt);
     if (state !== undefined) this.#changeState(state);
     if (this.#durable || port === null) this.#reply(port, [id, REPLY_OK, reply]);
   }
@@ -509,6 +525,7 @@ export class ServiceRuntime {
           if (state !== undefined) this.#changeState(state);
         },
         reply: (replyTo, replyFrame) => {
+          if (this.#metrics) this.#countBatch(replyFrame);
           // In reply durability each reply was checked as it was settled, so the whole can go later.
           if (this.#durable) this.#reply(replyTo, replyFrame);
           else {
@@ -530,6 +547,14 @@ export class ServiceRuntime {
     );
   }
 
+  /** Every call of a batch is answered with the batch: each counts with the batch's time. */
+  #countBatch(replyFrame: ReplyFrame): void {
+    const results = replyFrame[2] as BatchedResult[];
+    let failed = 0;
+    for (let i = 0; i < results.length; i++) if (results[i]![0] !== REPLY_OK) failed++;
+    this.#metrics!.calls(results.length - failed, failed, performance.now() - this.#messageStartedAt);
+  }
+
   #changeState(state: unknown): void {
     // Handing back the state it was given is no change: nothing to write or to checkpoint.
     if (state === this.#state) return;
@@ -549,6 +574,10 @@ export class ServiceRuntime {
   #fail(port: ReplyPort, frame: RequestFrame, error: unknown): void {
     const [kind, id, method] = frame;
     const serialized = serializeError(error, 'E_HANDLER_FAILED');
+    if (this.#metrics) {
+      if (kind === FRAME_CALL) this.#metrics.call(false, performance.now() - this.#messageStartedAt);
+      else this.#metrics.cast(false);
+    }
     if (kind === FRAME_CALL) {
       this.#reply(port, [id, REPLY_ERROR, serialized]);
       return;

@@ -12,14 +12,14 @@ function kernel(...args: string[]) {
 test('kernel --help lists every verb and exits 0', () => {
   const result = kernel('--help');
   assert.equal(result.status, 0);
-  for (const verb of ['start', 'foreground', 'stop', 'ping', 'pid', 'status', 'upgrade', 'downgrade', 'commit', 'releases', 'remove', 'console', 'logs', 'init', 'release', 'systemd-unit']) {
+  for (const verb of ['start', 'foreground', 'stop', 'ping', 'pid', 'status', 'upgrade', 'downgrade', 'commit', 'releases', 'remove', 'console', 'logs', 'init', 'release', 'systemd-unit', 'dashboard']) {
     assert.match(result.stdout, new RegExp(`^  ${verb} `, 'm'));
   }
 });
 
 test('every verb answers --help', async () => {
   // Side by side: each is its own process that only reads, and most of its time is Node booting.
-  const verbs = ['start', 'upgrade', 'console', 'version', 'release', 'init', 'foreground', 'releases', 'remove', 'systemd-unit'];
+  const verbs = ['start', 'upgrade', 'console', 'version', 'release', 'init', 'foreground', 'releases', 'remove', 'systemd-unit', 'dashboard'];
   const results = await Promise.all(verbs.map((verb) => runAsync(process.execPath, ['kernel', verb, '--help'], { cwd: root })));
   for (const [index, verb] of verbs.entries()) {
     assert.equal(results[index]!.status, 0, verb);
@@ -35,9 +35,11 @@ test('an unknown verb is a usage error in one line, without a stack trace', () =
 });
 
 test('a verb that needs a running kernel says there is none, in one line, and exits 1', () => {
-  const result = spawnSync(process.execPath, [`${root}kernel`, 'console', '--root', '/nonexistent-theseus-root'], { encoding: 'utf8', timeout: 30_000 });
-  assert.equal(result.status, 1);
-  assert.match(result.stderr, /^kernel console: No kernel is running in \/nonexistent-theseus-root .*\[E_KERNEL_NOT_RUNNING\]\n$/);
+  for (const verb of ['console', 'dashboard']) {
+    const result = spawnSync(process.execPath, [`${root}kernel`, verb, '--root', '/nonexistent-theseus-root'], { encoding: 'utf8', timeout: 30_000 });
+    assert.equal(result.status, 1, verb);
+    assert.match(result.stderr, new RegExp(`^kernel ${verb}: No kernel is running in /nonexistent-theseus-root .*\\[E_KERNEL_NOT_RUNNING\\]\n$`));
+  }
 });
 
 test('kernel release builds from a config and prints its steps and timing; kernel init writes a commented config', async () => {
