@@ -29,6 +29,10 @@ const messages = {
     `The module ${entry} is not a valid service: ${reason}. Export the result of defineService({ vsn, init, calls, casts, migrations }) as its default export.`,
   E_SERVICE_DOWN: (service: string, reason: string) =>
     `Service '${service}' is not running (${reason}); the call was not served. Check the kernel's log for why the service stopped.`,
+  E_SERVICE_REMOVED: (service: string, reason: string) =>
+    `Service '${service}' was removed (${reason}); the call was not served. Call a service the running release has, or downgrade to a release that has '${service}': it resumes from its kept state.`,
+  E_REMOVED_STILL_USED: (release: string, removed: string, users: string) =>
+    `Release ${release} removes '${removed}', but ${users} still uses it. Remove '${removed}' from their uses in the same release, or keep '${removed}' in it.`,
   E_BOOT_FAILED: (service: string, release: string, reason: string) =>
     `The new worker for ${service}@${release} failed to boot: ${reason}. Fix the service's module or its init; the running release was not touched.`,
   E_INIT_TIMEOUT: (service: string, release: string, ms: number) =>
@@ -146,7 +150,7 @@ const messages = {
   E_FRAME_INVALID: (reason: string) => `A control frame was refused: ${reason}; the connection was closed.`,
   E_KERNEL_TIMEOUT: (op: string, ms: number) => `The kernel did not answer '${op}' within ${ms} ms. Check 'kernel logs'; the kernel may be busy or stuck.`,
   E_HOOK_FAILED: (hook: string, command: string, reason: string) => `The ${hook} hook '${command}' failed: ${reason}. Fix the hook, or remove it from theseus.config.ts.`,
-  E_UNSUPPORTED_CHANGE: (version: string, reason: string) => `Release ${version} cannot be hot-swapped in yet: ${reason}. Stop the kernel and start it on the new release instead.`,
+  E_UNSUPPORTED_CHANGE: (version: string, reason: string) => `Release ${version} cannot be hot-swapped in: ${reason}. Stop the kernel and start it on the new release instead.`,
   E_PROBATION_FAILED: (service: string, version: string, reason: string, outcome: string) =>
     `${service}@${version} failed its probation: ${reason}. ${outcome}`,
   E_CHECKPOINT_CORRUPT: (file: string, reason: string) =>

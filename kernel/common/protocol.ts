@@ -243,7 +243,12 @@ export interface ControlRequests {
   resume: { request: { ports: PortSet | null }; response: Record<string, never> };
   /** Adopt a snapshot, running up migrations (in this new code) to the own vsn. Not serving yet. */
   migrate: { request: { snapshot: StateSnapshot }; response: { stateBytes: number } };
-  /** Take the ports and start serving the migrated state. */
+  /**
+   * Build the first state with init(), with the clients of the services it uses, but do not serve
+   * yet: a service added by a swap opens to its callers only at the switch.
+   */
+  init: { request: { ports: PortSet }; response: { stateBytes: number } };
+  /** Take the ports and start serving the migrated (or initialised) state. */
   switch: { request: { ports: PortSet }; response: { servingAt: number } };
   /** A new caller's service end. */
   attach: { request: { link: InboundLink }; response: Record<string, never> };

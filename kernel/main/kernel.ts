@@ -14,7 +14,7 @@
 import { errorMessage, theseusError } from '../common/errors.ts';
 import { checkTransition, type TransitionTable } from '../common/lifecycle.ts';
 import type { ArgumentSchema, BatchedCall, BatchedResult, BATCH_HTTP, LogRecord, ServiceSource, StateSnapshot } from '../common/protocol.ts';
-import type { ServiceStatus } from '../common/status.ts';
+import type { KeptState, ServiceStatus } from '../common/status.ts';
 import { defaultCacheDir } from '../release/bundler.ts';
 import { bootRelease } from './boot.ts';
 import { Checkpointer } from './checkpointer.ts';
@@ -50,6 +50,11 @@ export class Kernel {
   /** The swap under way, and its machine's state (for tests that wait for a phase). */
   #swapDone: Promise<SwapReport> | null = null;
   #swapMachine: { readonly state: string } | null = null;
+  /**
+   * Services a release removed, with their last state (also on disk when there is a stateDir): a
+   * later release that brings one back resumes from it, and calls to it meanwhile say it was removed.
+   */
+  #removed = new Map<string, { release: string; by: string; snapshot: StateSnapshot | null }>();
   /** The newest release a swap switched to (or the first one); labels the kernel's own log lines. */
   #release: string;
   readonly startedAt = Date.now();
@@ -206,6 +211,12 @@ export class Kernel {
     return [...stateful, ...pools];
   }
 
+  /** The kept state of each service a release removed (on disk with a stateDir, else in memory). */
+  async keptStates(): Promise<KeptState[]> {
+    if (this.#options.stateDir) return this.#checkpoints.keptStates(this.services);
+    return [...this.#removed].map(([service, kept]) => ({ service, release: kept.release, vsn: kept.snapshot?.vsn ?? '?', at: '?', bytes: kept.snapshot?.bytes.byteLength ?? 0 }));
+  }
+
   /** The calls and casts the running code of a service declares, and the arguments of those that declare them. */
   methods(service: string): { calls: readonly string[]; casts: readonly string[]; args: Readonly<Record<string, readonly ArgumentSchema[]>> } {
     const { calls, casts, args = {} } = (this.#pool(service) ?? this.#host(service)).descriptor;
@@ -343,12 +354,36 @@ export class Kernel {
       checkpointSettled: (service) => this.#checkpoints.settled(service),
       checkpoint: (services) => this.#checkpoints.checkpoint(services, { fresh: true }),
       started: (machine) => (this.#swapMachine = machine),
+      initTimeoutMs: this.#options.initTimeoutMs,
+      keptState: async (host) => {
+        const onDisk = await this.#checkpoints.resumable(host);
+        if (onDisk) return onDisk;
+        const inMemory = this.#removed.get(host.name);
+        if (!inMemory?.snapshot) return null;
+        const snapshot = await this.#checkpoints.adoptable(host.name, inMemory.snapshot, host.descriptor, inMemory.release);
+        return { snapshot, release: inMemory.release };
+      },
+      join: (host) => {
+        this.#hosts.set(host.name, host);
+        this.#removed.delete(host.name);
+      },
+      leave: (host, release) => {
+        this.#hosts.delete(host.name);
+        this.#removed.set(host.name, { release: host.release, by: release, snapshot: host.lastSnapshot?.snapshot ?? null });
+        host.refuseNewCalls(`release ${release} removed it`);
+      },
+      keep: async (host, stopped) => {
+        if (stopped.snapshot) this.#removed.set(host.name, { ...this.#removed.get(host.name)!, snapshot: stopped.snapshot });
+        await this.#checkpoints.writeFinal(host, stopped);
+      },
     };
   }
 
   #host(service: string): ServiceHost {
     if (this.#state === 'stopped' || this.#state === 'stopping') throw theseusError('E_KERNEL_STOPPED');
     const host = this.#hosts.get(service);
+    const removed = this.#removed.get(service);
+    if (!host && removed) throw theseusError('E_SERVICE_REMOVED', service, `release ${removed.by} removed it`);
     if (!host) throw theseusError('E_UNKNOWN_SERVICE', service, this.services.join(', '));
     return host;
   }

@@ -138,7 +138,10 @@ export async function buildRelease(options: BuildOptions): Promise<BuildResult> 
       if (pool) services[bundle.name]!.pool = pool;
       if (durability === 'reply') services[bundle.name]!.durability = durability;
       for (const dependency of uses) {
-        if (!config.services.some((s) => s.name === dependency)) throw theseusError('E_UNKNOWN_DEPENDENCY', `${bundle.name}@${config.version}`, dependency);
+        if (config.services.some((s) => s.name === dependency)) continue;
+        // The previous release had it: this one removes a service that is still used.
+        if (previous && Object.hasOwn(previous.manifest.services, dependency)) throw theseusError('E_REMOVED_STILL_USED', config.version, dependency, bundle.name);
+        throw theseusError('E_UNKNOWN_DEPENDENCY', `${bundle.name}@${config.version}`, dependency);
       }
     }
     assertPoolsCallable(services);
@@ -270,9 +273,14 @@ function describePlan(plan: Plan): string {
   const parts = Object.entries(plan.services).map(([name, service]) => {
     switch (service.change) {
       case 'vsn':
-        return `${name} state ${service.fromVsn} -> ${service.toVsn} (up ${service.up.join(', ')}; down ${service.down?.join(', ') ?? 'none'})`;
+        return `${name} state ${service.fromVsn} -> ${service.toVsn} (up ${service.up.join(', ')}; down ${service.down?.join(', ') ?? 'none'})${describeRewiring(service)}`;
       case 'code':
-        return `${name} code only`;
+        return `${name} code only${describeRewiring(service)}`;
+      case 'added':
+        if (plan.from === null) return `${name} added`;
+        return `${name} added (vsn ${service.toVsn}: starts from init(), or from the state a deploy root kept of it)`;
+      case 'removed':
+        return `${name} removed (drained at the switch; its last state is kept for a release that brings it back)`;
       case 'config':
         return `${name} config changed (same code, swapped in for its new ctx.config or static files)`;
       default:
@@ -280,6 +288,13 @@ function describePlan(plan: Plan): string {
     }
   });
   return `${plan.from ?? 'first release'} -> ${plan.to}: ${parts.join('; ')}`;
+}
+
+/** "; now uses audit; no longer uses cache", or nothing when the code's uses did not change. */
+function describeRewiring(service: Plan['services'][string]): string {
+  if (!service.rewired) return '';
+  const parts = [service.rewired.uses.length > 0 ? `now uses ${service.rewired.uses.join(', ')}` : '', service.rewired.stopsUsing.length > 0 ? `no longer uses ${service.rewired.stopsUsing.join(', ')}` : ''];
+  return `; ${parts.filter(Boolean).join('; ')}`;
 }
 
 async function findPrevious(outDir: string, config: LoadedConfig, upfrom: string | undefined): Promise<{ version: string; manifest: Manifest } | null> {

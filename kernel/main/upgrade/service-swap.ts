@@ -47,9 +47,14 @@ export async function swapServices(kernel: SwapKernel, target: SwapTarget): Prom
     const pool = kernel.pools.get(name);
     if (pool && !source.pool) throw failed(inPhase(theseusError('E_POOLED_KIND_CHANGE', name, 'pooled', 'stateful'), 'check'));
     if (!pool && source.pool && kernel.hosts.has(name)) throw failed(inPhase(theseusError('E_POOLED_KIND_CHANGE', name, 'stateful', 'pooled'), 'check'));
+    if (!pool && source.pool && target.complete) throw failed(inPhase(theseusError('E_UNSUPPORTED_CHANGE', target.release, `it adds the pooled service '${name}'; a hot swap adds stateful services only`), 'check'));
     if (pool) pooled.push({ name, pool, source: source as ServiceSource & { pool: { size: number } } });
     else stateful[name] = source;
   }
+  const removedPool = target.complete ? [...kernel.pools.keys()].find((name) => !Object.hasOwn(target.services, name)) : undefined;
+  if (removedPool) throw failed(inPhase(theseusError('E_UNSUPPORTED_CHANGE', target.release, `it removes the pooled service '${removedPool}'; a hot swap removes stateful services only`), 'check'));
+  // A whole release that leaves out a stateful service removes it, even when it names no other.
+  const statefulRemoved = target.complete === true && [...kernel.hosts.keys()].some((name) => !Object.hasOwn(stateful, name));
 
   // 1. Warm a new pool for each changed pooled service, while the old pools serve on.
   const warmStarted = performance.now();
@@ -103,8 +108,8 @@ export async function swapServices(kernel: SwapKernel, target: SwapTarget): Prom
   // 2. The stateful services, through the HotSwap machine, unless none of them changes.
   let statefulReport: SwapReport | null = null;
   let statefulUnchanged: ServiceSwapReport[] = [];
-  if (Object.keys(stateful).length > 0) {
-    if (warmed.length === 0 || (await anyStatefulChange(kernel, stateful))) {
+  if (Object.keys(stateful).length > 0 || statefulRemoved) {
+    if (warmed.length === 0 || statefulRemoved || (await anyStatefulChange(kernel, stateful))) {
       try {
         const machine = new HotSwap(kernel, { ...target, services: stateful, onSwitch });
         kernel.started(machine);
