@@ -69,11 +69,9 @@ const messages = {
   E_POOLED_STATE_RETURNED: (service: string, method: string) =>
     `${service}.${method}() returned a state, but ${service} is a pooled (stateless) service: its handlers run on any thread of the pool and keep nothing between calls. Return { reply } only, or remove pool from the service's entry in theseus.config.ts to make it stateful.`,
   E_POOLED_NO_CLIENT: (service: string, other: string) =>
-    `${service} asked for a client of '${other}', but pooled services cannot call other services yet. Make ${service} stateful (remove its pool), or move the call to its caller.`,
+    `${service} asked for a client of '${other}' on a pool thread that has no channel to the kernel (piscina started the thread after the pool was warmed, to replace one that died). Nothing was sent; the next swap of ${service} warms every thread again.`,
   E_POOLED_USES: (service: string, uses: string) =>
-    `${service} is pooled and declares uses: [${uses}]; pooled services cannot call other services yet. Remove uses from ${service}, or remove its pool to make it stateful.`,
-  E_USES_POOLED: (service: string, pooled: string) =>
-    `${service} uses '${pooled}', which is pooled; calls from a service to a pool are not built yet. Call '${pooled}' from the main thread (kernel.client), or make '${pooled}' stateful by removing its pool.`,
+    `${service} is pooled and uses the pooled service(s) ${uses}; a pooled service can use stateful services only. Call the other pool from a stateful service, or remove its pool.`,
   E_POOLED_KIND_CHANGE: (service: string, from: string, to: string) =>
     `${service} is ${from} in the running release and ${to} in the new one; a service cannot change between pooled and stateful during a hot swap. Stop the kernel and start it on the new release, or keep the kind.`,
   E_POOL_WARMUP_TIMEOUT: (service: string, release: string, ready: number, size: number, ms: number) =>

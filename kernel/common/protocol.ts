@@ -361,6 +361,12 @@ export interface HttpReply {
 // ---------------------------------------------------------------------------------------------
 // Pooled services (kernel -> one thread of a service's piscina pool, as piscina tasks)
 
+/**
+ * On a pool thread's gateway: [service, request frame] from the thread; the main thread answers
+ * each call with a reply frame on the same channel, as a worker would.
+ */
+export type GatewayFrame = [service: string, frame: RequestFrame];
+
 /** Passed as piscina's workerData to every thread of a pool. */
 export type PoolBootData = ServiceBootData;
 
@@ -370,7 +376,9 @@ export type PoolBootData = ServiceBootData;
  * the control op of the same name (ControlRequests), for a pool.
  */
 export type PoolTask =
-  | { op: 'warm' }
+  // `gateway`: the thread's channel to the main thread, for calls to the stateful services the
+  // pooled service uses; `casts` names their casts, so its clients know which answer nothing.
+  | { op: 'warm'; gateway?: MessagePort; casts?: Record<string, string[]> }
   // `http`: the one argument is a request the HTTP front door built.
   | { op: 'call' | 'cast'; method: string; args?: unknown[]; http?: true }
   | { op: 'check-args'; method: string; args: unknown[] };

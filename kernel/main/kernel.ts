@@ -88,6 +88,8 @@ export class Kernel {
       // Fresh: a due checkpoint that comes while one is being written must get its own, or the
       // changes since the one under way would wait for the next due or timer.
       checkpointDue: (service) => void this.#checkpoints.checkpoint([service], { fresh: true }),
+      openClient: (service) => this.#host(service).newClient(),
+      casts: () => Object.fromEntries([...this.#hosts.values()].map((host) => [host.name, [...host.descriptor.casts]])),
     });
     this.#checkpoints = new Checkpointer(this.#context);
     this.#supervisor = new Supervisor(this.#context, this.#checkpoints);

@@ -226,14 +226,13 @@ export async function buildRelease(options: BuildOptions): Promise<BuildResult> 
 }
 
 /**
- * Pooled services cannot call other services, nor be called by them, until service-to-service
- * calls to pools exist: a release that needs either is refused here, not at its first start.
+ * A pooled service calls the stateful services it uses through the kernel's main thread, and
+ * stateful services call pools; a pool that uses another pool is refused here, not at its first start.
  */
 function assertPoolsCallable(services: Manifest['services']): void {
   for (const [name, service] of Object.entries(services)) {
-    if (service.pool && service.uses.length > 0) throw theseusError('E_POOLED_USES', name, service.uses.join(', '));
-    const pooled = service.uses.find((dependency) => services[dependency]?.pool);
-    if (pooled) throw theseusError('E_USES_POOLED', name, pooled);
+    const pooled = service.pool ? service.uses.filter((dependency) => services[dependency]?.pool) : [];
+    if (pooled.length > 0) throw theseusError('E_POOLED_USES', name, pooled.join(', '));
   }
 }
 

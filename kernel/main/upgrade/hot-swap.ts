@@ -32,14 +32,15 @@ import { TheseusError, errorMessage, inPhase, theseusError } from '../../common/
 import { hangIfFaulted } from '../../common/faults.ts';
 import { formatPath } from '../../common/migrations.ts';
 import type { UpgradePhase } from '../../common/phases.ts';
-import { createLink, portsOf, sameDescriptor, type LogRecord, type PortSet, type ServiceSource, type StateSnapshot } from '../../common/protocol.ts';
+import { portsOf, sameDescriptor, type LogRecord, type PortSet, type ServiceSource, type StateSnapshot } from '../../common/protocol.ts';
 import { roundMs } from '../../common/time.ts';
 import type { Bundle } from '../../release/bundler.ts';
 import type { ServiceWorker } from '../service-worker.ts';
 import { SwapError, type ServiceSwapReport, type SwapReport, type SwapTarget } from './report.ts';
 import { ofService, planSwap, type AddedPlan, type ServicePlan } from './swap-plan.ts';
 import { ServiceHost } from '../service-host.ts';
-import { channelTo } from '../wiring.ts';
+import { addNewDependencies, channelTo, channelToPool } from '../wiring.ts';
+import type { PoolHost } from '../pool-host.ts';
 import { checkTransition, type TransitionTable } from '../../common/lifecycle.ts';
 
 export type SwapState =
@@ -81,7 +82,8 @@ const phaseOfState: Partial<Record<SwapState, UpgradePhase>> = {
 /** What the swap needs from the kernel. */
 export interface SwapEnvironment {
   hosts: ReadonlyMap<string, ServiceHost>;
-  /** Pooled services: not swapped here (the kernel switches their pools), and not callable by services yet. */
+  /** Pooled services: not swapped here (the kernel switches their pools); a stateful service may call them. */
+  pools: ReadonlyMap<string, PoolHost>;
   pooledServices: ReadonlySet<string>;
   drainTimeoutMs: number;
   controlTimeoutMs: number;
@@ -258,6 +260,12 @@ export class HotSwap {
     const host = (service.host = new ServiceHost(name, worker, source, bundle, this.#env.controlTimeoutMs));
     const outbound: PortSet['outbound'] = {};
     for (const dependency of worker.descriptor.uses) {
+      const toPool = channelToPool(dependency, this.#env.pools);
+      if (toPool) {
+        outbound[dependency] = toPool.caller;
+        toPool.attach();
+        continue;
+      }
       const addedCallee = this.#added.find((other) => other.name === dependency);
       const callee = addedCallee ? { descriptor: addedCallee.descriptor } : this.#env.hosts.get(dependency)!;
       const { caller, service: end } = channelTo(callee);
@@ -358,15 +366,10 @@ export class HotSwap {
           delete ports.outbound[name];
           continue;
         }
-        entry.methods = methodTable(hosts.get(name)?.descriptor ?? entry.methods);
+        entry.methods = methodTable((hosts.get(name) ?? this.#env.pools.get(name))?.descriptor ?? entry.methods);
       }
-      for (const dependency of plan.newDescriptor.uses) {
-        if (ports.outbound[dependency]) continue;
-        // The new code calls a service the old code did not: give it a fresh channel.
-        const { caller, service } = createLink(methodTable(hosts.get(dependency)!.descriptor));
-        ports.outbound[dependency] = caller;
-        newChannels.push(() => hosts.get(dependency)!.attachCaller(service));
-      }
+      // The new code calls services the old code did not: fresh channels to them.
+      newChannels.push(...addNewDependencies(ports, plan.newDescriptor, hosts, this.#env.pools));
       acks.push(
         plan.newWorker!.request('switch', { ports }, this.#env.controlTimeoutMs).catch((error: unknown) => {
           // If the request never left, the ports are still here: close them so callers are told.

@@ -17,7 +17,6 @@ import { SwapError, unchangedEntry, type ServiceSwapReport, type SwapReport, typ
 
 /** What a swap of services needs from the kernel: the HotSwap's environment, the pools, checkpoints. */
 export interface SwapKernel extends SwapEnvironment {
-  pools: ReadonlyMap<string, PoolHost>;
   /** Writes a fresh checkpoint of these services (those that keep no state of their own). */
   checkpoint(services: string[]): Promise<void>;
   /** Told of the HotSwap machine when it starts, so the kernel can say which state it is in. */
@@ -69,10 +68,10 @@ export async function swapServices(kernel: SwapKernel, target: SwapTarget): Prom
         return;
       }
       refuseSameReleaseOtherCode(name, pool.release, target.release);
-      if (source.descriptor && source.descriptor.uses.length > 0) throw inPhase(theseusError('E_POOLED_USES', name, source.descriptor.uses.join(', ')), 'check');
+      if (source.descriptor) refuseUses(kernel, target, name, source.descriptor.uses, 'check');
       const generation = await pool.warm(target.release, bundle, source).catch((error: unknown) => Promise.reject(inPhase(error, 'prepare')));
       warmed.push({ pool, generation });
-      if (generation.descriptor.uses.length > 0) throw inPhase(theseusError('E_POOLED_USES', name, generation.descriptor.uses.join(', ')), 'prepare');
+      refuseUses(kernel, target, name, generation.descriptor.uses, 'prepare');
       if (source.descriptor && !sameDescriptor(source.descriptor, generation.descriptor)) {
         throw inPhase(theseusError('E_DESCRIPTOR_MISMATCH', name, target.release, JSON.stringify(generation.descriptor), JSON.stringify(source.descriptor)), 'prepare');
       }
@@ -159,6 +158,18 @@ export async function swapServices(kernel: SwapKernel, target: SwapTarget): Prom
   return report;
 }
 
+/**
+ * A pooled service's new code may use the stateful services the kernel will run after the swap
+ * (those of the whole release, when the target names it), not another pool.
+ */
+function refuseUses(kernel: SwapKernel, target: SwapTarget, name: string, uses: readonly string[], phase: 'check' | 'prepare'): void {
+  const pooled = uses.filter((dependency) => kernel.pools.has(dependency) || target.services[dependency]?.pool);
+  if (pooled.length > 0) throw inPhase(theseusError('E_POOLED_USES', name, pooled.join(', ')), phase);
+  const stateful = (dependency: string) => (target.complete ? Object.hasOwn(target.services, dependency) : kernel.hosts.has(dependency) || Object.hasOwn(target.services, dependency));
+  const unknown = uses.find((dependency) => !stateful(dependency));
+  if (unknown) throw inPhase(theseusError('E_UNKNOWN_DEPENDENCY', `${name}@${target.release}`, unknown), phase);
+}
+
 /** Whether any of these stateful services would get new code or settings (an unknown one counts: HotSwap refuses it). */
 async function anyStatefulChange(kernel: SwapKernel, services: Record<string, ServiceSource>): Promise<boolean> {
   for (const [name, source] of Object.entries(services)) {
@@ -176,6 +187,12 @@ async function switchPools(kernel: SwapKernel, warmed: ReadonlyArray<{ pool: Poo
     // waits for the old pool's threads to exit.
     const retired = pool.switchTo(generation);
     pool.lastSwap = { fromRelease, toRelease: release, at: Date.now(), pauseMs: 0, outcome: 'switched' };
+    // Stateful services that call the pool learn its new calls and casts.
+    for (const host of kernel.hosts.values()) {
+      if (host.state !== 'running' || !host.descriptor.uses.includes(pool.name)) continue;
+      const methods = { calls: [...generation.descriptor.calls], casts: [...generation.descriptor.casts] };
+      void host.current.request('peer', { service: pool.name, methods }, kernel.controlTimeoutMs).catch(() => undefined);
+    }
     return retired.catch((error: unknown) => kernel.log('warn', `${pool.name}@${fromRelease}: the old pool did not close cleanly: ${errorMessage(error)}`));
   });
   onSwitch();

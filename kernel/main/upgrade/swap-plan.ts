@@ -205,7 +205,7 @@ export async function planSwap(
  */
 function checkWiring(env: SwapEnvironment, release: string, plans: ServicePlan[], added: AddedPlan[], removed: ServiceHost[]): void {
   const leaving = new Set(removed.map((host) => host.name));
-  const after = new Set([...[...env.hosts.keys()].filter((name) => !leaving.has(name)), ...added.map((service) => service.name)]);
+  const after = new Set([...[...env.hosts.keys()].filter((name) => !leaving.has(name)), ...added.map((service) => service.name), ...env.pooledServices]);
   const usesAfter = new Map<string, readonly string[]>();
   for (const host of env.hosts.values()) if (!leaving.has(host.name)) usesAfter.set(host.name, host.descriptor.uses);
   for (const plan of plans) usesAfter.set(plan.host.name, plan.newDescriptor.uses);
@@ -216,7 +216,6 @@ function checkWiring(env: SwapEnvironment, release: string, plans: ServicePlan[]
   }
   for (const [name, uses] of usesAfter) {
     for (const dependency of uses) {
-      if (env.pooledServices.has(dependency)) throw ofService(name, theseusError('E_USES_POOLED', `${name}@${release}`, dependency));
       if (!after.has(dependency)) throw ofService(name, theseusError('E_UNKNOWN_DEPENDENCY', `${name}@${release}`, dependency));
     }
   }
