@@ -114,6 +114,9 @@ test('a pooled service calls a stateful one through swaps of the pool, of the st
     );
     assert.equal(await kernel.client<{ get(): Promise<number> }>('counter').get(), replies.length, 'the counter counted each call once');
     assert.deepEqual(new Set(replies.map((reply) => reply.code)), new Set(['v1', 'v2']));
+    // The pool still uses the counter: a release without it is refused, and both serve on.
+    await assert.rejects(kernel.upgrade({ release: '1.0.4', complete: true, services: { bumper: pool('pooled-counter-user-v1') } }), { code: 'E_REMOVED_STILL_USED', phase: 'check' });
+    assert.equal((await bumper.bump()).total, replies.length + 1);
   } finally {
     await kernel.stop();
   }

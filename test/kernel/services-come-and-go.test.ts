@@ -75,8 +75,9 @@ test('0.3.0 -> 0.4.0 adds the audit log, 0.5.0 removes it, a downgrade to 0.4.0 
   }
 });
 
-test('an added service that fails to boot, or a removal of a service still used, leaves exactly the old set', async () => {
-  const kernel = await Kernel.start({ ...sequenceOnly('0.3.0'), onLog: logCollector().onLog });
+test('an added service that fails to boot, a failed migration next to an added service, or a removal of a service still used, leaves exactly the old set', async () => {
+  // 0.2.0: its state is vsn 0, so a swap to 0.3.0's code has a migration to run (and to fail).
+  const kernel = await Kernel.start({ ...sequenceOnly('0.2.0'), onLog: logCollector().onLog });
   try {
     const seq = kernel.client<SequenceApi>('sequence');
     const before = await seq.nextNumber();
@@ -91,6 +92,12 @@ test('an added service that fails to boot, or a removal of a service still used,
     assert.deepEqual(kernel.services, ['sequence']);
     assert.throws(() => kernel.client('audit'), { code: 'E_UNKNOWN_SERVICE' });
     assert.equal(await seq.nextNumber(), `The next number is ${Number(String(before).split(' ').pop()) + 1}`);
+
+    // Past prepare too: the audit log booted and took its state, then the sequence's migration throws.
+    const migrateFails = { release: '0.3.5', complete: true, services: { sequence: { entry: fixture('sequence-migration-throws') }, audit: { entry: entry('0.4.0', 'audit') } } };
+    await assert.rejects(kernel.upgrade(migrateFails), { code: 'E_MIGRATION_FAILED', phase: 'migrate' });
+    assert.deepEqual(kernel.services, ['sequence']);
+    assert.deepEqual(await kernel.keptStates(), [], 'the audit log that never opened left no state behind');
 
     await kernel.upgrade(withAudit('0.4.0'));
     // 0.4.0's sequence still uses the audit log: a release that leaves only it is refused.

@@ -85,6 +85,8 @@ export interface SwapEnvironment {
   /** Pooled services: not swapped here (the kernel switches their pools); a stateful service may call them. */
   pools: ReadonlyMap<string, PoolHost>;
   pooledServices: ReadonlySet<string>;
+  /** What each pool uses after the swap (its new code's, when the same swap changes it): a removal must not leave one calling nothing. */
+  poolUses?: ReadonlyMap<string, readonly string[]>;
   drainTimeoutMs: number;
   controlTimeoutMs: number;
   bundle(source: ServiceSource, service: string): Promise<Bundle>;

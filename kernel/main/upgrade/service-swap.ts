@@ -110,7 +110,9 @@ export async function swapServices(kernel: SwapKernel, target: SwapTarget): Prom
   if (Object.keys(stateful).length > 0 || statefulRemoved) {
     if (warmed.length === 0 || statefulRemoved || (await anyStatefulChange(kernel, stateful))) {
       try {
-        const machine = new HotSwap(kernel, { ...target, services: stateful, onSwitch });
+        const poolUses = new Map([...kernel.pools].map(([name, pool]) => [name, pool.descriptor.uses]));
+        for (const { pool, generation } of warmed) poolUses.set(pool.name, generation.descriptor.uses);
+        const machine = new HotSwap({ ...kernel, poolUses }, { ...target, services: stateful, onSwitch });
         kernel.started(machine);
         statefulReport = await machine.run();
       } catch (error) {

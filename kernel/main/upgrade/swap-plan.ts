@@ -208,6 +208,7 @@ function checkWiring(env: SwapEnvironment, release: string, plans: ServicePlan[]
   const after = new Set([...[...env.hosts.keys()].filter((name) => !leaving.has(name)), ...added.map((service) => service.name), ...env.pooledServices]);
   const usesAfter = new Map<string, readonly string[]>();
   for (const host of env.hosts.values()) if (!leaving.has(host.name)) usesAfter.set(host.name, host.descriptor.uses);
+  for (const [name, pool] of env.pools) usesAfter.set(name, env.poolUses?.get(name) ?? pool.descriptor.uses);
   for (const plan of plans) usesAfter.set(plan.host.name, plan.newDescriptor.uses);
   for (const service of added) usesAfter.set(service.name, service.descriptor.uses);
   for (const leaver of leaving) {
