@@ -49,7 +49,7 @@ export function formatDuration(ms: number): string {
  * pause (with the part of it the old code spent finishing the handler it was running).
  */
 export function formatServiceSwap(service: SwapResult['report']['services'][number]): string {
-  if (service.change === 'added') return `${service.service}: added in ${service.to.release} (vsn ${service.to.vsn}), state from ${service.migration}, ${service.stateBytes} bytes, ${service.outcome}`;
+  if (service.change === 'added') return `${service.service}: added in ${service.to.release} (vsn ${service.to.vsn}), ${service.migration}, state ${service.stateBytes} bytes, ${service.outcome}`;
   if (service.change === 'removed') return `${service.service}: ${service.from.release} (vsn ${service.from.vsn}) removed in ${service.to.release}, drained, its last state kept, ${service.outcome}`;
   const change = service.change === 'config' ? 'config changed, ' : '';
   const details = [

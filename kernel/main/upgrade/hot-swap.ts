@@ -284,7 +284,7 @@ export class HotSwap {
       await worker.request('migrate', { snapshot: kept.snapshot }, this.#env.controlTimeoutMs, [kept.snapshot.bytes.buffer as ArrayBuffer]);
       return;
     }
-    service.origin = 'init()';
+    service.origin = 'started from init()';
     await worker.request('init', { ports: { inbound: [], outbound } }, this.#env.initTimeoutMs).catch((error: unknown) => {
       if (error instanceof TheseusError && error.code === 'E_CONTROL_TIMEOUT') throw ofService(name, theseusError('E_INIT_TIMEOUT', name, this.#target.release, this.#env.initTimeoutMs));
       throw ofService(name, error);

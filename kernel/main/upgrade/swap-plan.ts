@@ -54,7 +54,7 @@ export interface AddedPlan {
   worker: ServiceWorker | null;
   /** Made in prepare; registered with the kernel in the switch turn. */
   host: ServiceHost | null;
-  /** Where its state came from: 'init' or the kept state it resumes from. */
+  /** Where its state came from, as the report says it: init(), or the state the kernel kept of it. */
   origin: string;
   stateBytes: number;
   /** Callers' service ends made before it is registered (another added service that uses it). */
@@ -116,7 +116,7 @@ export async function planSwap(
       if (!host) {
         const worker = spec.descriptor ? null : await env.loadWorker(name, target.release, bundle, spec);
         if (worker) loaded.push(worker);
-        added.push({ name, source: spec, bundle, descriptor: spec.descriptor ?? worker!.descriptor, worker, host: null, origin: 'init', stateBytes: 0, inbound: [], outbound: {}, outcome: 'not-started' });
+        added.push({ name, source: spec, bundle, descriptor: spec.descriptor ?? worker!.descriptor, worker, host: null, origin: 'started from init()', stateBytes: 0, inbound: [], outbound: {}, outcome: 'not-started' });
         return null;
       }
       if (bundle.sha256 === host.bundle.sha256) {
