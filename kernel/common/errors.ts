@@ -148,7 +148,6 @@ const messages = {
   E_FRAME_INVALID: (reason: string) => `A control frame was refused: ${reason}; the connection was closed.`,
   E_KERNEL_TIMEOUT: (op: string, ms: number) => `The kernel did not answer '${op}' within ${ms} ms. Check 'kernel logs'; the kernel may be busy or stuck.`,
   E_HOOK_FAILED: (hook: string, command: string, reason: string) => `The ${hook} hook '${command}' failed: ${reason}. Fix the hook, or remove it from theseus.config.ts.`,
-  E_UNSUPPORTED_CHANGE: (version: string, reason: string) => `Release ${version} cannot be hot-swapped in: ${reason}. Stop the kernel and start it on the new release instead.`,
   E_PROBATION_FAILED: (service: string, version: string, reason: string, outcome: string) =>
     `${service}@${version} failed its probation: ${reason}. ${outcome}`,
   E_CHECKPOINT_CORRUPT: (file: string, reason: string) =>

@@ -19,7 +19,7 @@ import { defaultCacheDir } from '../release/bundler.ts';
 import { bootRelease } from './boot.ts';
 import { Checkpointer } from './checkpointer.ts';
 import type { KernelContext, KernelOptions, ResolvedKernelOptions } from './kernel-context.ts';
-import type { PoolHost } from './pool-host.ts';
+import { PoolHost } from './pool-host.ts';
 import type { ServiceHost } from './service-host.ts';
 import { Supervisor } from './supervisor.ts';
 import type { SwapReport, SwapTarget } from './upgrade/report.ts';
@@ -216,7 +216,9 @@ export class Kernel {
   /** The kept state of each service a release removed (on disk with a stateDir, else in memory). */
   async keptStates(): Promise<KeptState[]> {
     if (this.#options.stateDir) return this.#checkpoints.keptStates(this.services);
-    return [...this.#removed].map(([service, kept]) => ({ service, release: kept.release, vsn: kept.snapshot?.vsn ?? '?', at: '?', bytes: kept.snapshot?.bytes.byteLength ?? 0 }));
+    return [...this.#removed]
+      .filter(([, kept]) => kept.snapshot !== null)
+      .map(([service, kept]) => ({ service, release: kept.release, vsn: kept.snapshot!.vsn, at: '?', bytes: kept.snapshot!.bytes.byteLength }));
   }
 
   /** The calls and casts the running code of a service declares, and the arguments of those that declare them. */
@@ -364,6 +366,16 @@ export class Kernel {
         if (!inMemory?.snapshot) return null;
         const snapshot = await this.#checkpoints.adoptable(host.name, inMemory.snapshot, host.descriptor, inMemory.release);
         return { snapshot, release: inMemory.release };
+      },
+      startPool: async (service, release, bundle, source) => PoolHost.start(await this.#workers.poolOptions(service), release, bundle, source),
+      joinPool: (pool) => {
+        this.#pools.set(pool.name, pool);
+        this.#removed.delete(pool.name);
+      },
+      leavePool: (pool, release) => {
+        this.#pools.delete(pool.name);
+        // A pool keeps no state: nothing to resume from, only calls to refuse with the right code.
+        this.#removed.set(pool.name, { release: pool.release, by: release, snapshot: null });
       },
       join: (host) => {
         this.#hosts.set(host.name, host);

@@ -121,3 +121,30 @@ test('a pooled service calls a stateful one through swaps of the pool, of the st
     await kernel.stop();
   }
 });
+
+test('a whole release adds a pool that a swapped service starts using, and a later one removes both again', async () => {
+  const kernel = await Kernel.start({ release: '1.0.0', services: { counter: stateful('counter-v1') }, onLog: logCollector().onLog });
+  try {
+    const added = await kernel.upgrade({ release: '1.1.0', complete: true, services: { counter: stateful('counter-v1'), hasher: pool('pooled-v1', 2), caller: stateful('pool-caller-v1') } });
+    assert.deepEqual(
+      added.services.map((s) => [s.service, s.change, s.outcome]).sort(),
+      [
+        ['caller', 'added', 'switched'],
+        ['counter', 'none', 'unchanged'],
+        ['hasher', 'added', 'switched'],
+      ],
+    );
+    const caller = kernel.client<{ viaPool(tag: number): Promise<{ count: number; poolCode: string }> }>('caller');
+    assert.deepEqual(await caller.viaPool(1), { count: 1, code: 'v1', poolCode: 'v1' });
+    // The pool cannot go while the caller uses it.
+    await assert.rejects(kernel.upgrade({ release: '1.2.0', complete: true, services: { counter: stateful('counter-v1'), caller: stateful('pool-caller-v1') } }), { code: 'E_REMOVED_STILL_USED' });
+    assert.equal(kernel.poolThreadIds('hasher').length, 2);
+    const hasher = kernel.client<{ fib(n: number): Promise<number> }>('hasher');
+    await kernel.upgrade({ release: '1.2.0', complete: true, services: { counter: stateful('counter-v1') } });
+    assert.deepEqual(kernel.services, ['counter']);
+    assert.throws(() => kernel.client('hasher'), { code: 'E_SERVICE_REMOVED' });
+    await assert.rejects(hasher.fib(3), { code: 'E_SERVICE_DOWN' });
+  } finally {
+    await kernel.stop();
+  }
+});

@@ -87,6 +87,8 @@ export interface SwapEnvironment {
   pooledServices: ReadonlySet<string>;
   /** What each pool uses after the swap (its new code's, when the same swap changes it): a removal must not leave one calling nothing. */
   poolUses?: ReadonlyMap<string, readonly string[]>;
+  /** Pools the same release removes: no service may still use them. */
+  poolsLeaving?: ReadonlySet<string>;
   drainTimeoutMs: number;
   controlTimeoutMs: number;
   bundle(source: ServiceSource, service: string): Promise<Bundle>;

@@ -211,7 +211,7 @@ function checkWiring(env: SwapEnvironment, release: string, plans: ServicePlan[]
   for (const [name, pool] of env.pools) usesAfter.set(name, env.poolUses?.get(name) ?? pool.descriptor.uses);
   for (const plan of plans) usesAfter.set(plan.host.name, plan.newDescriptor.uses);
   for (const service of added) usesAfter.set(service.name, service.descriptor.uses);
-  for (const leaver of leaving) {
+  for (const leaver of [...leaving, ...(env.poolsLeaving ?? [])]) {
     const users = [...usesAfter].filter(([, uses]) => uses.includes(leaver)).map(([name]) => name);
     if (users.length > 0) throw ofService(users[0]!, theseusError('E_REMOVED_STILL_USED', release, leaver, users.join(', ')));
   }
