@@ -146,7 +146,7 @@ test('0.3.0 -> 0.4.0 -> 0.5.0 -> 0.4.0 -> 0.3.0 under load: the audit log comes,
   for (const connection of connections) connection.close();
 });
 
-test('an added service that fails to boot switches nothing; a release that removes a service still used is refused at build', async () => {
+test('an added service that fails to boot switches nothing, one unhealthy on probation is removed by the revert, and a release that removes a service still used is refused at build', async () => {
   const apps = await tempDir('theseus-come-and-go-apps-');
   const broken = await buildRelease({
     configFile: await writeApp(join(apps, 'broken'), '0.6.0', `sequence: { entry: '${repo}services/sequence/0.4.0/sequence.ts', durability: 'reply' }, audit: { entry: '${fixture('bad-init-state')}' }`),
@@ -161,6 +161,23 @@ test('an added service that fails to boot switches nothing; a release that remov
   assert.equal(after.release, before.release);
   assert.deepEqual(after.services.map((s: { name: string }) => s.name), ['sequence']);
   assert.deepEqual(after.kept.map((k: { service: string }) => k.service), before.kept.map((k: { service: string }) => k.service), 'no state was written for the service that never opened');
+
+  // An added service that fails its health check on probation: the revert removes it again.
+  await mkdir(join(apps, 'unhealthy'), { recursive: true });
+  await writeFile(
+    join(apps, 'unhealthy', 'audit.ts'),
+    [`import audit from '${repo}services/sequence/0.4.0/audit.ts';`, `import { defineService } from '${repo}kernel/service.ts';`, `export default defineService({ ...audit, health: () => 'unhealthy on purpose' });`, ''].join('\n'),
+  );
+  const unhealthy = await buildRelease({
+    configFile: await writeApp(join(apps, 'unhealthy'), '0.6.1', `sequence: { entry: '${repo}services/sequence/0.4.0/sequence.ts', durability: 'reply' }, audit: { entry: './audit.ts' }`),
+    outDir: join(apps, 'unhealthy', 'releases'),
+    log: () => undefined,
+  });
+  const reverted = run(['upgrade', unhealthy.tarball]);
+  assert.equal(reverted.status, 1, reverted.stderr + reverted.stdout);
+  assert.match(reverted.stderr, /failed its probation: unhealthy on purpose\. Reverted to 0\.3\.0/);
+  assert.equal(status().release, '0.3.0');
+  assert.deepEqual(serviceNames(), ['sequence']);
 
   // 0.4.0's sequence still uses the audit log; a release from 0.4.0 without it is refused.
   const stillUsed = await writeApp(join(apps, 'still-used'), '0.5.1', `sequence: { entry: '${repo}services/sequence/0.4.0/sequence.ts' }`);
