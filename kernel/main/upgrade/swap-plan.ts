@@ -200,8 +200,8 @@ export async function planSwap(
 }
 
 /**
- * Who uses whom once the swap is through: every service the new code (swapped or added) uses is
- * in the new set of stateful services, and no service that stays uses one that leaves.
+ * Who uses whom once the swap is through: every service a service or pool uses (in its new code,
+ * when this swap changes or adds it) runs after it, and nothing that stays uses one that leaves.
  */
 function checkWiring(env: SwapEnvironment, release: string, plans: ServicePlan[], added: AddedPlan[], removed: ServiceHost[]): void {
   const leaving = new Set(removed.map((host) => host.name));
