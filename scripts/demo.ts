@@ -27,7 +27,7 @@ import { ControlConnection } from '../kernel/cli/control-client.ts';
 import { sequenceNumber } from '../services/sequence/shared/reply.ts';
 
 const repo = fileURLToPath(new URL('..', import.meta.url));
-const versions = ['0.1.0', '0.2.0', '0.3.0'] as const;
+const versions = ['0.1.0', '0.2.0', '0.3.0', '0.4.0', '0.5.0'] as const;
 const CALLERS = 100;
 const CONNECTIONS = 4;
 const HTTP_CALLERS = 20;
@@ -95,7 +95,7 @@ async function main(): Promise<number> {
   const kernel = join(deploy, 'bin', 'kernel');
   let started = false;
   try {
-    step('Build the three releases from their sources');
+    step('Build the five releases from their sources');
     for (const version of versions) {
       run(process.execPath, [join(repo, 'kernel'), 'release', '--config', `services/sequence/${version}/theseus.config.ts`, '--out', builds], repo);
     }
@@ -211,6 +211,15 @@ async function main(): Promise<number> {
     await show();
     await show();
     await pause(500);
+
+    const auditLog = async () => JSON.stringify(((await operator.request('call', { service: 'audit', method: 'auditLog', args: [] })) as { reply: unknown }).reply);
+    await swap('Upgrade to 0.4.0: an audit log joins the sequence server, which casts every number it hands out to it', ['upgrade', tarball('0.4.0')]);
+    say(`   audit.auditLog() -> ${await auditLog()}`);
+    await swap('Upgrade to 0.5.0: the audit log is removed again; the kernel keeps its last state', ['upgrade', tarball('0.5.0')]);
+    const kept = ((await operator.request('status', {})) as { kept: Array<{ service: string; release: string; bytes: number }> }).kept;
+    say(`   kept state: ${kept.map((k) => `${k.service} (from ${k.release}, ${k.bytes} bytes)`).join(', ') || 'none'}`);
+    await swap('Downgrade to 0.4.0: the audit log comes back where it stopped', ['downgrade', '0.4.0']);
+    say(`   audit.auditLog() -> ${await auditLog()}`);
 
     stop = true;
     await Promise.all([...callers, ...httpCallers]);

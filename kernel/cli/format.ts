@@ -49,6 +49,8 @@ export function formatDuration(ms: number): string {
  * pause (with the part of it the old code spent finishing the handler it was running).
  */
 export function formatServiceSwap(service: SwapResult['report']['services'][number]): string {
+  if (service.change === 'added') return `${service.service}: added in ${service.to.release} (vsn ${service.to.vsn}), ${service.migration}, state ${service.stateBytes} bytes, ${service.outcome}`;
+  if (service.change === 'removed') return `${service.service}: ${service.from.release} (vsn ${service.from.vsn}) removed in ${service.to.release}, drained, its last state kept, ${service.outcome}`;
   const change = service.change === 'config' ? 'config changed, ' : '';
   const details = [
     service.drainMs > 0 ? `${service.drainMs} ms of the pause finishing the running handler` : '',
@@ -73,13 +75,26 @@ export function formatStatus(status: StatusResult): string[] {
     lines.push(`http: ${listeners}; ${status.http.requests} requests, ${status.http.inFlight} in flight${answered ? `; ${answered}` : ''}`);
   }
   if (status.health.status !== 'ok') lines.push(`health: ${status.health.status}`);
+  for (const kept of status.kept ?? []) {
+    lines.push(
+      kept.problem
+        ? `kept state: ${kept.service} (unreadable: ${kept.problem})`
+        : `kept state: ${kept.service} (from ${kept.release}, vsn ${kept.vsn}, ${kept.bytes} bytes, ${kept.at}): not running; a release that brings ${kept.service} back resumes from it`,
+    );
+  }
   if (status.lastUpgrade) lines.push(`last upgrade: ${status.lastUpgrade.from} -> ${status.lastUpgrade.to} at ${status.lastUpgrade.at}${status.lastUpgrade.committed ? '' : ' (on trial)'}`);
   return lines;
 }
 
 /** `kernel releases` and the console's .releases: the registry as a table. */
 export function formatReleases(releases: ReleaseEntry[]): string {
-  return table(['VERSION', 'STATUS', 'RUNNING', 'INSTALLED', 'MANIFEST'], releases.map((r) => [r.version, r.status, r.running ? 'yes' : '', r.installedAt, r.manifestSha256.slice(0, 12)]));
+  const rows = releases.map((r) => [r.version, r.status, r.running ? 'yes' : '', r.installedAt, r.manifestSha256.slice(0, 12)]);
+  // The state kept of services a later release removed, by the release whose code wrote it.
+  if (!releases.some((r) => r.keptState)) return table(['VERSION', 'STATUS', 'RUNNING', 'INSTALLED', 'MANIFEST'], rows);
+  return table(
+    ['VERSION', 'STATUS', 'RUNNING', 'INSTALLED', 'MANIFEST', 'KEPT STATE'],
+    rows.map((row, index) => [...row, releases[index]!.keptState?.join(', ') ?? '']),
+  );
 }
 
 /** Terminal colours, as [on, off] pairs; used only when the output is a terminal. */

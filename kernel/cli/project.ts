@@ -29,7 +29,7 @@ export async function versionedConfigs(dir: string): Promise<VersionedConfig[]> 
   return found.sort((a, b) => semver.compare(a.version, b.version));
 }
 
-/** `services/sequence/{0.1.0,0.2.0,0.3.0}/theseus.config.ts`: the configurations, in a few words. */
+/** `services/sequence/{0.1.0,0.2.0,0.3.0,0.4.0,0.5.0}/theseus.config.ts`: the configurations, in a few words. */
 export function describeConfigs(dir: string, configs: readonly VersionedConfig[]): string {
   const paths = configs.map((c) => relative(dir, c.config));
   const [first] = paths;

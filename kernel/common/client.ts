@@ -77,6 +77,8 @@ export class ServiceClient {
   #methods: MethodTable;
   /** Set when the client is closed or its service is gone for good: calls reject at once. */
   #closedReason: string | null = null;
+  /** What a closed client's calls reject with: the service is down, or was removed by a release. */
+  #closedCode: 'E_SERVICE_DOWN' | 'E_SERVICE_REMOVED' = 'E_SERVICE_DOWN';
   /** Set when a restart took too long: calls reject at once, until a new channel arrives. */
   #downReason: string | null = null;
   /** Set while the service's worker is dead and a restart may bring it back. */
@@ -161,7 +163,7 @@ export class ServiceClient {
 
   #request(kind: typeof FRAME_CALL | typeof FRAME_BATCH, method: string, args: unknown[]): Promise<unknown> {
     const down = this.#closedReason ?? this.#downReason;
-    if (down !== null) return Promise.reject(theseusError('E_SERVICE_DOWN', this.service, down));
+    if (down !== null) return Promise.reject(theseusError(this.#closedReason !== null ? this.#closedCode : 'E_SERVICE_DOWN', this.service, down));
     const id = this.#nextId++;
     const frame: RequestFrame = args.length === 0 && kind === FRAME_CALL ? [kind, id, method] : [kind, id, method, args];
     // While the service restarts, the call waits here and goes out with the resend.
@@ -179,7 +181,7 @@ export class ServiceClient {
 
   cast(method: string, args: unknown[]): void {
     const down = this.#closedReason ?? this.#downReason;
-    if (down !== null) throw theseusError('E_SERVICE_DOWN', this.service, down);
+    if (down !== null) throw theseusError(this.#closedReason !== null ? this.#closedCode : 'E_SERVICE_DOWN', this.service, down);
     const id = this.#nextId++;
     const frame: RequestFrame = args.length === 0 ? [FRAME_CAST, id, method] : [FRAME_CAST, id, method, args];
     if (this.#waitingForRestart === null) {
@@ -207,11 +209,22 @@ export class ServiceClient {
   }
 
   /** Rejects everything pending; later calls reject at once. */
-  close(reason: string): void {
+  close(reason: string, code: 'E_SERVICE_DOWN' | 'E_SERVICE_REMOVED' = 'E_SERVICE_DOWN'): void {
+    if (this.#closedReason === null) this.#closedCode = code;
     this.fail(reason);
     this.#port.close();
     this.onClose?.();
     this.onClose = null;
+  }
+
+  /**
+   * The service is leaving (a release removed it): later calls reject at once, while the calls
+   * already sent are still answered as it drains. close() ends the rest.
+   */
+  refuseNew(reason: string, code: 'E_SERVICE_DOWN' | 'E_SERVICE_REMOVED'): void {
+    if (this.#closedReason !== null) return;
+    this.#closedReason = reason;
+    this.#closedCode = code;
   }
 
   /** The service is gone for good: reject everything pending, and every later call. */
@@ -226,7 +239,8 @@ export class ServiceClient {
     this.#unstartedCasts = [];
     const pending = [...this.#pending.values()];
     this.#pending.clear();
-    for (const entry of pending) entry.reject(theseusError('E_SERVICE_DOWN', this.service, reason));
+    const code = this.#closedReason !== null ? this.#closedCode : 'E_SERVICE_DOWN';
+    for (const entry of pending) entry.reject(theseusError(code, this.service, reason));
   }
 
   #listen(port: MessagePort): void {

@@ -7,7 +7,7 @@
 // and then exactly one `result` frame.
 
 import { Type, type Static } from '@sinclair/typebox';
-import type { FrontDoorStats, HealthReport, ServiceStatus, ServiceSwapReport } from './status.ts';
+import type { FrontDoorStats, HealthReport, KeptState, ServiceStatus, ServiceSwapReport } from './status.ts';
 import type { PhaseEvent } from './phases.ts';
 import type { ArgumentSchema, LogRecord } from './protocol.ts';
 
@@ -96,6 +96,8 @@ export interface StatusResult {
   http: FrontDoorStats | null;
   /** What GET /_theseus/health answers on the front door: ok, or draining once a stop began. */
   health: HealthReport;
+  /** The last state of each service a release removed, kept for a release that brings it back. */
+  kept: KeptState[];
 }
 
 /** What `releases` answers: the registry, with the running release marked. */
@@ -105,6 +107,8 @@ export interface ReleaseEntry {
   installedAt: string;
   manifestSha256: string;
   running: boolean;
+  /** Services this release's code wrote the kept state of (a later release removed them); absent when none. */
+  keptState?: string[];
 }
 
 /** What `upgrade` and `downgrade` answer. */

@@ -29,6 +29,10 @@ const messages = {
     `The module ${entry} is not a valid service: ${reason}. Export the result of defineService({ vsn, init, calls, casts, migrations }) as its default export.`,
   E_SERVICE_DOWN: (service: string, reason: string) =>
     `Service '${service}' is not running (${reason}); the call was not served. Check the kernel's log for why the service stopped.`,
+  E_SERVICE_REMOVED: (service: string, reason: string) =>
+    `Service '${service}' was removed (${reason}); the call was not served. Call a service the running release has, or downgrade to a release that has '${service}': it resumes from its kept state.`,
+  E_REMOVED_STILL_USED: (release: string, removed: string, users: string) =>
+    `Release ${release} removes '${removed}', but ${users} still uses it. Remove '${removed}' from their uses in the same release, or keep '${removed}' in it.`,
   E_BOOT_FAILED: (service: string, release: string, reason: string) =>
     `The new worker for ${service}@${release} failed to boot: ${reason}. Fix the service's module or its init; the running release was not touched.`,
   E_INIT_TIMEOUT: (service: string, release: string, ms: number) =>
@@ -65,11 +69,9 @@ const messages = {
   E_POOLED_STATE_RETURNED: (service: string, method: string) =>
     `${service}.${method}() returned a state, but ${service} is a pooled (stateless) service: its handlers run on any thread of the pool and keep nothing between calls. Return { reply } only, or remove pool from the service's entry in theseus.config.ts to make it stateful.`,
   E_POOLED_NO_CLIENT: (service: string, other: string) =>
-    `${service} asked for a client of '${other}', but pooled services cannot call other services yet. Make ${service} stateful (remove its pool), or move the call to its caller.`,
+    `${service} asked for a client of '${other}' on a pool thread that has no channel to the kernel (piscina started the thread after the pool was warmed, to replace one that died). Nothing was sent; the next swap of ${service} warms every thread again.`,
   E_POOLED_USES: (service: string, uses: string) =>
-    `${service} is pooled and declares uses: [${uses}]; pooled services cannot call other services yet. Remove uses from ${service}, or remove its pool to make it stateful.`,
-  E_USES_POOLED: (service: string, pooled: string) =>
-    `${service} uses '${pooled}', which is pooled; calls from a service to a pool are not built yet. Call '${pooled}' from the main thread (kernel.client), or make '${pooled}' stateful by removing its pool.`,
+    `${service} is pooled and uses the pooled service(s) ${uses}; a pooled service can use stateful services only. Call the other pool from a stateful service, or remove its pool.`,
   E_POOLED_KIND_CHANGE: (service: string, from: string, to: string) =>
     `${service} is ${from} in the running release and ${to} in the new one; a service cannot change between pooled and stateful during a hot swap. Stop the kernel and start it on the new release, or keep the kind.`,
   E_POOL_WARMUP_TIMEOUT: (service: string, release: string, ready: number, size: number, ms: number) =>
@@ -146,7 +148,6 @@ const messages = {
   E_FRAME_INVALID: (reason: string) => `A control frame was refused: ${reason}; the connection was closed.`,
   E_KERNEL_TIMEOUT: (op: string, ms: number) => `The kernel did not answer '${op}' within ${ms} ms. Check 'kernel logs'; the kernel may be busy or stuck.`,
   E_HOOK_FAILED: (hook: string, command: string, reason: string) => `The ${hook} hook '${command}' failed: ${reason}. Fix the hook, or remove it from theseus.config.ts.`,
-  E_UNSUPPORTED_CHANGE: (version: string, reason: string) => `Release ${version} cannot be hot-swapped in yet: ${reason}. Stop the kernel and start it on the new release instead.`,
   E_PROBATION_FAILED: (service: string, version: string, reason: string, outcome: string) =>
     `${service}@${version} failed its probation: ${reason}. ${outcome}`,
   E_CHECKPOINT_CORRUPT: (file: string, reason: string) =>

@@ -244,7 +244,12 @@ export interface ControlRequests {
   resume: { request: { ports: PortSet | null }; response: Record<string, never> };
   /** Adopt a snapshot, running up migrations (in this new code) to the own vsn. Not serving yet. */
   migrate: { request: { snapshot: StateSnapshot }; response: { stateBytes: number } };
-  /** Take the ports and start serving the migrated state. */
+  /**
+   * Build the first state with init(), with the clients of the services it uses, but do not serve
+   * yet: a service added by a swap opens to its callers only at the switch.
+   */
+  init: { request: { ports: PortSet }; response: { stateBytes: number } };
+  /** Take the ports and start serving the migrated (or initialised) state. */
   switch: { request: { ports: PortSet }; response: { servingAt: number } };
   /** A new caller's service end. */
   attach: { request: { link: InboundLink }; response: Record<string, never> };
@@ -359,6 +364,12 @@ export interface HttpReply {
 // ---------------------------------------------------------------------------------------------
 // Pooled services (kernel -> one thread of a service's piscina pool, as piscina tasks)
 
+/**
+ * On a pool thread's gateway: [service, request frame] from the thread; the main thread answers
+ * each call with a reply frame on the same channel, as a worker would.
+ */
+export type GatewayFrame = [service: string, frame: RequestFrame];
+
 /** Passed as piscina's workerData to every thread of a pool. */
 export type PoolBootData = ServiceBootData;
 
@@ -368,7 +379,9 @@ export type PoolBootData = ServiceBootData;
  * the control op of the same name (ControlRequests), for a pool.
  */
 export type PoolTask =
-  | { op: 'warm' }
+  // `gateway`: the thread's channel to the main thread, for calls to the stateful services the
+  // pooled service uses; `casts` names their casts, so its clients know which answer nothing.
+  | { op: 'warm'; gateway?: MessagePort; casts?: Record<string, string[]> }
   // `http`: the one argument is a request the HTTP front door built.
   | { op: 'call' | 'cast'; method: string; args?: unknown[]; http?: true }
   | { op: 'check-args'; method: string; args: unknown[] };

@@ -16,6 +16,19 @@ export interface LastSwap {
   outcome: string;
 }
 
+/** The last state of a service a release removed, kept for a release that brings it back. */
+export interface KeptState {
+  service: string;
+  /** The release whose code wrote it, and the state's vsn. */
+  release: string;
+  vsn: string;
+  /** ISO time it was written. */
+  at: string;
+  bytes: number;
+  /** Set when the checkpoint cannot be read: a release that brings the service back will say why. */
+  problem?: string;
+}
+
 /** One service, as `kernel status` shows it. */
 export interface ServiceStatus {
   name: string;
@@ -64,7 +77,7 @@ export interface ServiceSwapReport {
   from: { release: string; vsn: string };
   to: { release: string; vsn: string };
   /** What changed: the code (its state vsn too, or not), only its config or static files, or nothing. */
-  change: 'vsn' | 'code' | 'config' | 'none';
+  change: 'vsn' | 'code' | 'config' | 'none' | 'added' | 'removed';
   /** e.g. "0 -> 1 (up, in 0.3.0)" or "none". */
   migration: string;
   stateBytes: number;

@@ -41,7 +41,6 @@ export async function bootRelease({ context, hosts, pools, supervisor, checkpoin
         if (source.descriptor && !sameDescriptor(source.descriptor, pool.descriptor)) {
           throw theseusError('E_DESCRIPTOR_MISMATCH', name, release, JSON.stringify(pool.descriptor), JSON.stringify(source.descriptor));
         }
-        if (pool.descriptor.uses.length > 0) throw theseusError('E_POOLED_USES', name, pool.descriptor.uses.join(', '));
         return;
       }
       const worker = await context.loadWorker(name, release, bundle, source);
@@ -56,6 +55,13 @@ export async function bootRelease({ context, hosts, pools, supervisor, checkpoin
   );
   const failed = loaded.find((result): result is PromiseRejectedResult => result.status === 'rejected');
   if (failed) throw failed.reason;
+  // A pool's threads call the stateful services it uses through the main thread; not another pool.
+  for (const pool of pools.values()) {
+    const pooled = pool.descriptor.uses.filter((dependency) => pools.has(dependency));
+    if (pooled.length > 0) throw theseusError('E_POOLED_USES', pool.name, pooled.join(', '));
+    const unknown = pool.descriptor.uses.find((dependency) => !hosts.has(dependency));
+    if (unknown) throw theseusError('E_UNKNOWN_DEPENDENCY', pool.name, unknown);
+  }
 
   const portSets = wireRelease(hosts, pools);
   await Promise.all(

@@ -10,6 +10,7 @@ import { readCheckpoint, writeCheckpoint } from '../common/checkpoints.ts';
 import { errorMessage, serializeError, theseusError } from '../common/errors.ts';
 import { findMigrationPath } from '../common/migrations.ts';
 import type { ServiceDescriptor, ServiceSource, StateSnapshot } from '../common/protocol.ts';
+import type { KeptState } from '../common/status.ts';
 import type { Bundle } from '../release/bundler.ts';
 import type { KernelContext } from './kernel-context.ts';
 import type { ServiceHost } from './service-host.ts';
@@ -114,6 +115,11 @@ export class Checkpointer {
    * silently reset to init().
    */
   async restored(host: ServiceHost): Promise<StateSnapshot | null> {
+    return (await this.resumable(host))?.snapshot ?? null;
+  }
+
+  /** restored(), with the release whose code wrote the checkpoint. */
+  async resumable(host: ServiceHost): Promise<{ snapshot: StateSnapshot; release: string } | null> {
     const stateDir = this.#context.options.stateDir;
     if (!stateDir) return null;
     const checkpoint = await readCheckpoint(stateDir, host.name);
@@ -121,7 +127,28 @@ export class Checkpointer {
     const { snapshot, header } = checkpoint;
     const restored = await this.adoptable(host.name, snapshot, host.descriptor, header.release);
     this.#context.log('info', `${host.name} resumes from its checkpoint of ${header.at} (release ${header.release}, vsn ${header.vsn})`);
-    return restored;
+    return { snapshot: restored, release: header.release };
+  }
+
+  /**
+   * The checkpoints of services that do not run (a release removed them): kept, so a release that
+   * brings one back resumes from it. An unreadable one is listed with its problem.
+   */
+  async keptStates(running: readonly string[]): Promise<KeptState[]> {
+    const stateDir = this.#context.options.stateDir;
+    if (!stateDir) return [];
+    const kept: KeptState[] = [];
+    for (const name of (await readdir(stateDir).catch(() => [] as string[])).sort()) {
+      const service = name.endsWith('.ckpt') ? name.slice(0, -'.ckpt'.length) : null;
+      if (service === null || running.includes(service)) continue;
+      try {
+        const checkpoint = await readCheckpoint(stateDir, service);
+        if (checkpoint) kept.push({ service, release: checkpoint.header.release, vsn: checkpoint.header.vsn, at: checkpoint.header.at, bytes: checkpoint.header.size });
+      } catch (error) {
+        kept.push({ service, release: '?', vsn: '?', at: '?', bytes: 0, problem: errorMessage(error) });
+      }
+    }
+    return kept;
   }
 
   /**

@@ -236,7 +236,13 @@ export class KernelDaemon {
       },
       ping: async () => ({ pong: true, pid: process.pid, release: this.#running }),
       status: () => this.#status(),
-      releases: async () => (await withInstallTimes(this.#root, await readRegistry(this.#root))).releases.map((entry) => ({ ...entry, running: entry.version === this.#running })),
+      releases: async () => {
+        const kept = await this.#kernel.keptStates();
+        return (await withInstallTimes(this.#root, await readRegistry(this.#root))).releases.map((entry) => {
+          const keptState = kept.filter((state) => state.release === entry.version).map((state) => state.service);
+          return { ...entry, running: entry.version === this.#running, ...(keptState.length > 0 ? { keptState } : {}) };
+        });
+      },
       // Each verb goes one way only: an upgrade to an older release is refused, and so on.
       upgrade: ({ source, commit }, channel) => this.#serialized(() => this.#upgrade('upgrade', source, commit, channel.emit)),
       downgrade: ({ version, commit }, channel) => this.#serialized(() => this.#upgrade('downgrade', version, commit, channel.emit)),
@@ -270,6 +276,7 @@ export class KernelDaemon {
       lastUpgrade: this.#lastUpgrade,
       http: this.#frontDoor && this.#frontDoor.state !== 'idle' ? this.#frontDoor.stats() : null,
       health: this.#health.report(),
+      kept: await this.#kernel.keptStates(),
     };
   }
 

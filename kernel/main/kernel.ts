@@ -15,12 +15,12 @@ import { errorMessage, theseusError } from '../common/errors.ts';
 import { checkTransition, type TransitionTable } from '../common/lifecycle.ts';
 import type { ArgumentSchema, BatchedCall, BatchedResult, BATCH_HTTP, LogRecord, ServiceSource, StateSnapshot } from '../common/protocol.ts';
 import type { CallMetricsSnapshot } from '../common/call-metrics.ts';
-import type { ServiceStatus } from '../common/status.ts';
+import type { KeptState, ServiceStatus } from '../common/status.ts';
 import { defaultCacheDir } from '../release/bundler.ts';
 import { bootRelease } from './boot.ts';
 import { Checkpointer } from './checkpointer.ts';
 import type { KernelContext, KernelOptions, ResolvedKernelOptions } from './kernel-context.ts';
-import type { PoolHost } from './pool-host.ts';
+import { PoolHost } from './pool-host.ts';
 import type { ServiceHost } from './service-host.ts';
 import { Supervisor } from './supervisor.ts';
 import type { SwapReport, SwapTarget } from './upgrade/report.ts';
@@ -51,6 +51,11 @@ export class Kernel {
   /** The swap under way, and its machine's state (for tests that wait for a phase). */
   #swapDone: Promise<SwapReport> | null = null;
   #swapMachine: { readonly state: string } | null = null;
+  /**
+   * Services a release removed, with their last state (also on disk when there is a stateDir): a
+   * later release that brings one back resumes from it, and calls to it meanwhile say it was removed.
+   */
+  #removed = new Map<string, { release: string; by: string; snapshot: StateSnapshot | null }>();
   /** The newest release a swap switched to (or the first one); labels the kernel's own log lines. */
   #release: string;
   readonly startedAt = Date.now();
@@ -84,6 +89,8 @@ export class Kernel {
       // Fresh: a due checkpoint that comes while one is being written must get its own, or the
       // changes since the one under way would wait for the next due or timer.
       checkpointDue: (service) => void this.#checkpoints.checkpoint([service], { fresh: true }),
+      openClient: (service) => this.#host(service).newClient(),
+      casts: () => Object.fromEntries([...this.#hosts.values()].map((host) => [host.name, [...host.descriptor.casts]])),
     });
     this.#checkpoints = new Checkpointer(this.#context);
     this.#supervisor = new Supervisor(this.#context, this.#checkpoints);
@@ -220,6 +227,14 @@ export class Kernel {
         snapshot: await host.current.request('metrics', {}, this.#options.controlTimeoutMs).catch(() => null),
       })),
     );
+  }
+
+  /** The kept state of each service a release removed (on disk with a stateDir, else in memory). */
+  async keptStates(): Promise<KeptState[]> {
+    if (this.#options.stateDir) return this.#checkpoints.keptStates(this.services);
+    return [...this.#removed]
+      .filter(([, kept]) => kept.snapshot !== null)
+      .map(([service, kept]) => ({ service, release: kept.release, vsn: kept.snapshot!.vsn, at: '?', bytes: kept.snapshot!.bytes.byteLength }));
   }
 
   /** The calls and casts the running code of a service declares, and the arguments of those that declare them. */
@@ -359,12 +374,46 @@ export class Kernel {
       checkpointSettled: (service) => this.#checkpoints.settled(service),
       checkpoint: (services) => this.#checkpoints.checkpoint(services, { fresh: true }),
       started: (machine) => (this.#swapMachine = machine),
+      initTimeoutMs: this.#options.initTimeoutMs,
+      keptState: async (host) => {
+        const onDisk = await this.#checkpoints.resumable(host);
+        if (onDisk) return onDisk;
+        const inMemory = this.#removed.get(host.name);
+        if (!inMemory?.snapshot) return null;
+        const snapshot = await this.#checkpoints.adoptable(host.name, inMemory.snapshot, host.descriptor, inMemory.release);
+        return { snapshot, release: inMemory.release };
+      },
+      startPool: async (service, release, bundle, source) => PoolHost.start(await this.#workers.poolOptions(service), release, bundle, source),
+      joinPool: (pool) => {
+        this.#pools.set(pool.name, pool);
+        this.#removed.delete(pool.name);
+      },
+      leavePool: (pool, release) => {
+        this.#pools.delete(pool.name);
+        // A pool keeps no state: nothing to resume from, only calls to refuse with the right code.
+        this.#removed.set(pool.name, { release: pool.release, by: release, snapshot: null });
+      },
+      join: (host) => {
+        this.#hosts.set(host.name, host);
+        this.#removed.delete(host.name);
+      },
+      leave: (host, release) => {
+        this.#hosts.delete(host.name);
+        this.#removed.set(host.name, { release: host.release, by: release, snapshot: host.lastSnapshot?.snapshot ?? null });
+        host.refuseNewCalls(`release ${release} removed it`);
+      },
+      keep: async (host, stopped) => {
+        if (stopped.snapshot) this.#removed.set(host.name, { ...this.#removed.get(host.name)!, snapshot: stopped.snapshot });
+        await this.#checkpoints.writeFinal(host, stopped);
+      },
     };
   }
 
   #host(service: string): ServiceHost {
     if (this.#state === 'stopped' || this.#state === 'stopping') throw theseusError('E_KERNEL_STOPPED');
     const host = this.#hosts.get(service);
+    const removed = this.#removed.get(service);
+    if (!host && removed) throw theseusError('E_SERVICE_REMOVED', service, `release ${removed.by} removed it`);
     if (!host) throw theseusError('E_UNKNOWN_SERVICE', service, this.services.join(', '));
     return host;
   }

@@ -16,17 +16,25 @@
 
 import { Piscina } from 'piscina';
 import { TheseusError, deserializeError, errorMessage, serializeError, theseusError } from '../common/errors.ts';
-import { methodProxy } from '../common/client.ts';
+import { methodProxy, type ServiceClient } from '../common/client.ts';
 import { explainCloneFailure } from '../common/plain-data.ts';
 import { decodeHttpRequest, encodeHttpReply, type WireHttpRequest } from '../common/http-codec.ts';
+import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import {
   BATCH_HTTP,
+  FRAME_BATCH,
+  FRAME_CALL,
+  FRAME_CAST,
   PROTOCOL_VERSION,
   REPLY_ERROR,
   REPLY_OK,
   type BatchedCall,
   type BatchedResult,
+  type GatewayFrame,
+  type InboundLink,
   type LogRecord,
+  type ReplyFrame,
+  type RequestFrame,
   type PoolBootData,
   type PoolTask,
   type PoolTaskResult,
@@ -58,6 +66,12 @@ export interface PoolOptions {
   drainTimeoutMs: number;
   onLog(record: LogRecord): void;
   log(level: LogRecord['level'], message: string): void;
+  /**
+   * A main-thread client of the stateful service a pool thread calls (each thread gets its own,
+   * so its calls keep their order), and the casts of each stateful service, for the threads' clients.
+   */
+  openClient(service: string): ServiceClient;
+  casts(): Record<string, string[]>;
 }
 
 /** One release of a pooled service on its own pool of threads. */
@@ -75,6 +89,8 @@ export class PoolGeneration {
   /** Tasks given to the pool and not yet answered (running or queued). */
   #pending = 0;
   #onIdle: (() => void) | null = null;
+  /** Each thread's channel for calls to stateful services, with the main thread's clients behind it. */
+  #gateways: Array<{ port: MessagePort; clients: Map<string, ServiceClient> }> = [];
 
   private constructor(options: PoolOptions, release: string, bundle: Bundle, source: ServiceSource, size: number) {
     this.#options = options;
@@ -145,9 +161,9 @@ export class PoolGeneration {
   }
 
   /** Runs one task. Never rejects: a thread that died under the task answers E_SERVICE_DOWN. */
-  run(task: PoolTask): Promise<PoolTaskResult> {
+  run(task: PoolTask, transferList?: MessagePort[]): Promise<PoolTaskResult> {
     this.#pending++;
-    return this.#pool.run(task).then(
+    return this.#pool.run(task, transferList ? { transferList } : {}).then(
       (result) => {
         this.#settled();
         return result;
@@ -178,6 +194,7 @@ export class PoolGeneration {
       this.#options.log('warn', `${this.#options.service}@${this.release}: ${this.#pending} pooled calls were still running after the drain timeout of ${this.#options.drainTimeoutMs} ms; their threads are ended`);
     }
     await (drained ? this.#pool.close() : this.#pool.destroy());
+    this.#closeGateways();
     this.#transition('closed');
   }
 
@@ -185,6 +202,7 @@ export class PoolGeneration {
   async discard(): Promise<void> {
     if (this.#state === 'closed') return;
     await this.#pool.destroy();
+    this.#closeGateways();
     this.#transition('closed');
   }
 
@@ -194,7 +212,12 @@ export class PoolGeneration {
     // thread missed (it was busy) is asked again.
     const seen = new Set<number>();
     while (seen.size < this.size) {
-      const answers = await Promise.all(Array.from({ length: this.size - seen.size }, () => this.run({ op: 'warm' })));
+      const answers = await Promise.all(
+        Array.from({ length: this.size - seen.size }, () => {
+          const gateway = this.#openGateway();
+          return this.run({ op: 'warm', gateway, casts: this.#options.casts() }, [gateway]);
+        }),
+      );
       for (const answer of answers) {
         if (!answer.ok) {
           // The same code a stateful worker's failed boot gives, with the module's own error as cause.
@@ -210,6 +233,51 @@ export class PoolGeneration {
       if (this.#state !== 'warming') return;
     }
     this.threadIds = [...seen];
+  }
+
+  /**
+   * A channel for one thread's calls to stateful services: the thread gets the returned end; the
+   * main thread makes each call with a client of its own per service, and answers on the channel.
+   */
+  #openGateway(): MessagePort {
+    const { port1, port2 } = new MessageChannel();
+    const clients = new Map<string, ServiceClient>();
+    const answer = (frame: ReplyFrame) => port1.postMessage(frame);
+    port1.on('message', ([service, [kind, id, method, args = []]]: GatewayFrame) => {
+      let client: ServiceClient;
+      try {
+        client = clients.get(service) ?? this.#options.openClient(service);
+        clients.set(service, client);
+      } catch (error) {
+        if (kind === FRAME_CALL) answer([id, REPLY_ERROR, serializeError(error)]);
+        else this.#options.log('error', `${this.#options.service}: a cast to ${service}.${method}() was not sent: ${errorMessage(error)}`);
+        return;
+      }
+      if (kind === FRAME_CAST || client.methods.casts.includes(method)) {
+        try {
+          client.cast(method, args);
+          if (kind === FRAME_CALL) answer([id, REPLY_OK, undefined]);
+        } catch (error) {
+          if (kind === FRAME_CALL) answer([id, REPLY_ERROR, serializeError(error)]);
+        }
+        return;
+      }
+      client.call(method, args).then(
+        (value) => answer([id, REPLY_OK, value]),
+        (error: unknown) => answer([id, REPLY_ERROR, serializeError(error, 'E_HANDLER_FAILED')]),
+      );
+    });
+    this.#gateways.push({ port: port1, clients });
+    return port2;
+  }
+
+  /** Once no task runs: the threads' channels and their clients go. */
+  #closeGateways(): void {
+    for (const { port, clients } of this.#gateways) {
+      port.close();
+      for (const client of clients.values()) client.close(`the pool of ${this.#options.service}@${this.release} closed`);
+    }
+    this.#gateways = [];
   }
 
   #settled(): void {
@@ -250,6 +318,8 @@ export class PoolHost {
   #retiring = new Set<PoolGeneration>();
   #casts: ReadonlySet<string>;
   #proxy: object | null = null;
+  /** Channels of stateful services that use this pool: closed when it stops. */
+  #callers = new Set<MessagePort>();
 
   private constructor(options: PoolOptions, first: PoolGeneration) {
     this.name = options.service;
@@ -359,6 +429,36 @@ export class PoolHost {
     );
   }
 
+  /**
+   * Serves the service end of a stateful service's channel to this pool (it `uses` the pool): each
+   * call runs as a task on whichever generation serves at that moment, so a swap of the pool needs
+   * nothing from its callers, and its answer goes back on the channel, as a worker's would. A
+   * batch runs as separate tasks. The channel moves with its caller's worker on the caller's swaps.
+   */
+  serveCaller(link: InboundLink): void {
+    const { port, taken } = link;
+    this.#callers.add(port);
+    port.on('message', (frame: RequestFrame) => {
+      const [kind, id, method, args = []] = frame;
+      if (kind === FRAME_CAST) {
+        try {
+          this.cast(method, args);
+        } catch (error) {
+          this.#options.log('error', `${this.name}: cast ${method}() from a service failed: ${errorMessage(error)}`);
+        }
+        return;
+      }
+      // Started at once: a restart of the caller must not send it again.
+      Atomics.store(taken, 0, id);
+      const answer: Promise<unknown> = kind === FRAME_BATCH ? this.callBatch(args as unknown as BatchedCall[], '') : this.call(method, args);
+      answer.then(
+        (value) => port.postMessage([id, REPLY_OK, value] satisfies ReplyFrame),
+        (error: unknown) => port.postMessage([id, REPLY_ERROR, serializeError(error, 'E_HANDLER_FAILED')] satisfies ReplyFrame),
+      );
+    });
+    port.once('close', () => this.#callers.delete(port));
+  }
+
   /** The same shape as a stateful service's client: calls return a promise, casts return nothing. */
   proxy<Api extends object>(): Api {
     this.#proxy ??= methodProxy(
@@ -406,6 +506,8 @@ export class PoolHost {
     if (this.state === 'stopping' || this.state === 'stopped') return;
     this.state = 'stopping';
     await this.current.retire().catch((error: unknown) => this.#options.log('warn', `${this.name}: the pool did not close cleanly: ${errorMessage(error)}`));
+    for (const port of this.#callers) port.close();
+    this.#callers.clear();
     this.state = 'stopped';
   }
 

@@ -141,8 +141,13 @@ export class ServiceHost {
     for (const client of this.#clients) client.setMethods(this.descriptor);
   }
 
-  closeClients(reason: string): void {
-    for (const client of [...this.#clients]) client.close(reason);
+  /** A release removed the service: the main thread's clients refuse new calls; those sent are still answered. */
+  refuseNewCalls(reason: string): void {
+    for (const client of this.#clients) client.refuseNew(reason, 'E_SERVICE_REMOVED');
+  }
+
+  closeClients(reason: string, code: 'E_SERVICE_DOWN' | 'E_SERVICE_REMOVED' = 'E_SERVICE_DOWN'): void {
+    for (const client of [...this.#clients]) client.close(reason, code);
     this.#clients.clear();
     this.#defaultClient = null;
     for (const link of [...this.#heldCallers, ...this.#initialCallers]) link.port.close();

@@ -183,8 +183,12 @@ export class Supervisor {
       const last = await this.#checkpoints.lastState(host);
       const crashedCode = { release: host.release, bundle: host.bundle, source: host.source };
       const snapshot = last && (await this.#checkpoints.adoptable(host.name, last.snapshot, worker.descriptor, last.writtenBy === host.release ? crashedCode : last.writtenBy));
-      channels = rewireReplacement(host, worker.descriptor, this.#context.hosts, (user, link) =>
-        void user.current.request('rewire', { service: host.name, link }, controlTimeoutMs, [link.port]).catch(() => undefined),
+      channels = rewireReplacement(
+        host,
+        worker.descriptor,
+        this.#context.hosts,
+        (user, link) => void user.current.request('rewire', { service: host.name, link }, controlTimeoutMs, [link.port]).catch(() => undefined),
+        this.#context.pools,
       );
       channels.ports.inbound.push(...host.takeHeldCallers());
       if (snapshot) {

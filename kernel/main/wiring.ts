@@ -20,14 +20,30 @@ export function channelTo(callee: { descriptor: MethodTable }): { caller: Outbou
 }
 
 /**
+ * A new channel to the pooled service `dependency`, when it is one: the caller keeps `caller`, and
+ * `attach()` has the pool serve the other end (in the main thread, each call a task on the pool).
+ */
+export function channelToPool(dependency: string, pools: ReadonlyMap<string, PoolHost>): { caller: OutboundLink; attach(): void } | null {
+  const pool = pools.get(dependency);
+  if (!pool) return null;
+  const { caller, service } = channelTo(pool);
+  return { caller, attach: () => pool.serveCaller(service) };
+}
+
+/**
  * The channels of a whole release at boot: for every "A uses B", A's PortSet gets the caller end
- * and B's the service end. Refuses a dependency on a pool or on a service not in the release.
+ * and B's the service end (a pool serves its end itself). Refuses a dependency not in the release.
  */
 export function wireRelease(hosts: ReadonlyMap<string, ServiceHost>, pools: ReadonlyMap<string, PoolHost>): Map<string, PortSet> {
   const portSets = new Map<string, PortSet>([...hosts.keys()].map((name) => [name, { inbound: [], outbound: {} }]));
   for (const host of hosts.values()) {
     for (const dependency of host.descriptor.uses) {
-      if (pools.has(dependency)) throw theseusError('E_USES_POOLED', host.name, dependency);
+      const toPool = channelToPool(dependency, pools);
+      if (toPool) {
+        portSets.get(host.name)!.outbound[dependency] = toPool.caller;
+        toPool.attach();
+        continue;
+      }
       const callee = hosts.get(dependency);
       if (!callee) throw theseusError('E_UNKNOWN_DEPENDENCY', host.name, dependency);
       const { caller, service } = channelTo(callee);
@@ -50,6 +66,7 @@ export function rewireReplacement(
   descriptor: ServiceDescriptor,
   hosts: ReadonlyMap<string, ServiceHost>,
   rewire: (user: ServiceHost, link: OutboundLink) => void,
+  pools: ReadonlyMap<string, PoolHost> = new Map(),
 ): { ports: PortSet; connect(): void; close(): void } {
   const inbound: InboundLink[] = [];
   const outbound: PortSet['outbound'] = {};
@@ -66,6 +83,12 @@ export function rewireReplacement(
     connections.push(() => rewire(user, caller));
   }
   for (const dependency of descriptor.uses) {
+    const toPool = channelToPool(dependency, pools);
+    if (toPool) {
+      outbound[dependency] = toPool.caller;
+      connections.push(toPool.attach);
+      continue;
+    }
     const callee = hosts.get(dependency);
     if (!callee) continue;
     const { caller, service } = channelTo(callee);
@@ -86,12 +109,19 @@ export function rewireReplacement(
 
 /**
  * A swapped-in worker whose new code uses services its old code did not: a channel to each is
- * added to `ports`; the returned steps give the callees their ends, once the switch is sent.
+ * added to `ports`; the returned steps give the callees their ends (a pool serves its own), once
+ * the switch is sent.
  */
-export function addNewDependencies(ports: PortSet, descriptor: ServiceDescriptor, hosts: ReadonlyMap<string, ServiceHost>): Array<() => void> {
+export function addNewDependencies(ports: PortSet, descriptor: ServiceDescriptor, hosts: ReadonlyMap<string, ServiceHost>, pools: ReadonlyMap<string, PoolHost>): Array<() => void> {
   const attach: Array<() => void> = [];
   for (const dependency of descriptor.uses) {
     if (ports.outbound[dependency]) continue;
+    const toPool = channelToPool(dependency, pools);
+    if (toPool) {
+      ports.outbound[dependency] = toPool.caller;
+      attach.push(toPool.attach);
+      continue;
+    }
     const callee = hosts.get(dependency)!;
     const { caller, service } = channelTo(callee);
     ports.outbound[dependency] = caller;

@@ -12,6 +12,7 @@ import { bundleEntry, poolRuntimeBundle, workerRuntimeBundle, type Bundle } from
 import type { ResolvedKernelOptions } from './kernel-context.ts';
 import type { PoolOptions } from './pool-host.ts';
 import { ServiceWorker } from './service-worker.ts';
+import type { ServiceClient } from '../common/client.ts';
 
 export interface WorkerFactoryHooks {
   /** Every log line of the services (their own records) goes here. */
@@ -20,6 +21,9 @@ export interface WorkerFactoryHooks {
   log(level: LogRecord['level'], message: string): void;
   /** A worker has changed its state enough times that a checkpoint is due. */
   checkpointDue(service: string): void;
+  /** For pool threads' calls to stateful services: a main-thread client of its own, and every service's casts. */
+  openClient(service: string): ServiceClient;
+  casts(): Record<string, string[]>;
 }
 
 export class WorkerFactory {
@@ -71,6 +75,8 @@ export class WorkerFactory {
       drainTimeoutMs: this.#options.drainTimeoutMs,
       onLog: (record) => this.#hooks.emit(record),
       log: (level, message) => this.#hooks.log(level, message),
+      openClient: (other) => this.#hooks.openClient(other),
+      casts: () => this.#hooks.casts(),
     };
   }
 }

@@ -139,7 +139,10 @@ export async function buildRelease(options: BuildOptions): Promise<BuildResult> 
       if (pool) services[bundle.name]!.pool = pool;
       if (durability === 'reply') services[bundle.name]!.durability = durability;
       for (const dependency of uses) {
-        if (!config.services.some((s) => s.name === dependency)) throw theseusError('E_UNKNOWN_DEPENDENCY', `${bundle.name}@${config.version}`, dependency);
+        if (config.services.some((s) => s.name === dependency)) continue;
+        // The previous release had it: this one removes a service that is still used.
+        if (previous && Object.hasOwn(previous.manifest.services, dependency)) throw theseusError('E_REMOVED_STILL_USED', config.version, dependency, bundle.name);
+        throw theseusError('E_UNKNOWN_DEPENDENCY', `${bundle.name}@${config.version}`, dependency);
       }
     }
     assertPoolsCallable(services);
@@ -225,14 +228,13 @@ export async function buildRelease(options: BuildOptions): Promise<BuildResult> 
 }
 
 /**
- * Pooled services cannot call other services, nor be called by them, until service-to-service
- * calls to pools exist: a release that needs either is refused here, not at its first start.
+ * A pooled service calls the stateful services it uses through the kernel's main thread, and
+ * stateful services call pools; a pool that uses another pool is refused here, not at its first start.
  */
 function assertPoolsCallable(services: Manifest['services']): void {
   for (const [name, service] of Object.entries(services)) {
-    if (service.pool && service.uses.length > 0) throw theseusError('E_POOLED_USES', name, service.uses.join(', '));
-    const pooled = service.uses.find((dependency) => services[dependency]?.pool);
-    if (pooled) throw theseusError('E_USES_POOLED', name, pooled);
+    const pooled = service.pool ? service.uses.filter((dependency) => services[dependency]?.pool) : [];
+    if (pooled.length > 0) throw theseusError('E_POOLED_USES', name, pooled.join(', '));
   }
 }
 
@@ -272,9 +274,14 @@ function describePlan(plan: Plan): string {
   const parts = Object.entries(plan.services).map(([name, service]) => {
     switch (service.change) {
       case 'vsn':
-        return `${name} state ${service.fromVsn} -> ${service.toVsn} (up ${service.up.join(', ')}; down ${service.down?.join(', ') ?? 'none'})`;
+        return `${name} state ${service.fromVsn} -> ${service.toVsn} (up ${service.up.join(', ')}; down ${service.down?.join(', ') ?? 'none'})${describeRewiring(service)}`;
       case 'code':
-        return `${name} code only`;
+        return `${name} code only${describeRewiring(service)}`;
+      case 'added':
+        if (plan.from === null) return `${name} added`;
+        return `${name} added (vsn ${service.toVsn}: starts from init(), or from the state a deploy root kept of it)`;
+      case 'removed':
+        return `${name} removed (drained at the switch; its last state is kept for a release that brings it back)`;
       case 'config':
         return `${name} config changed (same code, swapped in for its new ctx.config or static files)`;
       default:
@@ -282,6 +289,13 @@ function describePlan(plan: Plan): string {
     }
   });
   return `${plan.from ?? 'first release'} -> ${plan.to}: ${parts.join('; ')}`;
+}
+
+/** "; now uses audit; no longer uses cache", or nothing when the code's uses did not change. */
+function describeRewiring(service: Plan['services'][string]): string {
+  if (!service.rewired) return '';
+  const parts = [service.rewired.uses.length > 0 ? `now uses ${service.rewired.uses.join(', ')}` : '', service.rewired.stopsUsing.length > 0 ? `no longer uses ${service.rewired.stopsUsing.join(', ')}` : ''];
+  return `; ${parts.filter(Boolean).join('; ')}`;
 }
 
 async function findPrevious(outDir: string, config: LoadedConfig, upfrom: string | undefined): Promise<{ version: string; manifest: Manifest } | null> {

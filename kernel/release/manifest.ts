@@ -177,6 +177,8 @@ export const ServicePlanSchema = Type.Object(
     up: Type.Array(Type.String()),
     /** Steps run in this (newer) code when downgrading, e.g. ["1 -> 0"]; null when there is no down path. */
     down: Type.Union([Type.Array(Type.String()), Type.Null()]),
+    /** The services the new code starts or stops using (a rewiring); absent when its uses stay the same. */
+    rewired: Type.Optional(Type.Object({ uses: Type.Array(Type.String()), stopsUsing: Type.Array(Type.String()) }, { additionalProperties: false })),
   },
   { additionalProperties: false },
 );

@@ -22,6 +22,13 @@ export function staticDigest(files: Manifest['files'] | undefined, staticDir: st
   return hash.digest('hex');
 }
 
+/** The services new code starts and stops using, when they differ from the old code's. */
+function rewiring(before: readonly string[], after: readonly string[]): Pick<ServicePlan, 'rewired'> {
+  const uses = after.filter((name) => !before.includes(name));
+  const stopsUsing = before.filter((name) => !after.includes(name));
+  return uses.length > 0 || stopsUsing.length > 0 ? { rewired: { uses, stopsUsing } } : {};
+}
+
 const steps = (path: MigrationStep[]) => path.map((step) => `${step.from} -> ${step.to}`);
 
 /** `services[name]` as an own key only: a service named `constructor` is not Object's. */
@@ -47,6 +54,7 @@ export function computePlan(previous: PlannedManifest | null, next: PlannedManif
       continue;
     }
     const [from, to] = [before!, after!];
+    const rewired = rewiring(from.uses ?? [], to.uses ?? []);
     if (from.sha256 === to.sha256) {
       // The same code; a new runtimeConfig, new static files, another durability or pool size
       // still reach it through a swap.
@@ -59,7 +67,7 @@ export function computePlan(previous: PlannedManifest | null, next: PlannedManif
       continue;
     }
     if (from.vsn === to.vsn) {
-      services[name] = { change: 'code', fromVsn: from.vsn, toVsn: to.vsn, up: [], down: [] };
+      services[name] = { change: 'code', fromVsn: from.vsn, toVsn: to.vsn, up: [], down: [], ...rewired };
       continue;
     }
     // Both directions run in this (newer) release's code: up when upgrading to it, down when
@@ -70,7 +78,7 @@ export function computePlan(previous: PlannedManifest | null, next: PlannedManif
     if (!down) {
       warnings.push(`${name}: no down migration from vsn '${to.vsn}' to '${from.vsn}', so downgrading from ${next.version} to ${previous!.version} will be refused`);
     }
-    services[name] = { change: 'vsn', fromVsn: from.vsn, toVsn: to.vsn, up: steps(up), down: down ? steps(down) : null };
+    services[name] = { change: 'vsn', fromVsn: from.vsn, toVsn: to.vsn, up: steps(up), down: down ? steps(down) : null, ...rewired };
   }
   return { schema: MANIFEST_SCHEMA_VERSION, from: previous?.version ?? null, to: next.version, services, warnings };
 }

@@ -54,6 +54,8 @@ const dispatch = (message: ControlRequestMessage): unknown => {
       return runtime.suspend(message as ControlRequestMessage<'suspend'>);
     case 'resume':
       return runtime.resume(message as ControlRequestMessage<'resume'>);
+    case 'init':
+      return runtime.initOnly(message as ControlRequestMessage<'init'>);
     case 'migrate':
       return runtime.migrate(message as ControlRequestMessage<'migrate'>);
     case 'switch':

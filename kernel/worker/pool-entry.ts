@@ -9,10 +9,23 @@
 // This file is bundled (with kernel/worker and kernel/common) into its own runtime file, which
 // piscina's worker imports; a deployed release ships it prebuilt as lib/pool-worker.mjs.
 
-import { threadId, workerData } from 'node:worker_threads';
-import { serializeError, theseusError, type SerializedError } from '../common/errors.ts';
+import { threadId, workerData, type MessagePort } from 'node:worker_threads';
+import { methodProxy } from '../common/client.ts';
+import { deserializeError, serializeError, theseusError, type SerializedError } from '../common/errors.ts';
 import { explainCloneFailure } from '../common/plain-data.ts';
-import type { LogRecord, PoolBootData, PoolTask, PoolTaskResult, PoolWarmReply, ServiceDescriptor } from '../common/protocol.ts';
+import {
+  FRAME_CALL,
+  FRAME_CAST,
+  REPLY_OK,
+  type GatewayFrame,
+  type LogRecord,
+  type PoolBootData,
+  type PoolTask,
+  type PoolTaskResult,
+  type PoolWarmReply,
+  type ReplyFrame,
+  type ServiceDescriptor,
+} from '../common/protocol.ts';
 import type { BaseContext, ServiceDefinition } from '../service.ts';
 import { argsChecksOf, argsRefused, requestSubject, type ArgsChecks } from './arg-checks.ts';
 import { loadServiceDefinition } from './load-definition.ts';
@@ -46,6 +59,52 @@ const loading: Promise<LoadedService | { failed: SerializedError }> = loadServic
   (error: unknown) => ({ failed: serializeError(error, 'E_BOOT_FAILED') }),
 );
 
+/**
+ * This thread's channel to the kernel's main thread, which makes its calls to the stateful
+ * services the pooled service uses (through the kernel's own clients, so their swaps and restarts
+ * are the kernel's to handle), and the calls still waiting for their answer.
+ */
+let gateway: { port: MessagePort; casts: Record<string, string[]>; pending: Map<number, { resolve(value: unknown): void; reject(error: unknown): void }>; nextId: number } | null = null;
+
+function openGateway(port: MessagePort, casts: Record<string, string[]>): void {
+  // A thread warmed twice keeps the newer channel; nothing was sent on the older one yet.
+  gateway?.port.close();
+  const opened = { port, casts, pending: new Map<number, { resolve(value: unknown): void; reject(error: unknown): void }>(), nextId: 1 };
+  port.on('message', ([id, status, value]: ReplyFrame) => {
+    const waiting = opened.pending.get(id);
+    if (!waiting) return;
+    opened.pending.delete(id);
+    if (status === REPLY_OK) waiting.resolve(value);
+    else waiting.reject(deserializeError(value));
+  });
+  // piscina keeps the thread alive; this channel must not keep it from exiting when the pool closes.
+  port.unref();
+  gateway = opened;
+}
+
+/** A client of the stateful service `other`, over the gateway: the same calls and casts as a worker's. */
+function gatewayClient(uses: readonly string[], other: string): object {
+  if (!uses.includes(other)) throw theseusError('E_NOT_IN_USES', boot.service, other);
+  const open = gateway;
+  if (!open) throw theseusError('E_POOLED_NO_CLIENT', boot.service, other);
+  const send = (frame: GatewayFrame) => open.port.postMessage(frame);
+  return methodProxy(
+    (name) => open.casts[other]?.includes(name) ?? false,
+    (name, args) =>
+      new Promise((resolve, reject) => {
+        const id = open.nextId++;
+        open.pending.set(id, { resolve, reject });
+        try {
+          send([other, [FRAME_CALL, id, name, args]]);
+        } catch (error) {
+          open.pending.delete(id);
+          reject(theseusError('E_ARGS_NOT_CLONEABLE', other, name, explainCloneFailure(args, 'args', error)));
+        }
+      }),
+    (name, args) => send([other, [FRAME_CAST, 0, name, args]]),
+  );
+}
+
 /** Log lines written after their task answered (a handler's stray timer); sent with the next answer. */
 let lateLogs: LogRecord[] = [];
 
@@ -53,6 +112,7 @@ export default async function runPoolTask(task: PoolTask): Promise<PoolTaskResul
   const loaded = await loading;
   if ('failed' in loaded) return { ok: false, error: loaded.failed };
   if (task.op === 'warm') {
+    if (task.gateway) openGateway(task.gateway, task.casts ?? {});
     const reply: PoolWarmReply = { descriptor: loaded.descriptor, threadId };
     return { ok: true, reply };
   }
@@ -86,8 +146,8 @@ async function runHandler(loaded: LoadedService, task: Extract<PoolTask, { op: '
     log,
     staticDir: boot.staticDir,
     config,
-    client(other: string): never {
-      throw theseusError('E_POOLED_NO_CLIENT', boot.service, other);
+    client(other: string) {
+      return gatewayClient(loaded.descriptor.uses, other);
     },
   };
   let result: unknown;

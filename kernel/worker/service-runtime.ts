@@ -163,7 +163,22 @@ export class ServiceRuntime {
 
   async start({ ports }: ControlRequests['start']['request']): Promise<ControlRequests['start']['response']> {
     this.#expectPhase('start', 'loaded');
-    this.#channels.adoptOutbound(ports.outbound);
+    await this.#init(ports.outbound);
+    this.#durable?.serving();
+    this.#serve(ports);
+    return { stateBytes: 0 };
+  }
+
+  /** The `init` op: the first state, not served until the switch (a service a swap adds). */
+  async initOnly({ ports }: ControlRequests['init']['request']): Promise<ControlRequests['init']['response']> {
+    this.#expectPhase('init', 'loaded');
+    await this.#init(ports.outbound);
+    this.#transition('migrated');
+    return { stateBytes: 0 };
+  }
+
+  async #init(outbound: PortSet['outbound']): Promise<void> {
+    this.#channels.adoptOutbound(outbound);
     const state = await this.#definition.init(this.#ctx);
     if (state === undefined) {
       throw theseusError('E_INVALID_SERVICE', this.#service, 'init() returned undefined; return the first state (null if there is none)');
@@ -171,9 +186,6 @@ export class ServiceRuntime {
     assertPlainState(state, this.#service, 'after init');
     this.#state = state;
     this.#durable?.adopted({ vsn: this.descriptor.vsn, bytes: encodeServiceState(state, this.#service, 'after init') });
-    this.#durable?.serving();
-    this.#serve(ports);
-    return { stateBytes: 0 };
   }
 
   async suspend(request: ControlRequests['suspend']['request']): Promise<ControlRequests['suspend']['response']> {

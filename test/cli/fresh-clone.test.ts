@@ -50,7 +50,7 @@ test('in a fresh clone, node kernel start, upgrade ./releases/0.2.0, console, st
 
   const started = kernel(...commands[0]!);
   assert.equal(started.status, 0, started.stderr + started.stdout);
-  assert.match(started.stdout, /^No release built yet in .*: building the example's releases 0\.1\.0, 0\.2\.0, 0\.3\.0 \(services\/sequence\/\{0\.1\.0,0\.2\.0,0\.3\.0\}\/theseus\.config\.ts\) into releases\/ first\.$/m);
+  assert.match(started.stdout, /^No release built yet in .*: building the example's releases 0\.1\.0, 0\.2\.0, 0\.3\.0, 0\.4\.0, 0\.5\.0 \(services\/sequence\/\{0\.1\.0,0\.2\.0,0\.3\.0,0\.4\.0,0\.5\.0\}\/theseus\.config\.ts\) into releases\/ first\.$/m);
   assert.match(started.stdout, /^Release 0\.1\.0, the first of the example's releases, was made permanent\. Next: 'node kernel upgrade \.\/releases\/0\.2\.0'\.$/m);
   assert.match(started.stdout, /^Kernel started: pid \d+, release 0\.1\.0/m);
   assert.match(started.stdout, /status: node kernel status .* stop: node kernel stop$/m);

@@ -110,7 +110,7 @@ const rows: Row[] = [
   { where: 'empty', argv: ['start', 'now', '--json'], exit: 2, code: 'E_USAGE' },
   { where: 'empty', argv: ['start'], exit: 1, code: 'E_NO_RELEASE_TO_START', stderr: /There is no release to start in \S+: releases\/ holds no built release, and there is no theseus\.config\.ts/, not: /E_RELEASE_NOT_FOUND/ },
   // Building, in the repo.
-  { where: 'repo', argv: ['release'], exit: 1, code: 'E_EXAMPLE_HAS_CONFIGS', stderr: /services\/sequence\/\{0\.1\.0,0\.2\.0,0\.3\.0\}\/theseus\.config\.ts/ },
+  { where: 'repo', argv: ['release'], exit: 1, code: 'E_EXAMPLE_HAS_CONFIGS', stderr: /services\/sequence\/\{0\.1\.0,0\.2\.0,0\.3\.0,0\.4\.0,0\.5\.0\}\/theseus\.config\.ts/ },
   { where: 'repo', argv: ['init'], exit: 1, code: 'E_EXAMPLE_HAS_CONFIGS', stderr: /'node kernel start' builds its releases/ },
   { where: 'repo', argv: ['release', '--config', config010, '--out', '$OUT', '--json'], exit: 1, code: 'E_VERSION_NOT_BUMPED' },
   { where: 'repo', argv: ['release', '--config', config010, '--out', '$OUT', '--upfrom', '9.9.9'], exit: 1, code: 'E_UPFROM_NOT_BUILT', stderr: /--upfrom 9\.9\.9: no release 9\.9\.9 is built in / },

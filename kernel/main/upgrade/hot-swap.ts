@@ -32,13 +32,15 @@ import { TheseusError, errorMessage, inPhase, theseusError } from '../../common/
 import { hangIfFaulted } from '../../common/faults.ts';
 import { formatPath } from '../../common/migrations.ts';
 import type { UpgradePhase } from '../../common/phases.ts';
-import { createLink, portsOf, sameDescriptor, type LogRecord, type ServiceSource } from '../../common/protocol.ts';
+import { portsOf, sameDescriptor, type LogRecord, type PortSet, type ServiceSource, type StateSnapshot } from '../../common/protocol.ts';
 import { roundMs } from '../../common/time.ts';
 import type { Bundle } from '../../release/bundler.ts';
-import type { ServiceHost } from '../service-host.ts';
 import type { ServiceWorker } from '../service-worker.ts';
 import { SwapError, type ServiceSwapReport, type SwapReport, type SwapTarget } from './report.ts';
-import { planSwap, type ServicePlan } from './swap-plan.ts';
+import { ofService, planSwap, type AddedPlan, type ServicePlan } from './swap-plan.ts';
+import { ServiceHost } from '../service-host.ts';
+import { addNewDependencies, channelTo, channelToPool } from '../wiring.ts';
+import type { PoolHost } from '../pool-host.ts';
 import { checkTransition, type TransitionTable } from '../../common/lifecycle.ts';
 
 export type SwapState =
@@ -80,8 +82,13 @@ const phaseOfState: Partial<Record<SwapState, UpgradePhase>> = {
 /** What the swap needs from the kernel. */
 export interface SwapEnvironment {
   hosts: ReadonlyMap<string, ServiceHost>;
-  /** Pooled services: not swapped here (the kernel switches their pools), and not callable by services yet. */
+  /** Pooled services: not swapped here (the kernel switches their pools); a stateful service may call them. */
+  pools: ReadonlyMap<string, PoolHost>;
   pooledServices: ReadonlySet<string>;
+  /** What each pool uses after the swap (its new code's, when the same swap changes it): a removal must not leave one calling nothing. */
+  poolUses?: ReadonlyMap<string, readonly string[]>;
+  /** Pools the same release removes: no service may still use them. */
+  poolsLeaving?: ReadonlySet<string>;
   drainTimeoutMs: number;
   controlTimeoutMs: number;
   bundle(source: ServiceSource, service: string): Promise<Bundle>;
@@ -98,6 +105,18 @@ export interface SwapEnvironment {
   checkpointSettled(service: string): Promise<void>;
   /** Whether the kernel has a state folder: durability 'reply' needs one. */
   canWriteState: boolean;
+  /** How long init() of an added service may take. */
+  initTimeoutMs: number;
+  /**
+   * The state a service being added resumes from, brought to its code's vsn: what the kernel kept
+   * when a release removed it (its checkpoint on disk, else in memory), or null for init().
+   */
+  keptState(host: ServiceHost): Promise<{ snapshot: StateSnapshot; release: string } | null>;
+  /** In the switch turn: an added service joins the kernel's services; a removed one leaves them. */
+  join(host: ServiceHost): void;
+  leave(host: ServiceHost, release: string): void;
+  /** A removed service stopped: its final state (if it handed one over) is kept for a release that brings it back. */
+  keep(host: ServiceHost, stopped: { snapshot?: StateSnapshot; persisted?: boolean }): Promise<void>;
 }
 
 export class HotSwap {
@@ -106,6 +125,10 @@ export class HotSwap {
   #target: SwapTarget;
   #plans: ServicePlan[] = [];
   #unchanged: ServiceSwapReport[] = [];
+  #added: AddedPlan[] = [];
+  #removed: ServiceHost[] = [];
+  /** Clients of removed services that the swapped code no longer uses: closed once those have drained. */
+  #leftClients: PortSet['outbound'][string][] = [];
   /** Workers loaded to learn what new code declares; discarded if the check refuses the swap. */
   #loadedInCheck: ServiceWorker[] = [];
   #phaseStarted = 0;
@@ -207,11 +230,14 @@ export class HotSwap {
     const planned = await planSwap(this.#env, this.#target, this.#loadedInCheck);
     this.#plans = planned.plans;
     this.#unchanged = planned.unchanged;
+    this.#added = planned.added;
+    this.#removed = planned.removed;
   }
 
   async #prepare(): Promise<void> {
-    const results = await Promise.allSettled(
-      this.#plans.map(async (plan) => {
+    const results = await Promise.allSettled([
+      ...this.#added.map((service) => this.#prepareAdded(service)),
+      ...this.#plans.map(async (plan) => {
         plan.newWorker ??= await this.#env.loadWorker(plan.host.name, this.#target.release, plan.bundle, this.#target.services[plan.host.name]!);
         // The plan was made from what the code was said to declare; the code that actually loaded
         // must agree, or the migration paths checked are not the ones that would run.
@@ -219,9 +245,52 @@ export class HotSwap {
           throw theseusError('E_DESCRIPTOR_MISMATCH', plan.host.name, this.#target.release, JSON.stringify(plan.newWorker.descriptor), JSON.stringify(plan.newDescriptor));
         }
       }),
-    );
+    ]);
     const failed = results.find((result): result is PromiseRejectedResult => result.status === 'rejected');
     if (failed) throw failed.reason;
+  }
+
+  /**
+   * A service the release adds: its worker boots, gets its clients of what it uses (the running
+   * services answer them from now on; another added one from the switch) and its state, from what
+   * the kernel kept of it or from init(). Nobody can call it before the switch.
+   */
+  async #prepareAdded(service: AddedPlan): Promise<void> {
+    const { name, source, bundle } = service;
+    const worker = (service.worker ??= await this.#env.loadWorker(name, this.#target.release, bundle, source));
+    if (!sameDescriptor(worker.descriptor, service.descriptor)) {
+      throw ofService(name, theseusError('E_DESCRIPTOR_MISMATCH', name, this.#target.release, JSON.stringify(worker.descriptor), JSON.stringify(service.descriptor)));
+    }
+    const host = (service.host = new ServiceHost(name, worker, source, bundle, this.#env.controlTimeoutMs));
+    const outbound: PortSet['outbound'] = {};
+    for (const dependency of worker.descriptor.uses) {
+      const toPool = channelToPool(dependency, this.#env.pools);
+      if (toPool) {
+        outbound[dependency] = toPool.caller;
+        toPool.attach();
+        continue;
+      }
+      const addedCallee = this.#added.find((other) => other.name === dependency);
+      const callee = addedCallee ? { descriptor: addedCallee.descriptor } : this.#env.hosts.get(dependency)!;
+      const { caller, service: end } = channelTo(callee);
+      outbound[dependency] = caller;
+      if (addedCallee) addedCallee.inbound.push(end);
+      else this.#env.hosts.get(dependency)!.attachCaller(end);
+    }
+    const kept = await this.#env.keptState(host).catch((error: unknown) => Promise.reject(ofService(name, error)));
+    if (kept) {
+      host.lastSnapshot = { snapshot: { vsn: kept.snapshot.vsn, bytes: kept.snapshot.bytes.slice() }, release: kept.release, at: new Date().toISOString() };
+      service.origin = `resumed from the state kept from ${kept.release} (vsn ${kept.snapshot.vsn})`;
+      service.stateBytes = kept.snapshot.bytes.byteLength;
+      service.outbound = outbound;
+      await worker.request('migrate', { snapshot: kept.snapshot }, this.#env.controlTimeoutMs, [kept.snapshot.bytes.buffer as ArrayBuffer]);
+      return;
+    }
+    service.origin = 'started from init()';
+    await worker.request('init', { ports: { inbound: [], outbound } }, this.#env.initTimeoutMs).catch((error: unknown) => {
+      if (error instanceof TheseusError && error.code === 'E_CONTROL_TIMEOUT') throw ofService(name, theseusError('E_INIT_TIMEOUT', name, this.#target.release, this.#env.initTimeoutMs));
+      throw ofService(name, error);
+    });
   }
 
   async #suspend(): Promise<void> {
@@ -270,6 +339,10 @@ export class HotSwap {
 
   async #switch(): Promise<void> {
     const { hosts } = this.#env;
+    // Pass 0: removed services leave; the main thread's new calls to them are refused from now on,
+    // and what was sent before is still answered as they drain (retire). Added ones join, not yet open.
+    for (const host of this.#removed) this.#env.leave(host, this.#target.release);
+    for (const service of this.#added) this.#env.join(service.host!);
     // Pass 1: the hosts point at the new workers, so anything asking from now on sees new code.
     for (const plan of this.#plans) {
       plan.host.current = plan.newWorker!;
@@ -291,15 +364,16 @@ export class HotSwap {
       const ports = plan.ports!;
       ports.inbound.push(...plan.host.takeHeldCallers());
       for (const [name, entry] of Object.entries(ports.outbound)) {
-        entry.methods = methodTable(hosts.get(name)?.descriptor ?? entry.methods);
+        if (this.#removed.some((host) => host.name === name)) {
+          // The new code does not use it (the check made sure): closed once its calls have drained.
+          this.#leftClients.push(entry);
+          delete ports.outbound[name];
+          continue;
+        }
+        entry.methods = methodTable((hosts.get(name) ?? this.#env.pools.get(name))?.descriptor ?? entry.methods);
       }
-      for (const dependency of plan.newDescriptor.uses) {
-        if (ports.outbound[dependency]) continue;
-        // The new code calls a service the old code did not: give it a fresh channel.
-        const { caller, service } = createLink(methodTable(hosts.get(dependency)!.descriptor));
-        ports.outbound[dependency] = caller;
-        newChannels.push(() => hosts.get(dependency)!.attachCaller(service));
-      }
+      // The new code calls services the old code did not: fresh channels to them.
+      newChannels.push(...addNewDependencies(ports, plan.newDescriptor, hosts, this.#env.pools));
       acks.push(
         plan.newWorker!.request('switch', { ports }, this.#env.controlTimeoutMs).catch((error: unknown) => {
           // If the request never left, the ports are still here: close them so callers are told.
@@ -316,6 +390,28 @@ export class HotSwap {
       plan.host.updateMethodTables();
     }
     for (const attach of newChannels) attach();
+    // The added services open, with every caller that has a channel to them by now.
+    for (const service of this.#added) {
+      const host = service.host!;
+      const ports: PortSet = { inbound: [...service.inbound, ...host.takeInitialCallers()], outbound: service.outbound };
+      service.inbound = [];
+      this.#env.watch(host, host.current);
+      host.onProbation = this.#target.probation === true;
+      host.transition('running');
+      acks.push(
+        host.current.request('switch', { ports }, this.#env.controlTimeoutMs).then(
+          () => {
+            service.outcome = 'switched';
+          },
+          (error: unknown) => {
+            for (const port of portsOf(ports)) port.close();
+            service.outcome = 'failed-after-switch';
+            this.#env.log('error', `${host.name}@${this.#target.release} failed as it opened: ${errorMessage(error)}`);
+            this.#env.lost(host, `its worker failed as it opened: ${errorMessage(error)}`);
+          },
+        ),
+      );
+    }
     try {
       this.#target.onSwitch?.();
     } catch (error) {
@@ -346,8 +442,9 @@ export class HotSwap {
   }
 
   async #retire(): Promise<void> {
-    await Promise.all(
-      this.#plans.map(async (plan) => {
+    await Promise.all([
+      ...this.#removed.map((host) => this.#retireRemoved(host)),
+      ...this.#plans.map(async (plan) => {
         const old = plan.oldWorker;
         old.expectExit();
         // The old code must really go away: an ES module cannot be unloaded from an isolate, so
@@ -365,10 +462,44 @@ export class HotSwap {
           outcome: plan.outcome,
         };
       }),
-    );
+    ]);
+    // Every removed service has answered what it was sent: the clients the old code had of them go.
+    for (const entry of this.#leftClients) entry.port.close();
+    this.#leftClients = [];
+  }
+
+  /**
+   * A removed service drains like a stopping one: it serves what its callers sent before the
+   * switch (their new code sends it nothing more), runs terminate(), and hands over its final
+   * state, which the kernel keeps for a release that brings it back. Its main thread's clients
+   * then reject what is left with E_SERVICE_REMOVED.
+   */
+  async #retireRemoved(host: ServiceHost): Promise<void> {
+    const reason = `release ${this.#target.release} removed it`;
+    const worker = host.current;
+    const wasServing = host.state === 'running';
+    await this.#env.checkpointSettled(host.name);
+    host.transition('stopping');
+    worker.expectExit();
+    if (wasServing) {
+      const stopped = await worker
+        .request('stop', { runTerminate: true, reason, drainTimeoutMs: this.#env.drainTimeoutMs, snapshot: true }, this.#env.drainTimeoutMs + this.#env.controlTimeoutMs)
+        .catch((error: unknown) => {
+          this.#env.log('warn', `${host.name} did not stop cleanly as ${reason}: ${errorMessage(error)}; its last checkpoint is kept`);
+          return {};
+        });
+      await this.#env.keep(host, stopped);
+    }
+    host.closeClients(reason, 'E_SERVICE_REMOVED');
+    const exited = await Promise.race([worker.exited.then(() => true), delay(this.#env.controlTimeoutMs).then(() => false)]);
+    if (!exited) await worker.terminate();
+    host.transition('stopped');
+    this.#env.log('info', `${host.name} removed by ${this.#target.release}; its last state is kept`);
   }
 
   async #rollBack(): Promise<void> {
+    // An added service never opened: ending its worker closes its clients of the running ones.
+    await Promise.all(this.#added.map((service) => service.worker?.terminate()));
     for (const plan of this.#plans) {
       if (plan.suspendTimedOut) {
         // The worker enforces the drain timeout itself, so missing the kernel's backstop as well
@@ -432,9 +563,38 @@ export class HotSwap {
       carried: plan.carried,
       outcome: plan.outcome,
     }));
+    const swapped = this.#state === 'switched';
+    for (const service of this.#added) {
+      services.push({
+        service: service.name,
+        from: { release: '-', vsn: '-' },
+        to: { release: this.#target.release, vsn: service.descriptor.vsn },
+        change: 'added',
+        migration: service.host ? service.origin : 'none',
+        stateBytes: service.stateBytes,
+        pauseMs: 0,
+        drainMs: 0,
+        carried: 0,
+        outcome: swapped ? service.outcome : service.host ? 'rolled-back' : 'not-started',
+      });
+    }
+    for (const host of this.#removed) {
+      services.push({
+        service: host.name,
+        from: { release: host.release, vsn: host.descriptor.vsn },
+        to: { release: this.#target.release, vsn: '-' },
+        change: 'removed',
+        migration: 'none; its last state is kept',
+        stateBytes: 0,
+        pauseMs: 0,
+        drainMs: 0,
+        carried: 0,
+        outcome: swapped ? 'switched' : 'not-started',
+      });
+    }
     const report: SwapReport = {
       release: this.#target.release,
-      outcome: this.#state === 'switched' ? 'switched' : this.#state === 'refused' ? 'refused' : 'rolled-back',
+      outcome: swapped ? 'switched' : this.#state === 'refused' ? 'refused' : 'rolled-back',
       services: [...services, ...this.#unchanged],
       phaseMs: this.#phaseMs,
       totalMs: roundMs(performance.now() - started),

@@ -13,8 +13,9 @@
 //              verify every file against its manifest and signature (kernel/release/install.ts).
 // checking     (check) the release goes the way asked (`kernel upgrade` only to a newer release,
 //              `kernel downgrade` only to an older one, neither to the one running), can run
-//              here, has the same services, its preUpgrade hooks pass, and the HTTP listeners it
-//              adds are open (a taken port refuses it now).
+//              here, its preUpgrade hooks pass, and the HTTP listeners it adds are open (a taken
+//              port refuses it now). The swap is of the release's whole set of services: those it
+//              adds or removes are the swap's to check too.
 // swapping     (check, prepare, suspend, migrate, switch) the services move to the new code
 //              (service-swap.ts, hot-swap.ts); the new HTTP routes take over in the switch's turn.
 //              From the switch on the new release runs, whatever comes next.
@@ -168,11 +169,6 @@ export class ReleaseUpgrade {
       this.#transition('checking');
       await this.#checkDirection(to, installed.alreadyInstalled);
       assertCompatible(installed.manifest);
-      const running = Object.keys(this.#host.running().manifest.services).sort().join(',');
-      const next = Object.keys(installed.manifest.services).sort().join(',');
-      if (running !== next) {
-        throw theseusError('E_UNSUPPORTED_CHANGE', to, `it has services [${next}] where ${from} has [${running}]; adding or removing services during a hot swap is not built yet`);
-      }
       await runHooks('preUpgrade', installed.manifest.hooks.preUpgrade, this.#host.root, { THESEUS_RELEASE: to, THESEUS_FROM: from });
       const http = await this.#stageHttp(installed.manifest.http ?? null);
 
@@ -186,6 +182,8 @@ export class ReleaseUpgrade {
         report = await this.#host.kernel.upgrade({
           release: to,
           services: serviceSources(installed.dir, installed.manifest),
+          // The release's whole set: services it adds start, those it leaves out are removed.
+          complete: true,
           // The new routes take over in the turn the new code starts serving.
           onSwitch: () => http.commit(),
           // From the switch on, a crash of the new code is left for the revert, not restarted.
@@ -405,11 +403,12 @@ export class ReleaseUpgrade {
       for (let round = 1; ; round++) {
         for (const crash of this.#host.kernel.probationCrashes()) {
           const source = sources[crash.service];
-          if (!source) throw theseusError('E_UNSUPPORTED_CHANGE', version, `it has no service '${crash.service}' to revert to`);
+          // A service the new release added has nothing to go back to: the downgrade removes it.
+          if (!source) continue;
           await this.#host.kernel.revertCrashed(crash.service, { release: version, source });
         }
         try {
-          await this.#host.kernel.downgrade({ release: version, services: sources, onSwitch: () => staged.commit() });
+          await this.#host.kernel.downgrade({ release: version, services: sources, complete: true, onSwitch: () => staged.commit() });
           break;
         } catch (error) {
           // Every service that changed had crashed and is already back: nothing is left to swap.

@@ -26,6 +26,13 @@ export interface SwapTarget {
    * of their new workers is left for the caller to revert instead of being restarted.
    */
   probation?: boolean;
+  /**
+   * `services` names every service of the new release: a name not running is added (booted in
+   * prepare, opened to its callers at the switch) and a running service it does not name is
+   * removed (drained after the switch, its last state kept). Without it, a name not running is
+   * refused (E_UNKNOWN_SERVICE) and the services not named stay as they are.
+   */
+  complete?: boolean;
   /** Told as each phase ends (check, prepare, suspend, migrate, switch), for live progress. */
   onPhase?: (event: PhaseEvent) => void;
 }

@@ -6,7 +6,7 @@
 import semver from 'semver';
 import { TheseusError, inPhase, theseusError } from '../../common/errors.ts';
 import { findMigrationPath, type MigrationStep } from '../../common/migrations.ts';
-import { sameSettings, type PortSet, type ServiceDescriptor, type StateSnapshot } from '../../common/protocol.ts';
+import { sameSettings, type InboundLink, type PortSet, type ServiceDescriptor, type ServiceSource, type StateSnapshot } from '../../common/protocol.ts';
 import type { Bundle } from '../../release/bundler.ts';
 import type { ServiceHost } from '../service-host.ts';
 import type { ServiceWorker } from '../service-worker.ts';
@@ -44,6 +44,26 @@ export interface ServicePlan {
   outcome: ServiceSwapReport['outcome'];
 }
 
+/** A service the target release adds: booted and given its state in prepare, opened at the switch. */
+export interface AddedPlan {
+  name: string;
+  source: ServiceSource;
+  bundle: Bundle;
+  descriptor: ServiceDescriptor;
+  /** Loaded in check (no manifest said what the code declares) or in prepare. */
+  worker: ServiceWorker | null;
+  /** Made in prepare; registered with the kernel in the switch turn. */
+  host: ServiceHost | null;
+  /** Where its state came from, as the report says it: init(), or the state the kernel kept of it. */
+  origin: string;
+  stateBytes: number;
+  /** Callers' service ends made before it is registered (another added service that uses it). */
+  inbound: InboundLink[];
+  /** Its clients of the services it uses, when they were not handed over with init. */
+  outbound: PortSet['outbound'];
+  outcome: ServiceSwapReport['outcome'];
+}
+
 /**
  * Refuses a target that names a release already running with other code or settings: the two
  * could not be told apart in reports, logs and checkpoints. Checked for both kinds of service.
@@ -60,24 +80,45 @@ export function refuseSameReleaseOtherCode(service: string, running: string, tar
  * Plans the swap of every service `target` names: the ones to swap, ordered for suspension, and
  * the ones whose code and settings are unchanged (reported, not touched).
  */
-export async function planSwap(env: SwapEnvironment, target: SwapTarget, loaded: ServiceWorker[]): Promise<{ plans: ServicePlan[]; unchanged: ServiceSwapReport[] }> {
+export async function planSwap(
+  env: SwapEnvironment,
+  target: SwapTarget,
+  loaded: ServiceWorker[],
+): Promise<{ plans: ServicePlan[]; unchanged: ServiceSwapReport[]; added: AddedPlan[]; removed: ServiceHost[] }> {
   const plans: ServicePlan[] = [];
   const unchanged: ServiceSwapReport[] = [];
+  const added: AddedPlan[] = [];
   const { hosts } = env;
   // The release version is valid: service-swap.ts checked it for stateful and pooled alike.
   for (const name of Object.keys(target.services)) {
     const host = hosts.get(name);
-    if (!host) throw theseusError('E_UNKNOWN_SERVICE', name, [...hosts.keys()].join(', '));
+    if (!host) {
+      // Only a target that names the whole release adds services: elsewhere a name not running is a typo.
+      if (!target.complete || env.pooledServices.has(name)) throw theseusError('E_UNKNOWN_SERVICE', name, [...hosts.keys()].join(', '));
+      continue;
+    }
     if (host.state !== 'running') {
       throw ofService(name, theseusError('E_SERVICE_NOT_RUNNING', name, host.state));
     }
+  }
+  // A service the whole release no longer names leaves, whatever its state: it has no successor.
+  const removed = target.complete ? [...hosts.values()].filter((host) => !Object.hasOwn(target.services, host.name)) : [];
+  for (const host of removed) {
+    // Being restarted or swapped, its worker is in flux: a removal waits for it to settle.
+    if (!['running', 'crashed', 'failed'].includes(host.state)) throw ofService(host.name, theseusError('E_SERVICE_NOT_RUNNING', host.name, host.state));
   }
   // What the new code declares: from the release manifest when there is one; otherwise the new
   // module is loaded (not started) in its own worker, which prepare then reuses.
   const inspected = await Promise.allSettled(
     Object.entries(target.services).map(async ([name, spec]) => {
       const bundle = await env.bundle(spec, name);
-      const host = hosts.get(name)!;
+      const host = hosts.get(name);
+      if (!host) {
+        const worker = spec.descriptor ? null : await env.loadWorker(name, target.release, bundle, spec);
+        if (worker) loaded.push(worker);
+        added.push({ name, source: spec, bundle, descriptor: spec.descriptor ?? worker!.descriptor, worker, host: null, origin: 'started from init()', stateBytes: 0, inbound: [], outbound: {}, outcome: 'not-started' });
+        return null;
+      }
       if (bundle.sha256 === host.bundle.sha256) {
         // The same code declares the same things; only new settings make it a change.
         return { name, bundle, descriptor: sameSettings(spec, host.source) ? null : host.descriptor, worker: null };
@@ -91,7 +132,9 @@ export async function planSwap(env: SwapEnvironment, target: SwapTarget, loaded:
   const failed = inspected.find((result): result is PromiseRejectedResult => result.status === 'rejected');
   if (failed) throw failed.reason;
   for (const result of inspected) {
-    const { name, bundle, descriptor, worker } = (result as PromiseFulfilledResult<{ name: string; bundle: Bundle; descriptor: ServiceDescriptor | null; worker: ServiceWorker | null }>).value;
+    const value = (result as PromiseFulfilledResult<{ name: string; bundle: Bundle; descriptor: ServiceDescriptor | null; worker: ServiceWorker | null } | null>).value;
+    if (value === null) continue;
+    const { name, bundle, descriptor, worker } = value;
     const host = hosts.get(name)!;
     const fromRelease = host.release;
     if (descriptor === null) {
@@ -122,14 +165,6 @@ export async function planSwap(env: SwapEnvironment, target: SwapTarget, loaded:
     if (target.services[name]!.durability === 'reply' && !env.canWriteState) {
       throw ofService(name, theseusError('E_BAD_OPTIONS', `service '${name}' of release ${target.release}`, "durability 'reply' writes the state to disk before each reply, so the kernel needs a stateDir"));
     }
-    for (const dependency of descriptor.uses) {
-      if (env.pooledServices.has(dependency)) {
-        throw ofService(name, theseusError('E_USES_POOLED', `${name}@${target.release}`, dependency));
-      }
-      if (!hosts.has(dependency)) {
-        throw ofService(name, theseusError('E_UNKNOWN_DEPENDENCY', `${name}@${target.release}`, dependency));
-      }
-    }
     plans.push({
       host,
       fromRelease,
@@ -154,8 +189,37 @@ export async function planSwap(env: SwapEnvironment, target: SwapTarget, loaded:
       outcome: 'not-started',
     });
   }
-  if (plans.length === 0) throw theseusError('E_SWAP_NOTHING_TO_DO', target.release);
-  return { plans: suspendOrder(plans), unchanged };
+  for (const service of added) {
+    if (service.source.durability === 'reply' && !env.canWriteState) {
+      throw ofService(service.name, theseusError('E_BAD_OPTIONS', `service '${service.name}' of release ${target.release}`, "durability 'reply' writes the state to disk before each reply, so the kernel needs a stateDir"));
+    }
+  }
+  checkWiring(env, target.release, plans, added, removed);
+  if (plans.length === 0 && added.length === 0 && removed.length === 0) throw theseusError('E_SWAP_NOTHING_TO_DO', target.release);
+  return { plans: suspendOrder(plans), unchanged, added, removed };
+}
+
+/**
+ * Who uses whom once the swap is through: every service a service or pool uses (in its new code,
+ * when this swap changes or adds it) runs after it, and nothing that stays uses one that leaves.
+ */
+function checkWiring(env: SwapEnvironment, release: string, plans: ServicePlan[], added: AddedPlan[], removed: ServiceHost[]): void {
+  const leaving = new Set(removed.map((host) => host.name));
+  const after = new Set([...[...env.hosts.keys()].filter((name) => !leaving.has(name)), ...added.map((service) => service.name), ...env.pooledServices]);
+  const usesAfter = new Map<string, readonly string[]>();
+  for (const host of env.hosts.values()) if (!leaving.has(host.name)) usesAfter.set(host.name, host.descriptor.uses);
+  for (const [name, pool] of env.pools) usesAfter.set(name, env.poolUses?.get(name) ?? pool.descriptor.uses);
+  for (const plan of plans) usesAfter.set(plan.host.name, plan.newDescriptor.uses);
+  for (const service of added) usesAfter.set(service.name, service.descriptor.uses);
+  for (const leaver of [...leaving, ...(env.poolsLeaving ?? [])]) {
+    const users = [...usesAfter].filter(([, uses]) => uses.includes(leaver)).map(([name]) => name);
+    if (users.length > 0) throw ofService(users[0]!, theseusError('E_REMOVED_STILL_USED', release, leaver, users.join(', ')));
+  }
+  for (const [name, uses] of usesAfter) {
+    for (const dependency of uses) {
+      if (!after.has(dependency)) throw ofService(name, theseusError('E_UNKNOWN_DEPENDENCY', `${name}@${release}`, dependency));
+    }
+  }
 }
 
 /** Callers before the services they call, so a draining handler's outgoing calls are answered. */
@@ -181,7 +245,8 @@ function suspendOrder(plans: ServicePlan[]): ServicePlan[] {
 }
 
 /** The error, said to be about that service (the report and the audit line name it). */
-function ofService(service: string, error: TheseusError): TheseusError {
+export function ofService(service: string, error: unknown): TheseusError {
+  if (!(error instanceof TheseusError)) throw error;
   error.service = service;
   return error;
 }
