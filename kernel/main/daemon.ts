@@ -136,6 +136,7 @@ export class KernelDaemon {
       log: (level, message) => this.#kernelLog(level, message),
       health: (method) => this.#health.answer(method),
     });
+    this.#kernel.onRestart((service) => this.#frontDoor?.serviceRestarted(service));
     await this.#frontDoor.apply(this.#manifest.http ?? null);
     if (booted.revertedTrial) this.#kernelLog('warn', `release ${booted.revertedTrial} was on trial and was reverted; booted ${booted.version}`);
     const cookie = await ensureCookie(this.#paths.cookie);
