@@ -171,6 +171,8 @@ export interface SocketHandlers<S> {
   /**
    * The worker crashed and this one took over, from the last state the kernel kept: `open` lists
    * the connections open now (none of them was closed), so the state can be made to match them.
+   * Also called once when the kernel starts routing connections to the service, with none open:
+   * a state from a checkpoint may still hold ids of connections that died with an earlier kernel.
    */
   restarted?(ctx: ServiceContext<S>, open: readonly SocketInfo[]): SocketReturn<S>;
 }

@@ -204,6 +204,7 @@ export class HttpFrontDoor {
           for (const [request, response] of held) this.#onRequest(listener, request, response);
           this.#options.log('info', `HTTP front door listening on ${describe(listener)} (${listener.routes.descriptions.join('; ')})`);
         }
+        this.#websockets.routed([...this.#listeners.values()].flatMap((listener) => [...listener.websockets.values()].map((route) => route.service)));
         this.#transition(this.#listeners.size > 0 ? 'listening' : 'idle');
         for (const listener of removed) void this.#closeListener(listener, this.#options.closeGraceMs);
       },

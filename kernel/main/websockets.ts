@@ -90,6 +90,8 @@ export class WebSocketDoor {
   #idleWaiters: Array<() => void> = [];
   #pinger: NodeJS.Timeout | null = null;
   #stopping = false;
+  /** Services told (through `restarted`) that no connection of an earlier kernel is open. */
+  #announced = new Set<string>();
   /** Ids are unique across kernel runs too, so an id a checkpoint kept never names a new connection. */
   #idPrefix = randomBytes(4).toString('hex');
   #nextId = 0;
@@ -139,6 +141,19 @@ export class WebSocketDoor {
     const body = JSON.stringify({ error: code, message });
     const reason = status === 404 ? 'Not Found' : 'Service Unavailable';
     socket.end(`HTTP/1.1 ${status} ${reason}\r\nconnection: close\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\n${status === 503 ? 'retry-after: 1\r\n' : ''}\r\n${body}`);
+  }
+
+  /**
+   * The services the release's WebSocket routes go to. Each one's `restarted` handler runs once,
+   * when connections are first routed to it in this kernel, with none open: a state that came
+   * from a checkpoint may hold the ids of connections that died with an earlier kernel.
+   */
+  routed(services: Iterable<string>): void {
+    for (const service of services) {
+      if (this.#announced.has(service)) continue;
+      this.#announced.add(service);
+      this.restarted(service);
+    }
   }
 
   /** A worker of `service` crashed and its successor serves: it learns which connections are open. */

@@ -6,8 +6,10 @@
 // close, until `kernel stop` closes them all with 1001.
 
 import assert from 'node:assert/strict';
+import { stat } from 'node:fs/promises';
+import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { waitUntil } from '../helpers.ts';
+import { killAndWait, waitUntil } from '../helpers.ts';
 import { ChatClient, buildConfigs, chatConfig, chatVersions, cli, cliAsync, frontDoor, startDeployRoot, type Frame } from './helpers.ts';
 
 const built = buildConfigs(chatVersions.map(chatConfig));
@@ -95,4 +97,22 @@ test('chat connections stay open, and every message reaches every member of its 
   const stopped = cli(root, 'stop');
   assert.equal(stopped.status, 0, stopped.stderr + stopped.stdout);
   for (const client of [...clients, newcomer]) assert.deepEqual(await client.closedWith(), { code: 1001, reason: 'the server is going away' });
+});
+
+test('after a kill -9, the restarted kernel drops the connections its checkpoint still lists', async () => {
+  const [v1] = await built;
+  const { root, port } = await startDeployRoot(v1!.tarball, roots);
+  const checkpoint = join(root, 'var', 'state', 'chat.ckpt');
+  const connected = Date.now();
+  const clients = [await ChatClient.connect(port, 'room=gone'), await ChatClient.connect(port, 'room=gone'), await ChatClient.connect(port, 'room=gone')];
+  assert.equal(clients[2]!.frames[0]!.members, 3);
+  // The periodic checkpoint (every second) records the three members.
+  await waitUntil('a checkpoint with the three members', async () => ((await stat(checkpoint).catch(() => null))?.mtimeMs ?? 0) > connected + 100);
+  await killAndWait(Number(cli(root, 'pid').stdout.trim()));
+  const started = cli(root, 'start');
+  assert.equal(started.status, 0, started.stderr + started.stdout);
+  const newcomer = await ChatClient.connect((await frontDoor(root)).listeners[0]!.port, 'room=gone');
+  // The three died with the old kernel: the room has only the newcomer.
+  assert.equal(newcomer.frames[0]!.members, 1);
+  assert.equal(cli(root, 'stop').status, 0);
 });
