@@ -79,8 +79,8 @@ const started = performance.now();
 const progress = (line: string) => process.stderr.write(`[${((performance.now() - started) / 1000).toFixed(1)} s] ${line}\n`);
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-function load(url: string, reconnect: boolean): ChatLoad {
-  return new ChatLoad({ url, connections: CONNECTIONS, roomSize: ROOM_SIZE, window: WINDOW, reconnect });
+function load(url: string, reconnect: boolean, connections = CONNECTIONS): ChatLoad {
+  return new ChatLoad({ url, connections, roomSize: ROOM_SIZE, window: WINDOW, reconnect });
 }
 
 interface Swap {
@@ -181,17 +181,14 @@ async function underPm2(work: string, intervalMs: number): Promise<{ result: Cha
       pm2.start({ name, script: join(repo, 'scripts', 'bench', 'plain-ws-chat.mjs'), exec_mode: 'cluster', instances: 1, env: { PORT: String(port) }, autorestart: true }, done),
     );
     const chat = load(`ws://127.0.0.1:${port}/chat`, true);
-    // The server may take a moment to listen under PM2.
+    // The server may take a moment to listen under PM2: one client tries until it is welcomed.
     for (let tries = 0; ; tries++) {
-      const probe = load(`ws://127.0.0.1:${port}/chat`, false);
-      try {
-        await Promise.race([probe.connect(), sleep(2000).then(() => Promise.reject(new Error('no answer')))]);
-        await probe.stop(0);
-        break;
-      } catch (error) {
-        if (tries > 20) throw error;
-        await sleep(250);
-      }
+      const probe = load(`ws://127.0.0.1:${port}/chat`, false, 1);
+      await probe.connect();
+      const { connectFailures } = await probe.stop(0);
+      if (connectFailures === 0) break;
+      if (tries > 40) throw new Error(`the plain ws chat under PM2 did not answer on port ${port}`);
+      await sleep(250);
     }
     progress(`pm2: opening ${CONNECTIONS} connections`);
     await chat.connect();
@@ -229,9 +226,11 @@ async function main(): Promise<number> {
     kernelStarted = true;
 
     const ours = await theseus(work, deploy);
+    progress(`theseus: ${JSON.stringify(ours.result)}`);
     kernelCli(deploy, ['stop']);
     kernelStarted = false;
     const baseline = await plain();
+    progress(`plain ws: ${JSON.stringify(baseline)}`);
     const swapIntervalMs = Math.round((ours.seconds * 1000) / Math.max(1, SWAPS));
     // CI's short run leaves PM2 out: its reloads take seconds each, and its figures are only reported.
     const withPm2 = options['no-pm2'] ? false : quick ? options.pm2 : true;
