@@ -2,7 +2,8 @@
 // chat example behind small limits, with frames that misbehave on purpose), with real `ws`
 // clients: an oversized frame, handlers that throw or return garbage, a client that stops
 // reading, a flood of connections, a peer that stops answering pings, and a worker crash with
-// sockets open. Each one is confined to its own connection: the others chat on.
+// sockets open. Each one is confined to its own connection: the others chat on. Last, kernel stop
+// closes what is open with 1001.
 
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
@@ -56,19 +57,26 @@ test('a client that stops reading is closed with 1013, and what the kernel holds
   const slow = await ChatClient.connect(port, 'room=slow');
   const limit = (await frontDoor(root)).websockets!.limits.maxBufferedBytes;
   slow.ws.pause();
-  // Ask for 2 MiB at a time until the kernel gives up on the client: the operating system's
-  // socket buffers take the first megabytes, then the kernel's own buffer grows to the limit.
+  // Ask for 256 KiB every 100 ms until the kernel gives up on the client: the operating system's
+  // socket buffers take the first megabytes, then the kernel's own buffer grows to the limit. (The
+  // asking also keeps the connection alive for the pings, which it no longer answers.)
   let asked = 0;
-  await waitUntil('the kernel to close the client that does not read', async () => {
-    for (let i = 0; i < 2 && slow.ws.readyState === slow.ws.OPEN; i++) {
-      slow.ws.send('flood:1024');
-      asked += 1024;
-    }
-    const stats = (await frontDoor(root)).websockets!;
-    // Never more than the limit plus one frame (and the close frame), whatever was asked for.
-    assert.ok(stats.bufferedBytes <= limit + 2048, `${stats.bufferedBytes} bytes held for the client (limit ${limit})`);
-    return stats.closedSlow === 1;
-  });
+  const asking = setInterval(() => {
+    if (slow.ws.readyState !== slow.ws.OPEN) return;
+    slow.ws.send('flood:256');
+    asked += 256;
+  }, 100);
+  try {
+    await waitUntil('the kernel to close the client that does not read', async () => {
+      const stats = (await frontDoor(root)).websockets!;
+      // Never more than the limit plus one frame (and the close frame), whatever was asked for.
+      assert.ok(stats.bufferedBytes <= limit + 2048, `${stats.bufferedBytes} bytes held for the client (limit ${limit})`);
+      assert.equal(stats.closedDead, 0, 'the client was taken for dead before it was found slow');
+      return stats.closedSlow === 1;
+    });
+  } finally {
+    clearInterval(asking);
+  }
   slow.ws.resume();
   assert.deepEqual(await slow.closedWith(), { code: 1013, reason: 'the client did not read its messages' });
   const received = slow.frames.filter((frame) => frame.type === 'text').length;
@@ -120,4 +128,17 @@ test('a worker crash closes no connection: the restarted worker is told which ar
   assert.equal(crasher.closed, null);
   assert.equal(friend.closed, null);
   await closeAll([crasher, friend]);
+});
+
+test('kernel stop closes every connection with 1001, after the events already received were handled', async () => {
+  const { root, port } = await daemon;
+  const [speaker, listener] = [await ChatClient.connect(port, 'room=bye'), await ChatClient.connect(port, 'room=bye')];
+  speaker.say('last words');
+  const stopped = cli(root, 'stop');
+  assert.equal(stopped.status, 0, stopped.stderr + stopped.stdout);
+  for (const client of [speaker, listener]) {
+    assert.deepEqual(await client.closedWith(), { code: 1001, reason: 'the server is going away' });
+    // Said before the stop began: handled and delivered before the close.
+    assert.ok(client.said().some((frame) => frame.text === 'last words'));
+  }
 });
