@@ -3,7 +3,7 @@
 //  1. Build releases 0.1.0 and 0.2.0 of the chat example, unpack 0.1.0's tarball into a fresh
 //     deploy root and start the kernel there with its own bin/kernel (a real daemon).
 //  2. Theseus: <connections> real `ws` clients in rooms of 10, each saying numbered lines in a loop
-//     (2 on their way at once), while the kernel swaps 0.1.0 -> 0.2.0 -> 0.1.0 -> ... <swaps>
+//     (2 on their way at once), while bin/kernel swaps 0.1.0 -> 0.2.0 -> 0.1.0 -> ... <swaps>
 //     times, each swap a full upgrade or downgrade with its probation and the state migration
 //     (rooms gain or lose their history). Every line is checked at every member of its room:
 //     got exactly once, in order per sender (scripts/bench/ws-chat-load.ts); and no connection may
@@ -18,7 +18,7 @@
 // failed, a connection closed or failed to open, or a line was lost, repeated or out of order;
 // the rates and PM2's figures are reported only.
 
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { cpus, tmpdir } from 'node:os';
@@ -77,6 +77,7 @@ const DRAIN_MS = 30_000;
 const repo = fileURLToPath(new URL('..', import.meta.url));
 const started = performance.now();
 const progress = (line: string) => process.stderr.write(`[${((performance.now() - started) / 1000).toFixed(1)} s] ${line}\n`);
+const run = promisify(execFile);
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 function load(url: string, reconnect: boolean, connections = CONNECTIONS): ChatLoad {
@@ -92,7 +93,7 @@ interface Swap {
   pauseMs?: number;
 }
 
-/** Theseus: the kernel swaps the chat up and down under the load. Returns the load's figures and the swaps. */
+/** Theseus: bin/kernel swaps the chat up and down under the load. Returns the load's figures and the swaps. */
 async function theseus(work: string, deploy: string): Promise<{ result: ChatLoadResult; swaps: Swap[]; seconds: number }> {
   const operator = await ControlConnection.open(deploy);
   try {
@@ -111,11 +112,11 @@ async function theseus(work: string, deploy: string): Promise<{ result: ChatLoad
       const to = op === 'upgrade' ? '0.2.0' : '0.1.0';
       const swapStarted = performance.now();
       try {
-        const result = (
-          op === 'upgrade'
-            ? await operator.request('upgrade', { source: join(work, 'build', to), commit: true }, { timeoutMs: 60_000 })
-            : await operator.request('downgrade', { version: to, commit: true }, { timeoutMs: 60_000 })
-        ) as SwapResult;
+        // The deploy root's own bin/kernel, as an operator runs it: the tarball the first time, then
+        // the installed version.
+        const source = i === 0 ? join(work, 'build', to, `chat-${to}.tar.gz`) : to;
+        const { stdout } = await run(join(deploy, 'bin', 'kernel'), [op, source, '--json'], { cwd: deploy, timeout: 120_000 });
+        const result = JSON.parse(stdout.trim().split('\n').at(-1)!) as SwapResult;
         swaps.push({ op, to, ok: true, pauseMs: result.report.services.find((service) => service.service === 'chat')?.pauseMs ?? 0 });
       } catch (error) {
         swaps.push({ op, to, ok: false, error: (error as Error).message });
