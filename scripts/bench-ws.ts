@@ -42,6 +42,9 @@ Options:
   --connections <n>   WebSocket clients (default 2000; 300 with --quick)
   --swaps <n>         upgrades and downgrades, and as many PM2 reloads (default 20; 4 with --quick)
   --plain-seconds <s> how long the plain server is loaded (default 10; 2 with --quick)
+  --think-ms <ms>     a client's pause between a line coming back and its next one (default 0,
+                      flat out; 500 with --quick, so the short run's swaps are not slowed by a
+                      saturated machine: it checks correctness, its rates are not comparable)
   --no-pm2            leave out the PM2 half
   --pm2               run the PM2 half in a --quick run too
   --quick             a short run, for CI: Theseus and the plain server, without the PM2 half
@@ -53,6 +56,7 @@ const { values: options } = parseArgs({
     connections: { type: 'string' },
     swaps: { type: 'string' },
     'plain-seconds': { type: 'string' },
+    'think-ms': { type: 'string' },
     'no-pm2': { type: 'boolean', default: false },
     pm2: { type: 'boolean', default: false },
     quick: { type: 'boolean', default: false },
@@ -63,11 +67,13 @@ const { values: options } = parseArgs({
 });
 helpIfAsked(options.help, usage);
 const positiveInteger = positiveIntegers('bench:ws', usage);
+const positiveIntegerOrZero = (name: string, value: string | undefined, fallback: number) => (value === '0' ? 0 : positiveInteger(name, value, fallback));
 
 const quick = options.quick;
 const CONNECTIONS = positiveInteger('connections', options.connections, quick ? 300 : 2000);
 const SWAPS = positiveInteger('swaps', options.swaps, quick ? 4 : 20);
 const PLAIN_SECONDS = positiveInteger('plain-seconds', options['plain-seconds'], quick ? 2 : 10);
+const THINK_MS = positiveIntegerOrZero('think-ms', options['think-ms'], quick ? 500 : 0);
 const ROOM_SIZE = 10;
 const WINDOW = 2;
 /** Load before the first swap and after the last one. */
@@ -81,7 +87,7 @@ const run = promisify(execFile);
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 function load(url: string, reconnect: boolean, connections = CONNECTIONS): ChatLoad {
-  return new ChatLoad({ url, connections, roomSize: ROOM_SIZE, window: WINDOW, reconnect });
+  return new ChatLoad({ url, connections, roomSize: ROOM_SIZE, window: WINDOW, reconnect, thinkMs: THINK_MS });
 }
 
 interface Swap {
@@ -219,7 +225,7 @@ async function main(): Promise<number> {
   const deploy = join(work, 'deploy');
   let kernelStarted = false;
   try {
-    progress(`bench:ws: ${cpus().length} cores, ${CONNECTIONS} connections in rooms of ${ROOM_SIZE}, ${SWAPS} swaps${quick ? ' (quick)' : ''}`);
+    progress(`bench:ws: ${cpus().length} cores, ${CONNECTIONS} connections in rooms of ${ROOM_SIZE}, ${SWAPS} swaps, think time ${THINK_MS} ms${quick ? ' (quick)' : ''}`);
     for (const version of ['0.1.0', '0.2.0']) await buildRelease({ configFile: join(repo, 'services', 'chat', version, 'theseus.config.ts'), outDir: join(work, 'build') });
     await mkdir(deploy);
     await extract({ file: join(work, 'build', '0.1.0', 'chat-0.1.0.tar.gz'), cwd: deploy });
@@ -241,6 +247,7 @@ async function main(): Promise<number> {
     const r = ours.result;
     const summary = {
       cores: cpus().length,
+      thinkMs: THINK_MS,
       wsConnections: r.connections,
       wsSwaps: ours.swaps.length - failedSwaps.length,
       wsFailedSwaps: failedSwaps.length,

@@ -272,7 +272,7 @@ export class HttpFrontDoor {
     });
     server.on('upgrade', (request: IncomingMessage, socket: Socket, head: Buffer) => {
       // A listener whose release is not live yet has no code to hand a connection to: try again.
-      if (listener.held) return this.#websockets.upgrade(null, request, socket, head);
+      if (listener.held) return this.#websockets.refuseNotLive(socket);
       const url = request.url ?? '/';
       const queryAt = url.indexOf('?');
       this.#websockets.upgrade(listener.websockets.get(queryAt === -1 ? url : url.slice(0, queryAt)) ?? null, request, socket, head);

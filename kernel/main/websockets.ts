@@ -135,6 +135,11 @@ export class WebSocketDoor {
     this.#server.handleUpgrade(request, socket, head, (ws) => this.#adopt(route.service, request, ws));
   }
 
+  /** An upgrade on a listener whose release is not serving yet (mid-swap): 503, try again. */
+  refuseNotLive(socket: Duplex): void {
+    this.#refuse(socket, 503, 'E_SERVICE_DOWN', 'the release this listener belongs to is not serving yet; try again');
+  }
+
   /** Refuses an upgrade with an HTTP answer whose body says why, as the front door's errors do. */
   #refuse(socket: Duplex, status: number, code: string, message: string): void {
     this.#stats.refused++;

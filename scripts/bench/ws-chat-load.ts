@@ -18,6 +18,8 @@ export interface ChatLoadOptions {
   window: number;
   /** Connect again after a close the load did not ask for (PM2's reloads end every socket). */
   reconnect: boolean;
+  /** How long a client waits, after one of its lines came back, before it says the next (0: at once). */
+  thinkMs?: number;
 }
 
 export interface ChatLoadResult {
@@ -149,8 +151,11 @@ export class ChatLoad {
       receiver.last.set(sender, seq);
       receiver.got.set(sender, (receiver.got.get(sender) ?? 0) + 1);
     }
-    // Its own line came back: the next one goes.
-    if (sender === receiver.index) this.#say(receiver);
+    // Its own line came back: the next one goes, at once or after the think time.
+    if (sender !== receiver.index) return;
+    const thinkMs = this.#options.thinkMs ?? 0;
+    if (thinkMs === 0) this.#say(receiver);
+    else setTimeout(() => this.#say(receiver), thinkMs);
   }
 
   #members(room: number): Client[] {
