@@ -7,6 +7,7 @@
 // parameter types follow from them, and the kernel refuses arguments that do not match.
 
 import { Type, type Static, type TOptional, type TSchema } from '@sinclair/typebox';
+import type { ConnectionId, SocketInfo, SocketRequest, SocketResult } from './common/protocol.ts';
 
 export interface ServiceLogger {
   debug(message: string, data?: unknown): void;
@@ -148,6 +149,32 @@ export interface ServiceDefinition<
    * which costs a walk of the state per call).
    */
   stateCheck?: 'transitions' | 'every-change';
+  /**
+   * Handlers of the WebSocket connections the release routes to this service (`websockets` in
+   * theseus.config.ts). The kernel's main thread owns the sockets; each event reaches the service
+   * as one message, in order, like a call, and through a swap like any call. Each handler returns
+   * the next state and what to send or close (SocketResult), or nothing.
+   */
+  sockets?: SocketHandlers<S>;
+}
+
+/** A socket handler returns its result, or a promise of it; nothing changes nothing. */
+type SocketReturn<S> = MaybePromise<SocketResult<S> | void>;
+
+export interface SocketHandlers<S> {
+  /** A client connected. Its id stays the same for as long as the connection lives, through every swap. */
+  open?(ctx: ServiceContext<S>, id: ConnectionId, request: SocketRequest): SocketReturn<S>;
+  /** A client sent a frame: text as a string, binary as bytes. A handler that throws closes this connection with 1011. */
+  message(ctx: ServiceContext<S>, id: ConnectionId, data: string | Uint8Array): SocketReturn<S>;
+  /** The connection closed (either side, or a limit): `code` and `reason` as the close frame gave them (1006 when none came). Sends to it are dropped. */
+  close?(ctx: ServiceContext<S>, id: ConnectionId, code: number, reason: string): SocketReturn<S>;
+  /**
+   * The worker crashed and this one took over, from the last state the kernel kept: `open` lists
+   * the connections open now (none of them was closed), so the state can be made to match them.
+   * Also called once when the kernel starts routing connections to the service, with none open:
+   * a state from a checkpoint may still hold ids of connections that died with an earlier kernel.
+   */
+  restarted?(ctx: ServiceContext<S>, open: readonly SocketInfo[]): SocketReturn<S>;
 }
 
 /**
@@ -202,6 +229,9 @@ type NamedOnly<T> = string extends keyof T ? unknown : T;
 
 /** What an HTTP route's handler receives, and what it replies (see the release's `http` config). */
 export type { HttpReply, HttpRequest } from './common/protocol.ts';
+
+/** What socket handlers receive and return (see `sockets` in ServiceDefinition). */
+export type { ConnectionId, SocketClose, SocketInfo, SocketRequest, SocketResult, SocketSend } from './common/protocol.ts';
 
 /** TypeBox's schema builder, for `args`: a service needs no import of its own. */
 export { Type, type Static, type TSchema } from '@sinclair/typebox';

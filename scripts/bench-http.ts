@@ -21,7 +21,7 @@
 // prints one JSON object on stdout. The exit code is non-zero when a request failed, a response
 // was not 2xx, a swap failed or the sequence broke; a missed performance target is reported only.
 
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir, cpus } from 'node:os';
 import { join } from 'node:path';
@@ -34,6 +34,8 @@ import type { StatusResult } from '../kernel/common/control-protocol.ts';
 import { buildRelease } from '../kernel/release/build.ts';
 import { sequenceNumber } from '../services/sequence/shared/reply.ts';
 import { checkSequence, type SequenceRecord } from './bench/sequence-check.ts';
+import { kernelCli } from './bench/kernel-cli.ts';
+import { helpIfAsked, positiveIntegers } from './bench/args.ts';
 
 const usage = `Usage: npm run bench:http -- [options]
 
@@ -61,20 +63,8 @@ const { values: options } = parseArgs({
   },
   strict: true,
 });
-if (options.help) {
-  process.stdout.write(`${usage}\n`);
-  process.exit(0);
-}
-
-function positiveInteger(name: string, value: string | undefined, fallback: number): number {
-  if (value === undefined) return fallback;
-  const parsed = Number(value);
-  if (!Number.isInteger(parsed) || parsed < 1) {
-    process.stderr.write(`bench:http: --${name} must be a positive integer (got '${value}')\n\n${usage}\n`);
-    process.exit(2);
-  }
-  return parsed;
-}
+helpIfAsked(options.help, usage);
+const positiveInteger = positiveIntegers('bench:http', usage);
 
 const quick = options.quick;
 const UPGRADES = positiveInteger('upgrades', options.upgrades, quick ? 5 : 20);
@@ -168,12 +158,6 @@ function percentiles(values: number[]): LoadResult['latencyMs'] {
   const sorted = Float64Array.from(values).sort();
   const at = (fraction: number) => round(sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * fraction))] ?? 0, 2);
   return { p50: at(0.5), p99: at(0.99), max: round(sorted[sorted.length - 1] ?? 0, 2) };
-}
-
-function kernelCli(deploy: string, args: string[]): string {
-  const result = spawnSync(join(deploy, 'bin', 'kernel'), args, { cwd: deploy, encoding: 'utf8', timeout: 120_000 });
-  if (result.status !== 0) throw new Error(`bin/kernel ${args.join(' ')} exited with ${result.status}: ${result.stderr}${result.stdout}`);
-  return result.stdout;
 }
 
 async function startPlainServer(): Promise<{ child: ChildProcess; port: number }> {

@@ -71,8 +71,14 @@ export function formatStatus(status: StatusResult): string[] {
   for (const s of status.services) if (s.failure) lines.push(`  ${s.name} failed: ${s.failure}`);
   if (status.http) {
     const answered = Object.entries(status.http.responses).map(([kind, count]) => `${kind} ${count}`).join(', ');
-    const listeners = status.http.listeners.map((l) => `http://${l.host}:${l.port} (${l.routes.length} route${l.routes.length === 1 ? '' : 's'})`).join(', ');
-    lines.push(`http: ${listeners}; ${status.http.requests} requests, ${status.http.inFlight} in flight${answered ? `; ${answered}` : ''}`);
+    const plural = (count: number, noun: string) => `${count} ${noun}${count === 1 ? '' : 's'}`;
+    const listeners = status.http.listeners
+      .map((l) => `http://${l.host}:${l.port} (${plural(l.routes.length, 'route')}${l.websockets ? `, ${plural(l.websockets.length, 'WebSocket route')}` : ''})`)
+      .join(', ');
+    const sockets = status.http.websockets;
+    // Only for a release that takes WebSocket connections: the others' line reads as before.
+    const open = sockets && status.http.listeners.some((l) => l.websockets) ? `; ${plural(sockets.open, 'WebSocket connection')} open` : '';
+    lines.push(`http: ${listeners}; ${status.http.requests} requests, ${status.http.inFlight} in flight${answered ? `; ${answered}` : ''}${open}`);
   }
   if (status.health.status !== 'ok') lines.push(`health: ${status.health.status}`);
   for (const kept of status.kept ?? []) {

@@ -13,14 +13,29 @@ export interface VersionedConfig {
   config: string;
 }
 
+/** When services/ holds several apps (the repo's sequence and chat examples), the one `kernel start` runs. */
+export const MAIN_EXAMPLE_APP = 'sequence';
+
 /**
  * The configurations under services/<app>/<version>/theseus.config.ts, oldest first; none when the
- * folder has a theseus.config.ts of its own (that one is the project's).
+ * folder has a theseus.config.ts of its own (that one is the project's). Of several apps, only
+ * MAIN_EXAMPLE_APP's (else the first by name): their versions would share releases/<version>/.
  */
 export async function versionedConfigs(dir: string): Promise<VersionedConfig[]> {
   if (await stat(join(dir, DEFAULT_CONFIG_FILE)).catch(() => null)) return [];
   const found: VersionedConfig[] = [];
-  for (const app of await readdir(join(dir, 'services')).catch(() => [] as string[])) {
+  const apps = (await readdir(join(dir, 'services')).catch(() => [] as string[])).sort();
+  const withVersions: string[] = [];
+  for (const app of apps) {
+    for (const version of await readdir(join(dir, 'services', app)).catch(() => [] as string[])) {
+      if (semver.valid(version) === version && (await stat(join(dir, 'services', app, version, DEFAULT_CONFIG_FILE)).catch(() => null))?.isFile()) {
+        withVersions.push(app);
+        break;
+      }
+    }
+  }
+  const chosen = withVersions.includes(MAIN_EXAMPLE_APP) ? MAIN_EXAMPLE_APP : withVersions[0];
+  for (const app of chosen === undefined ? [] : [chosen]) {
     for (const version of await readdir(join(dir, 'services', app)).catch(() => [] as string[])) {
       const config = join(dir, 'services', app, version, DEFAULT_CONFIG_FILE);
       if (semver.valid(version) === version && (await stat(config).catch(() => null))?.isFile()) found.push({ version, config });

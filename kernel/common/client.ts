@@ -13,7 +13,7 @@
 import type { MessagePort } from 'node:worker_threads';
 import { deserializeError, serializeError, theseusError } from './errors.ts';
 import { explainCloneFailure } from './plain-data.ts';
-import { BATCH_HTTP, FRAME_BATCH, FRAME_CALL, FRAME_CAST, REPLY_ERROR, REPLY_OK, type BatchedCall, type BatchedResult, type MethodTable, type ReplyFrame, type RequestFrame } from './protocol.ts';
+import { FRAME_BATCH, FRAME_CALL, FRAME_CAST, REPLY_ERROR, REPLY_OK, type BatchedCall, type BatchedResult, type BatchEncoding, type MethodTable, type ReplyFrame, type RequestFrame } from './protocol.ts';
 
 /** From a client proxy back to its ServiceClient, for closeClient(). */
 const clientsByProxy = new WeakMap<object, ServiceClient>();
@@ -157,7 +157,7 @@ export class ServiceClient {
    * outcome in order. If the service's worker dies in the middle, the calls it had started come
    * back as E_SERVICE_DOWN and the others go to the restarted worker, as single calls would.
    */
-  callBatch(calls: BatchedCall[], encoding: '' | typeof BATCH_HTTP = ''): Promise<BatchedResult[]> {
+  callBatch(calls: BatchedCall[], encoding: BatchEncoding = ''): Promise<BatchedResult[]> {
     return this.#request(FRAME_BATCH, encoding, calls) as Promise<BatchedResult[]>;
   }
 

@@ -188,6 +188,14 @@ const messages = {
   E_HTTP_TIMEOUT: (route: string, ms: number) =>
     `The handler of ${route} did not reply within ${ms} ms; the client got 504. Make the handler reply sooner, or raise http.requestTimeoutMs.`,
 
+  // The WebSocket front door (kernel/main/websockets.ts).
+  E_WS_POOLED: (service: string) =>
+    `The WebSocket route goes to '${service}', a pooled service: a pool keeps no state between calls, so it cannot remember a connection. Route the WebSocket path to a stateful service (one without \`pool\`).`,
+  E_WS_NO_HANDLER: (service: string, event: string) =>
+    `Service '${service}' has a WebSocket route but no sockets.${event} handler; the connection was closed with 1011. Add sockets: { ${event}(ctx, ...) { ... } } to its defineService, or remove the route.`,
+  E_WS_BAD_RESULT: (service: string, event: string, problem: string) =>
+    `The socket handler ${service}.sockets.${event}() returned ${problem}; a socket handler returns { state?, send?: [{ data, to? }], close?: [{ id?, code?, reason? }] } or nothing. Its state was not kept and nothing was sent.`,
+
   // State: snapshots, checkpoints and the plain-data rule (kernel/common/plain-data.ts and
   // state-codec.ts). E_STATE_NOT_CLONEABLE and E_MIGRATION_BAD_STATE, above, belong here too.
   E_STATE_UNREADABLE: (service: string, where: string, reason: string) =>

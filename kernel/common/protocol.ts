@@ -34,6 +34,14 @@ export const FRAME_BATCH = 2;
  * http-codec.ts).
  */
 export const BATCH_HTTP = 'http';
+/**
+ * The WebSocket front door's batches: each call is [event, args] for the service's socket handler
+ * of that name (open, message, close, restarted), and each outcome comes back as a
+ * WireSocketOutcome (socket-codec.ts): what to send, and which connections to close.
+ */
+export const BATCH_WS = 'ws';
+/** How the calls of a batch frame are encoded (see BATCH_HTTP and BATCH_WS). */
+export type BatchEncoding = '' | typeof BATCH_HTTP | typeof BATCH_WS;
 export const REPLY_OK = 0;
 export const REPLY_ERROR = 1;
 
@@ -359,6 +367,47 @@ export interface HttpReply {
   status?: number;
   headers?: Record<string, string | number | readonly string[]>;
   body?: unknown;
+}
+
+// ---------------------------------------------------------------------------------------------
+// WebSocket front door (kernel main thread -> a service's socket handlers; see socket-codec.ts)
+
+/** A connection's id: plain data, so a service's state can keep it (rooms, members) and migrate it. */
+export type ConnectionId = string;
+
+/** The upgrade request a connection was opened with, as the `open` handler receives it. */
+export interface SocketRequest {
+  /** The path without the query string, e.g. "/chat". */
+  path: string;
+  /** Query parameters; a name given more than once maps to an array. */
+  query: Record<string, string | string[]>;
+  /** Header names in lower case. */
+  headers: Record<string, string | string[] | undefined>;
+}
+
+/** An open connection, as the `restarted` handler receives each one. */
+export interface SocketInfo extends SocketRequest {
+  id: ConnectionId;
+}
+
+/** One frame to send: to this connection (no `to`), to one id, to a list of ids, or to every connection of the service ('all'). */
+export interface SocketSend {
+  data: string | Uint8Array;
+  to?: ConnectionId | readonly ConnectionId[] | 'all';
+}
+
+/** A connection to close: this one (no `id`) or another; code 1000 (the default) or 3000-4999. */
+export interface SocketClose {
+  id?: ConnectionId;
+  code?: number;
+  reason?: string;
+}
+
+/** What a socket handler returns (or nothing): the next state, the frames to send, the connections to close. */
+export interface SocketResult<S> {
+  state?: S;
+  send?: readonly SocketSend[];
+  close?: readonly SocketClose[];
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -61,6 +61,26 @@ export interface ListenerStatus {
   /** The port actually bound. */
   port: number;
   routes: string[];
+  /** Its WebSocket routes ("/chat -> chat"), when it has any. */
+  websockets?: string[];
+}
+
+/** The WebSocket front door's counters (kernel/main/websockets.ts). */
+export interface WebSocketStats {
+  /** Connections open now, and since the kernel started. */
+  open: number;
+  opened: number;
+  /** Upgrade requests refused: no route, over maxConnections, or while stopping. */
+  refused: number;
+  /** Connections closed because the client did not read (1013). */
+  closedSlow: number;
+  /** Connections closed because a handler failed for them (1011). */
+  closedFailed: number;
+  /** Connections ended because they missed a pong. */
+  closedDead: number;
+  /** Bytes written to connections and not yet taken by the clients, now. */
+  bufferedBytes: number;
+  limits: { maxPayloadBytes: number; maxBufferedBytes: number; maxConnections: number; pingIntervalMs: number };
 }
 
 export interface FrontDoorStats {
@@ -69,6 +89,8 @@ export interface FrontDoorStats {
   inFlight: number;
   /** Responses by status class, e.g. { "2xx": 10, "5xx": 1 }. */
   responses: Record<string, number>;
+  /** The WebSocket connections: how many, what closed them, what waits unsent. */
+  websockets?: WebSocketStats;
 }
 
 /** One service's part in a swap: what changed, how, and how long it paused. */

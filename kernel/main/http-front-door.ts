@@ -15,13 +15,14 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo, Socket } from 'node:net';
 import { TheseusError, deserializeError, errorMessage, theseusError } from '../common/errors.ts';
 import type { WireHttpReply, WireHttpRequest } from '../common/http-codec.ts';
-import { BATCH_HTTP, REPLY_OK, type BatchedCall, type BatchedResult, type LogRecord } from '../common/protocol.ts';
-import type { HttpConfig, HttpListenerConfig, HttpRoute } from '../release/manifest.ts';
+import { BATCH_HTTP, REPLY_OK, type BatchedCall, type BatchedResult, type BatchEncoding, type LogRecord } from '../common/protocol.ts';
+import type { HttpConfig, HttpListenerConfig, HttpRoute, WebSocketRoute } from '../release/manifest.ts';
 import type { FrontDoorStats } from '../common/status.ts';
 import { HEALTH_PATH } from './health.ts';
 import { checkTransition, type TransitionTable } from '../common/lifecycle.ts';
 import { MAX_BATCH, MAX_BATCHES_IN_FLIGHT, addToBatch, dropAnswered, newBatch, type Batch, type Lane } from './http-batches.ts';
 import { RouteTable, publicReason, statusForError } from './http-routes.ts';
+import { WebSocketDoor } from './websockets.ts';
 
 type FrontDoorState = 'idle' | 'listening' | 'closing' | 'closed';
 
@@ -38,7 +39,7 @@ export interface FrontDoorOptions {
    * Sends requests to a service's handlers in one message (a BATCH_HTTP batch, see
    * http-codec.ts); resolves with each outcome in order. Kernel.callBatch does this.
    */
-  callBatch(service: string, calls: BatchedCall[], encoding: typeof BATCH_HTTP): Promise<BatchedResult[]>;
+  callBatch(service: string, calls: BatchedCall[], encoding: Exclude<BatchEncoding, ''>): Promise<BatchedResult[]>;
   log(level: LogRecord['level'], message: string): void;
   /**
    * Whether a service runs its calls concurrently (a pool). Its requests then go out one by one
@@ -60,6 +61,8 @@ interface Listener {
   config: HttpListenerConfig;
   server: Server;
   routes: RouteTable;
+  /** Its WebSocket routes, by path. */
+  websockets: Map<string, WebSocketRoute>;
   sockets: Set<Socket>;
   /**
    * Requests that reached a listener opened for a release whose code is not running yet: they
@@ -115,11 +118,19 @@ export class HttpFrontDoor {
   /** Per service: batches waiting to go out, and how many are out. */
   #lanes = new Map<string, Lane>();
   #flushScheduled = false;
+  /** The listeners' WebSocket connections. */
+  #websockets: WebSocketDoor;
 
   constructor(options: FrontDoorOptions) {
     const { limits, ...rest } = options;
     this.#options = { closeGraceMs: 5000, concurrent: () => false, ...rest };
     this.#limits = { ...DEFAULT_FRONT_DOOR_LIMITS, ...limits };
+    this.#websockets = new WebSocketDoor({ callBatch: (service, calls, encoding) => this.#options.callBatch(service, calls, encoding), log: (level, message) => this.#options.log(level, message) });
+  }
+
+  /** A service's worker crashed and was restarted: its socket handlers learn which connections are open. */
+  serviceRestarted(service: string): void {
+    this.#websockets.restarted(service);
   }
 
   get state(): FrontDoorState {
@@ -140,10 +151,12 @@ export class HttpFrontDoor {
         configuredPort: listener.config.port,
         port: (listener.server.address() as AddressInfo | null)?.port ?? listener.config.port,
         routes: listener.routes.descriptions,
+        ...(listener.websockets.size > 0 ? { websockets: [...listener.websockets.values()].map((route) => `${route.path} -> ${route.service}`) } : {}),
       })),
       requests: this.#requests,
       inFlight: this.#inFlight,
       responses: Object.fromEntries(this.#byClass.flatMap((count, index) => (count > 0 ? [[`${index}xx`, count]] : []))),
+      websockets: this.#websockets.stats(),
     };
   }
 
@@ -179,6 +192,7 @@ export class HttpFrontDoor {
           this.#maxBodyBytes = config.maxBodyBytes;
           this.#maxReplyBytes = config.maxReplyBytes;
           this.#requestTimeoutMs = config.requestTimeoutMs;
+          this.#websockets.configure(config.websocket);
         }
         const removed: Listener[] = [];
         for (const [key, listener] of this.#listeners) {
@@ -190,6 +204,7 @@ export class HttpFrontDoor {
           }
           listener.config = next;
           listener.routes = new RouteTable(next.routes);
+          listener.websockets = webSocketRoutes(next);
         }
         for (const listener of opened) {
           this.#listeners.set(listener.key, listener);
@@ -198,6 +213,7 @@ export class HttpFrontDoor {
           for (const [request, response] of held) this.#onRequest(listener, request, response);
           this.#options.log('info', `HTTP front door listening on ${describe(listener)} (${listener.routes.descriptions.join('; ')})`);
         }
+        this.#websockets.routed([...this.#listeners.values()].flatMap((listener) => [...listener.websockets.values()].map((route) => route.service)));
         this.#transition(this.#listeners.size > 0 ? 'listening' : 'idle');
         for (const listener of removed) void this.#closeListener(listener, this.#options.closeGraceMs);
       },
@@ -227,6 +243,9 @@ export class HttpFrontDoor {
   close(): Promise<void> {
     this.#closed ??= (async () => {
       this.#transition('closing');
+      // WebSocket connections first: their events reach the services, then they close with 1001;
+      // the listeners' close would otherwise wait for them.
+      await this.#websockets.close(this.#options.closeGraceMs);
       const listeners = [...this.#listeners.values()];
       this.#listeners.clear();
       await Promise.all(listeners.map((listener) => this.#closeListener(listener, this.#options.closeGraceMs)));
@@ -255,10 +274,17 @@ export class HttpFrontDoor {
       connectionsCheckingInterval: Math.max(100, Math.min(1000, headersTimeoutMs / 4)),
     });
     server.maxConnections = maxConnections;
-    const listener: Listener = { key, config, server, routes: new RouteTable(config.routes), sockets: new Set(), held: [] };
+    const listener: Listener = { key, config, server, routes: new RouteTable(config.routes), websockets: webSocketRoutes(config), sockets: new Set(), held: [] };
     server.on('request', (request: IncomingMessage, response: ServerResponse) => {
       if (listener.held) listener.held.push([request, response]);
       else this.#onRequest(listener, request, response);
+    });
+    server.on('upgrade', (request: IncomingMessage, socket: Socket, head: Buffer) => {
+      // A listener whose release is not live yet has no code to hand a connection to: try again.
+      if (listener.held) return this.#websockets.refuseNotLive(socket);
+      const url = request.url ?? '/';
+      const queryAt = url.indexOf('?');
+      this.#websockets.upgrade(listener.websockets.get(queryAt === -1 ? url : url.slice(0, queryAt)) ?? null, request, socket, head);
     });
     server.on('connection', (socket: Socket) => {
       listener.sockets.add(socket);
@@ -570,6 +596,10 @@ export class HttpFrontDoor {
   #count(status: number): void {
     this.#byClass[(status / 100) | 0]!++;
   }
+}
+
+function webSocketRoutes(config: HttpListenerConfig): Map<string, WebSocketRoute> {
+  return new Map((config.websockets ?? []).map((route) => [route.path, route]));
 }
 
 function listenerKey(listener: HttpListenerConfig): string {

@@ -66,4 +66,6 @@ export interface KernelContext {
   bundle(source: ServiceSource, service: string): Promise<Bundle>;
   /** Boots a worker that has loaded the bundle and reported its descriptor, but not started. */
   loadWorker(service: string, release: string, bundle: Bundle, source: ServiceSource): Promise<ServiceWorker>;
+  /** A crashed worker's successor serves (a restart, or a revert after a crash on probation). */
+  restarted?(service: string): void;
 }

@@ -13,7 +13,7 @@
 
 import { errorMessage, theseusError } from '../common/errors.ts';
 import { checkTransition, type TransitionTable } from '../common/lifecycle.ts';
-import type { ArgumentSchema, BatchedCall, BatchedResult, BATCH_HTTP, LogRecord, ServiceSource, StateSnapshot } from '../common/protocol.ts';
+import { BATCH_WS, type ArgumentSchema, type BatchedCall, type BatchedResult, type BatchEncoding, type LogRecord, type ServiceSource, type StateSnapshot } from '../common/protocol.ts';
 import type { CallMetricsSnapshot } from '../common/call-metrics.ts';
 import type { KeptState, ServiceStatus } from '../common/status.ts';
 import { defaultCacheDir } from '../release/bundler.ts';
@@ -59,6 +59,8 @@ export class Kernel {
   /** The newest release a swap switched to (or the first one); labels the kernel's own log lines. */
   #release: string;
   readonly startedAt = Date.now();
+  /** Told when a crashed worker's successor serves (onRestart). */
+  #restartListeners = new Set<(service: string) => void>();
 
   private constructor(options: KernelOptions) {
     this.#options = {
@@ -82,6 +84,9 @@ export class Kernel {
       log: (level, message, data) => this.#log(level, message, data),
       bundle: (source, service) => this.#workers.bundle(source, service),
       loadWorker: (service, release, bundle, source) => this.#workers.loadWorker(service, release, bundle, source),
+      restarted: (service) => {
+        for (const listener of this.#restartListeners) listener(service);
+      },
     };
     this.#workers = new WorkerFactory(this.#options, {
       emit: (record) => this.#emit(record),
@@ -138,10 +143,24 @@ export class Kernel {
    * (http-codec.ts). A pool runs the calls as separate tasks, since its threads share no state to
    * keep in order.
    */
-  callBatch(service: string, calls: BatchedCall[], encoding: '' | typeof BATCH_HTTP = ''): Promise<BatchedResult[]> {
+  callBatch(service: string, calls: BatchedCall[], encoding: BatchEncoding = ''): Promise<BatchedResult[]> {
     const pool = this.#pool(service);
-    if (pool) return pool.callBatch(calls, encoding);
+    if (pool) {
+      // A pool keeps no state between calls, so no connection could be remembered by it.
+      if (encoding === BATCH_WS) return Promise.reject(theseusError('E_WS_POOLED', service));
+      return pool.callBatch(calls, encoding);
+    }
     return this.#host(service).defaultClient().callBatch(calls, encoding);
+  }
+
+  /**
+   * Calls `listener` with the service's name each time a crashed worker's successor serves (the
+   * WebSocket front door tells the service which connections are open); returns the function
+   * that stops it.
+   */
+  onRestart(listener: (service: string) => void): () => void {
+    this.#restartListeners.add(listener);
+    return () => this.#restartListeners.delete(listener);
   }
 
   /** Whether a service runs on a pool (its calls run concurrently, in no particular order). */

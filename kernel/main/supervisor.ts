@@ -220,6 +220,7 @@ export class Supervisor {
       channels.connect();
       for (const link of host.takeHeldCallers()) host.attachCaller(link);
       this.#context.log('info', `${host.name}@${host.release} ${into ? 'reverted' : 'restarted'} from ${last ? last.description : 'init() (no state was saved yet)'}`);
+      this.#context.restarted?.(host.name);
     } catch (error) {
       // Nothing half-made is left behind: the new thread ends and the new channels close.
       await worker?.terminate();

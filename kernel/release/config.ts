@@ -9,7 +9,7 @@ import { Type, type Static } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import semver from 'semver';
 import { errorMessage, theseusError } from '../common/errors.ts';
-import { DurabilitySchema, HttpRouteSchema, PoolSchema, type AdminConfig, type Hooks, type HttpConfig, type PoolConfig } from './manifest.ts';
+import { DurabilitySchema, HttpRouteSchema, PoolSchema, WebSocketLimitsSchema, WebSocketRouteSchema, type AdminConfig, type Hooks, type HttpConfig, type HttpRoute, type PoolConfig, type WebSocketRoute } from './manifest.ts';
 import { normalizeAdmin } from './admin-config.ts';
 import type { Durability } from '../common/protocol.ts';
 
@@ -70,7 +70,8 @@ export const ReleaseConfigSchema = Type.Object(
               {
                 port: Type.Integer({ minimum: 0, maximum: 65535 }),
                 host: Type.Optional(Type.String({ minLength: 1 })),
-                routes: Type.Array(HttpRouteSchema, { minItems: 1 }),
+                routes: Type.Optional(Type.Array(HttpRouteSchema)),
+                websockets: Type.Optional(Type.Array(WebSocketRouteSchema)),
               },
               { additionalProperties: false },
             ),
@@ -79,6 +80,7 @@ export const ReleaseConfigSchema = Type.Object(
           maxBodyBytes: Type.Optional(Type.Integer({ minimum: 0 })),
           maxReplyBytes: Type.Optional(Type.Integer({ minimum: 0 })),
           requestTimeoutMs: Type.Optional(Type.Integer({ minimum: 1 })),
+          websocket: Type.Optional(WebSocketLimitsSchema),
         },
         { additionalProperties: false },
       ),
@@ -205,19 +207,29 @@ export async function loadReleaseConfig(file: string): Promise<LoadedConfig> {
       postUpgrade: hooks.postUpgrade ?? [],
     },
     runtimeConfig: config.runtimeConfig ?? {},
-    http: config.http ? normalizeHttp(config.http, absolute, Object.keys(config.services)) : null,
+    http: config.http ? normalizeHttp(config.http, absolute, Object.keys(config.services), Object.keys(config.services).filter((name) => config.services[name]!.pool)) : null,
     admin: config.admin === undefined ? null : normalizeAdmin(config.admin, absolute),
   };
 }
 
-function normalizeHttp(http: NonNullable<ReleaseConfig['http']>, file: string, services: string[]): HttpConfig {
-  const listeners = http.listeners.map((listener) => ({ port: listener.port, host: listener.host ?? DEFAULT_HTTP_HOST, routes: listener.routes }));
+function normalizeHttp(http: NonNullable<ReleaseConfig['http']>, file: string, services: string[], pooled: string[] = []): HttpConfig {
+  const listeners = http.listeners.map((listener) => ({
+    port: listener.port,
+    host: listener.host ?? DEFAULT_HTTP_HOST,
+    routes: listener.routes ?? [],
+    // Only when declared, so a release without WebSockets has the manifest it had before.
+    ...(listener.websockets ? { websockets: listener.websockets } : {}),
+  }));
   const seen = new Set<string>();
   for (const [index, listener] of listeners.entries()) {
     const key = `${listener.host}:${listener.port}`;
     // Two listeners on port 0 would be one to the kernel, which tells listeners apart by host and port.
     if (seen.has(key)) throw theseusError('E_CONFIG_INVALID', file, `http.listeners[${index}]: ${key} is declared twice; put its routes in one listener`);
     seen.add(key);
+    if (listener.routes.length === 0 && (listener.websockets ?? []).length === 0) {
+      throw theseusError('E_CONFIG_INVALID', file, `http.listeners[${index}] (${key}) has no routes and no websockets; give it at least one, or remove it`);
+    }
+    checkWebSocketRoutes(listener.websockets ?? [], listener.routes, key, file, services, pooled);
     const routes = new Set<string>();
     for (const route of listener.routes) {
       if (!services.includes(route.service)) {
@@ -233,7 +245,22 @@ function normalizeHttp(http: NonNullable<ReleaseConfig['http']>, file: string, s
     maxBodyBytes: http.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES,
     maxReplyBytes: http.maxReplyBytes ?? DEFAULT_MAX_REPLY_BYTES,
     requestTimeoutMs: http.requestTimeoutMs ?? DEFAULT_HTTP_TIMEOUT_MS,
+    ...(http.websocket ? { websocket: http.websocket } : {}),
   };
+}
+
+/** A WebSocket route must go to a stateful service of the release, on a path no other route of its listener takes. */
+function checkWebSocketRoutes(websockets: readonly WebSocketRoute[], routes: readonly HttpRoute[], key: string, file: string, services: string[], pooled: string[]): void {
+  const paths = new Set<string>();
+  for (const route of websockets) {
+    if (!services.includes(route.service)) {
+      throw theseusError('E_CONFIG_INVALID', file, `the WebSocket route ${route.path} goes to service '${route.service}', which is not in services (${services.join(', ')})`);
+    }
+    if (pooled.includes(route.service)) throw theseusError('E_CONFIG_INVALID', file, `the WebSocket route ${route.path} goes to '${route.service}', a pooled service, which cannot remember a connection; route it to a stateful service`);
+    if (paths.has(route.path)) throw theseusError('E_CONFIG_INVALID', file, `the WebSocket route ${route.path} is declared twice on ${key}`);
+    if (routes.some((other) => other.path === route.path)) throw theseusError('E_CONFIG_INVALID', file, `${route.path} on ${key} is both an HTTP route and a WebSocket route; give the WebSocket its own path`);
+    paths.add(route.path);
+  }
 }
 
 async function findPackageVersion(from: string): Promise<{ version: string; packageFile: string }> {

@@ -53,11 +53,38 @@ export const HttpRouteSchema = Type.Object(
   { additionalProperties: false },
 );
 
+/** A WebSocket route: upgrade requests for `path` become connections held for `service` (its `sockets` handlers). */
+export const WebSocketRouteSchema = Type.Object(
+  {
+    path: Type.String({ pattern: '^/[^?#\\s]*$', maxLength: 1024 }),
+    service: Name,
+  },
+  { additionalProperties: false },
+);
+
+/**
+ * The WebSocket front door's limits, for every connection of the release (defaults in
+ * kernel/main/websockets.ts): a larger frame closes its connection with 1009; more connections
+ * are refused with 503; a connection whose unsent bytes pass `maxBufferedBytes` (a client that
+ * does not read) is closed with 1013; one that misses a pong for `pingIntervalMs` is ended.
+ */
+export const WebSocketLimitsSchema = Type.Object(
+  {
+    maxPayloadBytes: Type.Optional(Type.Integer({ minimum: 1 })),
+    maxBufferedBytes: Type.Optional(Type.Integer({ minimum: 1 })),
+    maxConnections: Type.Optional(Type.Integer({ minimum: 1 })),
+    pingIntervalMs: Type.Optional(Type.Integer({ minimum: 100 })),
+  },
+  { additionalProperties: false },
+);
+
 export const HttpListenerSchema = Type.Object(
   {
     port: Type.Integer({ minimum: 0, maximum: 65535 }),
     host: Type.String({ minLength: 1 }),
-    routes: Type.Array(HttpRouteSchema, { minItems: 1 }),
+    // Empty when the listener only takes WebSocket connections.
+    routes: Type.Array(HttpRouteSchema),
+    websockets: Type.Optional(Type.Array(WebSocketRouteSchema)),
   },
   { additionalProperties: false },
 );
@@ -72,6 +99,7 @@ export const HttpSchema = Type.Object(
     maxReplyBytes: Type.Integer({ minimum: 0 }),
     /** A handler that has not replied by then gets the client a 504. */
     requestTimeoutMs: Type.Integer({ minimum: 1 }),
+    websocket: Type.Optional(WebSocketLimitsSchema),
   },
   { additionalProperties: false },
 );
@@ -164,6 +192,8 @@ export type Hooks = Static<typeof HooksSchema>;
 export type HttpConfig = Static<typeof HttpSchema>;
 export type HttpRoute = Static<typeof HttpRouteSchema>;
 export type HttpListenerConfig = Static<typeof HttpListenerSchema>;
+export type WebSocketRoute = Static<typeof WebSocketRouteSchema>;
+export type WebSocketLimits = Static<typeof WebSocketLimitsSchema>;
 export type PoolConfig = Static<typeof PoolSchema>;
 export type AdminConfig = Static<typeof AdminSchema>;
 

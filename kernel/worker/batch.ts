@@ -7,7 +7,8 @@
 import { serializeError, theseusError } from '../common/errors.ts';
 import { decodeHttpRequest, encodeHttpReply, type WireHttpRequest } from '../common/http-codec.ts';
 import { findNonPlainData } from '../common/plain-data.ts';
-import { BATCH_HTTP, REPLY_ERROR, REPLY_OK, type BatchedCall, type BatchedResult, type ReplyFrame, type RequestFrame } from '../common/protocol.ts';
+import { decodeSocketEvent, NO_SOCKET_OUTCOME, readSocketResult } from '../common/socket-codec.ts';
+import { BATCH_HTTP, BATCH_WS, REPLY_ERROR, REPLY_OK, type BatchedCall, type BatchedResult, type ReplyFrame, type RequestFrame } from '../common/protocol.ts';
 import { argsRefused, requestSubject, type ArgsChecks } from './arg-checks.ts';
 import { readCallResult, replyProblem } from './handler-result.ts';
 import type { ReplyPort } from './mailbox.ts';
@@ -19,6 +20,8 @@ export interface BatchHost {
   service: string;
   calls: ReadonlyMap<string, Handler>;
   casts: ReadonlyMap<string, Handler>;
+  /** The service's socket handlers, by event (BATCH_WS batches). */
+  sockets?: ReadonlyMap<string, Handler>;
   argsChecks: ArgsChecks;
   /** The handlers' context, with the current state in it. */
   context(): unknown;
@@ -34,6 +37,8 @@ export function runBatch(host: BatchHost, port: ReplyPort, frame: RequestFrame, 
   const id = frame[1];
   const calls = (frame[3] ?? []) as BatchedCall[];
   const http = frame[2] === BATCH_HTTP;
+  // A socket event goes to the handler of its name in `sockets`, never to a call of that name.
+  const ws = frame[2] === BATCH_WS;
   const results = new Array<BatchedResult>(calls.length);
   // The caller learns how far the batch got: if this thread dies, the calls that had started
   // fail (they may or may not have run) and the others are sent again to the restarted worker.
@@ -52,7 +57,12 @@ export function runBatch(host: BatchHost, port: ReplyPort, frame: RequestFrame, 
       const [method, args] = calls[index]!;
       const at = index++;
       if (taken) Atomics.store(taken, 1, index);
-      const handler = host.calls.get(method);
+      const handler = ws ? host.sockets?.get(method) : host.calls.get(method);
+      if (handler === undefined && ws) {
+        // Only `message` is required: a connection nobody listens to is closed (1011).
+        results[at] = method === 'message' ? [REPLY_ERROR, serializeError(theseusError('E_WS_NO_HANDLER', host.service, method))] : [REPLY_OK, NO_SOCKET_OUTCOME];
+        continue;
+      }
       if (handler === undefined) {
         results[at] = [REPLY_ERROR, serializeError(theseusError('E_UNKNOWN_METHOD', host.service, method, [...host.calls.keys(), ...host.casts.keys()].join(', ')))];
         continue;
@@ -60,12 +70,12 @@ export function runBatch(host: BatchHost, port: ReplyPort, frame: RequestFrame, 
       // An HTTP handler's one argument is the request, built here from what the front door sent.
       let input: unknown[] | undefined;
       try {
-        input = http ? [decodeHttpRequest(args as unknown as WireHttpRequest)] : args;
+        input = http ? [decodeHttpRequest(args as unknown as WireHttpRequest)] : ws ? decodeSocketEvent(method, args ?? []) : args;
       } catch (error) {
         results[at] = [REPLY_ERROR, serializeError(error, 'E_HANDLER_FAILED')];
         continue;
       }
-      const check = host.argsChecks.get(method);
+      const check = ws ? undefined : host.argsChecks.get(method);
       if (check !== undefined && !check.accepts(input)) {
         results[at] = [REPLY_ERROR, serializeError(argsRefused(host.service, method, check, input, http ? requestSubject : undefined))];
         continue;
@@ -83,7 +93,7 @@ export function runBatch(host: BatchHost, port: ReplyPort, frame: RequestFrame, 
         wentAsync = true;
         (result as Promise<unknown>).then(
           (value) => {
-            results[at] = settle(host, method, value, http);
+            results[at] = ws ? settleSocket(host, method, input, value) : settle(host, method, value, http);
             runFrom();
           },
           (error: unknown) => {
@@ -93,7 +103,7 @@ export function runBatch(host: BatchHost, port: ReplyPort, frame: RequestFrame, 
         );
         return;
       }
-      results[at] = settle(host, method, result, http);
+      results[at] = ws ? settleSocket(host, method, input, result) : settle(host, method, result, http);
     }
     finish();
   };
@@ -124,4 +134,19 @@ function settle(host: BatchHost, method: string, result: unknown, http: boolean)
   }
   host.served(state);
   return [REPLY_OK, reply];
+}
+
+/** One socket event's outcome: what to send and close, checked before its state is kept. */
+function settleSocket(host: BatchHost, event: string, input: unknown[] | undefined, result: unknown): BatchedResult {
+  const self = event === 'restarted' ? null : (input?.[0] as string);
+  const read = readSocketResult(self, result);
+  if ('problem' in read) return [REPLY_ERROR, serializeError(theseusError('E_WS_BAD_RESULT', host.service, event, read.problem))];
+  const problem = replyProblem(read.outcome);
+  if (problem !== null) return [REPLY_ERROR, serializeError(theseusError('E_WS_BAD_RESULT', host.service, event, problem))];
+  if (read.state !== undefined && host.checkEveryChange) {
+    const stateProblem = findNonPlainData(read.state);
+    if (stateProblem !== null) return [REPLY_ERROR, serializeError(theseusError('E_STATE_NOT_CLONEABLE', host.service, `after sockets.${event}()`, stateProblem))];
+  }
+  host.served(read.state);
+  return [REPLY_OK, read.outcome];
 }

@@ -7,6 +7,7 @@ import { findNonPlainData } from '../common/plain-data.ts';
 import type { LogRecord, ServiceDescriptor } from '../common/protocol.ts';
 import type { Migration, ServiceDefinition, ServiceLogger } from '../service.ts';
 import { argumentJson, isTypeBoxSchema } from './arg-checks.ts';
+import { SOCKET_EVENTS } from '../common/socket-codec.ts';
 
 /** A handler's `log`: each line is a record carrying the service's name and release. */
 export function createServiceLogger(service: string, release: string, emitLog: (record: LogRecord) => void): ServiceLogger {
@@ -47,6 +48,13 @@ export function validateDefinition(value: unknown): string | null {
   const def = value as Partial<ServiceDefinition> & Record<string, unknown>;
   if (typeof def.vsn !== 'string' || def.vsn === '') return "'vsn' must be a non-empty string";
   if (typeof def.init !== 'function') return "'init' must be a function that returns the first state";
+  if (def.sockets !== undefined) {
+    if (def.sockets === null || typeof def.sockets !== 'object') return "'sockets' must be an object of socket handlers (open, message, close, restarted)";
+    for (const [name, fn] of Object.entries(def.sockets)) {
+      if (!(SOCKET_EVENTS as readonly string[]).includes(name)) return `sockets.${name} is not a socket event (they are: ${SOCKET_EVENTS.join(', ')})`;
+      if (typeof fn !== 'function') return `sockets.${name} is not a function`;
+    }
+  }
   for (const group of ['calls', 'casts'] as const) {
     const handlers = def[group];
     if (handlers === undefined) continue;

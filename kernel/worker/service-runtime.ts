@@ -88,6 +88,8 @@ export class ServiceRuntime {
   #definition: ServiceDefinition;
   #calls = new Map<string, Handler>();
   #casts = new Map<string, Handler>();
+  /** Socket handlers (open, message, close, restarted), for the WebSocket front door's events. */
+  #sockets = new Map<string, Handler>();
   /** The argument checks of the methods that declare their arguments. */
   #argsChecks: ArgsChecks;
 
@@ -125,6 +127,7 @@ export class ServiceRuntime {
     this.#onCheckpointDue = options.onCheckpointDue;
     for (const [name, fn] of Object.entries(options.definition.calls ?? {})) this.#calls.set(name, fn as Handler);
     for (const [name, fn] of Object.entries(options.definition.casts ?? {})) this.#casts.set(name, fn as Handler);
+    for (const [name, fn] of Object.entries(options.definition.sockets ?? {})) this.#sockets.set(name, fn as Handler);
     this.descriptor = describeDefinition(options.definition);
     this.#argsChecks = argsChecksOf(options.definition);
     this.#channels = new Channels(this.#service, this.descriptor.uses, (port, frame) => this.#receive(port, frame));
@@ -526,6 +529,7 @@ export class ServiceRuntime {
         service: this.#service,
         calls: this.#calls,
         casts: this.#casts,
+        sockets: this.#sockets,
         argsChecks: this.#argsChecks,
         context: () => {
           this.#ctx.state = this.#state;
