@@ -78,12 +78,15 @@ test('a corrupt checkpoint is refused with a clear error; the state is never sil
   await assert.rejects(run(stateDir, '0.1.0', async () => undefined), { code: 'E_CHECKPOINT_CORRUPT' });
 });
 
-// Every 10 changes, and no timer: after 25 the checkpoint must hold at least 20 of them (one taken
-// only once, after the first 10, would hold 466), and none that did not happen.
-// (It once held 11 or 12: the kernel answered the worker's second "checkpoint due", which came
-// while the first checkpoint was being written, with that one, and the worker had reset its count.)
+// Every 10 changes, and no timer: after 25 the checkpoint may be at most 10 changes behind, so it
+// holds at least 15 of them, and none that did not happen. The count restarts when the snapshot is
+// taken, which under load can be several changes after the 10th (once it held 18: the next 10
+// never came), so "at least 20" was a wish, not the guarantee.
+// (It once held 11 or 12, 13 or 14 behind: the kernel answered the worker's second "checkpoint
+// due", which came while the first checkpoint was being written, with that one, and the worker
+// had reset its count.)
 test(
-  'checkpoints are taken every N state changes: after 25 changes with N = 10, the checkpoint holds at least 20',
+  'checkpoints are taken every N state changes: after 25 changes with N = 10, the checkpoint is at most 10 behind',
   async () => {
     const stateDir = await tempDir('theseus-state-');
     await run(
@@ -92,11 +95,11 @@ test(
       async (seq) => {
         for (let i = 0; i < 25; i++) await seq.nextNumber();
         let held: unknown = null;
-        await waitUntil('a checkpoint holding at least 20 of the 25 changes (state 476 or more)', async () => {
+        await waitUntil('a checkpoint holding at least 15 of the 25 changes (state 471 or more)', async () => {
           const checkpoint = await readCheckpoint(stateDir, 'sequence');
           held = checkpoint && deserialize(checkpoint.snapshot.bytes);
-          return typeof held === 'number' && held >= 456 + 20;
-        }, { intervalMs: 20, timeoutMs: 5000 }).catch((error: Error) => assert.fail(`${error.message}; it holds ${String(held)}`));
+          return typeof held === 'number' && held >= 456 + 15;
+        }, { intervalMs: 20, timeoutMs: 30_000 }).catch((error: Error) => assert.fail(`${error.message}; it holds ${String(held)}`));
         assert.ok((held as number) <= 456 + 25, `the checkpoint holds ${String(held)}, past the 25 changes made`);
       },
       { checkpointIntervalMs: 0, checkpointEveryChanges: 10 },
