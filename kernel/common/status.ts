@@ -80,7 +80,12 @@ export interface WebSocketStats {
   closedDead: number;
   /** Bytes written to connections and not yet taken by the clients, now. */
   bufferedBytes: number;
-  limits: { maxPayloadBytes: number; maxBufferedBytes: number; maxConnections: number; pingIntervalMs: number };
+  /** Events received and waiting in the main thread for their services, now and at most so far. */
+  waitingEvents: number;
+  maxWaitingEvents: number;
+  /** Times a service's connections stopped being read because its events piled up. */
+  inputPauses: number;
+  limits: { maxPayloadBytes: number; maxBufferedBytes: number; maxConnections: number; pingIntervalMs: number; maxWaitingEvents: number };
 }
 
 export interface FrontDoorStats {

@@ -34,6 +34,7 @@ export const DEFAULT_WEBSOCKET_LIMITS: Required<WebSocketLimits> = Object.freeze
   maxBufferedBytes: 1024 * 1024,
   maxConnections: 10_000,
   pingIntervalMs: 30_000,
+  maxWaitingEvents: 4096,
 });
 
 /**
@@ -76,6 +77,8 @@ interface SocketLane {
   events: BatchedCall[];
   from: Array<string | null>;
   inFlight: number;
+  /** Its connections are not read (see #enqueue), until the service catches up. */
+  paused: boolean;
 }
 
 export class WebSocketDoor {
@@ -95,7 +98,7 @@ export class WebSocketDoor {
   /** Ids are unique across kernel runs too, so an id a checkpoint kept never names a new connection. */
   #idPrefix = randomBytes(4).toString('hex');
   #nextId = 0;
-  #stats = { opened: 0, refused: 0, closedSlow: 0, closedFailed: 0, closedDead: 0 };
+  #stats = { opened: 0, refused: 0, closedSlow: 0, closedFailed: 0, closedDead: 0, maxWaitingEvents: 0, inputPauses: 0 };
 
   constructor(options: WebSocketDoorOptions) {
     this.#options = options;
@@ -119,7 +122,9 @@ export class WebSocketDoor {
   stats(): WebSocketStats {
     let bufferedBytes = 0;
     for (const connection of this.#connections.values()) bufferedBytes += connection.ws.bufferedAmount;
-    return { open: this.#connections.size, ...this.#stats, bufferedBytes, limits: { ...this.#limits } };
+    let waitingEvents = 0;
+    for (const lane of this.#lanes.values()) waitingEvents += lane.events.length;
+    return { open: this.#connections.size, ...this.#stats, bufferedBytes, waitingEvents, limits: { ...this.#limits } };
   }
 
   /**
@@ -214,6 +219,8 @@ export class WebSocketDoor {
     this.#stats.opened++;
     this.#startPinger();
     this.#enqueue(service, id, 'open', connection.request);
+    // A service that is behind reads no connection of its own, new ones included.
+    if (this.#lanes.get(service)?.paused) ws.pause();
     ws.on('message', (data: Buffer, isBinary: boolean) => {
       connection.alive = true;
       // A text frame goes as a string; a binary one as its bytes (copied when they cross).
@@ -238,6 +245,8 @@ export class WebSocketDoor {
     if (this.#pinger) return;
     this.#pinger = setInterval(() => {
       for (const connection of this.#connections.values()) {
+        // Not read while its service catches up: its pongs wait unread too, and prove nothing.
+        if (this.#lanes.get(connection.service)?.paused) continue;
         if (!connection.alive) {
           // No frame and no pong for a whole interval: the peer is gone without a word.
           this.#stats.closedDead++;
@@ -256,9 +265,19 @@ export class WebSocketDoor {
 
   #enqueue(service: string, from: string | null, event: SocketEvent, args: unknown[]): void {
     let lane = this.#lanes.get(service);
-    if (!lane) this.#lanes.set(service, (lane = { service, events: [], from: [], inFlight: 0 }));
+    if (!lane) this.#lanes.set(service, (lane = { service, events: [], from: [], inFlight: 0, paused: false }));
     lane.events.push([event, args]);
     lane.from.push(from);
+    if (lane.events.length > this.#stats.maxWaitingEvents) this.#stats.maxWaitingEvents = lane.events.length;
+    // Input backpressure: clients that send faster than their service handles would grow this
+    // queue without bound. Past maxWaitingEvents the service's connections are not read (`ws`
+    // pauses the sockets, so TCP pushes back on the clients) until it is down to a batch. Frames
+    // already read in the same chunk still arrive: at most one socket read each.
+    if (!lane.paused && lane.events.length > this.#limits.maxWaitingEvents) {
+      lane.paused = true;
+      this.#stats.inputPauses++;
+      for (const connection of this.#byService.get(service) ?? []) connection.ws.pause();
+    }
     if (!this.#flushScheduled) {
       this.#flushScheduled = true;
       // Whatever arrives in this turn of the event loop goes out together.
@@ -273,6 +292,13 @@ export class WebSocketDoor {
     while (lane.events.length > 0 && lane.inFlight < MAX_BATCHES_IN_FLIGHT) {
       const events = lane.events.splice(0, MAX_BATCH);
       const from = lane.from.splice(0, MAX_BATCH);
+      if (lane.paused && lane.events.length <= Math.min(MAX_BATCH, this.#limits.maxWaitingEvents / 2)) {
+        lane.paused = false;
+        for (const connection of this.#byService.get(lane.service) ?? []) {
+          connection.alive = true;
+          connection.ws.resume();
+        }
+      }
       lane.inFlight++;
       let sent: Promise<BatchedResult[]>;
       try {

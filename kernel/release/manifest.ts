@@ -74,6 +74,7 @@ export const WebSocketLimitsSchema = Type.Object(
     maxBufferedBytes: Type.Optional(Type.Integer({ minimum: 1 })),
     maxConnections: Type.Optional(Type.Integer({ minimum: 1 })),
     pingIntervalMs: Type.Optional(Type.Integer({ minimum: 100 })),
+    maxWaitingEvents: Type.Optional(Type.Integer({ minimum: 1 })),
   },
   { additionalProperties: false },
 );

@@ -83,6 +83,27 @@ test('a client that stops reading is closed with 1013, and what the kernel holds
   assert.ok(received < asked, `the client got ${received} of the ${asked} frames asked for: nothing more was sent once it was closed`);
 });
 
+test('a client that sends faster than its service handles is not read past maxWaitingEvents: every frame is handled, in order, and the queue stays bounded', async () => {
+  const { root, port } = await daemon;
+  const fast = await ChatClient.connect(port, 'room=fast');
+  const limit = (await frontDoor(root)).websockets!.limits.maxWaitingEvents;
+  // 1000 frames of 1 KiB at once, each 1 ms of work for the service: the main thread could read
+  // them all in a few milliseconds, and without backpressure would hold all 1000 for it.
+  const frames = 1000;
+  const pad = 'p'.repeat(1024);
+  for (let i = 0; i < frames; i++) fast.ws.send(`work:${i}:${pad}`);
+  const done = () => fast.frames.filter((frame) => frame.type === 'text' && String(frame.text).startsWith('done:')).map((frame) => Number(String(frame.text).slice(5)));
+  await waitUntil(`all ${frames} frames handled`, () => done().length === frames, { timeoutMs: 120_000 });
+  assert.deepEqual(done(), Array.from({ length: frames }, (_, i) => i), 'each handled once, in the order sent');
+  const stats = (await frontDoor(root)).websockets!;
+  assert.ok(stats.inputPauses >= 1, 'the connection was paused at least once');
+  // One socket read (up to 64 KiB, so about 64 of these frames) may still arrive after the pause.
+  assert.ok(stats.maxWaitingEvents <= limit + 128, `${stats.maxWaitingEvents} events waited in the main thread (limit ${limit})`);
+  assert.equal(stats.closedDead, 0, 'a paused connection was taken for dead');
+  await chatsOn(fast, [], 'still chatting');
+  await closeAll([fast]);
+});
+
 test('upgrades past maxConnections are refused with 503, unknown paths with 404; a closed connection makes room', async () => {
   const { root, port } = await daemon;
   const stats = (await frontDoor(root)).websockets!;
