@@ -64,6 +64,13 @@ export class KernelMetrics {
   #httpRequests: Counter<'code'>;
   #httpInFlight: Gauge;
   #httpConnections: Gauge;
+  #wsConnections: Gauge;
+  #wsOpened: Counter;
+  #wsClosed: Counter<'reason'>;
+  #wsRefused: Counter;
+  #wsBufferedBytes: Gauge;
+  #wsWaitingEvents: Gauge;
+  #wsInputPauses: Counter;
   /** The front door's requests as its clients wait for them, swaps' pauses included. */
   readonly httpLatency = new CallMetrics();
   #httpDuration: CollectedHistogram;
@@ -91,6 +98,13 @@ export class KernelMetrics {
     this.#httpDuration = new CollectedHistogram('theseus_http_request_duration_seconds', "The front door's routed requests, from dispatch to answer, to the millisecond: what a client waits for, a swap's pause included.");
     this.registry.registerMetric(this.#httpDuration as unknown as Metric);
     this.#httpConnections = new Gauge({ name: 'theseus_http_open_connections', help: 'Open connections to the HTTP front door.', registers });
+    this.#wsConnections = new Gauge({ name: 'theseus_websocket_connections', help: 'WebSocket connections open now.', registers });
+    this.#wsOpened = new Counter({ name: 'theseus_websocket_connections_opened_total', help: 'WebSocket connections accepted since the kernel started.', registers });
+    this.#wsClosed = new Counter({ name: 'theseus_websocket_closed_by_kernel_total', help: 'WebSocket connections the kernel closed: slow (1013, the client did not read), failed (1011, a handler failed), dead (no pong).', labelNames: ['reason'], registers });
+    this.#wsRefused = new Counter({ name: 'theseus_websocket_upgrades_refused_total', help: 'WebSocket upgrade requests refused: no route, over maxConnections, or while stopping.', registers });
+    this.#wsBufferedBytes = new Gauge({ name: 'theseus_websocket_buffered_bytes', help: 'Bytes written to WebSocket connections and not yet taken by their clients.', registers });
+    this.#wsWaitingEvents = new Gauge({ name: 'theseus_websocket_waiting_events', help: 'WebSocket events received and waiting in the main thread for their services.', registers });
+    this.#wsInputPauses = new Counter({ name: 'theseus_websocket_input_pauses_total', help: "Times a service's WebSocket connections stopped being read because its events piled up (maxWaitingEvents).", registers });
   }
 
   /** An upgrade or downgrade ended. */
@@ -176,7 +190,7 @@ export class KernelMetrics {
 
   /** Resets the figures read from elsewhere and sets them again from one collection. */
   #fill(collected: Collected): void {
-    for (const metric of [this.#callsTotal, this.#castsTotal, this.#inFlight, this.#queued, this.#heap, this.#restarts, this.#info, this.#stateBytes, this.#checkpointAge, this.#httpRequests]) metric.reset();
+    for (const metric of [this.#callsTotal, this.#castsTotal, this.#inFlight, this.#queued, this.#heap, this.#restarts, this.#info, this.#stateBytes, this.#checkpointAge, this.#httpRequests, this.#wsOpened, this.#wsClosed, this.#wsRefused, this.#wsInputPauses]) metric.reset();
     this.#callLatency.clear();
     for (const { service, release } of this.releasesSeen()) {
       const calls = this.callsOf(service, release);
@@ -201,6 +215,18 @@ export class KernelMetrics {
     this.#httpInFlight.set(door?.stats.inFlight ?? 0);
     this.#httpConnections.set(door?.openConnections ?? 0);
     for (const [code, count] of Object.entries(door?.stats.responses ?? {})) this.#httpRequests.inc({ code }, count);
+    const sockets = door?.stats.websockets;
+    this.#wsConnections.set(sockets?.open ?? 0);
+    this.#wsBufferedBytes.set(sockets?.bufferedBytes ?? 0);
+    this.#wsWaitingEvents.set(sockets?.waitingEvents ?? 0);
+    if (sockets) {
+      this.#wsOpened.inc(sockets.opened);
+      this.#wsRefused.inc(sockets.refused);
+      this.#wsInputPauses.inc(sockets.inputPauses);
+      this.#wsClosed.inc({ reason: 'slow' }, sockets.closedSlow);
+      this.#wsClosed.inc({ reason: 'failed' }, sockets.closedFailed);
+      this.#wsClosed.inc({ reason: 'dead' }, sockets.closedDead);
+    }
     this.#httpDuration.clear();
     if (door) this.#httpDuration.set({}, this.httpLatency.snapshot());
   }

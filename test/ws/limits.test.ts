@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { root as repo, waitUntil } from '../helpers.ts';
+import { dashboardInfo } from '../../kernel/cli/dashboard.ts';
 import { ChatClient, buildConfigs, cli, cliAsync, frontDoor, refusedUpgrade, startDeployRoot } from './helpers.ts';
 
 const roots: string[] = [];
@@ -149,6 +150,26 @@ test('a worker crash closes no connection: the restarted worker is told which ar
   assert.equal(crasher.closed, null);
   assert.equal(friend.closed, null);
   await closeAll([crasher, friend]);
+});
+
+test('/metrics counts the WebSocket connections, what the kernel closed and why, and the input pauses, as kernel status does', async () => {
+  const { root } = await daemon;
+  const stats = (await frontDoor(root)).websockets!;
+  const { metricsUrl, token } = await dashboardInfo(root);
+  const scraped = await fetch(metricsUrl, { headers: { authorization: `Bearer ${token}` } });
+  assert.equal(scraped.status, 200);
+  const body = await scraped.text();
+  const value = (series: string) => Number(new RegExp(`^${series.replace(/[{}"]/g, (c) => `\\${c}`)} (\\S+)$`, 'm').exec(body)?.[1] ?? NaN);
+  // The tests above closed one slow client, two whose handlers failed, a dead peer, and paused a fast one.
+  assert.equal(value('theseus_websocket_closed_by_kernel_total{reason="slow"}'), stats.closedSlow);
+  assert.equal(value('theseus_websocket_closed_by_kernel_total{reason="failed"}'), stats.closedFailed);
+  assert.equal(value('theseus_websocket_closed_by_kernel_total{reason="dead"}'), stats.closedDead);
+  assert.ok(stats.closedSlow >= 1 && stats.closedFailed >= 2 && stats.closedDead >= 1, JSON.stringify(stats));
+  assert.equal(value('theseus_websocket_input_pauses_total'), stats.inputPauses);
+  assert.ok(stats.inputPauses >= 1);
+  assert.equal(value('theseus_websocket_upgrades_refused_total'), stats.refused);
+  assert.ok(value('theseus_websocket_connections_opened_total') >= stats.opened - 1, body);
+  assert.ok(Number.isFinite(value('theseus_websocket_connections')), body);
 });
 
 test('kernel stop closes every connection with 1001, after the events already received were handled', async () => {
