@@ -142,6 +142,7 @@ export class KernelDaemon {
       onAnswered: (ms) => this.#admin?.metrics.httpLatency.call(true, ms),
     });
     this.#kernel.onRestart((service) => this.#frontDoor?.serviceRestarted(service));
+    this.#kernel.onGiveUp((service) => this.#frontDoor?.serviceFailed(service));
     await this.#frontDoor.apply(this.#manifest.http ?? null);
     if (booted.revertedTrial) this.#kernelLog('warn', `release ${booted.revertedTrial} was on trial and was reverted; booted ${booted.version}`);
     const cookie = await ensureCookie(this.#paths.cookie);

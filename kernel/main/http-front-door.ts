@@ -133,6 +133,11 @@ export class HttpFrontDoor {
     this.#websockets.restarted(service);
   }
 
+  /** A service failed for good: its WebSocket connections are closed, and new ones refused. */
+  serviceFailed(service: string): void {
+    this.#websockets.failed(service);
+  }
+
   get state(): FrontDoorState {
     return this.#state;
   }

@@ -68,4 +68,6 @@ export interface KernelContext {
   loadWorker(service: string, release: string, bundle: Bundle, source: ServiceSource): Promise<ServiceWorker>;
   /** A crashed worker's successor serves (a restart, or a revert after a crash on probation). */
   restarted?(service: string): void;
+  /** Supervision gave up on a service: it is failed for good. */
+  gaveUp?(service: string): void;
 }

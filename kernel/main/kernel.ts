@@ -61,6 +61,8 @@ export class Kernel {
   readonly startedAt = Date.now();
   /** Told when a crashed worker's successor serves (onRestart). */
   #restartListeners = new Set<(service: string) => void>();
+  /** Told when supervision gives up on a service (onGiveUp). */
+  #giveUpListeners = new Set<(service: string) => void>();
 
   private constructor(options: KernelOptions) {
     this.#options = {
@@ -86,6 +88,9 @@ export class Kernel {
       loadWorker: (service, release, bundle, source) => this.#workers.loadWorker(service, release, bundle, source),
       restarted: (service) => {
         for (const listener of this.#restartListeners) listener(service);
+      },
+      gaveUp: (service) => {
+        for (const listener of this.#giveUpListeners) listener(service);
       },
     };
     this.#workers = new WorkerFactory(this.#options, {
@@ -161,6 +166,12 @@ export class Kernel {
   onRestart(listener: (service: string) => void): () => void {
     this.#restartListeners.add(listener);
     return () => this.#restartListeners.delete(listener);
+  }
+
+  /** Calls `listener` when supervision gives up on a service (past its restart limit); returns the unsubscribe. */
+  onGiveUp(listener: (service: string) => void): () => void {
+    this.#giveUpListeners.add(listener);
+    return () => this.#giveUpListeners.delete(listener);
   }
 
   /** Whether a service runs on a pool (its calls run concurrently, in no particular order). */

@@ -127,6 +127,7 @@ export class Supervisor {
   giveUp(host: ServiceHost, reason: string): void {
     host.transition('failed');
     host.failure = reason;
+    this.#context.gaveUp?.(host.name);
     for (const client of host.clients) client.fail(reason);
     for (const link of host.takeHeldCallers()) link.port.close();
     for (const user of this.#context.hosts.values()) {

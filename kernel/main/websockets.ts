@@ -95,6 +95,8 @@ export class WebSocketDoor {
   #stopping = false;
   /** Services told (through `restarted`) that no connection of an earlier kernel is open. */
   #announced = new Set<string>();
+  /** Services supervision gave up on (see failed()). */
+  #failedServices = new Set<string>();
   /** Ids are unique across kernel runs too, so an id a checkpoint kept never names a new connection. */
   #idPrefix = randomBytes(4).toString('hex');
   #nextId = 0;
@@ -134,6 +136,7 @@ export class WebSocketDoor {
   upgrade(route: WebSocketRoute | null, request: IncomingMessage, socket: Duplex, head: Buffer): void {
     if (this.#stopping) return this.#refuse(socket, 503, 'E_KERNEL_STOPPED', 'the kernel is stopping');
     if (route === null) return this.#refuse(socket, 404, 'E_HTTP_NO_ROUTE', `no WebSocket route for ${request.url ?? '/'}`);
+    if (this.#failedServices.has(route.service)) return this.#refuse(socket, 503, 'E_SERVICE_DOWN', `${route.service} has failed for good (past its restart limit); see kernel status and kernel logs`);
     if (this.#connections.size >= this.#limits.maxConnections) {
       return this.#refuse(socket, 503, 'E_HTTP_BUSY', `the kernel holds ${this.#connections.size} WebSocket connections, its limit (http.websocket.maxConnections)`);
     }
@@ -166,8 +169,24 @@ export class WebSocketDoor {
     }
   }
 
+  /**
+   * Supervision gave up on `service`: nothing will handle its connections' events, so they are
+   * closed (1011, reason E_SERVICE_DOWN) rather than left open and unanswered, and new upgrade
+   * requests for it are refused (503) until a worker serves it again.
+   */
+  failed(service: string): void {
+    this.#failedServices.add(service);
+    for (const connection of this.#byService.get(service) ?? []) {
+      if (connection.closing) continue;
+      connection.closing = true;
+      this.#stats.closedFailed++;
+      connection.ws.close(CLOSE_INTERNAL_ERROR, 'E_SERVICE_DOWN');
+    }
+  }
+
   /** A worker of `service` crashed and its successor serves: it learns which connections are open. */
   restarted(service: string): void {
+    this.#failedServices.delete(service);
     const open = [...(this.#byService.get(service) ?? [])].map((connection) => connection.request);
     this.#enqueue(service, null, 'restarted', [open]);
   }

@@ -184,3 +184,17 @@ test('kernel stop closes every connection with 1001, after the events already re
     assert.ok(client.said().some((frame) => frame.text === 'last words'));
   }
 });
+
+test('a service failed for good (past its restart limit) closes its connections with 1011 E_SERVICE_DOWN, and new ones are refused with 503', async () => {
+  const [release] = await buildConfigs([join(repo, 'test', 'fixtures', 'ws-chat', 'fragile.config.ts')]);
+  const { root, port } = await startDeployRoot(release!.tarball, roots);
+  const [crasher, bystander] = [await ChatClient.connect(port, 'room=doomed'), await ChatClient.connect(port, 'room=doomed')];
+  crasher.ws.send('crash');
+  // Nothing would ever answer these connections again: they are closed, not left hanging.
+  assert.deepEqual(await bystander.closedWith(), { code: 1011, reason: 'E_SERVICE_DOWN' });
+  assert.deepEqual(await crasher.closedWith(), { code: 1011, reason: 'E_SERVICE_DOWN' });
+  const refused = await refusedUpgrade(port, '/chat?room=late');
+  assert.equal(refused.status, 503);
+  assert.match(refused.body, /E_SERVICE_DOWN/);
+  assert.equal(cli(root, 'stop').status, 0);
+});
