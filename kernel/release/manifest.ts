@@ -257,6 +257,10 @@ export function parseManifest(text: string, file: string): Manifest {
     const staticProblem = service.staticDir === null ? null : releasePathProblem(service.staticDir);
     if (staticProblem !== null) throw invalid(`services.${name}.staticDir ${staticProblem}`);
   }
+  // A listener serves HTTP routes, WebSocket routes or both; one with neither would only refuse.
+  for (const [index, listener] of (manifest.http?.listeners ?? []).entries()) {
+    if (listener.routes.length === 0 && (listener.websockets ?? []).length === 0) throw invalid(`/http/listeners/${index}/routes: a listener with no routes and no WebSocket routes serves nothing`);
+  }
   return manifest;
 }
 

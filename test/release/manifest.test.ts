@@ -228,7 +228,7 @@ test('the HTTP front door: each constraint refuses the value past it and accepts
     ['a port below 0', (m) => (listener(m).port = -1), '/http/listeners/0/port'],
     ['a port above 65535', (m) => (listener(m).port = 65536), '/http/listeners/0/port'],
     ['an empty host', (m) => (listener(m).host = ''), '/http/listeners/0/host'],
-    ['no routes', (m) => (listener(m).routes = []), '/http/listeners/0/routes'],
+    ['no routes and no WebSocket routes', (m) => (listener(m).routes = []), '/http/listeners/0/routes'],
     ['a listener with an extra field', (m) => (listener(m).tls = true), '/http/listeners/0'],
     ['an unknown method', (m) => (route(m).method = 'TRACE'), '/http/listeners/0/routes/0/method'],
     ['a lower-case method', (m) => (route(m).method = 'get'), '/http/listeners/0/routes/0/method'],
@@ -249,6 +249,7 @@ test('the HTTP front door: each constraint refuses the value past it and accepts
   const accepted: Array<[string, (m: Record<string, any>) => void]> = [
     ['port 0 (any free port)', (m) => (listener(m).port = 0)],
     ['port 65535', (m) => (listener(m).port = 65535)],
+    ['WebSocket routes only', (m) => Object.assign(listener(m), { routes: [], websockets: [{ path: '/chat', service: 'cart' }] })],
     ['the root path', (m) => (route(m).path = '/')],
     ['a path of 1024 characters', (m) => (route(m).path = `/${'p'.repeat(1023)}`)],
     ['limits of 0 bytes and a timeout of 1 ms', (m) => Object.assign(m.http, { maxBodyBytes: 0, maxReplyBytes: 0, requestTimeoutMs: 1 })],
