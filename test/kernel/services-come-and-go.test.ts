@@ -9,7 +9,7 @@ import { test } from 'node:test';
 import { Kernel } from '../../kernel/index.ts';
 import type { TheseusError } from '../../kernel/common/errors.ts';
 import type { AuditState } from '../../services/sequence/0.4.0/audit.ts';
-import { checkSequenceInvariants, fixture, logCollector, root, startSequenceLoad, waitForCalls, type SequenceApi } from '../helpers.ts';
+import { checkSequenceInvariants, fixture, logCollector, root, startSequenceLoad, waitForCalls, waitUntil, type SequenceApi } from '../helpers.ts';
 
 const entry = (version: string, service = 'sequence') => `${root}services/sequence/${version}/${service}.ts`;
 const withAudit = (version: string) => ({ release: version, complete: true, services: { sequence: { entry: entry(version) }, audit: { entry: entry('0.4.0', 'audit') } } });
@@ -35,8 +35,9 @@ test('0.3.0 -> 0.4.0 adds the audit log, 0.5.0 removes it, a downgrade to 0.4.0 
     assert.deepEqual(kernel.services.sort(), ['audit', 'sequence']);
     await waitForCalls(load, 300);
     const audit = kernel.client<AuditApi>('audit');
-    const seen = await audit.auditLog();
-    assert.ok(seen.count >= 300, `the audit log saw the numbers handed out since 0.4.0 (${seen.count})`);
+    // The casts to the audit log travel on the sequence's own port, a little behind the replies.
+    let seen = await audit.auditLog();
+    await waitUntil(`the audit log to see 300 numbers handed out since 0.4.0 (${seen.count})`, async () => (seen = await audit.auditLog()).count >= 300);
     assert.equal(seen.outOfOrder, 0);
 
     const removed = await kernel.upgrade(sequenceOnly('0.5.0'));
@@ -105,7 +106,11 @@ test('an added service that fails to boot, a failed migration next to an added s
     assert.deepEqual(kernel.services.sort(), ['audit', 'sequence']);
     assert.equal((await kernel.client<AuditApi>('audit').auditLog()).count, 0);
     await seq.nextNumber();
-    assert.equal((await kernel.client<AuditApi>('audit').auditLog()).count, 1);
+    // The sequence casts the number to the audit log on its own port, so the cast may land after
+    // a read sent now on the kernel's port: wait for it (once, never twice).
+    let count = 0;
+    await waitUntil('the audit log to record the number', async () => (count = (await kernel.client<AuditApi>('audit').auditLog()).count) >= 1);
+    assert.equal(count, 1);
   } finally {
     await kernel.stop();
   }
