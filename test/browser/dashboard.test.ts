@@ -4,7 +4,7 @@
 // serves every check here; the release tarballs are built once.
 //
 // The screenshot of the page after an upgrade is kept as an artifact (its path is printed);
-// DASHBOARD_SCREENSHOT=<file> also writes it there (docs/dashboard.png was made so).
+// DASHBOARD_SCREENSHOT=<file> also writes it there (test/browser/dashboard.png, shown in the README, was made so).
 
 import assert from 'node:assert/strict';
 import { execFile, spawnSync } from 'node:child_process';
