@@ -238,19 +238,25 @@ export interface ControlRequests {
       stoppedAt: number;
       /** When its running handler (and its outgoing calls, and any state write) had finished. */
       drainedAt: number;
+      /** When the snapshot was serialized, just before the answer left (epoch ms, its thread). */
+      snapshotAt: number;
     };
   };
   /** Take the ports back and serve again with the untouched state (abort path). */
   resume: { request: { ports: PortSet | null }; response: Record<string, never> };
   /** Adopt a snapshot, running up migrations (in this new code) to the own vsn. Not serving yet. */
-  migrate: { request: { snapshot: StateSnapshot }; response: { stateBytes: number } };
+  migrate: {
+    request: { snapshot: StateSnapshot };
+    /** When the request arrived and when the state was adopted (epoch ms, stamped in its thread). */
+    response: { stateBytes: number; receivedAt: number; adoptedAt: number };
+  };
   /**
    * Build the first state with init(), with the clients of the services it uses, but do not serve
    * yet: a service added by a swap opens to its callers only at the switch.
    */
   init: { request: { ports: PortSet }; response: { stateBytes: number } };
   /** Take the ports and start serving the migrated (or initialised) state. */
-  switch: { request: { ports: PortSet }; response: { servingAt: number } };
+  switch: { request: { ports: PortSet }; response: { receivedAt: number; servingAt: number } };
   /** A new caller's service end. */
   attach: { request: { link: InboundLink }; response: Record<string, never> };
   /** A service this one uses was restarted: its client gets the new channel (and resends what never started). */

@@ -218,7 +218,8 @@ export class ServiceRuntime {
       throw error;
     }
     this.#transition('suspended');
-    return { ports: this.#channels.release(this.#mailbox.takeAll()), snapshot, callsServed: this.#callsServed, castsServed: this.#castsServed, stoppedAt, drainedAt };
+    const snapshotAt = preciseNow();
+    return { ports: this.#channels.release(this.#mailbox.takeAll()), snapshot, callsServed: this.#callsServed, castsServed: this.#castsServed, stoppedAt, drainedAt, snapshotAt };
   }
 
   resume({ ports }: ControlRequests['resume']['request']): ControlRequests['resume']['response'] {
@@ -249,6 +250,7 @@ export class ServiceRuntime {
   }
 
   async migrate({ snapshot }: ControlRequests['migrate']['request']): Promise<ControlRequests['migrate']['response']> {
+    const receivedAt = preciseNow();
     this.#expectPhase('migrate', 'loaded');
     let state = decodeServiceState(snapshot.bytes, this.#service, 'at migrate');
     if (snapshot.vsn !== this.descriptor.vsn) {
@@ -259,10 +261,11 @@ export class ServiceRuntime {
     this.#state = state;
     this.#durable?.adopted(snapshot.vsn === this.descriptor.vsn ? snapshot : { vsn: this.descriptor.vsn, bytes: encodeServiceState(state, this.#service, 'after migrate') });
     this.#transition('migrated');
-    return { stateBytes: snapshot.bytes.byteLength };
+    return { stateBytes: snapshot.bytes.byteLength, receivedAt, adoptedAt: preciseNow() };
   }
 
   switchIn({ ports }: ControlRequests['switch']['request']): ControlRequests['switch']['response'] {
+    const receivedAt = preciseNow();
     this.#expectPhase('switch', 'migrated');
     this.#channels.adoptOutbound(ports.outbound);
     // The pause ends when this code can start a handler: stamped before the carried messages
@@ -270,7 +273,7 @@ export class ServiceRuntime {
     const servingAt = preciseNow();
     this.#durable?.serving();
     this.#serve(ports);
-    return { servingAt };
+    return { receivedAt, servingAt };
   }
 
   attach({ link }: ControlRequests['attach']['request']): ControlRequests['attach']['response'] {

@@ -33,7 +33,7 @@ import { hangIfFaulted } from '../../common/faults.ts';
 import { formatPath } from '../../common/migrations.ts';
 import type { UpgradePhase } from '../../common/phases.ts';
 import { portsOf, sameDescriptor, type LogRecord, type PortSet, type ServiceSource, type StateSnapshot } from '../../common/protocol.ts';
-import { roundMs } from '../../common/time.ts';
+import { preciseNow, roundMs } from '../../common/time.ts';
 import type { Bundle } from '../../release/bundler.ts';
 import type { ServiceWorker } from '../service-worker.ts';
 import { SwapError, type ServiceSwapReport, type SwapReport, type SwapTarget } from './report.ts';
@@ -304,12 +304,14 @@ export class HotSwap {
       // On a downgrade the old (newer) code migrates down before the snapshot leaves it; on an
       // upgrade the snapshot leaves as it is and the new code migrates it up.
       const snapshotVsn = plan.direction === 'down' ? plan.newDescriptor.vsn : plan.oldDescriptor.vsn;
-      const { ports, snapshot, callsServed, castsServed, stoppedAt, drainedAt } = await plan.oldWorker
+      plan.steps.suspendSent = preciseNow();
+      const { ports, snapshot, callsServed, castsServed, stoppedAt, drainedAt, snapshotAt } = await plan.oldWorker
         .request('suspend', { drainTimeoutMs: this.#env.drainTimeoutMs, snapshotVsn }, this.#env.drainTimeoutMs + this.#env.controlTimeoutMs)
         .catch((error: unknown) => {
           if (error instanceof TheseusError && error.code === 'E_CONTROL_TIMEOUT') plan.suspendTimedOut = true;
           throw error;
         });
+      Object.assign(plan.steps, { stoppedAt, drainedAt, snapshotAt, suspendAnswered: preciseNow() });
       plan.ports = ports;
       plan.carried = ports.queued?.length ?? 0;
       plan.stoppedAt = stoppedAt;
@@ -326,8 +328,11 @@ export class HotSwap {
         const snapshot = plan.snapshot!;
         // A copy stays with the kernel: if the new worker crashes before its first checkpoint,
         // supervision restarts it from the state it was switched in with, not an older one.
+        plan.steps.migrateSent = preciseNow();
         plan.snapshot = { vsn: snapshot.vsn, bytes: snapshot.bytes.slice() };
-        await plan.newWorker!.request('migrate', { snapshot }, this.#env.controlTimeoutMs, [snapshot.bytes.buffer as ArrayBuffer]);
+        plan.steps.copyKept = preciseNow();
+        const answer = await plan.newWorker!.request('migrate', { snapshot }, this.#env.controlTimeoutMs, [snapshot.bytes.buffer as ArrayBuffer]);
+        Object.assign(plan.steps, { migrateReceived: answer.receivedAt, adopted: answer.adoptedAt, migrateAnswered: preciseNow() });
       }),
     ).catch((error: unknown) => {
       if (error instanceof TheseusError) {
@@ -374,12 +379,14 @@ export class HotSwap {
       }
       // The new code calls services the old code did not: fresh channels to them.
       newChannels.push(...addNewDependencies(ports, plan.newDescriptor, hosts, this.#env.pools));
+      plan.steps.switchSent = preciseNow();
       acks.push(
         plan.newWorker!.request('switch', { ports }, this.#env.controlTimeoutMs).catch((error: unknown) => {
           // If the request never left, the ports are still here: close them so callers are told.
           for (const port of portsOf(ports)) port.close();
           throw error;
-        }).then(({ servingAt }) => {
+        }).then(({ receivedAt, servingAt }) => {
+          Object.assign(plan.steps, { switchReceived: receivedAt, servingAt });
           // Measured where it happens: from the old worker's last taken message to the new
           // worker listening, both stamped in their own threads.
           plan.pauseMs = roundMs(servingAt - plan.stoppedAt);
@@ -430,6 +437,7 @@ export class HotSwap {
       }
     }
     const results = await Promise.allSettled(acks);
+    for (const plan of this.#plans) this.#logSteps(plan);
     results.forEach((result, index) => {
       if (result.status === 'rejected') {
         const plan = this.#plans[index]!;
@@ -439,6 +447,16 @@ export class HotSwap {
         this.#env.lost(plan.host, `its new worker failed as it took over: ${errorMessage(result.reason)}`);
       }
     });
+  }
+
+  /** Where the pause went: each step's stamp in ms after the old worker stopped taking messages. */
+  #logSteps(plan: ServicePlan): void {
+    const from = plan.steps.stoppedAt;
+    if (from === undefined) return;
+    const offsets = Object.entries(plan.steps)
+      .sort(([, a], [, b]) => a - b)
+      .map(([step, at]) => [step, roundMs(at - from)]);
+    this.#env.log('debug', `${plan.host.name} pause steps`, Object.fromEntries(offsets));
   }
 
   async #retire(): Promise<void> {

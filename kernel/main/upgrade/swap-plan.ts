@@ -36,6 +36,8 @@ export interface ServicePlan {
   /** When the old worker stopped starting handlers, and when its running one had finished (epoch ms, stamped in its thread). */
   stoppedAt: number;
   drainedAt: number;
+  /** Each step of the pause, stamped where it happened (epoch ms): logged at debug level after the switch. */
+  steps: Record<string, number>;
   stateBytes: number;
   pauseMs: number;
   /** Only the config or static files changed: the same code, swapped for the new settings. */
@@ -182,6 +184,7 @@ export async function planSwap(
       suspendTimedOut: false,
       stoppedAt: 0,
       drainedAt: 0,
+      steps: {},
       stateBytes: 0,
       pauseMs: 0,
       settingsOnly: bundle.sha256 === host.bundle.sha256,
