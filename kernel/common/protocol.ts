@@ -228,10 +228,16 @@ export interface ControlRequests {
    * over. One round trip instead of two, because it sits inside the swap's pause.
    */
   suspend: {
-    request: { drainTimeoutMs: number; snapshotVsn: string };
+    /**
+     * `handoff`: the old worker's end of a channel to the new worker (the swap's direct hand-off).
+     * The snapshot goes there, transferred, instead of into the response; the ports and the
+     * backlog still come back to the kernel, which keeps them until the switch.
+     */
+    request: { drainTimeoutMs: number; snapshotVsn: string; handoff?: MessagePort };
     response: {
       ports: PortSet;
-      snapshot: StateSnapshot;
+      /** Absent when it went to the new worker over `handoff`. */
+      snapshot?: StateSnapshot;
       callsServed: number;
       castsServed: number;
       /** When the worker stopped starting handlers (epoch ms, stamped in its thread): the pause begins. */
@@ -246,9 +252,17 @@ export interface ControlRequests {
   resume: { request: { ports: PortSet | null }; response: Record<string, never> };
   /** Adopt a snapshot, running up migrations (in this new code) to the own vsn. Not serving yet. */
   migrate: {
-    request: { snapshot: StateSnapshot };
-    /** When the request arrived and when the state was adopted (epoch ms, stamped in its thread). */
-    response: { stateBytes: number; receivedAt: number; adoptedAt: number };
+    /**
+     * The snapshot itself, or `handoff`: the new worker's end of a channel the old worker sends it
+     * on as it suspends. Sent before the pause, this request is answered once that snapshot has
+     * arrived and been adopted.
+     */
+    request: { snapshot: StateSnapshot; handoff?: never } | { snapshot?: never; handoff: MessagePort };
+    /**
+     * When the snapshot arrived and when the state was adopted (epoch ms, stamped in its thread).
+     * After a hand-off, `snapshot` is the one that arrived, for the kernel to keep for a restart.
+     */
+    response: { stateBytes: number; receivedAt: number; adoptedAt: number; snapshot?: StateSnapshot };
   };
   /**
    * Build the first state with init(), with the clients of the services it uses, but do not serve

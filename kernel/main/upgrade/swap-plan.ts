@@ -4,9 +4,10 @@
 // in `loaded`, for the swap to reuse or discard. Runs in the kernel's main thread.
 
 import semver from 'semver';
+import type { MessagePort } from 'node:worker_threads';
 import { TheseusError, inPhase, theseusError } from '../../common/errors.ts';
 import { findMigrationPath, type MigrationStep } from '../../common/migrations.ts';
-import { sameSettings, type InboundLink, type PortSet, type ServiceDescriptor, type ServiceSource, type StateSnapshot } from '../../common/protocol.ts';
+import { sameSettings, type ControlRequests, type InboundLink, type PortSet, type ServiceDescriptor, type ServiceSource, type StateSnapshot } from '../../common/protocol.ts';
 import type { Bundle } from '../../release/bundler.ts';
 import type { ServiceHost } from '../service-host.ts';
 import type { ServiceWorker } from '../service-worker.ts';
@@ -26,8 +27,18 @@ export interface ServicePlan {
   newWorker: ServiceWorker | null;
   /** The ports the old worker handed over; null while the old worker holds them. */
   ports: PortSet | null;
-  /** The old worker's serialized state, between suspend and migrate. */
+  /**
+   * The old worker's serialized state as the new worker received it, kept by the kernel from the
+   * migrate phase to the switch (then host.lastSnapshot, for a restart).
+   */
   snapshot: StateSnapshot | null;
+  /**
+   * The kernel's end of the hand-off channel, made in prepare, until suspend gives it to the old
+   * worker; the new worker holds the other end in its pending migrate request.
+   */
+  handoff: MessagePort | null;
+  /** The new worker's migrate request, sent in prepare, answered once the handed-off state is adopted. */
+  migration: Promise<ControlRequests['migrate']['response']> | null;
   /** What the old worker had served when it suspended, carried into the host's totals. */
   served: { calls: number; casts: number };
   suspendedAt: number;
@@ -185,6 +196,8 @@ export async function planSwap(
       stoppedAt: 0,
       drainedAt: 0,
       steps: {},
+      handoff: null,
+      migration: null,
       stateBytes: 0,
       pauseMs: 0,
       settingsOnly: bundle.sha256 === host.bundle.sha256,
