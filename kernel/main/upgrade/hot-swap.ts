@@ -43,7 +43,7 @@ import { preciseNow, roundMs } from '../../common/time.ts';
 import type { Bundle } from '../../release/bundler.ts';
 import type { ServiceWorker } from '../service-worker.ts';
 import { SwapError, type ServiceSwapReport, type SwapReport, type SwapTarget } from './report.ts';
-import { ofService, planSwap, type AddedPlan, type ServicePlan } from './swap-plan.ts';
+import { ofService, planSwap, suspendWaves, type AddedPlan, type ServicePlan } from './swap-plan.ts';
 import { ServiceHost } from '../service-host.ts';
 import { addNewDependencies, channelTo, channelToPool } from '../wiring.ts';
 import type { PoolHost } from '../pool-host.ts';
@@ -318,33 +318,41 @@ export class HotSwap {
   }
 
   async #suspend(): Promise<void> {
-    for (const plan of this.#plans) {
-      plan.host.transition('swapping');
-      // A checkpoint the kernel began before the swap must land before the new worker, which may
-      // write the file itself (durability 'reply'), can: one writer per file at a time. None
-      // starts from here on, as the host is no longer running.
-      await this.#env.checkpointSettled(plan.host.name);
-      plan.suspendedAt = performance.now();
-      // On a downgrade the old (newer) code migrates down before the snapshot leaves it; on an
-      // upgrade the snapshot leaves as it is and the new code migrates it up.
-      const snapshotVsn = plan.direction === 'down' ? plan.newDescriptor.vsn : plan.oldDescriptor.vsn;
-      plan.steps.suspendSent = preciseNow();
-      const handoff = plan.handoff!;
-      plan.handoff = null;
-      const suspended = await plan.oldWorker
-        .request('suspend', { drainTimeoutMs: this.#env.drainTimeoutMs, snapshotVsn, handoff }, this.#env.drainTimeoutMs + this.#env.controlTimeoutMs, [handoff])
-        .catch((error: unknown) => {
-          if (error instanceof TheseusError && error.code === 'E_CONTROL_TIMEOUT') plan.suspendTimedOut = true;
-          throw error;
-        });
-      const { ports, callsServed, castsServed, stoppedAt, drainedAt, snapshotAt } = suspended;
-      Object.assign(plan.steps, { stoppedAt, drainedAt, snapshotAt, suspendAnswered: preciseNow() });
-      plan.ports = ports;
-      plan.carried = ports.queued?.length ?? 0;
-      plan.stoppedAt = stoppedAt;
-      plan.drainedAt = drainedAt;
-      plan.served = { calls: callsServed, casts: castsServed };
+    for (const wave of suspendWaves(this.#plans)) {
+      // Settled, not raced: a roll-back must find every suspend of the wave answered (ports back
+      // with the kernel) or failed, never one still on its way.
+      const results = await Promise.allSettled(wave.map((plan) => this.#suspendOne(plan)));
+      const failed = results.find((result): result is PromiseRejectedResult => result.status === 'rejected');
+      if (failed) throw failed.reason;
     }
+  }
+
+  async #suspendOne(plan: ServicePlan): Promise<void> {
+    plan.host.transition('swapping');
+    // A checkpoint the kernel began before the swap must land before the new worker, which may
+    // write the file itself (durability 'reply'), can: one writer per file at a time. None
+    // starts from here on, as the host is no longer running.
+    await this.#env.checkpointSettled(plan.host.name);
+    plan.suspendedAt = performance.now();
+    // On a downgrade the old (newer) code migrates down before the snapshot leaves it; on an
+    // upgrade the snapshot leaves as it is and the new code migrates it up.
+    const snapshotVsn = plan.direction === 'down' ? plan.newDescriptor.vsn : plan.oldDescriptor.vsn;
+    plan.steps.suspendSent = preciseNow();
+    const handoff = plan.handoff!;
+    plan.handoff = null;
+    const suspended = await plan.oldWorker
+      .request('suspend', { drainTimeoutMs: this.#env.drainTimeoutMs, snapshotVsn, handoff }, this.#env.drainTimeoutMs + this.#env.controlTimeoutMs, [handoff])
+      .catch((error: unknown) => {
+        if (error instanceof TheseusError && error.code === 'E_CONTROL_TIMEOUT') plan.suspendTimedOut = true;
+        throw error;
+      });
+    const { ports, callsServed, castsServed, stoppedAt, drainedAt, snapshotAt } = suspended;
+    Object.assign(plan.steps, { stoppedAt, drainedAt, snapshotAt, suspendAnswered: preciseNow() });
+    plan.ports = ports;
+    plan.carried = ports.queued?.length ?? 0;
+    plan.stoppedAt = stoppedAt;
+    plan.drainedAt = drainedAt;
+    plan.served = { calls: callsServed, casts: castsServed };
   }
 
   async #migrate(): Promise<void> {
