@@ -51,6 +51,7 @@ import { benchBuild } from './bench/build-time.ts';
 import { benchPoolThroughput, type PoolThroughputResult } from './bench/pool-throughput.ts';
 import { benchBacklogSwap, benchDurability, type BacklogSwapResult, type DurabilityResult } from './bench/durability.ts';
 import { benchStateCodec, type StateCodecRow } from './bench/state-codec.ts';
+import { benchTenServices, type TenServicesResult } from './bench/ten-services.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Configuration
@@ -676,6 +677,10 @@ interface BenchResult {
   backlogSwap: BacklogSwapResult;
   /** Encode + decode (ms, median) with the old codec and the new, and the plain-data check, per state. */
   stateCodec: StateCodecRow[];
+  /** Ten idle 1 KB services swapped as one step: end to end and each pause (medians over the swaps). */
+  tenServicesSwapMs: number;
+  tenServicesPauseMs: number;
+  tenServices: TenServicesResult;
   durationMs: number;
 }
 
@@ -687,6 +692,7 @@ function summarize(
   durability: DurabilityResult,
   backlogSwap: BacklogSwapResult,
   stateCodec: StateCodecRow[],
+  tenServices: TenServicesResult,
   durationMs: number,
 ): BenchResult {
   const { pipelinedCallsPerSec: pipelined, sequentialP50Us: p50 } = calls;
@@ -731,6 +737,9 @@ function summarize(
     swapPauseMsNoBacklog: backlogSwap.pauseMsNoBacklog,
     swapPauseMsIdle: backlogSwap.pauseMsIdle,
     backlogSwap,
+    tenServicesSwapMs: tenServices.endToEndMs,
+    tenServicesPauseMs: tenServices.pauseMs,
+    tenServices,
     stateCodec,
     durationMs: Math.round(durationMs),
   };
@@ -907,6 +916,11 @@ function printTables(result: BenchResult, swaps: readonly ScenarioResult[]): voi
     '(the callers share the kernel\'s main thread with the swap\'s control messages: their load, not the backlog, is what lengthens the loaded pauses)',
     '',
   );
+  const ten = result.tenServices;
+  out.push(
+    `Ten idle 1 KB services swapped as one step, ${ten.swaps} swaps: ${formatNumber(ten.endToEndMs, 1)} ms end to end, each pause ${formatNumber(ten.pauseMs, 2)} ms (worst ${formatNumber(ten.pauseMaxMs, 2)} ms; medians).`,
+    '',
+  );
   out.push(
     table(
       ['target', 'wanted', 'measured', 'met'],
@@ -933,7 +947,9 @@ async function main(): Promise<number> {
   const backlogSwap = await benchBacklogSwap({ quick, onLog: onKernelLog });
   progress('state codec: the old against the new, on the same states');
   const stateCodec = benchStateCodec({ quick });
-  const result = summarize(calls, swaps, buildMs, pool, durability, backlogSwap, stateCodec, performance.now() - started);
+  progress('ten idle services swapped as one step');
+  const tenServices = await benchTenServices({ swaps: quick ? 2 : 6, onLog: onKernelLog });
+  const result = summarize(calls, swaps, buildMs, pool, durability, backlogSwap, stateCodec, tenServices, performance.now() - started);
   if (jsonOutput) process.stdout.write(`${JSON.stringify(result)}\n`);
   else printTables(result, swaps);
 

@@ -47,6 +47,8 @@ const messages = {
     `Migration ${step} of ${service} returned state that cannot be moved between threads: ${reason}. Return plain data from migrations.`,
   E_DESCRIPTOR_MISMATCH: (service: string, release: string, loaded: string, expected: string) =>
     `${service}@${release} declares ${loaded} but its manifest says ${expected}. Rebuild the release so the manifest matches its bundle.`,
+  E_HANDOFF_CLOSED: (service: string, release: string) =>
+    `The channel from the old worker of ${service} closed before its state reached ${service}@${release}: the old worker ended or gave up its suspend. The swap rolls back and the old worker keeps serving; the kernel log says why it stopped. Retry the upgrade once that is fixed.`,
   E_WORKER_EXITED: (service: string, release: string, phase: string, reason: string) =>
     `The worker for ${service}@${release} exited during ${phase}: ${reason}.`,
   E_SWAP_IN_PROGRESS: () =>

@@ -236,29 +236,49 @@ export interface ControlRequests {
    * over. One round trip instead of two, because it sits inside the swap's pause.
    */
   suspend: {
-    request: { drainTimeoutMs: number; snapshotVsn: string };
+    /**
+     * `handoff`: the old worker's end of a channel to the new worker (the swap's direct hand-off).
+     * The snapshot goes there, transferred, instead of into the response; the ports and the
+     * backlog still come back to the kernel, which keeps them until the switch.
+     */
+    request: { drainTimeoutMs: number; snapshotVsn: string; handoff?: MessagePort };
     response: {
       ports: PortSet;
-      snapshot: StateSnapshot;
+      /** Absent when it went to the new worker over `handoff`. */
+      snapshot?: StateSnapshot;
       callsServed: number;
       castsServed: number;
       /** When the worker stopped starting handlers (epoch ms, stamped in its thread): the pause begins. */
       stoppedAt: number;
       /** When its running handler (and its outgoing calls, and any state write) had finished. */
       drainedAt: number;
+      /** When the snapshot was serialized, just before the answer left (epoch ms, its thread). */
+      snapshotAt: number;
     };
   };
   /** Take the ports back and serve again with the untouched state (abort path). */
   resume: { request: { ports: PortSet | null }; response: Record<string, never> };
   /** Adopt a snapshot, running up migrations (in this new code) to the own vsn. Not serving yet. */
-  migrate: { request: { snapshot: StateSnapshot }; response: { stateBytes: number } };
+  migrate: {
+    /**
+     * The snapshot itself, or `handoff`: the new worker's end of a channel the old worker sends it
+     * on as it suspends. Sent before the pause, this request is answered once that snapshot has
+     * arrived and been adopted.
+     */
+    request: { snapshot: StateSnapshot; handoff?: never } | { snapshot?: never; handoff: MessagePort };
+    /**
+     * When the snapshot arrived and when the state was adopted (epoch ms, stamped in its thread).
+     * After a hand-off, `snapshot` is the one that arrived, for the kernel to keep for a restart.
+     */
+    response: { stateBytes: number; receivedAt: number; adoptedAt: number; snapshot?: StateSnapshot };
+  };
   /**
    * Build the first state with init(), with the clients of the services it uses, but do not serve
    * yet: a service added by a swap opens to its callers only at the switch.
    */
   init: { request: { ports: PortSet }; response: { stateBytes: number } };
   /** Take the ports and start serving the migrated (or initialised) state. */
-  switch: { request: { ports: PortSet }; response: { servingAt: number } };
+  switch: { request: { ports: PortSet }; response: { receivedAt: number; servingAt: number } };
   /** A new caller's service end. */
   attach: { request: { link: InboundLink }; response: Record<string, never> };
   /** A service this one uses was restarted: its client gets the new channel (and resends what never started). */

@@ -200,6 +200,8 @@ export class ServiceRuntime {
     const stoppedAt = preciseNow();
     const drained = await this.#waitIdle(request.drainTimeoutMs, false);
     if (!drained) {
+      // The new worker waiting on the hand-off learns at once that no state is coming.
+      request.handoff?.close();
       // Resume here rather than in the kernel: the worker is the only one that knows whether the
       // drain finished, so this side deciding avoids a race where ports are handed over after the
       // kernel has given up on them.
@@ -217,11 +219,20 @@ export class ServiceRuntime {
       snapshot = await this.#snapshot(request.snapshotVsn);
     } catch (error) {
       // The state was only read, never replaced: serving it again is safe.
+      request.handoff?.close();
       this.#resumeServing();
       throw error;
     }
     this.#transition('suspended');
-    return { ports: this.#channels.release(this.#mailbox.takeAll()), snapshot, callsServed: this.#callsServed, castsServed: this.#castsServed, stoppedAt, drainedAt };
+    const snapshotAt = preciseNow();
+    const served = { callsServed: this.#callsServed, castsServed: this.#castsServed, stoppedAt, drainedAt, snapshotAt };
+    if (request.handoff) {
+      // Straight to the new worker, which starts migrating while the kernel still reads this
+      // answer. This worker's own state is untouched, so a roll-back resumes it as it was.
+      request.handoff.postMessage({ snapshot }, [snapshot.bytes.buffer as ArrayBuffer]);
+      return { ports: this.#channels.release(this.#mailbox.takeAll()), ...served };
+    }
+    return { ports: this.#channels.release(this.#mailbox.takeAll()), snapshot, ...served };
   }
 
   resume({ ports }: ControlRequests['resume']['request']): ControlRequests['resume']['response'] {
@@ -251,8 +262,10 @@ export class ServiceRuntime {
     return { vsn: toVsn, bytes: encodeServiceState(state, this.#service, 'at snapshot', 'suspend') };
   }
 
-  async migrate({ snapshot }: ControlRequests['migrate']['request']): Promise<ControlRequests['migrate']['response']> {
+  async migrate(request: ControlRequests['migrate']['request']): Promise<ControlRequests['migrate']['response']> {
     this.#expectPhase('migrate', 'loaded');
+    const snapshot = request.handoff ? await this.#handedOff(request.handoff) : request.snapshot;
+    const receivedAt = preciseNow();
     let state = decodeServiceState(snapshot.bytes, this.#service, 'at migrate');
     if (snapshot.vsn !== this.descriptor.vsn) {
       // An upgrade: the up migration runs here, in the new code.
@@ -262,10 +275,31 @@ export class ServiceRuntime {
     this.#state = state;
     this.#durable?.adopted(snapshot.vsn === this.descriptor.vsn ? snapshot : { vsn: this.descriptor.vsn, bytes: encodeServiceState(state, this.#service, 'after migrate') });
     this.#transition('migrated');
-    return { stateBytes: snapshot.bytes.byteLength };
+    const answer = { stateBytes: snapshot.bytes.byteLength, receivedAt, adoptedAt: preciseNow() };
+    if (!request.handoff) return answer;
+    // The kernel keeps the snapshot for a restart: these very bytes go to it (decoding only read
+    // them), unless reply durability holds on to them as the state a failed write puts back.
+    return { ...answer, snapshot: this.#durable ? { vsn: snapshot.vsn, bytes: snapshot.bytes.slice() } : snapshot };
+  }
+
+  /** The snapshot the old worker sends as it suspends; E_HANDOFF_CLOSED if its channel closes first. */
+  #handedOff(handoff: MessagePort): Promise<StateSnapshot> {
+    return new Promise((resolve, reject) => {
+      handoff.once('message', ({ snapshot }: { snapshot: StateSnapshot }) => {
+        handoff.removeAllListeners('close');
+        handoff.close();
+        resolve(snapshot);
+      });
+      handoff.once('close', () => {
+        const error = theseusError('E_HANDOFF_CLOSED', this.#service, this.#release);
+        error.phase = 'migrate';
+        reject(error);
+      });
+    });
   }
 
   switchIn({ ports }: ControlRequests['switch']['request']): ControlRequests['switch']['response'] {
+    const receivedAt = preciseNow();
     this.#expectPhase('switch', 'migrated');
     this.#channels.adoptOutbound(ports.outbound);
     // The pause ends when this code can start a handler: stamped before the carried messages
@@ -273,7 +307,7 @@ export class ServiceRuntime {
     const servingAt = preciseNow();
     this.#durable?.serving();
     this.#serve(ports);
-    return { servingAt };
+    return { receivedAt, servingAt };
   }
 
   attach({ link }: ControlRequests['attach']['request']): ControlRequests['attach']['response'] {

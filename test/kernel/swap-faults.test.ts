@@ -71,6 +71,14 @@ const faults: FaultCase[] = [
     message: /0 -> 1 \(up\).*cannot read the old state/,
   },
   {
+    name: "the new worker's thread ends in its up migration, holding the state handed to it (migrate)",
+    target: { release: '0.3.0', services: { sequence: { entry: fixture('sequence-migration-exits') } } },
+    code: 'E_WORKER_EXITED',
+    phase: 'migrate',
+    outcome: 'rolled-back',
+    message: /exit code 3/,
+  },
+  {
     name: 'the up migration returns state that cannot be cloned (migrate)',
     target: { release: '0.3.0', services: { sequence: { entry: fixture('sequence-migration-bad-state') } } },
     code: 'E_MIGRATION_BAD_STATE',

@@ -12,36 +12,43 @@
 //              loading it in a new worker that is not started), plan each service, find every
 //              migration path (swap-plan.ts). Nothing running is touched: a failure discards
 //              what was loaded.
-// preparing    (prepare) boot the remaining new workers in parallel. A failure discards them;
-//              the old ones never paused.
+// preparing    (prepare) boot the remaining new workers in parallel, and give each old and new
+//              worker a channel of their own: the new worker's migrate request, sent now, waits
+//              on its end for the state. A failure discards them; the old ones never paused.
 // suspending   (suspend) old workers start no handler (new messages wait in the ports), finish
 //              the one running and its outgoing calls within the drain timeout, serialize their
-//              state (down-migrated in the old, newer code on a downgrade) and hand state, ports
-//              and the backlog they had taken to the kernel. Callers are suspended before the
-//              services they call, so a draining handler can still get its answers.
-// migrating    (migrate) each new worker adopts the snapshot (up-migrated in the new code).
+//              state (down-migrated in the old, newer code on a downgrade) and send it straight
+//              to their new worker, which adopts it at once; the ports and the backlog they had
+//              taken come back to the kernel. Callers are suspended before the services they
+//              call, so a draining handler can still get its answers.
+// migrating    (migrate) the kernel waits for each new worker to have adopted the snapshot
+//              (up-migrated in the new code); it gets the snapshot back, to keep for a restart.
 // switching    (switch) in one synchronous turn of the kernel, every new worker gets its ports
 //              and the backlog; the queued messages flow to it. All services switch, or (on any
 //              earlier failure) none does.
 // retiring     (switch) the old workers end; their threads must exit.
 //
 // Rolling back resumes each old worker with its own, untouched state, its ports and its backlog;
-// callers see only latency.
+// callers see only latency. The hand-off keeps that true: the old worker sends the new one a
+// serialized copy and keeps its own state object until it is retired, and the ports and the
+// backlog never go to the new worker before the switch, so a new worker that dies or fails at
+// any point before it takes nothing with it.
 
 import { TheseusError, errorMessage, inPhase, theseusError } from '../../common/errors.ts';
 import { hangIfFaulted } from '../../common/faults.ts';
 import { formatPath } from '../../common/migrations.ts';
 import type { UpgradePhase } from '../../common/phases.ts';
 import { portsOf, sameDescriptor, type LogRecord, type PortSet, type ServiceSource, type StateSnapshot } from '../../common/protocol.ts';
-import { roundMs } from '../../common/time.ts';
+import { preciseNow, roundMs } from '../../common/time.ts';
 import type { Bundle } from '../../release/bundler.ts';
 import type { ServiceWorker } from '../service-worker.ts';
 import { SwapError, type ServiceSwapReport, type SwapReport, type SwapTarget } from './report.ts';
-import { ofService, planSwap, type AddedPlan, type ServicePlan } from './swap-plan.ts';
+import { ofService, planSwap, suspendWaves, type AddedPlan, type ServicePlan } from './swap-plan.ts';
 import { ServiceHost } from '../service-host.ts';
 import { addNewDependencies, channelTo, channelToPool } from '../wiring.ts';
 import type { PoolHost } from '../pool-host.ts';
 import { checkTransition, type TransitionTable } from '../../common/lifecycle.ts';
+import { MessageChannel } from 'node:worker_threads';
 
 export type SwapState =
   | 'idle'
@@ -244,10 +251,27 @@ export class HotSwap {
         if (!sameDescriptor(plan.newWorker.descriptor, plan.newDescriptor)) {
           throw theseusError('E_DESCRIPTOR_MISMATCH', plan.host.name, this.#target.release, JSON.stringify(plan.newWorker.descriptor), JSON.stringify(plan.newDescriptor));
         }
+        this.#openHandOff(plan);
       }),
     ]);
     const failed = results.find((result): result is PromiseRejectedResult => result.status === 'rejected');
     if (failed) throw failed.reason;
+  }
+
+  /**
+   * The channel the old worker sends its state on as it suspends, and the new worker's migrate
+   * request that waits on it. Sent now, before the pause, the request is also the new worker's
+   * first control message, whose first delivery costs a fresh thread over a millisecond here.
+   */
+  #openHandOff(plan: ServicePlan): void {
+    const { port1, port2 } = new MessageChannel();
+    plan.handoff = port1;
+    // It may wait through the suspend of every service before it (each up to the drain timeout
+    // plus the kernel's backstop), then for its own migration.
+    const timeoutMs = this.#plans.length * (this.#env.drainTimeoutMs + this.#env.controlTimeoutMs) + this.#env.controlTimeoutMs;
+    plan.migration = plan.newWorker!.request('migrate', { handoff: port2 }, timeoutMs, [port2]);
+    // Read in the migrate phase; a swap that rolls back earlier ends the worker, which rejects it.
+    plan.migration.catch(() => undefined);
   }
 
   /**
@@ -294,40 +318,53 @@ export class HotSwap {
   }
 
   async #suspend(): Promise<void> {
-    for (const plan of this.#plans) {
-      plan.host.transition('swapping');
-      // A checkpoint the kernel began before the swap must land before the new worker, which may
-      // write the file itself (durability 'reply'), can: one writer per file at a time. None
-      // starts from here on, as the host is no longer running.
-      await this.#env.checkpointSettled(plan.host.name);
-      plan.suspendedAt = performance.now();
-      // On a downgrade the old (newer) code migrates down before the snapshot leaves it; on an
-      // upgrade the snapshot leaves as it is and the new code migrates it up.
-      const snapshotVsn = plan.direction === 'down' ? plan.newDescriptor.vsn : plan.oldDescriptor.vsn;
-      const { ports, snapshot, callsServed, castsServed, stoppedAt, drainedAt } = await plan.oldWorker
-        .request('suspend', { drainTimeoutMs: this.#env.drainTimeoutMs, snapshotVsn }, this.#env.drainTimeoutMs + this.#env.controlTimeoutMs)
-        .catch((error: unknown) => {
-          if (error instanceof TheseusError && error.code === 'E_CONTROL_TIMEOUT') plan.suspendTimedOut = true;
-          throw error;
-        });
-      plan.ports = ports;
-      plan.carried = ports.queued?.length ?? 0;
-      plan.stoppedAt = stoppedAt;
-      plan.drainedAt = drainedAt;
-      plan.snapshot = snapshot;
-      plan.stateBytes = snapshot.bytes.byteLength;
-      plan.served = { calls: callsServed, casts: castsServed };
+    for (const wave of suspendWaves(this.#plans)) {
+      // Settled, not raced: a roll-back must find every suspend of the wave answered (ports back
+      // with the kernel) or failed, never one still on its way.
+      const results = await Promise.allSettled(wave.map((plan) => this.#suspendOne(plan)));
+      const failed = results.find((result): result is PromiseRejectedResult => result.status === 'rejected');
+      if (failed) throw failed.reason;
     }
+  }
+
+  async #suspendOne(plan: ServicePlan): Promise<void> {
+    plan.host.transition('swapping');
+    // A checkpoint the kernel began before the swap must land before the new worker, which may
+    // write the file itself (durability 'reply'), can: one writer per file at a time. None
+    // starts from here on, as the host is no longer running.
+    await this.#env.checkpointSettled(plan.host.name);
+    plan.suspendedAt = performance.now();
+    // On a downgrade the old (newer) code migrates down before the snapshot leaves it; on an
+    // upgrade the snapshot leaves as it is and the new code migrates it up.
+    const snapshotVsn = plan.direction === 'down' ? plan.newDescriptor.vsn : plan.oldDescriptor.vsn;
+    plan.steps.suspendSent = preciseNow();
+    const handoff = plan.handoff!;
+    plan.handoff = null;
+    const suspended = await plan.oldWorker
+      .request('suspend', { drainTimeoutMs: this.#env.drainTimeoutMs, snapshotVsn, handoff }, this.#env.drainTimeoutMs + this.#env.controlTimeoutMs, [handoff])
+      .catch((error: unknown) => {
+        if (error instanceof TheseusError && error.code === 'E_CONTROL_TIMEOUT') plan.suspendTimedOut = true;
+        throw error;
+      });
+    const { ports, callsServed, castsServed, stoppedAt, drainedAt, snapshotAt } = suspended;
+    Object.assign(plan.steps, { stoppedAt, drainedAt, snapshotAt, suspendAnswered: preciseNow() });
+    plan.ports = ports;
+    plan.carried = ports.queued?.length ?? 0;
+    plan.stoppedAt = stoppedAt;
+    plan.drainedAt = drainedAt;
+    plan.served = { calls: callsServed, casts: castsServed };
   }
 
   async #migrate(): Promise<void> {
     await Promise.all(
       this.#plans.map(async (plan) => {
-        const snapshot = plan.snapshot!;
-        // A copy stays with the kernel: if the new worker crashes before its first checkpoint,
-        // supervision restarts it from the state it was switched in with, not an older one.
-        plan.snapshot = { vsn: snapshot.vsn, bytes: snapshot.bytes.slice() };
-        await plan.newWorker!.request('migrate', { snapshot }, this.#env.controlTimeoutMs, [snapshot.bytes.buffer as ArrayBuffer]);
+        const answer = await plan.migration!;
+        // The snapshot comes back with the answer and stays with the kernel: if the new worker
+        // crashes before its first checkpoint, supervision restarts it from the state it was
+        // switched in with, not an older one. Its bytes were moved, never copied, on the way.
+        plan.snapshot = answer.snapshot ?? null;
+        plan.stateBytes = answer.stateBytes;
+        Object.assign(plan.steps, { migrateReceived: answer.receivedAt, adopted: answer.adoptedAt, migrateAnswered: preciseNow() });
       }),
     ).catch((error: unknown) => {
       if (error instanceof TheseusError) {
@@ -374,12 +411,14 @@ export class HotSwap {
       }
       // The new code calls services the old code did not: fresh channels to them.
       newChannels.push(...addNewDependencies(ports, plan.newDescriptor, hosts, this.#env.pools));
+      plan.steps.switchSent = preciseNow();
       acks.push(
         plan.newWorker!.request('switch', { ports }, this.#env.controlTimeoutMs).catch((error: unknown) => {
           // If the request never left, the ports are still here: close them so callers are told.
           for (const port of portsOf(ports)) port.close();
           throw error;
-        }).then(({ servingAt }) => {
+        }).then(({ receivedAt, servingAt }) => {
+          Object.assign(plan.steps, { switchReceived: receivedAt, servingAt });
           // Measured where it happens: from the old worker's last taken message to the new
           // worker listening, both stamped in their own threads.
           plan.pauseMs = roundMs(servingAt - plan.stoppedAt);
@@ -430,6 +469,7 @@ export class HotSwap {
       }
     }
     const results = await Promise.allSettled(acks);
+    for (const plan of this.#plans) this.#logSteps(plan);
     results.forEach((result, index) => {
       if (result.status === 'rejected') {
         const plan = this.#plans[index]!;
@@ -439,6 +479,16 @@ export class HotSwap {
         this.#env.lost(plan.host, `its new worker failed as it took over: ${errorMessage(result.reason)}`);
       }
     });
+  }
+
+  /** Where the pause went: each step's stamp in ms after the old worker stopped taking messages. */
+  #logSteps(plan: ServicePlan): void {
+    const from = plan.steps.stoppedAt;
+    if (from === undefined) return;
+    const offsets = Object.entries(plan.steps)
+      .sort(([, a], [, b]) => a - b)
+      .map(([step, at]) => [step, roundMs(at - from)]);
+    this.#env.log('debug', `${plan.host.name} pause steps`, Object.fromEntries(offsets));
   }
 
   async #retire(): Promise<void> {
@@ -501,6 +551,9 @@ export class HotSwap {
     // An added service never opened: ending its worker closes its clients of the running ones.
     await Promise.all(this.#added.map((service) => service.worker?.terminate()));
     for (const plan of this.#plans) {
+      // Never given to an old worker: closing it tells the new one (ended below) nothing is coming.
+      plan.handoff?.close();
+      plan.handoff = null;
       if (plan.suspendTimedOut) {
         // The worker enforces the drain timeout itself, so missing the kernel's backstop as well
         // means it is blocked (a synchronous loop). Its ports may still come back at any time,

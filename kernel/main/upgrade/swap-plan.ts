@@ -4,9 +4,10 @@
 // in `loaded`, for the swap to reuse or discard. Runs in the kernel's main thread.
 
 import semver from 'semver';
+import type { MessagePort } from 'node:worker_threads';
 import { TheseusError, inPhase, theseusError } from '../../common/errors.ts';
 import { findMigrationPath, type MigrationStep } from '../../common/migrations.ts';
-import { sameSettings, type InboundLink, type PortSet, type ServiceDescriptor, type ServiceSource, type StateSnapshot } from '../../common/protocol.ts';
+import { sameSettings, type ControlRequests, type InboundLink, type PortSet, type ServiceDescriptor, type ServiceSource, type StateSnapshot } from '../../common/protocol.ts';
 import type { Bundle } from '../../release/bundler.ts';
 import type { ServiceHost } from '../service-host.ts';
 import type { ServiceWorker } from '../service-worker.ts';
@@ -26,8 +27,18 @@ export interface ServicePlan {
   newWorker: ServiceWorker | null;
   /** The ports the old worker handed over; null while the old worker holds them. */
   ports: PortSet | null;
-  /** The old worker's serialized state, between suspend and migrate. */
+  /**
+   * The old worker's serialized state as the new worker received it, kept by the kernel from the
+   * migrate phase to the switch (then host.lastSnapshot, for a restart).
+   */
   snapshot: StateSnapshot | null;
+  /**
+   * The kernel's end of the hand-off channel, made in prepare, until suspend gives it to the old
+   * worker; the new worker holds the other end in its pending migrate request.
+   */
+  handoff: MessagePort | null;
+  /** The new worker's migrate request, sent in prepare, answered once the handed-off state is adopted. */
+  migration: Promise<ControlRequests['migrate']['response']> | null;
   /** What the old worker had served when it suspended, carried into the host's totals. */
   served: { calls: number; casts: number };
   suspendedAt: number;
@@ -36,6 +47,8 @@ export interface ServicePlan {
   /** When the old worker stopped starting handlers, and when its running one had finished (epoch ms, stamped in its thread). */
   stoppedAt: number;
   drainedAt: number;
+  /** Each step of the pause, stamped where it happened (epoch ms): logged at debug level after the switch. */
+  steps: Record<string, number>;
   stateBytes: number;
   pauseMs: number;
   /** Only the config or static files changed: the same code, swapped for the new settings. */
@@ -182,6 +195,9 @@ export async function planSwap(
       suspendTimedOut: false,
       stoppedAt: 0,
       drainedAt: 0,
+      steps: {},
+      handoff: null,
+      migration: null,
       stateBytes: 0,
       pauseMs: 0,
       settingsOnly: bundle.sha256 === host.bundle.sha256,
@@ -220,6 +236,25 @@ function checkWiring(env: SwapEnvironment, release: string, plans: ServicePlan[]
       if (!after.has(dependency)) throw ofService(name, theseusError('E_UNKNOWN_DEPENDENCY', `${name}@${release}`, dependency));
     }
   }
+}
+
+/**
+ * The plans (in suspend order) grouped into waves that may suspend at the same time: a service
+ * goes in the wave after the last of its callers that come before it in that order. Services
+ * that do not call each other suspend together, so ten of them pause for about one suspend, not ten.
+ */
+export function suspendWaves(ordered: readonly ServicePlan[]): ServicePlan[][] {
+  const waveOf = new Map<ServicePlan, number>();
+  const waves: ServicePlan[][] = [];
+  ordered.forEach((plan, index) => {
+    let wave = 0;
+    for (const caller of ordered.slice(0, index)) {
+      if (caller.oldDescriptor.uses.includes(plan.host.name)) wave = Math.max(wave, waveOf.get(caller)! + 1);
+    }
+    waveOf.set(plan, wave);
+    (waves[wave] ??= []).push(plan);
+  });
+  return waves;
 }
 
 /** Callers before the services they call, so a draining handler's outgoing calls are answered. */
