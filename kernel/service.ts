@@ -41,6 +41,36 @@ export interface BaseContext {
 export interface ServiceContext<S> extends BaseContext {
   /** The state as it was when this message was taken. Return the next state; do not mutate it. */
   readonly state: S;
+  /**
+   * The service's keyed state, when it declares `keyed: true`: a Map-like store of plain-data
+   * values by string or number key. Unlike `state`, it is changed in place, at once (a handler
+   * that throws after a `set` keeps that `set`). A swap copies it to the new worker while the old
+   * one still serves, then only the keys changed since, so the pause does not grow with its size.
+   */
+  readonly store: KeyedStore;
+}
+
+/** What init() gets: the base context, and the keyed store to fill when the service is keyed. */
+export interface InitContext extends BaseContext {
+  readonly store: KeyedStore;
+}
+
+/** Keys of a keyed store: strings or numbers (a number and its string are different keys). */
+export type StoreKey = string | number;
+
+/**
+ * A keyed store (`keyed: true`). Every value must be plain data: `set` refuses one that is not
+ * with E_STATE_NOT_CLONEABLE, before anything changes. Values are stored as given; do not mutate
+ * a value after setting it (the change would not be tracked): set it again.
+ */
+export interface KeyedStore<V = unknown> {
+  get(key: StoreKey): V | undefined;
+  has(key: StoreKey): boolean;
+  set(key: StoreKey, value: V): void;
+  delete(key: StoreKey): boolean;
+  readonly size: number;
+  keys(): IterableIterator<StoreKey>;
+  entries(): IterableIterator<[StoreKey, V]>;
 }
 
 export interface CallResult<S, R> {
@@ -109,6 +139,16 @@ export interface Migration {
   /** Runs in this (newer) code during a downgrade, before the state goes to the older code. */
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
   down?(state: any, ctx: BaseContext): unknown;
+  /**
+   * Keyed services only: migrates one entry of the store, synchronously, in the new code. A swap
+   * runs it on each entry as it arrives while the old code still serves, so a big store is
+   * migrated outside the pause. Without it, entries keep their value through this step.
+   */
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  upEntry?(value: any, key: StoreKey): unknown;
+  /** Keyed services only: the reverse of upEntry, run in this (newer) code during a downgrade. */
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  downEntry?(value: any, key: StoreKey): unknown;
 }
 
 export interface ServiceDefinition<
@@ -120,8 +160,8 @@ export interface ServiceDefinition<
   vsn: string;
   /** Services this one calls through `ctx.client(name)`. The kernel wires a direct port to each. */
   uses?: readonly string[];
-  /** Builds the first state when the service starts with no state to adopt. */
-  init(ctx: BaseContext): MaybePromise<S>;
+  /** Builds the first state when the service starts with no state to adopt (and, when keyed, may fill `ctx.store`). */
+  init(ctx: InitContext): MaybePromise<S>;
   calls?: Calls;
   casts?: Casts;
   /**
@@ -149,6 +189,13 @@ export interface ServiceDefinition<
    * which costs a walk of the state per call).
    */
   stateCheck?: 'transitions' | 'every-change';
+  /**
+   * `true` gives handlers `ctx.store`, a keyed store (KeyedStore) beside `state`. Use it for a big
+   * state made of many independent entries (sessions, accounts, a cache): a swap pre-copies it
+   * while the old code serves, and pauses only for the keys changed last. Keep `state` small.
+   * A release may not turn it on or off for a running service (E_KEYED_CHANGED).
+   */
+  keyed?: boolean;
   /**
    * Handlers of the WebSocket connections the release routes to this service (`websockets` in
    * theseus.config.ts). The kernel's main thread owns the sockets; each event reaches the service

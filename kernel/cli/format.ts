@@ -55,6 +55,7 @@ export function formatServiceSwap(service: SwapResult['report']['services'][numb
   const details = [
     service.drainMs > 0 ? `${service.drainMs} ms of the pause finishing the running handler` : '',
     service.carried > 0 ? `${service.carried} queued messages carried over` : '',
+    service.precopy ? `${service.precopy.entries} store entries pre-copied in ${service.precopy.rounds} rounds while serving` : '',
   ].filter(Boolean);
   return `${service.service}: ${service.from.release} (vsn ${service.from.vsn}) -> ${service.to.release} (vsn ${service.to.vsn}), ${change}migration ${service.migration}, state ${service.stateBytes} bytes, pause ${service.pauseMs} ms, ${service.outcome}${details.length > 0 ? ` (${details.join('; ')})` : ''}`;
 }

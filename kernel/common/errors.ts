@@ -49,6 +49,14 @@ const messages = {
     `${service}@${release} declares ${loaded} but its manifest says ${expected}. Rebuild the release so the manifest matches its bundle.`,
   E_HANDOFF_CLOSED: (service: string, release: string) =>
     `The channel from the old worker of ${service} closed before its state reached ${service}@${release}: the old worker ended or gave up its suspend. The swap rolls back and the old worker keeps serving; the kernel log says why it stopped. Retry the upgrade once that is fixed.`,
+  E_STORE_BAD_KEY: (service: string, got: string) =>
+    `A key of ${service}'s store was ${got}; keys are strings or finite numbers. Turn the key into a string (e.g. String(id)) before store.set().`,
+  E_NOT_KEYED: (service: string) =>
+    `${service} used ctx.store, but its definition does not say keyed: true. Add keyed: true to defineService, or keep the data in state.`,
+  E_KEYED_CHANGED: (service: string, from: string, to: string) =>
+    `${service} is ${from} in the running release and ${to} in the new one; a swap cannot turn keyed state on or off. Keep keyed as it is in this release; to move data between state and store, ship a release with both and copy it in a call.`,
+  E_ENTRY_MIGRATION_FAILED: (service: string, step: string, key: string, message: string) =>
+    `The entry migration ${step} of ${service} failed on key ${key}: ${message}. The old workers kept serving with their store untouched; fix upEntry/downEntry (synchronous, returning plain data) and try again.`,
   E_WORKER_EXITED: (service: string, release: string, phase: string, reason: string) =>
     `The worker for ${service}@${release} exited during ${phase}: ${reason}.`,
   E_SWAP_IN_PROGRESS: () =>

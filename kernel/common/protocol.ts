@@ -74,6 +74,8 @@ export interface ServiceDescriptor extends MethodTable {
   /** Whether it defines health(), which the kernel polls during an upgrade's probation. */
   hasHealth: boolean;
   stateCheck: 'transitions' | 'every-change';
+  /** `keyed: true` in the definition: the service has a keyed store, which a swap pre-copies. Absent otherwise. */
+  keyed?: true;
   /**
    * The arguments each call or cast declares, in order, by method name; absent when none declares
    * any. A method not listed takes any arguments, unchecked.
@@ -91,7 +93,7 @@ export type ArgumentSchema = { readonly [keyword: string]: unknown };
 /** Whether two descriptors say the same thing (key order aside). */
 export function sameDescriptor(a: ServiceDescriptor, b: ServiceDescriptor): boolean {
   const canonical = (d: ServiceDescriptor) =>
-    JSON.stringify([d.vsn, d.calls, d.casts, d.uses, d.migrations.map((m) => [m.from, m.to, m.hasDown]), d.hasTerminate, d.hasHealth, d.stateCheck, canonicalJson(d.args ?? {})]);
+    JSON.stringify([d.vsn, d.calls, d.casts, d.uses, d.migrations.map((m) => [m.from, m.to, m.hasDown]), d.hasTerminate, d.hasHealth, d.stateCheck, canonicalJson(d.args ?? {}), d.keyed === true]);
   return canonical(a) === canonical(b);
 }
 
@@ -227,6 +229,16 @@ export interface StateSnapshot {
   bytes: Uint8Array;
 }
 
+/**
+ * What travels on a swap's hand-off channel, from the old worker to the new one, in order:
+ * for a keyed service, chunks of its store (each encoded as an array of [key, value] or [key] for
+ * a deleted key, at vsn `vsn`), then the snapshot. After chunks, the snapshot holds only the small
+ * state (`precopied`); without them, the whole of it.
+ */
+export type HandoffMessage =
+  | { kind: 'entries'; vsn: string; bytes: Uint8Array }
+  | { kind: 'snapshot'; snapshot: StateSnapshot; precopied?: true };
+
 export interface ControlRequests {
   /** Build the first state with init() and start serving. */
   start: { request: { ports: PortSet }; response: { stateBytes: number } };
@@ -239,7 +251,8 @@ export interface ControlRequests {
     /**
      * `handoff`: the old worker's end of a channel to the new worker (the swap's direct hand-off).
      * The snapshot goes there, transferred, instead of into the response; the ports and the
-     * backlog still come back to the kernel, which keeps them until the switch.
+     * backlog still come back to the kernel, which keeps them until the switch. After a
+     * `precopy`, `handoff` is absent: the channel that copy used carries the rest.
      */
     request: { drainTimeoutMs: number; snapshotVsn: string; handoff?: MessagePort };
     response: {
@@ -255,6 +268,17 @@ export interface ControlRequests {
       /** When the snapshot was serialized, just before the answer left (epoch ms, its thread). */
       snapshotAt: number;
     };
+  };
+  /**
+   * Keyed services, while still serving: copy the store over `handoff` to the new worker, in
+   * rounds (all entries, then the keys written during the round before), until a round is at
+   * most `smallEnough` keys or `maxRounds` were sent. The suspend that follows sends the keys
+   * written since, then the small state, on the same channel. Closing the channel (the new
+   * worker ended: a roll-back) stops the copy; a resume stops it too.
+   */
+  precopy: {
+    request: { handoff: MessagePort; snapshotVsn: string; maxRounds: number; smallEnough: number };
+    response: { rounds: number; entries: number; bytes: number; lastRound: number };
   };
   /** Take the ports back and serve again with the untouched state (abort path). */
   resume: { request: { ports: PortSet | null }; response: Record<string, never> };

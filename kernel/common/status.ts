@@ -120,6 +120,11 @@ export interface ServiceSwapReport {
    * ports, ahead of what still waited in them (or back to the old one on a roll-back).
    */
   carried: number;
+  /**
+   * A keyed store copied while the old code served: the rounds, the entries and bytes sent in
+   * them, and the last round's entries. The keys written after it went in the pause.
+   */
+  precopy?: { rounds: number; entries: number; bytes: number; lastRound: number };
   /** 'failed-after-switch': the new worker died as it took over; its service is marked failed. */
   outcome: 'switched' | 'unchanged' | 'rolled-back' | 'not-started' | 'failed-after-switch';
 }

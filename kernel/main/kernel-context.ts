@@ -25,6 +25,12 @@ export interface KernelOptions {
   initTimeoutMs?: number;
   /** Timeout of every other control request to a worker. Default 10000 ms. */
   controlTimeoutMs?: number;
+  /**
+   * The pre-copy of keyed stores in a swap: it stops once a round sent at most `stopAtKeys` keys
+   * (default 512; the rest goes in the pause), or after `maxRounds` rounds (default 8) when the
+   * service writes keys faster than a round sends them.
+   */
+  precopy?: { maxRounds?: number; stopAtKeys?: number };
   /** Where bundles are written. Default: a per-user folder under the OS temp dir. */
   cacheDir?: string;
   /** Receives every log line of the services and of the kernel. Default: stderr. */

@@ -394,6 +394,7 @@ export class Kernel {
       pooledServices: new Set(this.#pools.keys()),
       drainTimeoutMs: this.#options.drainTimeoutMs,
       controlTimeoutMs: this.#options.controlTimeoutMs,
+      precopy: { maxRounds: this.#options.precopy?.maxRounds ?? 8, stopAtKeys: this.#options.precopy?.stopAtKeys ?? 512 },
       canWriteState: Boolean(this.#options.stateDir),
       bundle: this.#context.bundle,
       loadWorker: this.#context.loadWorker,

@@ -120,7 +120,7 @@ export async function buildRelease(options: BuildOptions): Promise<BuildResult> 
       });
     });
     for (const [index, bundle] of bundles.entries()) {
-      const { vsn, calls, casts, uses, migrations, hasTerminate, hasHealth, stateCheck, args } = descriptors[index]!;
+      const { vsn, calls, casts, uses, migrations, hasTerminate, hasHealth, stateCheck, args, keyed } = descriptors[index]!;
       services[bundle.name] = {
         entry: bundle.file,
         sha256: bundle.sha256,
@@ -135,6 +135,7 @@ export async function buildRelease(options: BuildOptions): Promise<BuildResult> 
         staticDir: bundle.staticDir,
       };
       if (args) services[bundle.name]!.args = structuredClone(args) as Record<string, Array<Record<string, unknown>>>;
+      if (keyed) services[bundle.name]!.keyed = true;
       const { pool, durability } = config.services.find((s) => s.name === bundle.name)!;
       if (pool) services[bundle.name]!.pool = pool;
       if (durability === 'reply') services[bundle.name]!.durability = durability;

@@ -129,6 +129,8 @@ export const ServiceManifestSchema = Type.Object(
     hasTerminate: Type.Boolean(),
     hasHealth: Type.Boolean(),
     stateCheck: Type.Union([Type.Literal('transitions'), Type.Literal('every-change')]),
+    /** A keyed store (`keyed: true`): its swaps pre-copy the store. Absent when not keyed. */
+    keyed: Type.Optional(Type.Literal(true)),
     /**
      * The arguments its calls and casts declare, by method, as JSON Schema (for people to read:
      * the worker checks with the schemas in the bundle). Absent when none declares any.

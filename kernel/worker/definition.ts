@@ -36,6 +36,7 @@ export function describeDefinition(definition: ServiceDefinition): ServiceDescri
     hasHealth: typeof definition.health === 'function',
     stateCheck: definition.stateCheck ?? 'transitions',
   };
+  if (definition.keyed === true) descriptor.keyed = true;
   // Only when declared, so the descriptor (and the manifest) of a service without schemas is as before.
   const declared = Object.entries(definition.args ?? {});
   if (declared.length > 0) descriptor.args = Object.fromEntries(declared.map(([method, schemas]) => [method, schemas.map(argumentJson)]));
@@ -76,6 +77,7 @@ export function validateDefinition(value: unknown): string | null {
   if (def.stateCheck !== undefined && def.stateCheck !== 'transitions' && def.stateCheck !== 'every-change') {
     return "'stateCheck' must be 'transitions' or 'every-change'";
   }
+  if (def.keyed !== undefined && typeof def.keyed !== 'boolean') return "'keyed' must be true or false";
   const migrations = def.migrations ?? [];
   if (!Array.isArray(migrations)) return "'migrations' must be an array";
   const seen = new Set<string>();
@@ -85,6 +87,12 @@ export function validateDefinition(value: unknown): string | null {
     if (migration.from === migration.to) return `migrations[${index}] goes from '${migration.from}' to itself`;
     if (typeof migration.up !== 'function') return `migrations[${index}] (${migration.from} -> ${migration.to}) needs an 'up' function`;
     if (migration.down !== undefined && typeof migration.down !== 'function') return `migrations[${index}].down must be a function`;
+    for (const name of ['upEntry', 'downEntry'] as const) {
+      if (migration[name] === undefined) continue;
+      if (typeof migration[name] !== 'function') return `migrations[${index}].${name} must be a function`;
+      if (def.keyed !== true) return `migrations[${index}].${name} migrates entries of a keyed store, but the service does not say keyed: true`;
+    }
+    if (migration.downEntry !== undefined && migration.down === undefined) return `migrations[${index}] (${migration.from} -> ${migration.to}) has downEntry but no down; add down (it may return the state as it is)`;
     const key = `${migration.from}->${migration.to}`;
     if (seen.has(key)) return `two migrations go from '${migration.from}' to '${migration.to}'`;
     seen.add(key);

@@ -52,6 +52,8 @@ const dispatch = (message: ControlRequestMessage): unknown => {
       return runtime.start(message as ControlRequestMessage<'start'>);
     case 'suspend':
       return runtime.suspend(message as ControlRequestMessage<'suspend'>);
+    case 'precopy':
+      return runtime.precopy(message as ControlRequestMessage<'precopy'>);
     case 'resume':
       return runtime.resume(message as ControlRequestMessage<'resume'>);
     case 'init':

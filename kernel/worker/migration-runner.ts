@@ -7,7 +7,7 @@ import { errorMessage, theseusError } from '../common/errors.ts';
 import { findMigrationPath, formatPath, type MigrationStep } from '../common/migrations.ts';
 import { findNonPlainData } from '../common/plain-data.ts';
 import type { ServiceDescriptor } from '../common/protocol.ts';
-import type { BaseContext, Migration, ServiceDefinition } from '../service.ts';
+import type { BaseContext, Migration, ServiceDefinition, StoreKey } from '../service.ts';
 
 export class MigrationRunner {
   #service: string;
@@ -55,6 +55,42 @@ export class MigrationRunner {
     }
     if (path.length > 0) ctx.log.debug(`migrated state ${formatPath(path)}`);
     return state;
+  }
+
+  /**
+   * The entry migrations (upEntry / downEntry) along `path`, as one function that migrates one
+   * entry of a keyed store, or null when no step has one (entries keep their values). Synchronous
+   * on purpose: it runs once per entry, for maybe millions of them, between the old worker's calls.
+   */
+  entryMigration(path: MigrationStep[]): ((value: unknown, key: StoreKey) => unknown) | null {
+    const steps = path.flatMap((step) => {
+      const migration = this.#migrationFor(step);
+      const fn = step.direction === 'up' ? migration.upEntry : migration.downEntry;
+      return fn ? [{ fn, label: `${step.from} -> ${step.to} (${step.direction})` }] : [];
+    });
+    if (steps.length === 0) return null;
+    return (value, key) => {
+      let migrated = value;
+      for (const { fn, label } of steps) {
+        try {
+          migrated = fn(migrated, key);
+        } catch (error) {
+          throw this.#entryFailure(label, key, errorMessage(error));
+        }
+        if (migrated !== null && typeof migrated === 'object' && typeof (migrated as Promise<unknown>).then === 'function') {
+          throw this.#entryFailure(label, key, 'it returned a promise; entry migrations must be synchronous');
+        }
+        const problem = migrated === undefined ? 'it returned undefined' : findNonPlainData(migrated, 'entry');
+        if (problem !== null) throw this.#entryFailure(label, key, `it returned data that is not plain: ${problem}`);
+      }
+      return migrated;
+    };
+  }
+
+  #entryFailure(label: string, key: StoreKey, message: string) {
+    const failure = theseusError('E_ENTRY_MIGRATION_FAILED', this.#service, label, JSON.stringify(key), message);
+    failure.phase = 'migrate';
+    return failure;
   }
 
   #migrationFor(step: MigrationStep): Migration {

@@ -31,6 +31,7 @@ import {
   REPLY_ERROR,
   REPLY_OK,
   type ControlRequests,
+  type HandoffMessage,
   type LogRecord,
   type PortSet,
   type QueuedFrame,
@@ -41,7 +42,7 @@ import {
   type WorkerStats,
   type BatchedResult,
 } from '../common/protocol.ts';
-import { assertPlainState, decodeServiceState, encodeServiceState } from '../common/state-codec.ts';
+import { assertPlainState, decodeServiceState, encodeServiceState, encodeState } from '../common/state-codec.ts';
 import { preciseNow } from '../common/time.ts';
 import type { BaseContext, ServiceDefinition, ServiceLogger } from '../service.ts';
 import { CallMetrics, callMetricsEnabled } from '../common/call-metrics.ts';
@@ -54,6 +55,9 @@ import { readCallResult, readCastResult, replyProblem } from './handler-result.t
 import { Mailbox, type ReplyPort } from './mailbox.ts';
 import { MigrationRunner } from './migration-runner.ts';
 import { checkTransition, type TransitionTable } from '../common/lifecycle.ts';
+import { isKeyedRest, isKeyedSnapshot, TrackedStore, type KeyedSnapshot, type StoreChange } from './keyed-store.ts';
+import type { MigrationStep } from '../common/migrations.ts';
+import type { StoreKey } from '../service.ts';
 
 type Phase = 'loaded' | 'migrated' | 'serving' | 'draining' | 'suspended' | 'stopped';
 
@@ -67,6 +71,20 @@ const allowedTransitions: TransitionTable<Phase> = {
 };
 
 type Handler = (ctx: unknown, ...args: unknown[]) => unknown;
+type EntryMigration = (value: unknown, key: StoreKey) => unknown;
+
+/** A pre-copy under way: the channel to the new worker, the vsn its entries go at, and their migration (a downgrade's). */
+interface PrecopyRun {
+  port: MessagePort;
+  vsn: string;
+  migrateEntry: EntryMigration | null;
+}
+
+/**
+ * Entries per pre-copy chunk: small enough that encoding one (about a millisecond for a few
+ * hundred KB) fits between two calls, large enough that the per-message cost stays small.
+ */
+const PRECOPY_CHUNK_ENTRIES = 4096;
 
 export interface RuntimeOptions {
   service: string;
@@ -95,8 +113,12 @@ export class ServiceRuntime {
 
   #phase: Phase = 'loaded';
   #state: unknown = undefined;
+  /** The keyed store (`keyed: true`), beside the small state; null when the service is not keyed. */
+  #store: TrackedStore | null;
+  /** A copy of the store to a new worker while this one serves (a swap's pre-copy), until suspend. */
+  #precopy: PrecopyRun | null = null;
   /** The mutable context handed to handlers; `state` is set before each message. */
-  #ctx: { state: unknown } & BaseContext;
+  #ctx: { state: unknown; readonly store: TrackedStore } & BaseContext;
   #log: ServiceLogger;
 
   /** Callers' ports and this service's own clients. */
@@ -133,14 +155,15 @@ export class ServiceRuntime {
     this.#channels = new Channels(this.#service, this.descriptor.uses, (port, frame) => this.#receive(port, frame));
     this.#migrations = new MigrationRunner(this.#service, this.#release, options.definition, this.descriptor);
     this.#log = createServiceLogger(this.#service, this.#release, options.emitLog);
+    this.#store = options.definition.keyed === true ? new TrackedStore(this.#service, () => this.#storeWritten()) : null;
     if (options.durableStateDir !== null) {
       this.#durable = new DurableReplies({
         service: this.#service,
         release: this.#release,
         stateDir: options.durableStateDir,
-        snapshot: () => ({ vsn: this.descriptor.vsn, bytes: encodeServiceState(this.#state, this.#service, 'at a durable write') }),
+        snapshot: () => ({ vsn: this.descriptor.vsn, bytes: encodeServiceState(this.#wholeState(), this.#service, 'at a durable write') }),
         restore: (snapshot) => {
-          this.#state = decodeServiceState(snapshot.bytes, this.#service, 'after a failed durable write');
+          this.#adoptWhole(decodeServiceState(snapshot.bytes, this.#service, 'after a failed durable write'));
         },
         handlerRunning: () => this.#busy,
         onSettled: () => this.#notifyIfIdle(),
@@ -150,6 +173,10 @@ export class ServiceRuntime {
     const runtime = this;
     this.#ctx = {
       state: undefined,
+      get store(): TrackedStore {
+        if (runtime.#store === null) throw theseusError('E_NOT_KEYED', runtime.#service);
+        return runtime.#store;
+      },
       service: this.#service,
       release: this.#release,
       log: this.#log,
@@ -159,6 +186,8 @@ export class ServiceRuntime {
         return runtime.#channels.client(name).proxy<Api>();
       },
     };
+    // Not enumerable: a spread of the context (health) must not read it in a service that is not keyed.
+    Object.defineProperty(this.#ctx, 'store', { enumerable: false });
   }
 
   // -------------------------------------------------------------------------------------------
@@ -188,7 +217,7 @@ export class ServiceRuntime {
     }
     assertPlainState(state, this.#service, 'after init');
     this.#state = state;
-    this.#durable?.adopted({ vsn: this.descriptor.vsn, bytes: encodeServiceState(state, this.#service, 'after init') });
+    this.#durable?.adopted({ vsn: this.descriptor.vsn, bytes: encodeServiceState(this.#wholeState(), this.#service, 'after init') });
   }
 
   async suspend(request: ControlRequests['suspend']['request']): Promise<ControlRequests['suspend']['response']> {
@@ -199,9 +228,11 @@ export class ServiceRuntime {
     this.#channels.stopListening();
     const stoppedAt = preciseNow();
     const drained = await this.#waitIdle(request.drainTimeoutMs, false);
+    const handoff = request.handoff ?? this.#precopy?.port;
     if (!drained) {
       // The new worker waiting on the hand-off learns at once that no state is coming.
-      request.handoff?.close();
+      this.#endPrecopy();
+      handoff?.close();
       // Resume here rather than in the kernel: the worker is the only one that knows whether the
       // drain finished, so this side deciding avoids a race where ports are handed over after the
       // kernel has given up on them.
@@ -215,21 +246,29 @@ export class ServiceRuntime {
     }
     const drainedAt = preciseNow();
     let snapshot: StateSnapshot;
+    const precopy = this.#precopy;
     try {
-      snapshot = await this.#snapshot(request.snapshotVsn);
+      if (precopy) {
+        // Only the keys written since the last round go now, then the small state.
+        this.#sendChanges(precopy, this.#store!.takeChanged());
+        snapshot = await this.#snapshotRest(request.snapshotVsn);
+      } else snapshot = await this.#snapshot(request.snapshotVsn);
     } catch (error) {
       // The state was only read, never replaced: serving it again is safe.
-      request.handoff?.close();
+      this.#endPrecopy();
+      handoff?.close();
       this.#resumeServing();
       throw error;
     }
+    this.#endPrecopy();
     this.#transition('suspended');
     const snapshotAt = preciseNow();
     const served = { callsServed: this.#callsServed, castsServed: this.#castsServed, stoppedAt, drainedAt, snapshotAt };
-    if (request.handoff) {
+    if (handoff) {
       // Straight to the new worker, which starts migrating while the kernel still reads this
       // answer. This worker's own state is untouched, so a roll-back resumes it as it was.
-      request.handoff.postMessage({ snapshot }, [snapshot.bytes.buffer as ArrayBuffer]);
+      const message: HandoffMessage = precopy ? { kind: 'snapshot', snapshot, precopied: true } : { kind: 'snapshot', snapshot };
+      handoff.postMessage(message, [snapshot.bytes.buffer as ArrayBuffer]);
       return { ports: this.#channels.release(this.#mailbox.takeAll()), ...served };
     }
     return { ports: this.#channels.release(this.#mailbox.takeAll()), snapshot, ...served };
@@ -237,6 +276,7 @@ export class ServiceRuntime {
 
   resume({ ports }: ControlRequests['resume']['request']): ControlRequests['resume']['response'] {
     this.#expectPhase('resume', 'suspended');
+    this.#endPrecopy();
     if (ports) this.#channels.adoptOutbound(ports.outbound);
     // The backlog it handed over comes back first, in its order; then the ports' own queues.
     this.#serve(ports ?? { inbound: [], outbound: {} });
@@ -253,49 +293,204 @@ export class ServiceRuntime {
   async #snapshot(toVsn: string): Promise<StateSnapshot> {
     // Found here, in the old worker while it suspends: so the swap fails in phase 'suspend'.
     assertPlainState(this.#state, this.#service, 'at snapshot', 'suspend');
-    let state = this.#state;
+    let state = this.#wholeState();
     if (toVsn !== this.descriptor.vsn) {
       // A downgrade: the down migration runs here, in the newer code, before the older code sees it.
-      const path = this.#migrations.pathOrThrow(this.descriptor.vsn, toVsn, 'down');
-      state = await this.#migrations.run(state, path, this.#ctx);
+      state = await this.#migrateWhole(state, this.#migrations.pathOrThrow(this.descriptor.vsn, toVsn, 'down'));
     }
     return { vsn: toVsn, bytes: encodeServiceState(state, this.#service, 'at snapshot', 'suspend') };
   }
 
+  /** After a pre-copy: the small state alone (down-migrated on a downgrade); the store went before it. */
+  async #snapshotRest(toVsn: string): Promise<StateSnapshot> {
+    assertPlainState(this.#state, this.#service, 'at snapshot', 'suspend');
+    let state = this.#state;
+    if (toVsn !== this.descriptor.vsn) state = await this.#migrations.run(state, this.#migrations.pathOrThrow(this.descriptor.vsn, toVsn, 'down'), this.#ctx);
+    return { vsn: toVsn, bytes: encodeServiceState({ '~keyed': 'rest', state }, this.#service, 'at snapshot', 'suspend') };
+  }
+
   async migrate(request: ControlRequests['migrate']['request']): Promise<ControlRequests['migrate']['response']> {
     this.#expectPhase('migrate', 'loaded');
-    const snapshot = request.handoff ? await this.#handedOff(request.handoff) : request.snapshot;
+    const handed = request.handoff ? await this.#handedOff(request.handoff) : { snapshot: request.snapshot, precopied: false, entryBytes: 0 };
+    const { snapshot, precopied } = handed;
     const receivedAt = preciseNow();
-    let state = decodeServiceState(snapshot.bytes, this.#service, 'at migrate');
-    if (snapshot.vsn !== this.descriptor.vsn) {
+    const decoded = decodeServiceState(snapshot.bytes, this.#service, 'at migrate');
+    const path = snapshot.vsn === this.descriptor.vsn ? [] : this.#migrations.pathOrThrow(snapshot.vsn, this.descriptor.vsn, 'up');
+    if (precopied) {
+      // The store arrived in rounds and each entry was migrated as it came: only the small state is left.
+      if (!isKeyedRest(decoded)) throw theseusError('E_STATE_UNREADABLE', this.#service, 'at migrate', 'a pre-copied snapshot did not hold the small state of a keyed service');
+      this.#state = path.length > 0 ? await this.#migrations.run(decoded.state, path, this.#ctx) : decoded.state;
+    } else {
       // An upgrade: the up migration runs here, in the new code.
-      const path = this.#migrations.pathOrThrow(snapshot.vsn, this.descriptor.vsn, 'up');
-      state = await this.#migrations.run(state, path, this.#ctx);
+      this.#adoptWhole(path.length > 0 ? await this.#migrateWhole(decoded, path) : decoded);
     }
-    this.#state = state;
-    this.#durable?.adopted(snapshot.vsn === this.descriptor.vsn ? snapshot : { vsn: this.descriptor.vsn, bytes: encodeServiceState(state, this.#service, 'after migrate') });
+    // A pre-copied store's bytes never were one snapshot: the whole is encoded here for durability only.
+    const adoptedBytes = () => (snapshot.vsn === this.descriptor.vsn && !precopied ? snapshot : { vsn: this.descriptor.vsn, bytes: encodeServiceState(this.#wholeState(), this.#service, 'after migrate') });
+    this.#durable?.adopted(adoptedBytes());
     this.#transition('migrated');
-    const answer = { stateBytes: snapshot.bytes.byteLength, receivedAt, adoptedAt: preciseNow() };
-    if (!request.handoff) return answer;
+    const answer = { stateBytes: snapshot.bytes.byteLength + handed.entryBytes, receivedAt, adoptedAt: preciseNow() };
+    // After a pre-copy the kernel has no whole snapshot to keep: it takes a checkpoint after the switch.
+    if (!request.handoff || precopied) return answer;
     // The kernel keeps the snapshot for a restart: these very bytes go to it (decoding only read
     // them), unless reply durability holds on to them as the state a failed write puts back.
     return { ...answer, snapshot: this.#durable ? { vsn: snapshot.vsn, bytes: snapshot.bytes.slice() } : snapshot };
   }
 
-  /** The snapshot the old worker sends as it suspends; E_HANDOFF_CLOSED if its channel closes first. */
-  #handedOff(handoff: MessagePort): Promise<StateSnapshot> {
+  /**
+   * What the old worker sends on the hand-off channel: for a keyed service, maybe rounds of its
+   * store first (each entry migrated up as it arrives, while the old code still serves), then
+   * the snapshot. E_HANDOFF_CLOSED if the channel closes before the snapshot.
+   */
+  #handedOff(handoff: MessagePort): Promise<{ snapshot: StateSnapshot; precopied: boolean; entryBytes: number }> {
+    let entryBytes = 0;
+    const upEntry = new Map<string, EntryMigration | null>();
     return new Promise((resolve, reject) => {
-      handoff.once('message', ({ snapshot }: { snapshot: StateSnapshot }) => {
-        handoff.removeAllListeners('close');
+      const fail = (error: unknown) => {
+        handoff.removeAllListeners();
+        // The old worker's copy stops when it sees the channel close.
         handoff.close();
-        resolve(snapshot);
+        reject(error);
+      };
+      handoff.on('message', (message: HandoffMessage) => {
+        if (message.kind === 'entries') {
+          try {
+            entryBytes += message.bytes.byteLength;
+            if (!upEntry.has(message.vsn)) {
+              upEntry.set(message.vsn, message.vsn === this.descriptor.vsn ? null : this.#migrations.entryMigration(this.#migrations.pathOrThrow(message.vsn, this.descriptor.vsn, 'up')));
+            }
+            this.#applyChanges(decodeServiceState(message.bytes, this.#service, 'at pre-copy') as StoreChange[], upEntry.get(message.vsn)!);
+          } catch (error) {
+            fail(error);
+          }
+          return;
+        }
+        handoff.removeAllListeners();
+        handoff.close();
+        resolve({ snapshot: message.snapshot, precopied: message.precopied === true, entryBytes });
       });
       handoff.once('close', () => {
         const error = theseusError('E_HANDOFF_CLOSED', this.#service, this.#release);
         error.phase = 'migrate';
-        reject(error);
+        fail(error);
       });
     });
+  }
+
+  #applyChanges(changes: StoreChange[], migrateEntry: EntryMigration | null): void {
+    const store = this.#keyedStore('at pre-copy');
+    if (migrateEntry) for (const change of changes) if (change.length === 2) change[1] = migrateEntry(change[1], change[0]);
+    store.apply(changes);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Pre-copy of a keyed store, in the old worker while it serves.
+
+  async precopy({ handoff, snapshotVsn, maxRounds, smallEnough }: ControlRequests['precopy']['request']): Promise<ControlRequests['precopy']['response']> {
+    this.#expectPhase('precopy', 'serving');
+    const store = this.#keyedStore('at pre-copy');
+    this.#endPrecopy();
+    // On a downgrade the entries go down in this (newer) code, as the whole state would.
+    const migrateEntry = snapshotVsn === this.descriptor.vsn ? null : this.#migrations.entryMigration(this.#migrations.pathOrThrow(this.descriptor.vsn, snapshotVsn, 'down'));
+    const copy: PrecopyRun = { port: handoff, vsn: snapshotVsn, migrateEntry };
+    this.#precopy = copy;
+    // The new worker ended (a roll-back): stop copying, and stop remembering written keys.
+    handoff.once('close', () => {
+      if (this.#precopy === copy) this.#endPrecopy();
+    });
+    store.startTracking();
+    const progress = { rounds: 0, entries: 0, bytes: 0, lastRound: 0 };
+    // Round one sends every key; each later round, the keys written during the one before.
+    let keys: Iterable<StoreKey> = store.keys();
+    for (;;) {
+      const sent = await this.#sendRound(copy, keys);
+      if (this.#precopy !== copy) throw theseusError('E_HANDOFF_CLOSED', this.#service, this.#release);
+      progress.rounds++;
+      progress.entries += sent.entries;
+      progress.bytes += sent.bytes;
+      progress.lastRound = sent.entries;
+      // Small enough: the rest waits for the suspend, which sends it inside the pause.
+      if (store.changedCount <= smallEnough || progress.rounds >= maxRounds) return progress;
+      keys = store.takeChanged();
+    }
+  }
+
+  /** One round: the keys in chunks, each chunk between two of the service's own messages. */
+  async #sendRound(copy: PrecopyRun, keys: Iterable<StoreKey>): Promise<{ entries: number; bytes: number }> {
+    let entries = 0;
+    let bytes = 0;
+    let chunk: StoreKey[] = [];
+    const flush = () => {
+      bytes += this.#sendChanges(copy, chunk);
+      entries += chunk.length;
+      chunk = [];
+    };
+    for (const key of keys) {
+      chunk.push(key);
+      if (chunk.length < PRECOPY_CHUNK_ENTRIES) continue;
+      flush();
+      // Let the service's calls run between two chunks: the copy must not starve them.
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      if (this.#precopy !== copy) return { entries, bytes };
+    }
+    if (chunk.length > 0) flush();
+    return { entries, bytes };
+  }
+
+  /** Sends the current value of each key (or its deletion) as one chunk; returns its size in bytes. */
+  #sendChanges(copy: PrecopyRun, keys: Iterable<StoreKey>): number {
+    const changes = this.#store!.changesOf(keys);
+    if (changes.length === 0) return 0;
+    if (copy.migrateEntry) for (const change of changes) if (change.length === 2) change[1] = copy.migrateEntry(change[1], change[0]);
+    const bytes = encodeState(changes);
+    const message: HandoffMessage = { kind: 'entries', vsn: copy.vsn, bytes };
+    copy.port.postMessage(message, [bytes.buffer as ArrayBuffer]);
+    return bytes.byteLength;
+  }
+
+  #endPrecopy(): void {
+    if (this.#precopy === null) return;
+    this.#precopy = null;
+    this.#store?.stopTracking();
+  }
+
+  #keyedStore(where: string): TrackedStore {
+    if (this.#store === null) throw theseusError('E_NOT_KEYED', `${this.#service} (${where})`);
+    return this.#store;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // The whole state: the small one, and the keyed store when there is one.
+
+  /** What a snapshot, a checkpoint or a durable write holds: the state, with the store's entries when keyed. */
+  #wholeState(): unknown {
+    if (this.#store === null) return this.#state;
+    const whole: KeyedSnapshot = { '~keyed': 1, state: this.#state, entries: this.#store.map };
+    return whole;
+  }
+
+  #adoptWhole(value: unknown): void {
+    if (this.#store === null) {
+      if (isKeyedSnapshot(value)) throw theseusError('E_STATE_UNREADABLE', this.#service, 'at adopt', 'the snapshot holds a keyed store, but this code is not keyed');
+      this.#state = value;
+      return;
+    }
+    if (!isKeyedSnapshot(value)) throw theseusError('E_STATE_UNREADABLE', this.#service, 'at adopt', 'this code is keyed, but the snapshot holds no keyed store');
+    this.#state = value.state;
+    this.#store.replace(value.entries);
+  }
+
+  /** Runs `path` on a whole state: the state's own migrations, and each entry's when keyed. */
+  async #migrateWhole(value: unknown, path: MigrationStep[]): Promise<unknown> {
+    if (!isKeyedSnapshot(value)) return this.#migrations.run(value, path, this.#ctx);
+    const state = await this.#migrations.run(value.state, path, this.#ctx);
+    const migrateEntry = this.#migrations.entryMigration(path);
+    let entries = value.entries;
+    if (migrateEntry) {
+      entries = new Map();
+      for (const [key, entry] of value.entries) entries.set(key, migrateEntry(entry, key));
+    }
+    const whole: KeyedSnapshot = { '~keyed': 1, state, entries };
+    return whole;
   }
 
   switchIn({ ports }: ControlRequests['switch']['request']): ControlRequests['switch']['response'] {
@@ -343,14 +538,14 @@ export class ServiceRuntime {
     // Between two messages the state is whole: handlers never mutate it, they return the next one.
     assertPlainState(this.#state, this.#service, 'at checkpoint');
     this.#changesSinceCheckpoint = 0;
-    return { snapshot: { vsn: this.descriptor.vsn, bytes: encodeServiceState(this.#state, this.#service, 'at checkpoint') } };
+    return { snapshot: { vsn: this.descriptor.vsn, bytes: encodeServiceState(this.#wholeState(), this.#service, 'at checkpoint') } };
   }
 
   async convert({ snapshot, toVsn }: ControlRequests['convert']['request']): Promise<ControlRequests['convert']['response']> {
     // Only a worker loaded for this (never started) converts: a serving one's state is its own.
     this.#expectPhase('convert', 'loaded');
     const path = this.#migrations.pathOrThrow(snapshot.vsn, toVsn, 'down');
-    const state = await this.#migrations.run(decodeServiceState(snapshot.bytes, this.#service, 'at convert'), path, this.#ctx);
+    const state = await this.#migrateWhole(decodeServiceState(snapshot.bytes, this.#service, 'at convert'), path);
     return { snapshot: { vsn: toVsn, bytes: encodeServiceState(state, this.#service, 'at convert') } };
   }
 
@@ -388,6 +583,7 @@ export class ServiceRuntime {
     // Any phase may stop; a stop that is already under way (or done) is a kernel bug.
     if (this.#phase === 'stopped') this.#expectPhase('stop', 'serving');
     const wasServing = this.#phase === 'serving';
+    this.#endPrecopy();
     this.#channels.stopListening();
     // A stop, unlike a swap, has no next worker to hand a backlog to: it serves it first.
     if (wasServing && !(await this.#waitIdle(drainTimeoutMs, true)) && this.#durable) {
@@ -415,7 +611,7 @@ export class ServiceRuntime {
   #finalSnapshot(): { snapshot?: StateSnapshot } {
     try {
       assertPlainState(this.#state, this.#service, 'at stop');
-      return { snapshot: { vsn: this.descriptor.vsn, bytes: encodeServiceState(this.#state, this.#service, 'at stop') } };
+      return { snapshot: { vsn: this.descriptor.vsn, bytes: encodeServiceState(this.#wholeState(), this.#service, 'at stop') } };
     } catch (error) {
       this.#log.error(`the final state was not saved: ${errorMessage(error)}`, { code: serializeError(error).code });
       return {};
@@ -609,6 +805,18 @@ export class ServiceRuntime {
     // Handing back the state it was given is no change: nothing to write or to checkpoint.
     if (state === this.#state) return;
     this.#state = state;
+    this.#counted();
+  }
+
+  /** A write to the keyed store: a change like a new state, for durability and checkpoints. */
+  #storeWritten(): void {
+    // Only while it can be served: init fills the store before anything is counted, and a
+    // pre-copy's own writes into a new worker go through apply(), which does not come here.
+    if (this.#phase === 'loaded' || this.#phase === 'migrated') return;
+    this.#counted();
+  }
+
+  #counted(): void {
     this.#durable?.changed();
     if (this.#checkpointEveryChanges > 0 && ++this.#changesSinceCheckpoint === this.#checkpointEveryChanges) this.#onCheckpointDue();
   }

@@ -50,6 +50,7 @@ import type { PoolHost } from '../pool-host.ts';
 import { checkTransition, type TransitionTable } from '../../common/lifecycle.ts';
 import { MessageChannel } from 'node:worker_threads';
 
+
 export type SwapState =
   | 'idle'
   | 'checking'
@@ -98,6 +99,8 @@ export interface SwapEnvironment {
   poolsLeaving?: ReadonlySet<string>;
   drainTimeoutMs: number;
   controlTimeoutMs: number;
+  /** When a keyed store's pre-copy stops (KernelOptions.precopy, defaults filled in). */
+  precopy: { maxRounds: number; stopAtKeys: number };
   bundle(source: ServiceSource, service: string): Promise<Bundle>;
   /** Boots a worker that has loaded the bundle and reported its descriptor, but not started. */
   loadWorker(service: string, release: string, bundle: Bundle, source: ServiceSource): Promise<ServiceWorker>;
@@ -256,6 +259,52 @@ export class HotSwap {
     ]);
     const failed = results.find((result): result is PromiseRejectedResult => result.status === 'rejected');
     if (failed) throw failed.reason;
+    await this.#precopy();
+  }
+
+  /**
+   * Keyed stores go to their new workers while the old ones still serve: every entry, then the
+   * keys written meanwhile, in rounds, until a round is small. What is written after that goes in
+   * the pause. Part of prepare: a failure (a new worker's entry migration, say) rolls back with
+   * nothing paused, and the old worker stops tracking when its channel closes.
+   */
+  async #precopy(): Promise<void> {
+    const keyed = this.#plans.filter((plan) => plan.handoff !== null && plan.oldDescriptor.keyed === true && plan.newDescriptor.keyed === true);
+    const results = await Promise.allSettled(keyed.map((plan) => this.#precopyOne(plan)));
+    const failed = results.find((result): result is PromiseRejectedResult => result.status === 'rejected');
+    if (failed) throw failed.reason;
+  }
+
+  async #precopyOne(plan: ServicePlan): Promise<void> {
+    const handoff = plan.handoff!;
+    plan.handoff = null;
+    const started = preciseNow();
+    const copied = plan.oldWorker.request(
+      'precopy',
+      { handoff, snapshotVsn: this.#snapshotVsn(plan), maxRounds: this.#env.precopy.maxRounds, smallEnough: this.#env.precopy.stopAtKeys },
+      this.#precopyTimeoutMs(),
+      [handoff],
+    );
+    // Its answer no longer matters once the new worker has failed: never an unhandled rejection.
+    copied.catch(() => undefined);
+    // The new worker migrates each entry as it arrives: if one fails, its migrate request fails
+    // now, and the swap rolls back without waiting for the copy to end.
+    const newWorkerFailed = plan.migration!.then(() => {
+      throw theseusError('E_HANDOFF_CLOSED', plan.host.name, this.#target.release);
+    });
+    plan.precopy = await Promise.race([copied, newWorkerFailed]);
+    plan.steps.precopyMs = preciseNow() - started;
+    this.#env.log('debug', `${plan.host.name} pre-copied its store`, plan.precopy);
+  }
+
+  /** A pre-copy of a big store on a loaded machine takes seconds: its bound is the control timeout, six times over. */
+  #precopyTimeoutMs(): number {
+    return 6 * this.#env.controlTimeoutMs;
+  }
+
+  /** The vsn the snapshot leaves the old worker at: down-migrated there on a downgrade, as it is on an upgrade. */
+  #snapshotVsn(plan: ServicePlan): string {
+    return plan.direction === 'down' ? plan.newDescriptor.vsn : plan.oldDescriptor.vsn;
   }
 
   /**
@@ -268,7 +317,7 @@ export class HotSwap {
     plan.handoff = port1;
     // It may wait through the suspend of every service before it (each up to the drain timeout
     // plus the kernel's backstop), then for its own migration.
-    const timeoutMs = this.#plans.length * (this.#env.drainTimeoutMs + this.#env.controlTimeoutMs) + this.#env.controlTimeoutMs;
+    const timeoutMs = this.#precopyTimeoutMs() + this.#plans.length * (this.#env.drainTimeoutMs + this.#env.controlTimeoutMs) + this.#env.controlTimeoutMs;
     plan.migration = plan.newWorker!.request('migrate', { handoff: port2 }, timeoutMs, [port2]);
     // Read in the migrate phase; a swap that rolls back earlier ends the worker, which rejects it.
     plan.migration.catch(() => undefined);
@@ -336,12 +385,13 @@ export class HotSwap {
     plan.suspendedAt = performance.now();
     // On a downgrade the old (newer) code migrates down before the snapshot leaves it; on an
     // upgrade the snapshot leaves as it is and the new code migrates it up.
-    const snapshotVsn = plan.direction === 'down' ? plan.newDescriptor.vsn : plan.oldDescriptor.vsn;
+    const snapshotVsn = this.#snapshotVsn(plan);
     plan.steps.suspendSent = preciseNow();
-    const handoff = plan.handoff!;
+    // Null after a pre-copy: the old worker already holds the channel.
+    const handoff = plan.handoff;
     plan.handoff = null;
     const suspended = await plan.oldWorker
-      .request('suspend', { drainTimeoutMs: this.#env.drainTimeoutMs, snapshotVsn, handoff }, this.#env.drainTimeoutMs + this.#env.controlTimeoutMs, [handoff])
+      .request('suspend', { drainTimeoutMs: this.#env.drainTimeoutMs, snapshotVsn, ...(handoff ? { handoff } : {}) }, this.#env.drainTimeoutMs + this.#env.controlTimeoutMs, handoff ? [handoff] : [])
       .catch((error: unknown) => {
         if (error instanceof TheseusError && error.code === 'E_CONTROL_TIMEOUT') plan.suspendTimedOut = true;
         throw error;
@@ -614,6 +664,7 @@ export class HotSwap {
       pauseMs: plan.pauseMs,
       drainMs: plan.drainedAt > 0 ? roundMs(plan.drainedAt - plan.stoppedAt) : 0,
       carried: plan.carried,
+      ...(plan.precopy ? { precopy: plan.precopy } : {}),
       outcome: plan.outcome,
     }));
     const swapped = this.#state === 'switched';

@@ -37,6 +37,8 @@ export interface ServicePlan {
    * worker; the new worker holds the other end in its pending migrate request.
    */
   handoff: MessagePort | null;
+  /** What the pre-copy of a keyed store sent while the old worker served; null when there was none. */
+  precopy: ControlRequests['precopy']['response'] | null;
   /** The new worker's migrate request, sent in prepare, answered once the handed-off state is adopted. */
   migration: Promise<ControlRequests['migrate']['response']> | null;
   /** What the old worker had served when it suspended, carried into the host's totals. */
@@ -168,6 +170,10 @@ export async function planSwap(
     refuseSameReleaseOtherCode(name, fromRelease, target.release);
     const direction = semver.gte(target.release, fromRelease) ? 'up' : 'down';
     const oldDescriptor = host.descriptor;
+    if ((oldDescriptor.keyed === true) !== (descriptor.keyed === true)) {
+      const words = (keyed: boolean | undefined) => (keyed ? 'keyed' : 'not keyed');
+      throw ofService(name, theseusError('E_KEYED_CHANGED', name, words(oldDescriptor.keyed), words(descriptor.keyed)));
+    }
     // Up migrations run in the new code; down migrations in the code being left (the newer one).
     const migrationsFrom = direction === 'up' ? descriptor : oldDescriptor;
     const path = findMigrationPath(migrationsFrom.migrations, oldDescriptor.vsn, descriptor.vsn, direction);
@@ -197,6 +203,7 @@ export async function planSwap(
       drainedAt: 0,
       steps: {},
       handoff: null,
+      precopy: null,
       migration: null,
       stateBytes: 0,
       pauseMs: 0,
