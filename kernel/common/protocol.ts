@@ -232,12 +232,14 @@ export interface StateSnapshot {
 /**
  * What travels on a swap's hand-off channel, from the old worker to the new one, in order:
  * for a keyed service, chunks of its store (each encoded as an array of [key, value] or [key] for
- * a deleted key, at vsn `vsn`), then the snapshot. After chunks, the snapshot holds only the small
+ * a deleted key, at vsn `vsn`, each acknowledged by `applied`), then the snapshot. After chunks, the snapshot holds only the small
  * state (`precopied`); without them, the whole of it.
  */
 export type HandoffMessage =
   | { kind: 'entries'; vsn: string; bytes: Uint8Array }
-  | { kind: 'snapshot'; snapshot: StateSnapshot; precopied?: true };
+  | { kind: 'snapshot'; snapshot: StateSnapshot; precopied?: true }
+  /** The other way, new to old: one chunk of entries is in the store (the old worker sends only a few ahead). */
+  | { kind: 'applied' };
 
 export interface ControlRequests {
   /** Build the first state with init() and start serving. */
@@ -315,8 +317,8 @@ export interface ControlRequests {
   stats: { request: Record<string, never>; response: WorkerStats };
   /** Calls and casts by outcome and call latency, counted in the worker (null when turned off). */
   metrics: { request: Record<string, never>; response: CallMetricsSnapshot | null };
-  /** Serialize the current state, between two messages, without pausing the service. */
-  checkpoint: { request: Record<string, never>; response: { snapshot: StateSnapshot } };
+  /** Serialize the current state, between two messages, without pausing the service; no snapshot while a keyed store is being pre-copied. */
+  checkpoint: { request: Record<string, never>; response: { snapshot?: StateSnapshot } };
   /** In a loaded worker: migrate a snapshot down to `toVsn` in this (newer) code, and return it. */
   convert: { request: { snapshot: StateSnapshot; toVsn: string }; response: { snapshot: StateSnapshot } };
   /** Run the service's health() against its current state. */

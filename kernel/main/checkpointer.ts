@@ -85,6 +85,8 @@ export class Checkpointer {
         const done = worker
           .request('checkpoint', {}, this.#context.options.controlTimeoutMs)
           .then(async ({ snapshot }) => {
+            // None while a swap pre-copies its keyed store: the swap checkpoints it once through.
+            if (!snapshot) return;
             // Kept in memory for a restart, and on disk for the next start.
             host.lastSnapshot = { snapshot, release: worker.release, at: new Date().toISOString() };
             if (stateDir) await writeCheckpoint(stateDir, name, worker.release, snapshot);

@@ -28,7 +28,8 @@ export interface KernelOptions {
   /**
    * The pre-copy of keyed stores in a swap: it stops once a round sent at most `stopAtKeys` keys
    * (default 512; the rest goes in the pause), or after `maxRounds` rounds (default 8) when the
-   * service writes keys faster than a round sends them.
+   * service writes keys faster than a round sends them. `maxRounds: 0` turns pre-copy off: the
+   * whole store then moves inside the pause.
    */
   precopy?: { maxRounds?: number; stopAtKeys?: number };
   /** Where bundles are written. Default: a per-user folder under the OS temp dir. */

@@ -78,7 +78,20 @@ interface PrecopyRun {
   port: MessagePort;
   vsn: string;
   migrateEntry: EntryMigration | null;
+  /** Chunks sent that the new worker has not yet said it applied. */
+  unapplied: number;
+  /** Resolves the wait for the new worker to catch up (see #caughtUp). */
+  onApplied: (() => void) | null;
 }
+
+/**
+ * Chunks the old worker may have sent ahead of the new one. Without a bound, a new worker slower
+ * than the old one (decoding costs more than encoding) would still be working through queued
+ * chunks when the pause begins, and the pause would wait for it.
+ */
+const PRECOPY_CHUNKS_AHEAD = 4;
+/** How long the copy works before it lets the service's calls run (ms). */
+const PRECOPY_SLICE_MS = 4;
 
 /**
  * Entries per pre-copy chunk: small enough that encoding one (about a millisecond for a few
@@ -359,11 +372,14 @@ export class ServiceRuntime {
               upEntry.set(message.vsn, message.vsn === this.descriptor.vsn ? null : this.#migrations.entryMigration(this.#migrations.pathOrThrow(message.vsn, this.descriptor.vsn, 'up')));
             }
             this.#applyChanges(decodeServiceState(message.bytes, this.#service, 'at pre-copy') as StoreChange[], upEntry.get(message.vsn)!);
+            const applied: HandoffMessage = { kind: 'applied' };
+            handoff.postMessage(applied);
           } catch (error) {
             fail(error);
           }
           return;
         }
+        if (message.kind !== 'snapshot') return;
         handoff.removeAllListeners();
         handoff.close();
         resolve({ snapshot: message.snapshot, precopied: message.precopied === true, entryBytes });
@@ -391,8 +407,13 @@ export class ServiceRuntime {
     this.#endPrecopy();
     // On a downgrade the entries go down in this (newer) code, as the whole state would.
     const migrateEntry = snapshotVsn === this.descriptor.vsn ? null : this.#migrations.entryMigration(this.#migrations.pathOrThrow(this.descriptor.vsn, snapshotVsn, 'down'));
-    const copy: PrecopyRun = { port: handoff, vsn: snapshotVsn, migrateEntry };
+    const copy: PrecopyRun = { port: handoff, vsn: snapshotVsn, migrateEntry, unapplied: 0, onApplied: null };
     this.#precopy = copy;
+    handoff.on('message', (message: HandoffMessage) => {
+      if (message.kind !== 'applied') return;
+      copy.unapplied--;
+      copy.onApplied?.();
+    });
     // The new worker ended (a roll-back): stop copying, and stop remembering written keys.
     handoff.once('close', () => {
       if (this.#precopy === copy) this.#endPrecopy();
@@ -403,6 +424,8 @@ export class ServiceRuntime {
     let keys: Iterable<StoreKey> = store.keys();
     for (;;) {
       const sent = await this.#sendRound(copy, keys);
+      // The round counts once the new worker has it all: then what is left is only what was written since.
+      await this.#caughtUp(copy, 0);
       if (this.#precopy !== copy) throw theseusError('E_HANDOFF_CLOSED', this.#service, this.#release);
       progress.rounds++;
       progress.entries += sent.entries;
@@ -424,16 +447,30 @@ export class ServiceRuntime {
       entries += chunk.length;
       chunk = [];
     };
+    let sliceStarted = performance.now();
     for (const key of keys) {
       chunk.push(key);
       if (chunk.length < PRECOPY_CHUNK_ENTRIES) continue;
       flush();
-      // Let the service's calls run between two chunks: the copy must not starve them.
-      await new Promise<void>((resolve) => setImmediate(resolve));
+      if (copy.unapplied < PRECOPY_CHUNKS_AHEAD && performance.now() - sliceStarted < PRECOPY_SLICE_MS) continue;
+      // Let the service's calls run: the copy must not starve them; and let the new worker catch up.
+      await this.#caughtUp(copy, PRECOPY_CHUNKS_AHEAD - 1);
       if (this.#precopy !== copy) return { entries, bytes };
+      sliceStarted = performance.now();
     }
     if (chunk.length > 0) flush();
     return { entries, bytes };
+  }
+
+  /** Resolves after a turn of the event loop, once at most `ahead` chunks wait in the new worker (or the copy ended). */
+  async #caughtUp(copy: PrecopyRun, ahead: number): Promise<void> {
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    while (copy.unapplied > ahead && this.#precopy === copy) {
+      await new Promise<void>((resolve) => {
+        copy.onApplied = resolve;
+      });
+      copy.onApplied = null;
+    }
   }
 
   /** Sends the current value of each key (or its deletion) as one chunk; returns its size in bytes. */
@@ -442,14 +479,20 @@ export class ServiceRuntime {
     if (changes.length === 0) return 0;
     if (copy.migrateEntry) for (const change of changes) if (change.length === 2) change[1] = copy.migrateEntry(change[1], change[0]);
     const bytes = encodeState(changes);
+    const size = bytes.byteLength;
     const message: HandoffMessage = { kind: 'entries', vsn: copy.vsn, bytes };
     copy.port.postMessage(message, [bytes.buffer as ArrayBuffer]);
-    return bytes.byteLength;
+    copy.unapplied++;
+    return size;
   }
 
   #endPrecopy(): void {
-    if (this.#precopy === null) return;
+    const copy = this.#precopy;
+    if (copy === null) return;
     this.#precopy = null;
+    copy.port.removeAllListeners('message');
+    // A copy waiting for the new worker stops waiting: it sees it has ended.
+    copy.onApplied?.();
     this.#store?.stopTracking();
   }
 
@@ -535,6 +578,9 @@ export class ServiceRuntime {
 
   checkpoint(): ControlRequests['checkpoint']['response'] {
     if (this.#phase !== 'draining') this.#expectPhase('checkpoint', 'serving');
+    // A pre-copy is under way: a whole snapshot now would cost as much as the copy itself, and
+    // the swap takes a checkpoint as soon as it is through (or the next one comes if it rolls back).
+    if (this.#precopy !== null) return {};
     // Between two messages the state is whole: handlers never mutate it, they return the next one.
     assertPlainState(this.#state, this.#service, 'at checkpoint');
     this.#changesSinceCheckpoint = 0;

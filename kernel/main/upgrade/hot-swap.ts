@@ -269,6 +269,8 @@ export class HotSwap {
    * nothing paused, and the old worker stops tracking when its channel closes.
    */
   async #precopy(): Promise<void> {
+    // maxRounds 0 turns it off: the store then goes whole, in the pause (stop-and-copy).
+    if (this.#env.precopy.maxRounds === 0) return;
     const keyed = this.#plans.filter((plan) => plan.handoff !== null && plan.oldDescriptor.keyed === true && plan.newDescriptor.keyed === true);
     const results = await Promise.allSettled(keyed.map((plan) => this.#precopyOne(plan)));
     const failed = results.find((result): result is PromiseRejectedResult => result.status === 'rejected');
