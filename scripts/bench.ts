@@ -71,6 +71,7 @@ const root = resolve(here, '..');
 const paths = {
   sequence: join(root, 'services', 'sequence', '0.1.0', 'sequence.ts'),
   blob: { v1: join(here, 'bench', 'services', 'blob-v1.ts'), v2: join(here, 'bench', 'services', 'blob-v2.ts') },
+  keyed: { v1: join(here, 'bench', 'services', 'keyed-v1.ts'), v2: join(here, 'bench', 'services', 'keyed-v2.ts') },
   rawPortWorker: join(here, 'bench', 'raw-port-worker.mjs'),
   comlinkWorker: join(here, 'bench', 'comlink-worker.mjs'),
   piscinaTask: join(here, 'bench', 'piscina-task.mjs'),
@@ -92,10 +93,12 @@ interface CallConfig {
 }
 
 interface SwapScenario {
-  shape: 'blob' | 'objects';
+  shape: 'blob' | 'objects' | 'keyed';
   label: SizeLabel;
   bytes: number;
   swaps: number;
+  /** Keyed only: false moves the whole store inside the pause (pre-copy off), for the side-by-side row. */
+  precopy?: boolean;
 }
 
 interface SwapConfig {
@@ -110,8 +113,10 @@ interface SwapConfig {
   scenarios: SwapScenario[];
 }
 
-type SizeLabel = '1KB' | '1MB' | '100MB';
-const sizes: Record<SizeLabel, number> = { '1KB': 1024, '1MB': 1024 * 1024, '100MB': 100 * 1024 * 1024 };
+type SizeLabel = '1KB' | '1MB' | '10MB' | '100MB';
+const sizes: Record<SizeLabel, number> = { '1KB': 1024, '1MB': 1024 * 1024, '10MB': 10 * 1024 * 1024, '100MB': 100 * 1024 * 1024 };
+/** The keyed store's size: 1M entries of ~100 bytes in a full run; a tenth of it with --quick, which CI runs. */
+const keyedLabel: SizeLabel = quick ? '10MB' : '100MB';
 
 // Many short rounds rather than a few long ones: on a shared machine the speed drifts by 2x within
 // seconds, and short interleaved rounds give every transport its share of fast and slow spells.
@@ -132,6 +137,10 @@ const swapConfig: SwapConfig = {
     // Many small objects stop at 1MB: at 100MB, walking and cloning them would take seconds per swap.
     { shape: 'objects', label: '1KB', bytes: sizes['1KB'], swaps: quick ? 1 : 3 },
     { shape: 'objects', label: '1MB', bytes: sizes['1MB'], swaps: quick ? 1 : 3 },
+    // A keyed store of ~100-byte entries, pre-copied while the old worker serves, and the same
+    // store moved whole inside the pause (pre-copy off): the path every state took before.
+    { shape: 'keyed', label: keyedLabel, bytes: sizes[keyedLabel], swaps: quick ? 1 : 2, precopy: true },
+    { shape: 'keyed', label: keyedLabel, bytes: sizes[keyedLabel], swaps: 1, precopy: false },
   ],
 };
 
@@ -142,6 +151,7 @@ const targets = {
   pipelinedRatioVsRawPort: 0.8,
   sequentialP50RatioVsRawPort: 1.2,
   swapAddedLatencyMs1MB: 2,
+  keyedPauseMs: 10,
   failedCalls: 0,
   replyDurabilityRatio: 0.3,
   backlogPauseRatio: 2,
@@ -458,17 +468,38 @@ interface ScenarioResult {
   strayReplies: number;
 }
 
+function scenarioName(scenario: SwapScenario): string {
+  const path = scenario.precopy === undefined ? '' : scenario.precopy ? ', pre-copied' : ', whole in the pause';
+  return `${scenario.label} ${scenario.shape}${path}`;
+}
+
 function setStateEnv(scenario: SwapScenario): void {
   process.env.THESEUS_BENCH_STATE_BYTES = String(scenario.bytes);
   process.env.THESEUS_BENCH_STATE_SHAPE = scenario.shape;
 }
 
 async function runScenario(scenario: SwapScenario, config: SwapConfig): Promise<ScenarioResult> {
-  progress(`swaps: ${scenario.shape} ${scenario.label}, ${scenario.swaps} swap(s) under ${config.concurrency} callers`);
+  progress(`swaps: ${scenarioName(scenario)}, ${scenario.swaps} swap(s) under ${config.concurrency} callers`);
   // Workers copy the environment when they are created; only init() reads it, so setting it again
   // before each upgrade just keeps the two versions' environment the same.
   setStateEnv(scenario);
-  const kernel = await Kernel.start({ release: '1.0.0', services: { blob: { entry: paths.blob.v1 } }, onLog: onKernelLog });
+  const entries = scenario.shape === 'keyed' ? paths.keyed : paths.blob;
+  const kernel = await Kernel.start({
+    release: '1.0.0',
+    services: { blob: { entry: entries.v1 } },
+    onLog: onKernelLog,
+    ...(scenario.shape === 'keyed'
+      ? {
+          // Filling a million entries takes seconds on a loaded machine.
+          initTimeoutMs: 120_000,
+          // A checkpoint encodes the whole store (about a second for a million entries): on a
+          // timer it would set the steady p99 itself. Incremental checkpoints are not built.
+          checkpointIntervalMs: 0,
+          checkpointEveryChanges: 0,
+          ...(scenario.precopy ? {} : { precopy: { maxRounds: 0 } }),
+        }
+      : {}),
+  });
   let load: Load | null = null;
   try {
     const client = kernel.client<BlobClient>('blob');
@@ -491,7 +522,7 @@ async function runScenario(scenario: SwapScenario, config: SwapConfig): Promise<
       // Every swap is an upgrade to a new release number; the code alternates between v1 and v2.
       const window: SwapWindow = { from: code, to, started: performance.now(), ended: 0, report: null, error: null };
       try {
-        window.report = await kernel.upgrade({ release: `1.0.${i + 1}`, services: { blob: { entry: paths.blob[to] } } });
+        window.report = await kernel.upgrade({ release: `1.0.${i + 1}`, services: { blob: { entry: entries[to] } } });
         code = to;
       } catch (error) {
         window.error = describeError(error);
@@ -654,6 +685,12 @@ interface BenchResult {
   swapSteadyP99MsObjects: Partial<Record<SizeLabel, number>>;
   swapWorstDuringPauseMs: Partial<Record<SizeLabel, number>>;
   swapWorstDuringPauseMsObjects: Partial<Record<SizeLabel, number>>;
+  /** A keyed store of ~100-byte entries (100MB in a full run, 10MB with --quick), pre-copied. */
+  keyedSwapPauseMs: Partial<Record<SizeLabel, number>>;
+  keyedSwapAddedLatencyMs: Partial<Record<SizeLabel, number>>;
+  /** The same store with pre-copy off: moved whole inside the pause. */
+  keyedSwapPauseMsWholeInPause: Partial<Record<SizeLabel, number>>;
+  keyedSwapAddedLatencyMsWholeInPause: Partial<Record<SizeLabel, number>>;
   swapFailedCalls: number;
   swapSequenceErrors: number;
   swapStaleReplies: number;
@@ -696,8 +733,10 @@ function summarize(
   durationMs: number,
 ): BenchResult {
   const { pipelinedCallsPerSec: pipelined, sequentialP50Us: p50 } = calls;
-  const bySize = (shape: SwapScenario['shape'], pick: (result: ScenarioResult) => number) =>
-    Object.fromEntries(swaps.filter((result) => result.scenario.shape === shape).map((result) => [result.scenario.label, pick(result)]));
+  const bySize = (shape: SwapScenario['shape'], pick: (result: ScenarioResult) => number, precopy?: boolean) =>
+    Object.fromEntries(
+      swaps.filter((result) => result.scenario.shape === shape && result.scenario.precopy === precopy).map((result) => [result.scenario.label, pick(result)]),
+    );
   const sum = (pick: (result: ScenarioResult) => number) => swaps.reduce((total, result) => total + pick(result), 0);
 
   const result: Omit<BenchResult, 'targets' | 'allTargetsMet'> = {
@@ -721,6 +760,10 @@ function summarize(
     swapSteadyP99MsObjects: bySize('objects', (r) => r.steadyP99Ms),
     swapWorstDuringPauseMs: bySize('blob', (r) => r.worstDuringPauseMs),
     swapWorstDuringPauseMsObjects: bySize('objects', (r) => r.worstDuringPauseMs),
+    keyedSwapPauseMs: bySize('keyed', (r) => r.pauseMs, true),
+    keyedSwapAddedLatencyMs: bySize('keyed', (r) => r.addedLatencyMs, true),
+    keyedSwapPauseMsWholeInPause: bySize('keyed', (r) => r.pauseMs, false),
+    keyedSwapAddedLatencyMsWholeInPause: bySize('keyed', (r) => r.addedLatencyMs, false),
     swapFailedCalls: sum((r) => r.failedCalls),
     swapSequenceErrors: sum((r) => r.sequenceErrors),
     swapStaleReplies: sum((r) => r.staleReplies),
@@ -744,6 +787,7 @@ function summarize(
     durationMs: Math.round(durationMs),
   };
   const added1MB = result.swapAddedLatencyMs['1MB'] ?? Number.NaN;
+  const keyedPause = result.keyedSwapPauseMs[keyedLabel] ?? Number.NaN;
   const checks: TargetCheck[] = [
     {
       name: 'pipelined calls/s vs raw port',
@@ -762,6 +806,12 @@ function summarize(
       target: `<= ${targets.swapAddedLatencyMs1MB}`,
       measured: added1MB,
       met: added1MB <= targets.swapAddedLatencyMs1MB,
+    },
+    {
+      name: `swap pause, ${keyedLabel} keyed store pre-copied (ms)`,
+      target: `<= ${targets.keyedPauseMs}`,
+      measured: keyedPause,
+      met: keyedPause <= targets.keyedPauseMs,
     },
     {
       name: 'failed calls during swaps',
@@ -823,7 +873,7 @@ function printTables(result: BenchResult, swaps: readonly ScenarioResult[]): voi
     table(
       ['state', 'swaps', 'steady p99 (ms)', 'worst in swap (ms)', 'added (ms)', 'pause (ms)', 'worst in pause (ms)', 'upgrade() (ms)', 'calls', 'failed'],
       swaps.map((r) => [
-        `${r.scenario.label} ${r.scenario.shape}`,
+        scenarioName(r.scenario),
         String(r.details.length),
         formatNumber(r.steadyP99Ms, 3),
         formatNumber(r.worstLatencyMs, 2),
@@ -954,8 +1004,8 @@ async function main(): Promise<number> {
   else printTables(result, swaps);
 
   for (const swap of swaps) {
-    for (const failure of swap.failures) progress(`call failed (${swap.scenario.shape} ${swap.scenario.label}): ${failure}`);
-    for (const error of swap.swapErrors) progress(`swap failed (${swap.scenario.shape} ${swap.scenario.label}): ${error}`);
+    for (const failure of swap.failures) progress(`call failed (${scenarioName(swap.scenario)}): ${failure}`);
+    for (const error of swap.swapErrors) progress(`swap failed (${scenarioName(swap.scenario)}): ${error}`);
   }
   if (pool.failedCalls > 0) progress(`${pool.failedCalls} pooled-throughput calls failed or gave a wrong answer`);
   if (durability.failedCalls + backlogSwap.failedCalls > 0) progress(`${durability.failedCalls + backlogSwap.failedCalls} durability or backlog calls failed`);
