@@ -21,7 +21,7 @@ interface KeyedApi {
 }
 
 const FILLER = 20_000;
-const CALLERS = 100;
+const CALLERS = 1000;
 
 function release(version: string, variant = version === '0.1.0' ? 'keyed-v1' : 'keyed-v2') {
   return { release: version, services: { keyed: { entry: fixture(variant) } } };
@@ -118,7 +118,7 @@ test('a keyed store is pre-copied while it serves, through upgrades and downgrad
   const load = startCallers(keyed);
   const probes: number[] = [];
   try {
-    await moreCalls(load, 500);
+    await moreCalls(load, 2000);
     for (const [target, vsn] of [
       ['0.2.0', 2],
       ['0.1.0', 1],
@@ -130,7 +130,7 @@ test('a keyed store is pre-copied while it serves, through upgrades and downgrad
       assert.ok(service!.precopy, 'the store was pre-copied');
       assert.ok(service!.precopy.entries >= FILLER, `the first round sent every entry (${service!.precopy.entries})`);
       rounds.push(service!.precopy.rounds);
-      await moreCalls(load, 500);
+      await moreCalls(load, 2000);
       const probe = await keyed.next('probe');
       probes.push(probe.seq);
       assert.equal(probe.vsn, vsn);
