@@ -82,6 +82,8 @@ const messages = {
     `${service} asked for a client of '${other}' on a pool thread that has no channel to the kernel (piscina started the thread after the pool was warmed, to replace one that died). Nothing was sent; the next swap of ${service} warms every thread again.`,
   E_POOLED_USES: (service: string, uses: string) =>
     `${service} is pooled and uses the pooled service(s) ${uses}; a pooled service can use stateful services only. Call the other pool from a stateful service, or remove its pool.`,
+  E_POOLED_KEYED: (service: string) =>
+    `${service} is pooled and says keyed: true; a pool's threads share no state, so there is no store to keep. Remove keyed, or run the service stateful (no pool).`,
   E_POOLED_KIND_CHANGE: (service: string, from: string, to: string) =>
     `${service} is ${from} in the running release and ${to} in the new one; a service cannot change between pooled and stateful during a hot swap. Stop the kernel and start it on the new release, or keep the kind.`,
   E_POOL_WARMUP_TIMEOUT: (service: string, release: string, ready: number, size: number, ms: number) =>

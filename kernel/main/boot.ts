@@ -59,6 +59,7 @@ export async function bootRelease({ context, hosts, pools, supervisor, checkpoin
   for (const pool of pools.values()) {
     const pooled = pool.descriptor.uses.filter((dependency) => pools.has(dependency));
     if (pooled.length > 0) throw theseusError('E_POOLED_USES', pool.name, pooled.join(', '));
+    if (pool.descriptor.keyed) throw theseusError('E_POOLED_KEYED', pool.name);
     const unknown = pool.descriptor.uses.find((dependency) => !hosts.has(dependency));
     if (unknown) throw theseusError('E_UNKNOWN_DEPENDENCY', pool.name, unknown);
   }

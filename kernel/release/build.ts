@@ -236,6 +236,7 @@ function assertPoolsCallable(services: Manifest['services']): void {
   for (const [name, service] of Object.entries(services)) {
     const pooled = service.pool ? service.uses.filter((dependency) => services[dependency]?.pool) : [];
     if (pooled.length > 0) throw theseusError('E_POOLED_USES', name, pooled.join(', '));
+    if (service.pool && service.keyed) throw theseusError('E_POOLED_KEYED', name);
   }
 }
 

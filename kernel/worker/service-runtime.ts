@@ -199,7 +199,7 @@ export class ServiceRuntime {
         return runtime.#channels.client(name).proxy<Api>();
       },
     };
-    // Not enumerable: a spread of the context (health) must not read it in a service that is not keyed.
+    // Not enumerable: a spread of the context (a service's own { ...ctx }) must not throw in a service that is not keyed.
     Object.defineProperty(this.#ctx, 'store', { enumerable: false });
   }
 
@@ -600,7 +600,8 @@ export class ServiceRuntime {
     if (this.#phase !== 'serving') return { healthy: true, reason: `not serving (${this.#phase})` };
     try {
       // Outside the mailbox on purpose: a health check must answer even while a handler runs.
-      const verdict = await this.#definition.health({ ...this.#ctx, state: this.#state } as never);
+      // A context of its own whose prototype is the handlers' one: `store` stays reachable.
+      const verdict = await this.#definition.health(Object.create(this.#ctx, { state: { value: this.#state } }) as never);
       if (verdict === true) return { healthy: true };
       return { healthy: false, reason: typeof verdict === 'string' ? verdict : 'health() returned false' };
     } catch (error) {

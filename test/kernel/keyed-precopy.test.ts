@@ -18,6 +18,7 @@ interface KeyedApi {
   size(): Promise<number>;
   touch(i: number, k: number): Promise<number>;
   many(keys: string[]): Promise<unknown[]>;
+  crash(): Promise<never>;
 }
 
 const FILLER = 20_000;
@@ -205,5 +206,22 @@ test('keyed state rides a stop and a start (its checkpoint holds the store), and
     }
   } finally {
     await rm(stateDir, { recursive: true, force: true });
+  }
+});
+
+test('a worker that crashes right after a pre-copied swap restarts with the whole store, in the new code', async () => {
+  const { kernel, keyed } = await startFilled();
+  try {
+    for (let i = 0; i < 5; i++) await keyed.next('a');
+    const report = await kernel.upgrade(release('0.2.0'));
+    assert.ok(report.services[0]!.precopy, 'the store was pre-copied');
+    const restarted = new Promise<void>((resolve) => kernel.onRestart(() => resolve()));
+    await assert.rejects(keyed.crash());
+    await restarted;
+    assert.deepEqual(await keyed.next('a'), { seq: 6, n: 6, vsn: 2 });
+    assert.equal(await keyed.size(), FILLER + 1);
+    assert.deepEqual(await keyed.get('c:a'), { n: 6, v: 2 });
+  } finally {
+    await kernel.stop();
   }
 });
