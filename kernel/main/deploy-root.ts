@@ -78,6 +78,7 @@ export async function startFromRoot(root: string, onLog?: (record: LogRecord) =>
     stateDir: join(root, 'var', 'state'),
     checkpointIntervalMs: manifest.checkpointIntervalMs,
     checkpointEveryChanges: manifest.checkpointEveryChanges,
+    ...(manifest.precopy ? { precopy: manifest.precopy } : {}),
     maxRestarts: manifest.maxRestarts,
     restartWindowMs: manifest.restartWindowMs,
     resolveRelease: async (other) => {

@@ -185,6 +185,7 @@ export async function buildRelease(options: BuildOptions): Promise<BuildResult> 
       probationMs: config.probationMs,
       checkpointIntervalMs: config.checkpointIntervalMs,
       checkpointEveryChanges: config.checkpointEveryChanges,
+      ...(config.precopy ? { precopy: config.precopy } : {}),
       maxRestarts: config.maxRestarts,
       restartWindowMs: config.restartWindowMs,
       hooks: config.hooks,

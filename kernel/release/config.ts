@@ -38,6 +38,16 @@ export const ReleaseConfigSchema = Type.Object(
     probationMs: Type.Optional(Type.Integer({ minimum: 0 })),
     checkpointIntervalMs: Type.Optional(Type.Integer({ minimum: 0 })),
     checkpointEveryChanges: Type.Optional(Type.Integer({ minimum: 0 })),
+    /** When a swap's pre-copy of a keyed store stops (see KernelOptions.precopy). */
+    precopy: Type.Optional(
+      Type.Object(
+        {
+          maxRounds: Type.Optional(Type.Integer({ minimum: 0, maximum: 1000 })),
+          stopAtKeys: Type.Optional(Type.Integer({ minimum: 0 })),
+        },
+        { additionalProperties: false },
+      ),
+    ),
     maxRestarts: Type.Optional(Type.Integer({ minimum: 0 })),
     restartWindowMs: Type.Optional(Type.Integer({ minimum: 1 })),
     node: Type.Optional(Type.String()),
@@ -119,6 +129,7 @@ export interface LoadedConfig {
   probationMs: number;
   checkpointIntervalMs: number;
   checkpointEveryChanges: number;
+  precopy: { maxRounds?: number; stopAtKeys?: number } | null;
   maxRestarts: number;
   restartWindowMs: number;
   node: string;
@@ -195,6 +206,7 @@ export async function loadReleaseConfig(file: string): Promise<LoadedConfig> {
     probationMs: config.probationMs ?? DEFAULT_PROBATION_MS,
     checkpointIntervalMs: config.checkpointIntervalMs ?? 1000,
     checkpointEveryChanges: config.checkpointEveryChanges ?? 1000,
+    precopy: config.precopy ?? null,
     maxRestarts: config.maxRestarts ?? 3,
     restartWindowMs: config.restartWindowMs ?? 5000,
     node,

@@ -65,6 +65,11 @@ ${serviceLines}
   checkpointIntervalMs: 1000,
   checkpointEveryChanges: 1000,
 
+  // A service with keyed: true has its store copied to the new worker in rounds while the old one
+  // still serves; the pause carries only the keys written since. The copy stops once a round sent
+  // at most stopAtKeys keys, or after maxRounds rounds (0 turns the copy off).
+  // precopy: { maxRounds: 8, stopAtKeys: 512 },
+
   // Supervision: a crashed service worker is restarted with its last state, at most maxRestarts
   // times within restartWindowMs; past that the service is marked failed.
   maxRestarts: 3,

@@ -173,6 +173,15 @@ export const ManifestSchema = Type.Object(
     /** Durable state: checkpoint every this many ms and every this many state changes (0: off). */
     checkpointIntervalMs: Type.Integer({ minimum: 0 }),
     checkpointEveryChanges: Type.Integer({ minimum: 0 }),
+    precopy: Type.Optional(
+      Type.Object(
+        {
+          maxRounds: Type.Optional(Type.Integer({ minimum: 0, maximum: 1000 })),
+          stopAtKeys: Type.Optional(Type.Integer({ minimum: 0 })),
+        },
+        { additionalProperties: false },
+      ),
+    ),
     /** Supervision: restart a crashed worker at most maxRestarts times within restartWindowMs. */
     maxRestarts: Type.Integer({ minimum: 0 }),
     restartWindowMs: Type.Integer({ minimum: 1 }),
