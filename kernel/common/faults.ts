@@ -38,6 +38,15 @@ function noSpaceLeft(name: FaultName, when: string): NodeJS.ErrnoException {
 }
 
 /**
+ * `spare-exits-idle` makes a warm spare worker's thread end soon after it said it was ready, as
+ * one that crashed while it waited would. Read in the spare's own thread, from the environment it
+ * copied when it started, so a test sets it for the spares started while it is set.
+ */
+export function spareExitsIdle(): boolean {
+  return activeFaults().includes('spare-exits-idle');
+}
+
+/**
  * `hang-after:<point>` stops the operation for good right after that point, so a test can SIGKILL
  * the kernel exactly at a phase boundary and check what a restart finds.
  */

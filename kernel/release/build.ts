@@ -186,6 +186,7 @@ export async function buildRelease(options: BuildOptions): Promise<BuildResult> 
       checkpointEveryChanges: config.checkpointEveryChanges,
       maxRestarts: config.maxRestarts,
       restartWindowMs: config.restartWindowMs,
+      spareWorkers: config.spareWorkers,
       hooks: config.hooks,
       runtimeConfig: config.runtimeConfig,
       ...(config.http ? { http: config.http } : {}),
