@@ -4,6 +4,8 @@
 // bundled kernel is built with the variable replaced by an empty string (kernel/release/build.ts),
 // so a deployed kernel can never be made to fail this way.
 
+import { rmSync } from 'node:fs';
+
 export type FaultName = 'registry-write' | 'unpack-write' | 'state-write';
 
 function activeFaults(): string[] {
@@ -38,12 +40,21 @@ function noSpaceLeft(name: FaultName, when: string): NodeJS.ErrnoException {
 }
 
 /**
- * `spare-exits-idle` makes a warm spare worker's thread end soon after it said it was ready, as
- * one that crashed while it waited would. Read in the spare's own thread, from the environment it
- * copied when it started, so a test sets it for the spares started while it is set.
+ * `spare-exits-idle:<file>` makes one warm spare worker's thread end soon after it said it was
+ * ready, as one that crashed while it waited would: the first spare to boot that can remove the
+ * file. The others, with the same environment, live on, so the kernel cannot tell the doomed one
+ * by its environment.
  */
 export function spareExitsIdle(): boolean {
-  return activeFaults().includes('spare-exits-idle');
+  const prefix = 'spare-exits-idle:';
+  const fault = activeFaults().find((name) => name.startsWith(prefix));
+  if (!fault) return false;
+  try {
+    rmSync(fault.slice(prefix.length));
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /**
