@@ -90,7 +90,14 @@ export class SpareWorkers {
   /** Starts spares up to the wanted number, unless a swap holds the pool or the kernel stops. */
   fill(): void {
     if (this.#holds > 0 || this.#stopped || this.#file === null || this.#failedBoots >= MAX_FAILED_BOOTS) return;
-    while (this.#spares.length < this.#wanted) this.#spares.push(this.#boot(this.#file));
+    try {
+      while (this.#spares.length < this.#wanted) this.#spares.push(this.#boot(this.#file));
+    } catch (error) {
+      // A thread that cannot even start would fail the same way at every try.
+      this.#failedBoots = MAX_FAILED_BOOTS;
+      this.#log('warn', `a spare worker could not start (${error instanceof Error ? error.message : String(error)}); new workers boot from nothing`);
+      this.#changed();
+    }
   }
 
   /** A swap is under way: no spare boots until release(). */
