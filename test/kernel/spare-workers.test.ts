@@ -119,6 +119,24 @@ test('a spare whose thread ends while it waits is replaced and never handed out;
   }
 });
 
+test("supervision's restart of a crashed worker takes the spare, which is replaced", async () => {
+  const kernel = await Kernel.start({ release: '1.0.0', services: { crasher: { entry: fixture('crasher') } }, checkpointIntervalMs: 0, onLog: logCollector().onLog });
+  const crasher = kernel.client<{ work(ms: number): Promise<number>; armCrash(ms: number): Promise<number> }>('crasher');
+  try {
+    assert.equal(await crasher.work(1), 1);
+    await kernel.checkpoint();
+    const spare = await readySpare(kernel);
+    await crasher.armCrash(1);
+    await waitUntil('the restart', async () => (await kernel.status())[0]!.restarts === 1 && kernel.threadIds[0] !== undefined && (await kernel.status())[0]!.state === 'running');
+    assert.deepEqual(kernel.threadIds, [spare], 'the restarted worker is the spare');
+    assert.equal(await crasher.work(1), 2, 'from its last state');
+    const replacement = await readySpare(kernel);
+    assert.notEqual(replacement, spare);
+  } finally {
+    await kernel.stop();
+  }
+});
+
 test('stop ends the spares: no thread is left', async () => {
   const before = await osThreadCount();
   const kernel = await Kernel.start({ ...sequenceRelease('0.1.0'), spareWorkers: 2, onLog: logCollector().onLog });
