@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { Kernel } from '../../kernel/index.ts';
+import { loadReleaseConfig } from '../../kernel/release/config.ts';
 import { checkSequenceInvariants, fixture, logCollector, osThreadCount, sequenceRelease, startSequenceLoad, stepRuns, waitForCalls, waitUntil } from '../helpers.ts';
 
 /** Waits for the kernel's one spare to be ready and returns its thread id. */
@@ -174,5 +175,28 @@ test("the swap path through the kernel (the bench's old path) keeps the invarian
     assert.ok(!direct.includes('copyKept') && direct.includes('adopted'), `steps: ${direct.join(', ')}`);
   } finally {
     await kernel.stop();
+  }
+});
+
+test('spareWorkers in theseus.config.ts: 1 by default, 0 turns spares off, a count that is not a small whole number is refused naming the key', async () => {
+  const app = await mkdtemp(join(tmpdir(), 'theseus-spare-config-'));
+  try {
+    await writeFile(join(app, 'package.json'), JSON.stringify({ name: 'x', version: '1.0.0', type: 'module' }));
+    await writeFile(join(app, 'a.ts'), 'export default {};\n');
+    const config = async (extra: string) => {
+      await writeFile(join(app, 'theseus.config.ts'), `export default { app: 'x', services: { a: { entry: './a.ts' } }${extra} };\n`);
+      return loadReleaseConfig(join(app, 'theseus.config.ts'));
+    };
+    assert.equal((await config('')).spareWorkers, 1);
+    assert.equal((await config(', spareWorkers: 0')).spareWorkers, 0);
+    for (const bad of ['-1', '1.5', "'2'", '100']) {
+      await assert.rejects(config(`, spareWorkers: ${bad}`), (error: Error & { code?: string }) => {
+        assert.equal(error.code, 'E_CONFIG_INVALID');
+        assert.match(error.message, /\/spareWorkers/);
+        return true;
+      });
+    }
+  } finally {
+    await rm(app, { recursive: true, force: true });
   }
 });
