@@ -47,6 +47,8 @@ export class SpareWorkers {
   #holds = 0;
   #stopped = false;
   #failedBoots = 0;
+  /** Spares could not be started (see the log): every new worker boots from nothing. */
+  #gaveUp = false;
   #taken = 0;
   #diedIdle = 0;
   #readyListeners = new Set<() => void>();
@@ -60,7 +62,15 @@ export class SpareWorkers {
   /** Learns where the runtime bundle is (once), then starts spares up to the wanted number. */
   async start(): Promise<void> {
     if (this.#wanted === 0) return;
-    this.#file = await this.#runtimeFile();
+    try {
+      this.#file = await this.#runtimeFile();
+    } catch (error) {
+      // Spares only save time: without them every new worker boots from nothing, as it would anyway.
+      this.#log('warn', `no spare workers: the worker runtime could not be bundled (${error instanceof Error ? error.message : String(error)})`);
+      this.#gaveUp = true;
+      this.#changed();
+      return;
+    }
     this.fill();
   }
 
@@ -89,12 +99,12 @@ export class SpareWorkers {
 
   /** Starts spares up to the wanted number, unless a swap holds the pool or the kernel stops. */
   fill(): void {
-    if (this.#holds > 0 || this.#stopped || this.#file === null || this.#failedBoots >= MAX_FAILED_BOOTS) return;
+    if (this.#holds > 0 || this.#stopped || this.#file === null || this.#gaveUp) return;
     try {
       while (this.#spares.length < this.#wanted) this.#spares.push(this.#boot(this.#file));
     } catch (error) {
       // A thread that cannot even start would fail the same way at every try.
-      this.#failedBoots = MAX_FAILED_BOOTS;
+      this.#gaveUp = true;
       this.#log('warn', `a spare worker could not start (${error instanceof Error ? error.message : String(error)}); new workers boot from nothing`);
       this.#changed();
     }
@@ -146,7 +156,7 @@ export class SpareWorkers {
 
   #full(): boolean {
     const ready = this.#spares.filter((spare) => spare.ready).length;
-    return this.#stopped || this.#failedBoots >= MAX_FAILED_BOOTS || this.#wanted === 0 || ready >= this.#wanted;
+    return this.#stopped || this.#gaveUp || this.#wanted === 0 || ready >= this.#wanted;
   }
 
   #changed(): void {
@@ -183,6 +193,7 @@ export class SpareWorkers {
         this.#diedIdle++;
         this.#log('warn', `a spare worker's thread ended while it waited (${why}); another replaces it`);
       } else if (++this.#failedBoots >= MAX_FAILED_BOOTS) {
+        this.#gaveUp = true;
         this.#log('warn', `${MAX_FAILED_BOOTS} spare workers in a row ended before they were ready (${why}); no more are started, and new workers boot from nothing`);
       }
       this.fill();
