@@ -2,7 +2,7 @@
 // service waits for the slowest before the switch, so this is where per-service costs add up.
 // The swaps alternate between the direct path and the path through the kernel (`swaps` of each),
 // in the same kernel. Part of `npm run bench`; alone, with the median time of each pause step:
-//   node --import tsx scripts/bench/ten-services.ts [swaps]
+//   node --import tsx scripts/bench/ten-services.ts [swaps] [spareWorkers]
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Kernel, type LogRecord } from '../../kernel/index.ts';
@@ -31,7 +31,7 @@ interface PathRecord {
   steps: Array<Record<string, number>>;
 }
 
-export async function benchTenServices(options: { swaps: number; onLog(record: LogRecord): void }): Promise<TenServicesPaths> {
+export async function benchTenServices(options: { swaps: number; spareWorkers?: number; onLog(record: LogRecord): void }): Promise<TenServicesPaths> {
   const before = { bytes: process.env.THESEUS_BENCH_STATE_BYTES, shape: process.env.THESEUS_BENCH_STATE_SHAPE };
   process.env.THESEUS_BENCH_STATE_BYTES = '1024';
   process.env.THESEUS_BENCH_STATE_SHAPE = 'blob';
@@ -46,7 +46,7 @@ export async function benchTenServices(options: { swaps: number; onLog(record: L
     if (record.message.endsWith('pause steps')) records[path].steps.push(record.data as Record<string, number>);
     else options.onLog(record);
   };
-  const kernel = await Kernel.start({ release: '1.0.0', services: release('v1'), onLog });
+  const kernel = await Kernel.start({ release: '1.0.0', services: release('v1'), onLog, ...(options.spareWorkers === undefined ? {} : { spareWorkers: options.spareWorkers }) });
   try {
     // Not counted: the first swap bundles the other code and warms the JIT, for whichever path ran it.
     await kernel.upgrade({ release: '1.0.1', services: release('v2') });
@@ -84,6 +84,7 @@ function summarize({ totals, pauses, steps }: PathRecord): TenServicesResult {
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   const result = await benchTenServices({
     swaps: Number(process.argv[2] ?? '6'),
+    ...(process.argv[3] === undefined ? {} : { spareWorkers: Number(process.argv[3]) }),
     onLog: (record) => {
       if (record.level === 'warn' || record.level === 'error') process.stderr.write(`${record.level}: ${record.message}\n`);
     },
