@@ -494,6 +494,8 @@ async function runScenario(scenario: SwapScenario, config: SwapConfig, firstPath
       throw new Error(`the service built a ${info.shape} state of ${info.bytes} bytes, not ${scenario.shape} of ${scenario.bytes}`);
     }
 
+    // The kernel boots its spare once it has started: not inside the steady window.
+    await withTimeout(kernel.sparesReady(), HANG_TIMEOUT_MS, 'a warm spare');
     load = new Load(client, config.concurrency);
     await sleep(config.warmupMs);
     const steadyFrom = performance.now();
