@@ -19,7 +19,10 @@
 //    latency = the worst latency of a call overlapping a swap (upgrade() called until it resolved)
 //    minus the p99 of the steady load before the swaps. Every call must succeed, the replies'
 //    counter must have no gap and no repeat, and a call made after upgrade() resolved must be
-//    answered by the new code.
+//    answered by the new code. Each swap alternates between the two paths the state can take,
+//    in the same kernel under the same callers: 'direct' (the old worker hands it straight to
+//    the new one, which was a warm spare) and 'through-kernel' (the path before both, kept as an
+//    internal option to compare against; its figures are under `throughKernel` in the JSON).
 //
 // 3. The state codec (scripts/bench/state-codec.ts). Encode + decode of the 1MB and 100MB blobs
 //    and the 1MB of small objects with the codec swaps used before issue 12 (v8.serialize) and the
@@ -34,6 +37,9 @@
 //    callers in durability 'reply' against no durability, with the writes and fsyncs per second;
 //    and the swap pause with a backlog of about 200 queued async calls against none.
 //
+// 5. A warm spare's memory at idle (scripts/bench/spare-memory.ts): the RSS each idle spare adds to
+//    a fresh process, against a bare Worker started with the same flags.
+//
 // The exit code is non-zero only when a call failed or went wrong, or the benchmark crashed; a
 // missed performance target is reported, not fatal.
 
@@ -45,13 +51,15 @@ import { availableParallelism, cpus } from 'node:os';
 import type * as ComlinkApi from 'comlink';
 import { Piscina } from 'piscina';
 import { Kernel, type ClientOf, type LogRecord, type SwapReport } from '../kernel/index.ts';
+import type { SwapPath } from '../kernel/main/kernel-context.ts';
 import type sequenceService from '../services/sequence/0.1.0/sequence.ts';
 import type blobService from './bench/services/blob-v1.ts';
 import { benchBuild } from './bench/build-time.ts';
 import { benchPoolThroughput, type PoolThroughputResult } from './bench/pool-throughput.ts';
 import { benchBacklogSwap, benchDurability, type BacklogSwapResult, type DurabilityResult } from './bench/durability.ts';
 import { benchStateCodec, type StateCodecRow } from './bench/state-codec.ts';
-import { benchTenServices, type TenServicesResult } from './bench/ten-services.ts';
+import { benchTenServices, type TenServicesPaths, type TenServicesResult } from './bench/ten-services.ts';
+import { benchSpareMemory, type SpareMemoryResult } from './bench/spare-memory.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Configuration
@@ -96,9 +104,8 @@ interface SwapScenario {
   shape: 'blob' | 'objects' | 'keyed';
   label: SizeLabel;
   bytes: number;
+  /** Swaps on each path (so twice as many in all). */
   swaps: number;
-  /** Keyed only: false moves the whole store inside the pause (pre-copy off), for the side-by-side row. */
-  precopy?: boolean;
 }
 
 interface SwapConfig {
@@ -137,10 +144,9 @@ const swapConfig: SwapConfig = {
     // Many small objects stop at 1MB: at 100MB, walking and cloning them would take seconds per swap.
     { shape: 'objects', label: '1KB', bytes: sizes['1KB'], swaps: quick ? 1 : 3 },
     { shape: 'objects', label: '1MB', bytes: sizes['1MB'], swaps: quick ? 1 : 3 },
-    // A keyed store of ~100-byte entries, pre-copied while the old worker serves, and the same
-    // store moved whole inside the pause (pre-copy off): the path every state took before.
-    { shape: 'keyed', label: keyedLabel, bytes: sizes[keyedLabel], swaps: quick ? 1 : 2, precopy: true },
-    { shape: 'keyed', label: keyedLabel, bytes: sizes[keyedLabel], swaps: 1, precopy: false },
+    // A keyed store of ~100-byte entries: pre-copied while the old worker serves on the direct
+    // path; moved whole inside the pause through the kernel, as every state was before.
+    { shape: 'keyed', label: keyedLabel, bytes: sizes[keyedLabel], swaps: 1 },
   ],
 };
 
@@ -424,6 +430,7 @@ class Load {
 }
 
 interface SwapWindow {
+  path: SwapPath;
   from: Code;
   to: Code;
   started: number;
@@ -433,6 +440,7 @@ interface SwapWindow {
 }
 
 interface SwapDetail {
+  path: SwapPath;
   shape: SwapScenario['shape'];
   size: SizeLabel;
   swap: number;
@@ -449,16 +457,22 @@ interface SwapDetail {
   addedLatencyMs: number;
 }
 
-interface ScenarioResult {
-  scenario: SwapScenario;
-  steadyCalls: number;
-  steadyP99Ms: number;
-  /** Max over the swaps. */
+/** One path's swaps in a scenario: max over its swaps. */
+interface PathFigures {
   worstLatencyMs: number;
   worstDuringPauseMs: number;
   addedLatencyMs: number;
   pauseMs: number;
   details: SwapDetail[];
+}
+
+/** The direct path's figures at the top (as before there were two paths), the old path's under throughKernel. */
+interface ScenarioResult extends PathFigures {
+  scenario: SwapScenario;
+  steadyCalls: number;
+  steadyP99Ms: number;
+  throughKernel: PathFigures;
+  /** The correctness counts cover every call and swap of the scenario, both paths. */
   calls: number;
   failedCalls: number;
   failures: string[];
@@ -468,18 +482,13 @@ interface ScenarioResult {
   strayReplies: number;
 }
 
-function scenarioName(scenario: SwapScenario): string {
-  const path = scenario.precopy === undefined ? '' : scenario.precopy ? ', pre-copied' : ', whole in the pause';
-  return `${scenario.label} ${scenario.shape}${path}`;
-}
-
 function setStateEnv(scenario: SwapScenario): void {
   process.env.THESEUS_BENCH_STATE_BYTES = String(scenario.bytes);
   process.env.THESEUS_BENCH_STATE_SHAPE = scenario.shape;
 }
 
-async function runScenario(scenario: SwapScenario, config: SwapConfig): Promise<ScenarioResult> {
-  progress(`swaps: ${scenarioName(scenario)}, ${scenario.swaps} swap(s) under ${config.concurrency} callers`);
+async function runScenario(scenario: SwapScenario, config: SwapConfig, firstPath: SwapPath): Promise<ScenarioResult> {
+  progress(`swaps: ${scenario.shape} ${scenario.label}, ${scenario.swaps} swap(s) under ${config.concurrency} callers`);
   // Workers copy the environment when they are created; only init() reads it, so setting it again
   // before each upgrade just keeps the two versions' environment the same.
   setStateEnv(scenario);
@@ -496,7 +505,6 @@ async function runScenario(scenario: SwapScenario, config: SwapConfig): Promise<
           // timer it would set the steady p99 itself. Incremental checkpoints are not built.
           checkpointIntervalMs: 0,
           checkpointEveryChanges: 0,
-          ...(scenario.precopy ? {} : { precopy: { maxRounds: 0 } }),
         }
       : {}),
   });
@@ -508,6 +516,8 @@ async function runScenario(scenario: SwapScenario, config: SwapConfig): Promise<
       throw new Error(`the service built a ${info.shape} state of ${info.bytes} bytes, not ${scenario.shape} of ${scenario.bytes}`);
     }
 
+    // The kernel boots its spare once it has started: not inside the steady window.
+    await withTimeout(kernel.sparesReady(), HANG_TIMEOUT_MS, 'a warm spare');
     load = new Load(client, config.concurrency);
     await sleep(config.warmupMs);
     const steadyFrom = performance.now();
@@ -516,13 +526,18 @@ async function runScenario(scenario: SwapScenario, config: SwapConfig): Promise<
 
     const windows: SwapWindow[] = [];
     let code: Code = 'v1';
-    for (let i = 0; i < scenario.swaps; i++) {
+    // Each path gets scenario.swaps swaps, interleaved, so a noisy spell of the machine hits both.
+    const otherPath: SwapPath = firstPath === 'direct' ? 'through-kernel' : 'direct';
+    for (let i = 0; i < scenario.swaps * 2; i++) {
       const to: Code = code === 'v1' ? 'v2' : 'v1';
+      const path = i % 2 === 0 ? firstPath : otherPath;
       setStateEnv(scenario);
+      // The spare taken by the last direct swap is booted again in the gap, as it would be between two upgrades.
+      if (path === 'direct') await withTimeout(kernel.sparesReady(), HANG_TIMEOUT_MS, 'a warm spare');
       // Every swap is an upgrade to a new release number; the code alternates between v1 and v2.
-      const window: SwapWindow = { from: code, to, started: performance.now(), ended: 0, report: null, error: null };
+      const window: SwapWindow = { path, from: code, to, started: performance.now(), ended: 0, report: null, error: null };
       try {
-        window.report = await kernel.upgrade({ release: `1.0.${i + 1}`, services: { blob: { entry: entries[to] } } });
+        window.report = await kernel.upgrade({ release: `1.0.${i + 1}`, services: { blob: { entry: entries[to] } }, swapPath: path });
         code = to;
       } catch (error) {
         window.error = describeError(error);
@@ -565,6 +580,7 @@ function analyzeScenario(
     const pauseWorst = pauseIndex < 0 ? Number.NaN : ends[pauseIndex]! - starts[pauseIndex]!;
     const service = window.report?.services[0];
     return {
+      path: window.path,
       shape: scenario.shape,
       size: scenario.label,
       swap: index + 1,
@@ -581,6 +597,16 @@ function analyzeScenario(
       addedLatencyMs: round(Math.max(0, worst - steadyP99Ms), 3),
     };
   });
+  const figures = (path: SwapPath): PathFigures => {
+    const mine = details.filter((detail) => detail.path === path);
+    return {
+      worstLatencyMs: Math.max(0, ...mine.map((detail) => detail.worstLatencyMs)),
+      worstDuringPauseMs: maxOf(mine.map((detail) => detail.worstDuringPauseMs)),
+      addedLatencyMs: Math.max(0, ...mine.map((detail) => detail.addedLatencyMs)),
+      pauseMs: maxOf(mine.map((detail) => detail.pauseMs)),
+      details: mine,
+    };
+  };
 
   // Once upgrade() has resolved, every call made afterwards must be answered by the new code.
   let staleReplies = 0;
@@ -606,11 +632,8 @@ function analyzeScenario(
     scenario,
     steadyCalls: steady.length,
     steadyP99Ms: round(steadyP99Ms, 3),
-    worstLatencyMs: Math.max(0, ...details.map((detail) => detail.worstLatencyMs)),
-    worstDuringPauseMs: maxOf(details.map((detail) => detail.worstDuringPauseMs)),
-    addedLatencyMs: Math.max(0, ...details.map((detail) => detail.addedLatencyMs)),
-    pauseMs: maxOf(details.map((detail) => detail.pauseMs)),
-    details,
+    ...figures('direct'),
+    throughKernel: figures('through-kernel'),
     calls: starts.length,
     failedCalls: load.failed,
     failures: load.failures,
@@ -649,7 +672,9 @@ function worstOverlapping(load: Load, from: number, to: number): number {
 
 async function benchSwaps(config: SwapConfig): Promise<ScenarioResult[]> {
   const results: ScenarioResult[] = [];
-  for (const scenario of config.scenarios) results.push(await runScenario(scenario, config));
+  // The first swap of a kernel pays for what is done once (bundling the other code, a cold JIT):
+  // the scenarios take turns at which path goes first.
+  for (const [index, scenario] of config.scenarios.entries()) results.push(await runScenario(scenario, config, index % 2 === 0 ? 'direct' : 'through-kernel'));
   return results;
 }
 
@@ -685,12 +710,9 @@ interface BenchResult {
   swapSteadyP99MsObjects: Partial<Record<SizeLabel, number>>;
   swapWorstDuringPauseMs: Partial<Record<SizeLabel, number>>;
   swapWorstDuringPauseMsObjects: Partial<Record<SizeLabel, number>>;
-  /** A keyed store of ~100-byte entries (100MB in a full run, 10MB with --quick), pre-copied. */
+  /** A keyed store of ~100-byte entries (100MB in a full run, 10MB with --quick): pre-copied on the direct path, whole through the kernel. */
   keyedSwapPauseMs: Partial<Record<SizeLabel, number>>;
   keyedSwapAddedLatencyMs: Partial<Record<SizeLabel, number>>;
-  /** The same store with pre-copy off: moved whole inside the pause. */
-  keyedSwapPauseMsWholeInPause: Partial<Record<SizeLabel, number>>;
-  keyedSwapAddedLatencyMsWholeInPause: Partial<Record<SizeLabel, number>>;
   swapFailedCalls: number;
   swapSequenceErrors: number;
   swapStaleReplies: number;
@@ -718,7 +740,55 @@ interface BenchResult {
   tenServicesSwapMs: number;
   tenServicesPauseMs: number;
   tenServices: TenServicesResult;
+  /** The same swap figures on the path through the kernel, measured in the same kernels, interleaved. */
+  throughKernel: PathKeys;
+  /** RSS one idle warm spare costs, against a bare Worker started with the same flags (MB each). */
+  spareIdleRssMb: number;
+  bareWorkerIdleRssMb: number;
+  spareMemory: SpareMemoryResult;
   durationMs: number;
+}
+
+/** The keys a swap path has (the direct path's at the top of BenchResult). */
+type PathKeys = Pick<
+  BenchResult,
+  | 'swapAddedLatencyMs'
+  | 'swapAddedLatencyMsObjects'
+  | 'swapPauseMs'
+  | 'swapPauseMsObjects'
+  | 'swapSteadyP99Ms'
+  | 'swapSteadyP99MsObjects'
+  | 'swapWorstDuringPauseMs'
+  | 'swapWorstDuringPauseMsObjects'
+  | 'keyedSwapPauseMs'
+  | 'keyedSwapAddedLatencyMs'
+  | 'swapDetails'
+  | 'tenServicesSwapMs'
+  | 'tenServicesPauseMs'
+  | 'tenServices'
+>;
+
+/** One path's keys, from each scenario's figures for that path. */
+function pathKeys(swaps: readonly ScenarioResult[], pick: (result: ScenarioResult) => PathFigures, tenServices: TenServicesResult): PathKeys {
+  const bySize = (shape: SwapScenario['shape'], value: (figures: PathFigures, result: ScenarioResult) => number) =>
+    Object.fromEntries(swaps.filter((result) => result.scenario.shape === shape).map((result) => [result.scenario.label, value(pick(result), result)]));
+  return {
+    swapAddedLatencyMs: bySize('blob', (f) => f.addedLatencyMs),
+    swapAddedLatencyMsObjects: bySize('objects', (f) => f.addedLatencyMs),
+    swapPauseMs: bySize('blob', (f) => f.pauseMs),
+    swapPauseMsObjects: bySize('objects', (f) => f.pauseMs),
+    // One kernel per scenario serves both paths: the steady load before the swaps is the same.
+    swapSteadyP99Ms: bySize('blob', (_, r) => r.steadyP99Ms),
+    swapSteadyP99MsObjects: bySize('objects', (_, r) => r.steadyP99Ms),
+    swapWorstDuringPauseMs: bySize('blob', (f) => f.worstDuringPauseMs),
+    swapWorstDuringPauseMsObjects: bySize('objects', (f) => f.worstDuringPauseMs),
+    keyedSwapPauseMs: bySize('keyed', (f) => f.pauseMs),
+    keyedSwapAddedLatencyMs: bySize('keyed', (f) => f.addedLatencyMs),
+    swapDetails: swaps.flatMap((r) => pick(r).details),
+    tenServicesSwapMs: tenServices.endToEndMs,
+    tenServicesPauseMs: tenServices.pauseMs,
+    tenServices,
+  };
 }
 
 function summarize(
@@ -729,14 +799,12 @@ function summarize(
   durability: DurabilityResult,
   backlogSwap: BacklogSwapResult,
   stateCodec: StateCodecRow[],
-  tenServices: TenServicesResult,
+  tenServices: TenServicesPaths,
+  spareMemory: SpareMemoryResult,
   durationMs: number,
 ): BenchResult {
   const { pipelinedCallsPerSec: pipelined, sequentialP50Us: p50 } = calls;
-  const bySize = (shape: SwapScenario['shape'], pick: (result: ScenarioResult) => number, precopy?: boolean) =>
-    Object.fromEntries(
-      swaps.filter((result) => result.scenario.shape === shape && result.scenario.precopy === precopy).map((result) => [result.scenario.label, pick(result)]),
-    );
+  const { throughKernel: tenThroughKernel, ...tenDirect } = tenServices;
   const sum = (pick: (result: ScenarioResult) => number) => swaps.reduce((total, result) => total + pick(result), 0);
 
   const result: Omit<BenchResult, 'targets' | 'allTargetsMet'> = {
@@ -752,25 +820,17 @@ function summarize(
     pipelinedRatioVsComlink: round(pipelined.kernel / pipelined.comlink, 3),
     pipelinedRatioVsPiscina: round(pipelined.kernel / pipelined.piscina, 3),
     sequentialP50RatioVsRawPort: round(p50.kernel / p50.rawPort, 3),
-    swapAddedLatencyMs: bySize('blob', (r) => r.addedLatencyMs),
-    swapAddedLatencyMsObjects: bySize('objects', (r) => r.addedLatencyMs),
-    swapPauseMs: bySize('blob', (r) => r.pauseMs),
-    swapPauseMsObjects: bySize('objects', (r) => r.pauseMs),
-    swapSteadyP99Ms: bySize('blob', (r) => r.steadyP99Ms),
-    swapSteadyP99MsObjects: bySize('objects', (r) => r.steadyP99Ms),
-    swapWorstDuringPauseMs: bySize('blob', (r) => r.worstDuringPauseMs),
-    swapWorstDuringPauseMsObjects: bySize('objects', (r) => r.worstDuringPauseMs),
-    keyedSwapPauseMs: bySize('keyed', (r) => r.pauseMs, true),
-    keyedSwapAddedLatencyMs: bySize('keyed', (r) => r.addedLatencyMs, true),
-    keyedSwapPauseMsWholeInPause: bySize('keyed', (r) => r.pauseMs, false),
-    keyedSwapAddedLatencyMsWholeInPause: bySize('keyed', (r) => r.addedLatencyMs, false),
+    ...pathKeys(swaps, (r) => r, tenDirect),
+    throughKernel: pathKeys(swaps, (r) => r.throughKernel, tenThroughKernel),
+    spareIdleRssMb: spareMemory.spareIdleRssMb,
+    bareWorkerIdleRssMb: spareMemory.bareWorkerIdleRssMb,
+    spareMemory,
     swapFailedCalls: sum((r) => r.failedCalls),
     swapSequenceErrors: sum((r) => r.sequenceErrors),
     swapStaleReplies: sum((r) => r.staleReplies),
     swapStrayReplies: sum((r) => r.strayReplies),
     swapErrors: swaps.flatMap((r) => r.swapErrors),
     swapCalls: sum((r) => r.calls),
-    swapDetails: swaps.flatMap((r) => r.details),
     kernelWarnings: kernelProblems.slice(0, 20),
     buildMs,
     poolThroughput: pool,
@@ -780,9 +840,6 @@ function summarize(
     swapPauseMsNoBacklog: backlogSwap.pauseMsNoBacklog,
     swapPauseMsIdle: backlogSwap.pauseMsIdle,
     backlogSwap,
-    tenServicesSwapMs: tenServices.endToEndMs,
-    tenServicesPauseMs: tenServices.pauseMs,
-    tenServices,
     stateCodec,
     durationMs: Math.round(durationMs),
   };
@@ -868,27 +925,28 @@ function printTables(result: BenchResult, swaps: readonly ScenarioResult[]): voi
     '',
   );
 
-  out.push(`Swaps under load (${swapConfig.concurrency} closed-loop callers; added = worst call overlapping a swap - steady p99):`);
+  out.push(`Swaps under load (${swapConfig.concurrency} closed-loop callers; added = worst call overlapping a swap - steady p99), each path in turn in the same kernel:`);
+  const pathRow = (r: ScenarioResult, path: string, figures: PathFigures) => [
+    `${r.scenario.label} ${r.scenario.shape}`,
+    path,
+    String(figures.details.length),
+    formatNumber(r.steadyP99Ms, 3),
+    formatNumber(figures.worstLatencyMs, 2),
+    formatNumber(figures.addedLatencyMs, 2),
+    formatNumber(figures.pauseMs, 2),
+    formatNumber(figures.worstDuringPauseMs, 2),
+    formatNumber(Math.max(...figures.details.map((d) => d.upgradeMs)), 0),
+  ];
   out.push(
     table(
-      ['state', 'swaps', 'steady p99 (ms)', 'worst in swap (ms)', 'added (ms)', 'pause (ms)', 'worst in pause (ms)', 'upgrade() (ms)', 'calls', 'failed'],
-      swaps.map((r) => [
-        scenarioName(r.scenario),
-        String(r.details.length),
-        formatNumber(r.steadyP99Ms, 3),
-        formatNumber(r.worstLatencyMs, 2),
-        formatNumber(r.addedLatencyMs, 2),
-        formatNumber(r.pauseMs, 2),
-        formatNumber(r.worstDuringPauseMs, 2),
-        formatNumber(Math.max(...r.details.map((d) => d.upgradeMs)), 0),
-        formatNumber(r.calls, 0),
-        String(r.failedCalls),
-      ]),
+      ['state', 'path', 'swaps', 'steady p99 (ms)', 'worst in swap (ms)', 'added (ms)', 'pause (ms)', 'worst in pause (ms)', 'upgrade() (ms)'],
+      swaps.flatMap((r) => [pathRow(r, 'direct + spare', r), pathRow(r, 'through kernel', r.throughKernel)]),
     ),
   );
   out.push(
-    '(max over the swaps. pause: old code takes its last message to new code listening, from the swap report. worst in pause: worst call',
-    ' overlapping the pause alone; the rest of "worst in swap" comes from check/prepare/commit, while a worker serves)',
+    '(max over each path\'s swaps. pause: old code takes its last message to new code listening, from the swap report. worst in pause: worst call',
+    ' overlapping the pause alone; the rest of "worst in swap" comes from check/prepare/commit, while a worker serves.',
+    ' direct + spare: the old worker hands its state to the new one, a warm spare; through kernel: the path before both, fresh workers)',
     '',
   );
   out.push(
@@ -967,8 +1025,16 @@ function printTables(result: BenchResult, swaps: readonly ScenarioResult[]): voi
     '',
   );
   const ten = result.tenServices;
+  const tenOld = result.throughKernel.tenServices;
   out.push(
-    `Ten idle 1 KB services swapped as one step, ${ten.swaps} swaps: ${formatNumber(ten.endToEndMs, 1)} ms end to end, each pause ${formatNumber(ten.pauseMs, 2)} ms (worst ${formatNumber(ten.pauseMaxMs, 2)} ms; medians).`,
+    `Ten idle 1 KB services swapped as one step, ${ten.swaps} swaps of each path in turn (medians):`,
+    `  direct + spare: ${formatNumber(ten.endToEndMs, 1)} ms end to end, each pause ${formatNumber(ten.pauseMs, 2)} ms (worst ${formatNumber(ten.pauseMaxMs, 2)} ms)`,
+    `  through kernel: ${formatNumber(tenOld.endToEndMs, 1)} ms end to end, each pause ${formatNumber(tenOld.pauseMs, 2)} ms (worst ${formatNumber(tenOld.pauseMaxMs, 2)} ms)`,
+    '',
+  );
+  const memory = result.spareMemory;
+  out.push(
+    `A warm spare at idle: ${formatNumber(memory.spareIdleRssMb, 1)} MB of RSS each, against ${formatNumber(memory.bareWorkerIdleRssMb, 1)} MB for a bare Worker with the same flags (${memory.workers} of each, each kind in a fresh process).`,
     '',
   );
   out.push(
@@ -999,13 +1065,15 @@ async function main(): Promise<number> {
   const stateCodec = benchStateCodec({ quick });
   progress('ten idle services swapped as one step');
   const tenServices = await benchTenServices({ swaps: quick ? 2 : 6, onLog: onKernelLog });
-  const result = summarize(calls, swaps, buildMs, pool, durability, backlogSwap, stateCodec, tenServices, performance.now() - started);
+  progress('what a warm spare costs at idle, against a bare Worker');
+  const spareMemory = await benchSpareMemory({ quick });
+  const result = summarize(calls, swaps, buildMs, pool, durability, backlogSwap, stateCodec, tenServices, spareMemory, performance.now() - started);
   if (jsonOutput) process.stdout.write(`${JSON.stringify(result)}\n`);
   else printTables(result, swaps);
 
   for (const swap of swaps) {
-    for (const failure of swap.failures) progress(`call failed (${scenarioName(swap.scenario)}): ${failure}`);
-    for (const error of swap.swapErrors) progress(`swap failed (${scenarioName(swap.scenario)}): ${error}`);
+    for (const failure of swap.failures) progress(`call failed (${swap.scenario.shape} ${swap.scenario.label}): ${failure}`);
+    for (const error of swap.swapErrors) progress(`swap failed (${swap.scenario.shape} ${swap.scenario.label}): ${error}`);
   }
   if (pool.failedCalls > 0) progress(`${pool.failedCalls} pooled-throughput calls failed or gave a wrong answer`);
   if (durability.failedCalls + backlogSwap.failedCalls > 0) progress(`${durability.failedCalls + backlogSwap.failedCalls} durability or backlog calls failed`);

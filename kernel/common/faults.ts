@@ -4,6 +4,8 @@
 // bundled kernel is built with the variable replaced by an empty string (kernel/release/build.ts),
 // so a deployed kernel can never be made to fail this way.
 
+import { rmSync } from 'node:fs';
+
 export type FaultName = 'registry-write' | 'unpack-write' | 'state-write';
 
 function activeFaults(): string[] {
@@ -35,6 +37,24 @@ function noSpaceLeft(name: FaultName, when: string): NodeJS.ErrnoException {
   const error = new Error(`${name}: no space left on device${when} (injected by THESEUS_FAULTS)`) as NodeJS.ErrnoException;
   error.code = 'ENOSPC';
   return error;
+}
+
+/**
+ * `spare-exits-idle:<file>` makes one warm spare worker's thread end soon after it said it was
+ * ready, as one that crashed while it waited would: the first spare to boot that can remove the
+ * file. The others, with the same environment, live on, so the kernel cannot tell the doomed one
+ * by its environment.
+ */
+export function spareExitsIdle(): boolean {
+  const prefix = 'spare-exits-idle:';
+  const fault = activeFaults().find((name) => name.startsWith(prefix));
+  if (!fault) return false;
+  try {
+    rmSync(fault.slice(prefix.length));
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /**

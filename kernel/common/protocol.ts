@@ -143,6 +143,21 @@ export interface WorkerBootData extends ServiceBootData {
 }
 
 /**
+ * The workerData of a warm spare: the worker runtime boots with no service and waits for a
+ * SpareBoot message, whose `boot` it then uses exactly as a fresh worker uses its workerData.
+ */
+export interface SpareBootData {
+  protocol: number;
+  spare: true;
+}
+
+/** Kernel -> spare: the service this thread now loads and runs. Its first and only such message. */
+export interface SpareBoot {
+  kind: 'boot';
+  boot: WorkerBootData;
+}
+
+/**
  * How much of a service's state a kill -9 (or a power cut) can lose.
  *  - 'reply': nothing a caller was told. A reply, and a cast's effect on later replies, leave the
  *    worker only once the state that produced them is on disk; one write covers every call that
@@ -377,7 +392,9 @@ export type WorkerNotice =
   | { kind: 'load-failed'; error: SerializedError }
   | { kind: 'log'; record: LogRecord }
   /** The state changed `checkpointEveryChanges` times since the last checkpoint. */
-  | { kind: 'checkpoint-due' };
+  | { kind: 'checkpoint-due' }
+  /** A warm spare has booted the runtime and waits for its SpareBoot. */
+  | { kind: 'spare-ready' };
 
 export type WorkerToKernel = ControlResponseMessage | WorkerNotice;
 

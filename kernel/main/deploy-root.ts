@@ -81,6 +81,7 @@ export async function startFromRoot(root: string, onLog?: (record: LogRecord) =>
     ...(manifest.precopy ? { precopy: manifest.precopy } : {}),
     maxRestarts: manifest.maxRestarts,
     restartWindowMs: manifest.restartWindowMs,
+    ...(manifest.spareWorkers !== undefined ? { spareWorkers: manifest.spareWorkers } : {}),
     resolveRelease: async (other) => {
       const otherDir = join(root, 'releases', other);
       const verified = await verifyReleaseDir(otherDir).catch(() => null);

@@ -56,11 +56,25 @@ export interface KernelOptions {
    * be migrated down in that release's own code when an older one boots.
    */
   resolveRelease?: (version: string) => Promise<Record<string, ServiceSource> | null>;
+  /**
+   * Worker threads kept booted with the worker runtime and no service code (default 1; 0: none). A
+   * swap's new workers, and supervision's restarts, become one of these instead of starting a
+   * thread; they are replaced once the swap is over.
+   */
+  spareWorkers?: number;
+  /**
+   * Internal, for measuring: how a swap carries the state. 'direct' (the default): the old worker
+   * sends it straight to the new one. 'through-kernel': as before that existed, through the main
+   * thread, which keeps a copy; no warm spares either.
+   */
+  swapPath?: SwapPath;
 }
+
+export type SwapPath = 'direct' | 'through-kernel';
 
 /** Kernel options with every default filled in. */
 export type ResolvedKernelOptions = KernelOptions &
-  Required<Pick<KernelOptions, 'drainTimeoutMs' | 'bootTimeoutMs' | 'initTimeoutMs' | 'controlTimeoutMs' | 'cacheDir' | 'checkpointIntervalMs' | 'checkpointEveryChanges' | 'maxRestarts' | 'restartWindowMs'>>;
+  Required<Pick<KernelOptions, 'drainTimeoutMs' | 'bootTimeoutMs' | 'initTimeoutMs' | 'controlTimeoutMs' | 'cacheDir' | 'checkpointIntervalMs' | 'checkpointEveryChanges' | 'maxRestarts' | 'restartWindowMs' | 'spareWorkers' | 'swapPath'>>;
 
 export interface KernelContext {
   readonly hosts: ReadonlyMap<string, ServiceHost>;
@@ -71,8 +85,8 @@ export interface KernelContext {
   log(level: LogRecord['level'], message: string, data?: unknown): void;
   /** A service's code as a bundle: a release's file (its sha256 checked) or an entry bundled now. */
   bundle(source: ServiceSource, service: string): Promise<Bundle>;
-  /** Boots a worker that has loaded the bundle and reported its descriptor, but not started. */
-  loadWorker(service: string, release: string, bundle: Bundle, source: ServiceSource): Promise<ServiceWorker>;
+  /** Boots a worker that has loaded the bundle and reported its descriptor, but not started; `spare`: from a warm spare when one is ready. */
+  loadWorker(service: string, release: string, bundle: Bundle, source: ServiceSource, spare?: boolean): Promise<ServiceWorker>;
   /** A crashed worker's successor serves (a restart, or a revert after a crash on probation). */
   restarted?(service: string): void;
   /** Supervision gave up on a service: it is failed for good. */

@@ -19,9 +19,10 @@ import type { KeptState, ServiceStatus } from '../common/status.ts';
 import { defaultCacheDir } from '../release/bundler.ts';
 import { bootRelease } from './boot.ts';
 import { Checkpointer } from './checkpointer.ts';
-import type { KernelContext, KernelOptions, ResolvedKernelOptions } from './kernel-context.ts';
+import type { KernelContext, KernelOptions, ResolvedKernelOptions, SwapPath } from './kernel-context.ts';
 import { PoolHost } from './pool-host.ts';
 import type { ServiceHost } from './service-host.ts';
+import type { SpareStats } from './spare-workers.ts';
 import { Supervisor } from './supervisor.ts';
 import type { SwapReport, SwapTarget } from './upgrade/report.ts';
 import { swapServices, type SwapKernel } from './upgrade/service-swap.ts';
@@ -75,6 +76,8 @@ export class Kernel {
       checkpointEveryChanges: 1000,
       maxRestarts: 3,
       restartWindowMs: 5000,
+      spareWorkers: 1,
+      swapPath: 'direct',
       ...options,
     };
     this.#release = options.release;
@@ -85,7 +88,7 @@ export class Kernel {
       running: () => this.#state === 'running',
       log: (level, message, data) => this.#log(level, message, data),
       bundle: (source, service) => this.#workers.bundle(source, service),
-      loadWorker: (service, release, bundle, source) => this.#workers.loadWorker(service, release, bundle, source),
+      loadWorker: (service, release, bundle, source, spare) => this.#workers.loadWorker(service, release, bundle, source, spare),
       restarted: (service) => {
         for (const listener of this.#restartListeners) listener(service);
       },
@@ -124,6 +127,8 @@ export class Kernel {
     }
     kernel.#transition('running');
     kernel.#checkpoints.startTimer();
+    // After the boot, which they would only slow down.
+    await kernel.#workers.spares.start();
     return kernel;
   }
 
@@ -203,6 +208,16 @@ export class Kernel {
     const pool = this.#pool(service);
     if (!pool) throw theseusError('E_UNKNOWN_SERVICE', service, [...this.#pools.keys()].join(', '));
     return [...pool.current.threadIds];
+  }
+
+  /** The warm spares: how many wait, and how many were handed out or died waiting. */
+  get spareWorkers(): SpareStats {
+    return this.#workers.spares.stats();
+  }
+
+  /** Resolves once every wanted spare has booted (for a bench or a test that needs one ready). */
+  sparesReady(): Promise<void> {
+    return this.#workers.spares.whenFull();
   }
 
   /** Thread ids of the worker currently serving each stateful service. */
@@ -333,6 +348,7 @@ export class Kernel {
   async stop(): Promise<void> {
     if (this.#state === 'stopped' || this.#state === 'stopping') return;
     this.#transition('stopping');
+    const sparesStopped = this.#workers.spares.stop();
     // A swap in flight owns ports and workers; let it finish (or roll back) before ending them.
     await this.#swapDone?.catch(() => undefined);
     await this.#checkpoints.stop();
@@ -340,6 +356,7 @@ export class Kernel {
     const poolsStopped = Promise.all([...this.#pools.values()].map((pool) => pool.stop()));
     await Promise.all([...this.#hosts.values()].map((host) => this.#stopHost(host)));
     await poolsStopped;
+    await sparesStopped;
     this.#transition('stopped');
   }
 
@@ -373,7 +390,9 @@ export class Kernel {
   async #runSwap(target: SwapTarget): Promise<SwapReport> {
     if (this.#state !== 'running') throw theseusError('E_KERNEL_STOPPED');
     if (this.#swapDone) throw theseusError('E_SWAP_IN_PROGRESS');
-    const done = swapServices(this.#swapKernel(), target);
+    // No spare boots while the swap runs: it would compete for the cores with the pause.
+    this.#workers.spares.hold();
+    const done = swapServices(this.#swapKernel(target.swapPath ?? this.#options.swapPath), target);
     this.#swapDone = done;
     try {
       const report = await done;
@@ -382,11 +401,13 @@ export class Kernel {
     } finally {
       this.#swapMachine = null;
       this.#swapDone = null;
+      // Switched or rolled back, the old workers are retired: the spares taken are replaced now.
+      this.#workers.spares.release();
     }
   }
 
   /** What a swap may use of the kernel: its services, and its parts' handles on them. */
-  #swapKernel(): SwapKernel {
+  #swapKernel(swapPath: SwapPath): SwapKernel {
     const supervisor = this.#supervisor;
     return {
       hosts: this.#hosts,
@@ -397,7 +418,8 @@ export class Kernel {
       precopy: { maxRounds: this.#options.precopy?.maxRounds ?? 8, stopAtKeys: this.#options.precopy?.stopAtKeys ?? 512 },
       canWriteState: Boolean(this.#options.stateDir),
       bundle: this.#context.bundle,
-      loadWorker: this.#context.loadWorker,
+      swapPath,
+      loadWorker: (service, release, bundle, source) => this.#workers.loadWorker(service, release, bundle, source, swapPath === 'direct'),
       log: (level, message, data) => this.#log(level, message, data),
       watch: (host, worker) => supervisor.watch(host, worker),
       restart: (host, reason) => void supervisor.restart(host, reason),

@@ -2,7 +2,7 @@
 // control half of the protocol: every request has a timeout, and a worker that exits rejects
 // everything still waiting on it, so nothing in the kernel can hang on a dead thread.
 
-import { Worker, type TransferListItem } from 'node:worker_threads';
+import { Worker, type TransferListItem, type WorkerOptions } from 'node:worker_threads';
 import { TheseusError, deserializeError, errorMessage, theseusError } from '../common/errors.ts';
 import { postWithPorts } from '../common/ports.ts';
 import {
@@ -12,6 +12,8 @@ import {
   type LogRecord,
   type PortSet,
   type ServiceDescriptor,
+  type SpareBoot,
+  type SpareBootData,
   type WorkerBootData,
   type WorkerToKernel,
 } from '../common/protocol.ts';
@@ -30,6 +32,27 @@ export interface ServiceWorkerOptions {
   runtimeFile: string;
   bootTimeoutMs: number;
   onLog(record: LogRecord): void;
+  /**
+   * A warm spare's thread (spare-workers.ts), already running the runtime from `runtimeFile`: it
+   * is told its service by message instead of being started with it.
+   */
+  spare?: Worker | null;
+}
+
+/**
+ * How every service worker thread starts, spare or fresh, so a spare that becomes a service's
+ * worker runs with exactly the flags, limits and environment a fresh one would have had.
+ */
+export function startWorkerThread(runtimeFile: string, workerData: WorkerBootData | SpareBootData, name: string): Worker {
+  const options: WorkerOptions = {
+    workerData,
+    name,
+    // None of the kernel's own Node flags: workers run plain bundled JavaScript, a loader such as
+    // tsx (from `node --import tsx`) would triple their boot time, and some per-process flags
+    // (--expose-gc) make new Worker() throw.
+    execArgv: [],
+  };
+  return new Worker(runtimeFile, options);
 }
 
 interface PendingRequest {
@@ -71,14 +94,12 @@ export class ServiceWorker {
       checkpointEveryChanges: options.checkpointEveryChanges ?? 0,
       durableStateDir: options.durableStateDir ?? null,
     };
-    this.#worker = new Worker(options.runtimeFile, {
-      workerData: boot,
-      name: `${options.service}@${options.release}`,
-      // None of the kernel's own Node flags: workers run plain bundled JavaScript, a loader such as
-      // tsx (from `node --import tsx`) would triple their boot time, and some per-process flags
-      // (--expose-gc) make new Worker() throw.
-      execArgv: [],
-    });
+    if (options.spare) {
+      this.#worker = options.spare;
+      this.#worker.postMessage({ kind: 'boot', boot } satisfies SpareBoot);
+    } else {
+      this.#worker = startWorkerThread(options.runtimeFile, boot, `${options.service}@${options.release}`);
+    }
     this.threadId = this.#worker.threadId;
     let lastError: unknown = null;
     this.#worker.on('error', (error) => {
@@ -211,6 +232,9 @@ export class ServiceWorker {
         return;
       case 'checkpoint-due':
         options.onCheckpointDue?.();
+        return;
+      case 'spare-ready':
+        // Only the spare pool waits for it; a spare is handed out once it has said so.
         return;
       case 'response': {
         const pending = this.#pending.get(message.rid);

@@ -176,7 +176,8 @@ export class Supervisor {
     let worker: ServiceWorker | null = null;
     let channels: ReturnType<typeof rewireReplacement> | null = null;
     try {
-      worker = await this.#context.loadWorker(host.name, code.release, code.bundle, code.source);
+      // A restart is not in a swap's way: a warm spare shortens the callers' wait.
+      worker = await this.#context.loadWorker(host.name, code.release, code.bundle, code.source, true);
       if (!this.#context.running()) {
         await worker.terminate();
         return;

@@ -12,6 +12,7 @@ import { bundleEntry, poolRuntimeBundle, workerRuntimeBundle, type Bundle } from
 import type { ResolvedKernelOptions } from './kernel-context.ts';
 import type { PoolOptions } from './pool-host.ts';
 import { ServiceWorker } from './service-worker.ts';
+import { SpareWorkers } from './spare-workers.ts';
 import type { ServiceClient } from '../common/client.ts';
 
 export interface WorkerFactoryHooks {
@@ -30,9 +31,15 @@ export class WorkerFactory {
   readonly #options: ResolvedKernelOptions;
   readonly #hooks: WorkerFactoryHooks;
 
+  /** Warm spares (spare-workers.ts); the kernel holds them during a swap and ends them at stop. */
+  readonly spares: SpareWorkers;
+
   constructor(options: ResolvedKernelOptions, hooks: WorkerFactoryHooks) {
     this.#options = options;
     this.#hooks = hooks;
+    // The old swap path starts every worker from nothing, as it did before spares existed.
+    const wanted = options.swapPath === 'through-kernel' ? 0 : options.spareWorkers;
+    this.spares = new SpareWorkers(wanted, async () => (await workerRuntimeBundle(options.cacheDir)).file, (level, message) => hooks.log(level, message));
   }
 
   async bundle(source: ServiceSource, service: string): Promise<Bundle> {
@@ -49,9 +56,15 @@ export class WorkerFactory {
     return bundleEntry(source.entry, this.#options.cacheDir, service);
   }
 
-  /** A worker that has loaded the bundle and reported its descriptor, but not started. */
-  async loadWorker(service: string, release: string, bundle: Bundle, source: ServiceSource): Promise<ServiceWorker> {
-    return ServiceWorker.load({
+  /**
+   * A worker that has loaded the bundle and reported its descriptor, but not started. With
+   * `spare`, a warm spare becomes it when one is ready (then another is started in its place,
+   * unless a swap holds the pool); otherwise, or when none is, a new thread boots.
+   */
+  async loadWorker(service: string, release: string, bundle: Bundle, source: ServiceSource, spare = false): Promise<ServiceWorker> {
+    const runtimeFile = (await workerRuntimeBundle(this.#options.cacheDir)).file;
+    const thread = spare ? this.spares.take() : null;
+    const loading = ServiceWorker.load({
       service,
       release,
       moduleUrl: bundle.url,
@@ -61,10 +74,14 @@ export class WorkerFactory {
       checkpointEveryChanges: source.durability === 'reply' ? 0 : this.#options.checkpointEveryChanges,
       durableStateDir: source.durability === 'reply' ? (this.#options.stateDir ?? null) : null,
       onCheckpointDue: () => this.#hooks.checkpointDue(service),
-      runtimeFile: (await workerRuntimeBundle(this.#options.cacheDir)).file,
+      runtimeFile,
       bootTimeoutMs: this.#options.bootTimeoutMs,
       onLog: (record) => this.#hooks.emit(record),
+      spare: thread,
     });
+    if (!thread) return loading;
+    // Its replacement boots once this worker has loaded, so the two do not compete for the cores.
+    return loading.finally(() => this.spares.fill());
   }
 
   async poolOptions(service: string): Promise<PoolOptions> {

@@ -188,6 +188,7 @@ export async function buildRelease(options: BuildOptions): Promise<BuildResult> 
       ...(config.precopy ? { precopy: config.precopy } : {}),
       maxRestarts: config.maxRestarts,
       restartWindowMs: config.restartWindowMs,
+      spareWorkers: config.spareWorkers,
       hooks: config.hooks,
       runtimeConfig: config.runtimeConfig,
       ...(config.http ? { http: config.http } : {}),

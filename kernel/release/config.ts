@@ -14,6 +14,8 @@ import { normalizeAdmin } from './admin-config.ts';
 import type { Durability } from '../common/protocol.ts';
 
 const HookList = Type.Array(Type.String({ minLength: 1 }));
+/** Each spare is an idle thread of about 10 MB: more than a few would only cost memory. */
+const MAX_SPARE_WORKERS = 16;
 
 export const ReleaseConfigSchema = Type.Object(
   {
@@ -50,6 +52,7 @@ export const ReleaseConfigSchema = Type.Object(
     ),
     maxRestarts: Type.Optional(Type.Integer({ minimum: 0 })),
     restartWindowMs: Type.Optional(Type.Integer({ minimum: 1 })),
+    spareWorkers: Type.Optional(Type.Integer({ minimum: 0, maximum: MAX_SPARE_WORKERS })),
     node: Type.Optional(Type.String()),
     hooks: Type.Optional(
       Type.Object(
@@ -109,6 +112,7 @@ export function defineRelease(config: ReleaseConfig): ReleaseConfig {
 // Defined with the deploy root's paths, so the CLI names it without loading this module.
 export { DEFAULT_CONFIG_FILE } from '../common/deploy-paths.ts';
 export const DEFAULT_DRAIN_TIMEOUT_MS = 5000;
+export const DEFAULT_SPARE_WORKERS = 1;
 export const DEFAULT_NODE_RANGE = '>=20.6';
 export const DEFAULT_PROBATION_MS = 2000;
 export const DEFAULT_HTTP_HOST = '127.0.0.1';
@@ -132,6 +136,7 @@ export interface LoadedConfig {
   precopy: { maxRounds?: number; stopAtKeys?: number } | null;
   maxRestarts: number;
   restartWindowMs: number;
+  spareWorkers: number;
   node: string;
   hooks: Hooks;
   runtimeConfig: Record<string, unknown>;
@@ -209,6 +214,7 @@ export async function loadReleaseConfig(file: string): Promise<LoadedConfig> {
     precopy: config.precopy ?? null,
     maxRestarts: config.maxRestarts ?? 3,
     restartWindowMs: config.restartWindowMs ?? 5000,
+    spareWorkers: config.spareWorkers ?? DEFAULT_SPARE_WORKERS,
     node,
     hooks: {
       preStart: hooks.preStart ?? [],

@@ -4,7 +4,7 @@
 import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { basename, join, relative } from 'node:path';
 import { theseusError } from '../common/errors.ts';
-import { DEFAULT_CONFIG_FILE, DEFAULT_DRAIN_TIMEOUT_MS, DEFAULT_HTTP_TIMEOUT_MS, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_REPLY_BYTES, DEFAULT_NODE_RANGE, DEFAULT_PROBATION_MS } from './config.ts';
+import { DEFAULT_CONFIG_FILE, DEFAULT_DRAIN_TIMEOUT_MS, DEFAULT_HTTP_TIMEOUT_MS, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_REPLY_BYTES, DEFAULT_NODE_RANGE, DEFAULT_PROBATION_MS, DEFAULT_SPARE_WORKERS } from './config.ts';
 
 /** Finds `services/<name>/index.ts` (or `<name>.ts`) under `dir`, the usual layout. */
 async function discoverServices(dir: string): Promise<Array<{ name: string; entry: string }>> {
@@ -74,6 +74,11 @@ ${serviceLines}
   // times within restartWindowMs; past that the service is marked failed.
   maxRestarts: 3,
   restartWindowMs: 5000,
+
+  // Worker threads kept booted (the runtime, no service code), about 10 MB of memory each. An
+  // upgrade's new workers start from them and only load their service's code; they are replaced
+  // once the upgrade is over. 0 boots every new worker from nothing.
+  spareWorkers: ${DEFAULT_SPARE_WORKERS},
 
   // The Node.js versions the release may run on (a semver range), checked before it boots.
   node: '${DEFAULT_NODE_RANGE}',

@@ -185,6 +185,8 @@ export const ManifestSchema = Type.Object(
     /** Supervision: restart a crashed worker at most maxRestarts times within restartWindowMs. */
     maxRestarts: Type.Integer({ minimum: 0 }),
     restartWindowMs: Type.Integer({ minimum: 1 }),
+    /** Worker threads kept booted for the next swap (absent in releases built before it existed: the kernel's default). */
+    spareWorkers: Type.Optional(Type.Integer({ minimum: 0 })),
     hooks: HooksSchema,
     /** Plain data handed to every service as `ctx.config`. */
     runtimeConfig: Type.Record(Type.String(), Type.Unknown()),

@@ -7,11 +7,14 @@
 
 import { parentPort, workerData, type TransferListItem } from 'node:worker_threads';
 import { serializeError } from '../common/errors.ts';
+import { spareExitsIdle } from '../common/faults.ts';
 import { postWithPorts } from '../common/ports.ts';
 import {
   type PortSet,
   type ControlRequestMessage,
   type ControlResponseMessage,
+  type SpareBoot,
+  type SpareBootData,
   type WorkerBootData,
   type WorkerNotice,
 } from '../common/protocol.ts';
@@ -19,12 +22,32 @@ import type { ServiceDefinition } from '../service.ts';
 import { loadServiceDefinition } from './load-definition.ts';
 import { ServiceRuntime } from './service-runtime.ts';
 
-const boot = workerData as WorkerBootData;
 const kernel = parentPort!;
 
 function notify(notice: WorkerNotice): void {
   kernel.postMessage(notice);
 }
+
+/**
+ * A fresh worker has its service in workerData. A warm spare was started with none: it has
+ * already paid for the thread and this runtime, and waits for the kernel to name its service.
+ * From here on both run the same code.
+ */
+function bootData(): Promise<WorkerBootData> | WorkerBootData {
+  const data = workerData as WorkerBootData | SpareBootData;
+  if (!('spare' in data)) return data;
+  // Test-only (THESEUS_FAULTS=spare-exits-idle): a spare that dies while it waits.
+  const dies = spareExitsIdle() ? setTimeout(() => process.exit(7), 20) : null;
+  return new Promise((resolve) => {
+    kernel.once('message', (message: SpareBoot) => {
+      if (dies) clearTimeout(dies);
+      resolve(message.boot);
+    });
+    notify({ kind: 'spare-ready' });
+  });
+}
+
+const boot = await bootData();
 
 let definition: ServiceDefinition;
 try {

@@ -42,6 +42,7 @@ import { portsOf, sameDescriptor, type LogRecord, type PortSet, type ServiceSour
 import { preciseNow, roundMs } from '../../common/time.ts';
 import type { Bundle } from '../../release/bundler.ts';
 import type { ServiceWorker } from '../service-worker.ts';
+import type { SwapPath } from '../kernel-context.ts';
 import { SwapError, type ServiceSwapReport, type SwapReport, type SwapTarget } from './report.ts';
 import { ofService, planSwap, suspendWaves, type AddedPlan, type ServicePlan } from './swap-plan.ts';
 import { ServiceHost } from '../service-host.ts';
@@ -101,6 +102,8 @@ export interface SwapEnvironment {
   controlTimeoutMs: number;
   /** When a keyed store's pre-copy stops (KernelOptions.precopy, defaults filled in). */
   precopy: { maxRounds: number; stopAtKeys: number };
+  /** How the state travels: straight from the old worker to the new one, or through the kernel. */
+  swapPath: SwapPath;
   bundle(source: ServiceSource, service: string): Promise<Bundle>;
   /** Boots a worker that has loaded the bundle and reported its descriptor, but not started. */
   loadWorker(service: string, release: string, bundle: Bundle, source: ServiceSource): Promise<ServiceWorker>;
@@ -315,6 +318,8 @@ export class HotSwap {
    * first control message, whose first delivery costs a fresh thread over a millisecond here.
    */
   #openHandOff(plan: ServicePlan): void {
+    // Through the kernel, the state comes back in the suspend answer and goes out in migrate.
+    if (this.#env.swapPath === 'through-kernel') return;
     const { port1, port2 } = new MessageChannel();
     plan.handoff = port1;
     // It may wait through the suspend of every service before it (each up to the drain timeout
@@ -389,11 +394,16 @@ export class HotSwap {
     // upgrade the snapshot leaves as it is and the new code migrates it up.
     const snapshotVsn = this.#snapshotVsn(plan);
     plan.steps.suspendSent = preciseNow();
-    // Null after a pre-copy: the old worker already holds the channel.
+    // Null after a pre-copy (the old worker already holds the channel), and on the path through the kernel.
     const handoff = plan.handoff;
     plan.handoff = null;
     const suspended = await plan.oldWorker
-      .request('suspend', { drainTimeoutMs: this.#env.drainTimeoutMs, snapshotVsn, ...(handoff ? { handoff } : {}) }, this.#env.drainTimeoutMs + this.#env.controlTimeoutMs, handoff ? [handoff] : [])
+      .request(
+        'suspend',
+        { drainTimeoutMs: this.#env.drainTimeoutMs, snapshotVsn, ...(handoff ? { handoff } : {}) },
+        this.#env.drainTimeoutMs + this.#env.controlTimeoutMs,
+        handoff ? [handoff] : [],
+      )
       .catch((error: unknown) => {
         if (error instanceof TheseusError && error.code === 'E_CONTROL_TIMEOUT') plan.suspendTimedOut = true;
         throw error;
@@ -405,16 +415,29 @@ export class HotSwap {
     plan.stoppedAt = stoppedAt;
     plan.drainedAt = drainedAt;
     plan.served = { calls: callsServed, casts: castsServed };
+    if (suspended.snapshot) {
+      // No hand-off channel: the state came to the kernel, which sends it on in migrate.
+      plan.snapshot = suspended.snapshot;
+      plan.stateBytes = suspended.snapshot.bytes.byteLength;
+    }
   }
 
   async #migrate(): Promise<void> {
     await Promise.all(
       this.#plans.map(async (plan) => {
-        const answer = await plan.migration!;
+        if (!plan.migration) {
+          // Through the kernel: it keeps a copy for a restart and sends the state on.
+          const snapshot = plan.snapshot!;
+          plan.steps.migrateSent = preciseNow();
+          plan.snapshot = { vsn: snapshot.vsn, bytes: snapshot.bytes.slice() };
+          plan.steps.copyKept = preciseNow();
+          plan.migration = plan.newWorker!.request('migrate', { snapshot }, this.#env.controlTimeoutMs, [snapshot.bytes.buffer as ArrayBuffer]);
+        }
+        const answer = await plan.migration;
         // The snapshot comes back with the answer and stays with the kernel: if the new worker
         // crashes before its first checkpoint, supervision restarts it from the state it was
         // switched in with, not an older one. Its bytes were moved, never copied, on the way.
-        plan.snapshot = answer.snapshot ?? null;
+        plan.snapshot = answer.snapshot ?? plan.snapshot;
         plan.stateBytes = answer.stateBytes;
         Object.assign(plan.steps, { migrateReceived: answer.receivedAt, adopted: answer.adoptedAt, migrateAnswered: preciseNow() });
       }),

@@ -6,6 +6,7 @@ import { TheseusError } from '../../common/errors.ts';
 import type { PhaseEvent, UpgradePhase } from '../../common/phases.ts';
 import type { ServiceSource } from '../../common/protocol.ts';
 import type { ServiceSwapReport } from '../../common/status.ts';
+import type { SwapPath } from '../kernel-context.ts';
 
 export type { ServiceSwapReport } from '../../common/status.ts';
 
@@ -35,6 +36,8 @@ export interface SwapTarget {
   complete?: boolean;
   /** Told as each phase ends (check, prepare, suspend, migrate, switch), for live progress. */
   onPhase?: (event: PhaseEvent) => void;
+  /** Internal, for measuring: this swap's path, instead of the kernel's `swapPath` option. */
+  swapPath?: SwapPath;
 }
 
 
