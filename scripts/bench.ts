@@ -742,6 +742,10 @@ interface BenchResult {
   tenServices: TenServicesResult;
   /** The same swap figures on the path through the kernel, measured in the same kernels, interleaved. */
   throughKernel: PathKeys;
+  /** Ten services swapped as one step on the direct path with ten spares (spareWorkers: 10): no new worker boots from nothing. */
+  tenServicesSwapMsTenSpares: number;
+  tenServicesPauseMsTenSpares: number;
+  tenServicesTenSpares: TenServicesResult;
   /** RSS one idle warm spare costs, against a bare Worker started with the same flags (MB each). */
   spareIdleRssMb: number;
   bareWorkerIdleRssMb: number;
@@ -800,6 +804,7 @@ function summarize(
   backlogSwap: BacklogSwapResult,
   stateCodec: StateCodecRow[],
   tenServices: TenServicesPaths,
+  tenWithTenSpares: TenServicesResult,
   spareMemory: SpareMemoryResult,
   durationMs: number,
 ): BenchResult {
@@ -822,6 +827,9 @@ function summarize(
     sequentialP50RatioVsRawPort: round(p50.kernel / p50.rawPort, 3),
     ...pathKeys(swaps, (r) => r, tenDirect),
     throughKernel: pathKeys(swaps, (r) => r.throughKernel, tenThroughKernel),
+    tenServicesSwapMsTenSpares: tenWithTenSpares.endToEndMs,
+    tenServicesPauseMsTenSpares: tenWithTenSpares.pauseMs,
+    tenServicesTenSpares: tenWithTenSpares,
     spareIdleRssMb: spareMemory.spareIdleRssMb,
     bareWorkerIdleRssMb: spareMemory.bareWorkerIdleRssMb,
     spareMemory,
@@ -1030,6 +1038,7 @@ function printTables(result: BenchResult, swaps: readonly ScenarioResult[]): voi
     `Ten idle 1 KB services swapped as one step, ${ten.swaps} swaps of each path in turn (medians):`,
     `  direct + spare: ${formatNumber(ten.endToEndMs, 1)} ms end to end, each pause ${formatNumber(ten.pauseMs, 2)} ms (worst ${formatNumber(ten.pauseMaxMs, 2)} ms)`,
     `  through kernel: ${formatNumber(tenOld.endToEndMs, 1)} ms end to end, each pause ${formatNumber(tenOld.pauseMs, 2)} ms (worst ${formatNumber(tenOld.pauseMaxMs, 2)} ms)`,
+    `  direct + 10 spares (spareWorkers: 10): ${formatNumber(result.tenServicesSwapMsTenSpares, 1)} ms end to end, each pause ${formatNumber(result.tenServicesPauseMsTenSpares, 2)} ms (worst ${formatNumber(result.tenServicesTenSpares.pauseMaxMs, 2)} ms)`,
     '',
   );
   const memory = result.spareMemory;
@@ -1065,9 +1074,11 @@ async function main(): Promise<number> {
   const stateCodec = benchStateCodec({ quick });
   progress('ten idle services swapped as one step');
   const tenServices = await benchTenServices({ swaps: quick ? 2 : 6, onLog: onKernelLog });
+  // A spare for every service of the swap: what ten services cost when none boots from nothing.
+  const { throughKernel: _, ...tenWithTenSpares } = await benchTenServices({ swaps: quick ? 2 : 6, spareWorkers: 10, directOnly: true, onLog: onKernelLog });
   progress('what a warm spare costs at idle, against a bare Worker');
   const spareMemory = await benchSpareMemory({ quick });
-  const result = summarize(calls, swaps, buildMs, pool, durability, backlogSwap, stateCodec, tenServices, spareMemory, performance.now() - started);
+  const result = summarize(calls, swaps, buildMs, pool, durability, backlogSwap, stateCodec, tenServices, tenWithTenSpares, spareMemory, performance.now() - started);
   if (jsonOutput) process.stdout.write(`${JSON.stringify(result)}\n`);
   else printTables(result, swaps);
 

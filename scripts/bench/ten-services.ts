@@ -31,7 +31,8 @@ interface PathRecord {
   steps: Array<Record<string, number>>;
 }
 
-export async function benchTenServices(options: { swaps: number; spareWorkers?: number; onLog(record: LogRecord): void }): Promise<TenServicesPaths> {
+/** `directOnly`: no swap through the kernel (its figures are then those of the direct path, unused). */
+export async function benchTenServices(options: { swaps: number; spareWorkers?: number; directOnly?: boolean; onLog(record: LogRecord): void }): Promise<TenServicesPaths> {
   const before = { bytes: process.env.THESEUS_BENCH_STATE_BYTES, shape: process.env.THESEUS_BENCH_STATE_SHAPE };
   process.env.THESEUS_BENCH_STATE_BYTES = '1024';
   process.env.THESEUS_BENCH_STATE_SHAPE = 'blob';
@@ -52,8 +53,9 @@ export async function benchTenServices(options: { swaps: number; spareWorkers?: 
     await kernel.upgrade({ release: '1.0.1', services: release('v2') });
     await kernel.upgrade({ release: '1.0.2', services: release('v1') });
     for (const record of Object.values(records)) record.steps.length = 0;
-    for (let i = 0; i < options.swaps * 2; i++) {
-      path = i % 2 === 0 ? 'direct' : 'through-kernel';
+    const paths: SwapPath[] = options.directOnly ? ['direct'] : ['direct', 'through-kernel'];
+    for (let i = 0; i < options.swaps * paths.length; i++) {
+      path = paths[i % paths.length]!;
       await new Promise((resolve) => setTimeout(resolve, 100));
       if (path === 'direct') await kernel.sparesReady();
       const report = await kernel.upgrade({ release: `1.0.${i + 3}`, services: release(i % 2 === 0 ? 'v2' : 'v1'), swapPath: path });
@@ -68,7 +70,8 @@ export async function benchTenServices(options: { swaps: number; spareWorkers?: 
     if (before.shape === undefined) delete process.env.THESEUS_BENCH_STATE_SHAPE;
     else process.env.THESEUS_BENCH_STATE_SHAPE = before.shape;
   }
-  return { ...summarize(records.direct), throughKernel: summarize(records['through-kernel']) };
+  const direct = summarize(records.direct);
+  return { ...direct, throughKernel: options.directOnly ? direct : summarize(records['through-kernel']) };
 }
 
 function summarize({ totals, pauses, steps }: PathRecord): TenServicesResult {
