@@ -1,0 +1,190 @@
+// Hostile uses of keyed state (keyed: true, ctx.store) and of its pre-copy in a swap: values and
+// keys the store must refuse, keys that are odd but valid, writes that race the copy (deletes,
+// re-adds, a store emptied mid-copy, held there by a new worker blocked in its entry migration),
+// entry migrations that misbehave, roll-backs, back-to-back swaps, a stop during a copy, reply
+// durability, stateCheck 'every-change', and swaps that try to turn keyed state on or off.
+
+import assert from 'node:assert/strict';
+import { existsSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { Kernel, SwapError, type TheseusError } from '../../kernel/index.ts';
+import { readCheckpoint } from '../../kernel/common/checkpoints.ts';
+import { decodeState } from '../../kernel/common/state-codec.ts';
+import { tempDir } from '../release/helpers.ts';
+import { fixture, logCollector, waitUntil } from '../helpers.ts';
+
+type Key = string | number;
+
+interface HostileApi {
+  put(key: Key, value: unknown): Promise<number>;
+  putBad(key: Key, kind: string): Promise<number>;
+  putBadKey(kind: string): Promise<number>;
+  fill(prefix: string, from: number, count: number, bytes: number): Promise<number>;
+  putHuge(key: Key, megabytes: number): Promise<number>;
+  hugeOf(key: Key): Promise<{ length: number; last: string; rest: Record<string, unknown> } | null>;
+  get(key: Key): Promise<{ value: unknown } | null>;
+  has(key: Key): Promise<boolean>;
+  del(key: Key): Promise<boolean>;
+  wipe(): Promise<number>;
+  size(): Promise<number>;
+  dump(): Promise<Array<[Key, unknown]>>;
+  dumpWithout(prefix: string): Promise<Array<[Key, unknown]>>;
+  setThenThrow(key: Key, value: unknown): Promise<never>;
+  mutateAfterSet(key: Key): Promise<number>;
+  next(): Promise<{ seq: number; vsn: number }>;
+  badState(key: Key): Promise<number>;
+  vsn(): Promise<number>;
+  crash(): Promise<never>;
+  spread(): Promise<boolean>;
+}
+
+const variants = { '0.1.0': 'keyed-hostile-v1', '0.2.0': 'keyed-hostile-v2', '0.3.0': 'keyed-hostile-v3' } as const;
+type Version = keyof typeof variants;
+
+/** A release of the given keyed services, each at the code of `version`. */
+function release(version: Version, names: string[] = ['hostile'], extra: Record<string, unknown> = {}) {
+  return { release: version, services: Object.fromEntries(names.map((name) => [name, { entry: fixture(variants[version]), ...extra }])) };
+}
+
+async function codeOf(promise: Promise<unknown>): Promise<string | undefined> {
+  const error = await promise.then(
+    () => undefined,
+    (caught: unknown) => caught as TheseusError,
+  );
+  return error?.code;
+}
+
+async function swapFailure(promise: Promise<unknown>): Promise<SwapError> {
+  const error = await promise.then(
+    () => new Error('the swap went through'),
+    (caught: unknown) => caught,
+  );
+  assert.ok(error instanceof SwapError, String(error));
+  return error;
+}
+
+test('the store refuses values that are not plain data and keys that are not strings or finite numbers, and keeps what it had', async () => {
+  const kernel = await Kernel.start({
+    release: '0.1.0',
+    services: { hostile: { entry: fixture('keyed-hostile-v1') }, strict: { entry: fixture('keyed-hostile-strict') }, plain: { entry: fixture('keyed-hostile-plain') } },
+    onLog: logCollector().onLog,
+  });
+  try {
+    const store = kernel.client<HostileApi>('hostile');
+    await store.put('k', { n: 1 });
+    for (const kind of ['function', 'class', 'symbol', 'map-with-function', 'nested-function', 'undefined', 'proxy', 'getter']) {
+      // Over a key that holds a value, and on a new key: neither changes.
+      for (const key of ['k', `new-${kind}`]) {
+        const error = await store.putBad(key, kind).then(
+          () => null,
+          (caught: TheseusError) => caught,
+        );
+        assert.ok(error, `${kind} at ${key} was accepted`);
+        assert.equal(error.code, 'E_STATE_NOT_CLONEABLE', `${kind}: ${error.message}`);
+        assert.match(error.message, new RegExp(`store\\.set\\(${JSON.stringify(key)}\\)`), `the message names the key: ${error.message}`);
+      }
+      assert.deepEqual(await store.get('k'), { value: { n: 1 } }, `the value of k after a ${kind}`);
+      assert.equal(await store.has(`new-${kind}`), false);
+    }
+    for (const kind of ['object', 'array', 'NaN', 'Infinity', '-Infinity', 'null', 'undefined', 'symbol', 'bigint', 'boolean']) {
+      const error = await store.putBadKey(kind).then(
+        () => null,
+        (caught: TheseusError) => caught,
+      );
+      assert.equal(error?.code, 'E_STORE_BAD_KEY', `key ${kind}: ${error?.message}`);
+      assert.match(error.message, /strings or finite numbers/);
+    }
+    assert.equal(await store.size(), 1);
+
+    // A write is kept though its handler throws afterwards (the store changes in place).
+    assert.equal(await codeOf(store.setThenThrow('thrown', { n: 2 })), 'E_HANDLER_FAILED');
+    assert.deepEqual(await store.get('thrown'), { value: { n: 2 } });
+
+    // stateCheck 'every-change': a bad next state fails the call and is not kept; the store write before it is.
+    const strict = kernel.client<HostileApi>('strict');
+    assert.deepEqual(await strict.next(), { seq: 1, vsn: 1 });
+    assert.equal(await codeOf(strict.badState('before-bad-state')), 'E_STATE_NOT_CLONEABLE');
+    assert.deepEqual(await strict.next(), { seq: 2, vsn: 1 });
+    assert.deepEqual(await strict.get('before-bad-state'), { value: { n: 1 } });
+    assert.equal(await codeOf(strict.putBad('x', 'function')), 'E_STATE_NOT_CLONEABLE');
+
+    // A service that is not keyed: ctx.store says so, and a spread of the context does not throw.
+    const plain = kernel.client<HostileApi>('plain');
+    const notKeyed = await plain.put('k', 1).catch((caught: TheseusError) => caught);
+    assert.equal((notKeyed as TheseusError).code, 'E_NOT_KEYED');
+    assert.match((notKeyed as TheseusError).message, /keyed: true/);
+    assert.equal(await plain.spread(), false);
+
+    // health() reads the store.
+    assert.deepEqual(await kernel.health('hostile'), { healthy: true });
+    await store.put('unhealthy', 1);
+    assert.equal((await kernel.health('hostile')).healthy, false);
+  } finally {
+    await kernel.stop();
+  }
+});
+
+/** What each entry of `model` (the keys as set at vsn 1) looks like after the entry migrations up to `vsn`. */
+function migrated(model: Map<Key, Record<string, unknown>>, vsn: 1 | 2 | 3): Array<[Key, unknown]> {
+  return [...model].map(([key, value]) => [key, vsn === 1 ? value : vsn === 2 ? { ...value, up2: key } : { ...value, up2: key, up3: true }]);
+}
+
+function sortedEntries(entries: Array<[Key, unknown]>): Array<[Key, unknown]> {
+  const order = (key: Key) => `${typeof key}:${String(key)}`;
+  return [...entries].sort(([a], [b]) => (order(a) < order(b) ? -1 : order(a) > order(b) ? 1 : 0));
+}
+
+test('odd keys, a value of several MB and an empty store ride swaps up two steps at once, back to back, and down again', async () => {
+  const kernel = await Kernel.start({ ...release('0.1.0', ['hostile', 'empty']), onLog: logCollector().onLog });
+  try {
+    const store = kernel.client<HostileApi>('hostile');
+    const empty = kernel.client<HostileApi>('empty');
+    const model = new Map<Key, Record<string, unknown>>();
+    const longKey = 'L'.repeat(100_000);
+    for (const key of ['', '__proto__', 'constructor', 'toString', 'hasOwnProperty', longKey, 0, '0', 1.5, -7, Number.MAX_VALUE, '\u{1F600}', '\ud800']) {
+      const value = { n: model.size, key: typeof key === 'string' ? key.slice(0, 20) : key };
+      await store.put(key, value);
+      model.set(key, value);
+    }
+    // -0 is the key 0 (a Map's SameValueZero), not a key of its own.
+    await store.put(-0, { n: 'minus zero' });
+    model.set(0, { n: 'minus zero' });
+    assert.deepEqual(await store.get(0), { value: { n: 'minus zero' } });
+    assert.deepEqual(await store.get('0'), { value: model.get('0') }, 'the number 0 and the string "0" are two keys');
+    await store.putHuge('huge', 8);
+    const filler = 10_000;
+    await store.fill('f:', 0, filler, 50);
+
+    const check = async (vsn: 1 | 2 | 3) => {
+      assert.equal(await store.vsn(), vsn);
+      assert.deepEqual(sortedEntries(await store.dumpWithout('f:')).filter(([key]) => key !== 'huge'), sortedEntries(migrated(model, vsn)));
+      const huge = await store.hugeOf('huge');
+      assert.equal(huge?.length, 8 * 1024 * 1024);
+      assert.equal(huge?.last, 'Z');
+      assert.equal(await store.size(), model.size + 1 + filler);
+      assert.deepEqual(await store.get(`f:${filler - 1}`), { value: migrated(new Map([[`f:${filler - 1}`, { n: filler - 1, text: 'x'.repeat(50) }]]), vsn)[0]![1] });
+      assert.equal(await empty.size(), 0);
+      assert.equal(await empty.vsn(), vsn);
+    };
+
+    // A second swap asked for while one runs is refused, and leaves the first alone.
+    const first = kernel.upgrade(release('0.2.0', ['hostile', 'empty']));
+    assert.equal(await codeOf(kernel.upgrade(release('0.3.0', ['hostile', 'empty']))), 'E_SWAP_IN_PROGRESS');
+    const report = await first;
+    assert.equal(report.outcome, 'switched');
+    const byName = new Map(report.services.map((service) => [service.service, service]));
+    assert.ok(byName.get('hostile')!.precopy!.entries >= model.size + 1 + filler, 'every entry went in the pre-copy');
+    assert.equal(byName.get('empty')!.precopy?.entries, 0, 'an empty store pre-copies nothing');
+    await check(2);
+    // Back to back, then down two steps at once: each step's entry migration runs on every entry.
+    assert.equal((await kernel.upgrade(release('0.3.0', ['hostile', 'empty']))).outcome, 'switched');
+    await check(3);
+    assert.equal((await kernel.downgrade(release('0.1.0', ['hostile', 'empty']))).outcome, 'switched');
+    await check(1);
+    assert.equal((await kernel.upgrade(release('0.3.0', ['hostile', 'empty']))).outcome, 'switched');
+    await check(3);
+  } finally {
+    await kernel.stop();
+  }
+});
