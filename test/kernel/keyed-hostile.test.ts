@@ -188,3 +188,119 @@ test('odd keys, a value of several MB and an empty store ride swaps up two steps
     await kernel.stop();
   }
 });
+
+/** A gate file pair (see holdAtGate in the fixtures): the new worker says it waits, the test lets it go. */
+function gateAt(dir: string, name: string) {
+  const path = join(dir, name);
+  return {
+    path,
+    entered: () => waitUntil(`the new worker to wait at ${name}`, () => existsSync(`${path}.entered`), { timeoutMs: 30_000 }),
+    open: () => writeFileSync(`${path}.open`, ''),
+  };
+}
+
+test('deletes, a delete and re-add between rounds, and a store emptied in the middle of the pre-copy reach the new worker exactly', async () => {
+  const dir = await tempDir('theseus-keyed-gate-');
+  // Every round runs (nothing is left for the pause unless written after the last one).
+  const kernel = await Kernel.start({ ...release('0.1.0'), precopy: { stopAtKeys: 0, maxRounds: 8 }, onLog: logCollector().onLog });
+  try {
+    const store = kernel.client<HostileApi>('hostile');
+    const first = gateAt(dir, 'round-1');
+    const second = gateAt(dir, 'round-2');
+    // The gate key goes first, so the first chunk blocks the new worker and the rest of round one waits.
+    await store.put('gate', { gate: first.path });
+    await store.put('g2', { n: 'g2' });
+    await store.fill('f:', 0, 20_000, 20);
+    const swap = kernel.upgrade(release('0.2.0'));
+    swap.catch(() => undefined);
+
+    await first.entered();
+    // Round one is under way: f:10 was sent, f:19010 not yet (chunks hold 4096 keys, four ahead at most).
+    assert.equal(await store.del('f:10'), true);
+    assert.equal(await store.del('f:19010'), true);
+    // Written during round one, so sent in round two, where it holds the new worker again.
+    await store.put('g2', { gate: second.path });
+    first.open();
+
+    await second.entered();
+    await store.put('f:10', { n: 'back' });
+    assert.equal(await store.wipe(), 0, 'the store is empty in the middle of the copy');
+    await store.put('f:10', { n: 'back again' });
+    await store.put('f:19010', { n: 'late' });
+    await store.put('new', { n: 'new' });
+    second.open();
+
+    const report = await swap;
+    assert.equal(report.outcome, 'switched');
+    assert.ok(report.services[0]!.precopy!.rounds >= 3, `three rounds at least (${JSON.stringify(report.services[0]!.precopy)})`);
+    assert.equal(await store.vsn(), 2);
+    assert.deepEqual(sortedEntries(await store.dump()), [
+      ['f:10', { n: 'back again', up2: 'f:10' }],
+      ['f:19010', { n: 'late', up2: 'f:19010' }],
+      ['new', { n: 'new', up2: 'new' }],
+    ]);
+  } finally {
+    await kernel.stop();
+  }
+});
+
+/** The store as it must be: the filler and the named entries, at vsn 1. */
+async function assertStore(store: HostileApi, named: Map<Key, unknown>, filler: number, vsn: 1 | 2) {
+  assert.equal(await store.vsn(), vsn);
+  const expected = [...named].map(([key, value]): [Key, unknown] => [key, vsn === 2 ? { ...(value as object), up2: key } : value]);
+  assert.deepEqual(sortedEntries(await store.dumpWithout('f:')), sortedEntries(expected));
+  assert.equal(await store.size(), named.size + filler);
+}
+
+for (const precopy of [{ maxRounds: 8 }, { maxRounds: 0 }]) {
+  const where = precopy.maxRounds === 0 ? 'with pre-copy off (the whole store in the pause)' : 'during the pre-copy';
+  test(`entry migrations that return undefined, a promise or no plain data, throw or end the thread ${where}: each rolls back with the store whole, checkpoints go on, and the next swap works`, async () => {
+    const kernel = await Kernel.start({ ...release('0.1.0'), precopy, onLog: logCollector().onLog });
+    try {
+      const store = kernel.client<HostileApi>('hostile');
+      const filler = 9000;
+      await store.fill('f:', 0, filler, 20);
+      const named = new Map<Key, unknown>([['a', { n: 1 }]]);
+      await store.put('a', { n: 1 });
+      for (const [poison, reason] of [
+        ['undefined', /returned undefined/],
+        ['promise', /returned a promise/],
+        ['async', /returned a promise/],
+        ['function', /not plain.*is a function/],
+        ['throw', /entry p is poisoned/],
+      ] as const) {
+        await store.put('p', { poison });
+        const error = await swapFailure(kernel.upgrade(release('0.2.0')));
+        assert.equal(error.code, 'E_ENTRY_MIGRATION_FAILED', `${poison}: ${error.message}`);
+        assert.equal(error.report.outcome, 'rolled-back');
+        assert.match(error.message, /key "p"/);
+        assert.match(error.message, reason);
+        assert.equal(await store.del('p'), true);
+        await assertStore(store, named, filler, 1);
+      }
+      // The new worker's thread ends while it migrates entries.
+      await store.put('p', { poison: 'exit' });
+      const exited = await swapFailure(kernel.upgrade(release('0.2.0')));
+      assert.equal(exited.report.outcome, 'rolled-back');
+      assert.ok(['E_WORKER_EXITED', 'E_HANDOFF_CLOSED'].includes(exited.code), exited.message);
+      assert.equal(await store.del('p'), true);
+      await assertStore(store, named, filler, 1);
+
+      // The failed copies left nothing behind in the old worker: a checkpoint holds a write made
+      // now, and a crash restarts from it.
+      await store.put('after', { n: 2 });
+      named.set('after', { n: 2 });
+      await kernel.checkpoint(['hostile'], { fresh: true });
+      const restarted = new Promise<void>((resolve) => kernel.onRestart(() => resolve()));
+      await assert.rejects(store.crash());
+      await restarted;
+      await assertStore(store, named, filler, 1);
+
+      const report = await kernel.upgrade(release('0.2.0'));
+      assert.equal(report.outcome, 'switched');
+      await assertStore(store, named, filler, 2);
+    } finally {
+      await kernel.stop();
+    }
+  });
+}
