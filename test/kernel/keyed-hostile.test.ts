@@ -304,3 +304,111 @@ for (const precopy of [{ maxRounds: 8 }, { maxRounds: 0 }]) {
     }
   });
 }
+
+test('a downgrade whose downEntry throws in the old worker rolls back; that worker still checkpoints, and the next downgrade works', async () => {
+  const kernel = await Kernel.start({ ...release('0.2.0'), onLog: logCollector().onLog });
+  try {
+    const store = kernel.client<HostileApi>('hostile');
+    await store.fill('f:', 0, 9000, 20);
+    await store.put('bad', { n: 1, poisonDown: true });
+    const error = await swapFailure(kernel.downgrade(release('0.1.0')));
+    assert.equal(error.code, 'E_ENTRY_MIGRATION_FAILED', error.message);
+    assert.equal(error.report.outcome, 'rolled-back');
+    assert.match(error.message, /key "bad".*cannot go down/);
+    assert.equal(await store.vsn(), 2);
+    assert.equal(await store.size(), 9001);
+
+    // A checkpoint taken now holds a write made now: a crash restarts from it.
+    await store.put('after', { n: 2 });
+    await kernel.checkpoint(['hostile'], { fresh: true });
+    const restarted = new Promise<void>((resolve) => kernel.onRestart(() => resolve()));
+    await assert.rejects(store.crash());
+    await restarted;
+    assert.deepEqual(await store.get('after'), { value: { n: 2 } });
+
+    await store.del('bad');
+    assert.equal((await kernel.downgrade(release('0.1.0'))).outcome, 'switched');
+    assert.equal(await store.vsn(), 1);
+    assert.deepEqual(await store.get('f:8999'), { value: { n: 8999, text: 'x'.repeat(20) } });
+    assert.equal(await store.size(), 9001);
+  } finally {
+    await kernel.stop();
+  }
+});
+
+test('kernel.stop() during a pre-copy waits for the swap, and the next start finds the whole store', async () => {
+  const stateDir = await tempDir('theseus-keyed-stop-');
+  const kernel = await Kernel.start({ ...release('0.1.0'), stateDir, onLog: logCollector().onLog });
+  const store = kernel.client<HostileApi>('hostile');
+  const gate = gateAt(stateDir, 'stop');
+  await store.put('gate', { gate: gate.path });
+  await store.fill('f:', 0, 9000, 20);
+  const swap = kernel.upgrade(release('0.2.0'));
+  swap.catch(() => undefined);
+  await gate.entered();
+  // Written while the copy is held: it must reach the new worker or stay with the old one.
+  await store.put('during', { n: 'during' });
+  const stopped = kernel.stop();
+  gate.open();
+  await stopped;
+  const outcome = await swap.then(
+    (report) => report.outcome,
+    (error: SwapError) => error.report?.outcome ?? String(error),
+  );
+  assert.ok(outcome === 'switched' || outcome === 'rolled-back', outcome);
+  const version: Version = outcome === 'switched' ? '0.2.0' : '0.1.0';
+  const again = await Kernel.start({ ...release(version), stateDir, onLog: logCollector().onLog });
+  try {
+    const restored = again.client<HostileApi>('hostile');
+    assert.equal(await restored.size(), 9002);
+    const during = await restored.get('during');
+    assert.deepEqual(during, { value: version === '0.2.0' ? { n: 'during', up2: 'during' } : { n: 'during' } });
+  } finally {
+    await again.stop();
+  }
+});
+
+test("reply durability through a pre-copied swap: every reply's write is on disk, entries migrated, and a restart finds them", async () => {
+  const stateDir = await tempDir('theseus-keyed-reply-');
+  const onDisk = async (): Promise<Map<Key, unknown>> => {
+    const checkpoint = await readCheckpoint(stateDir, 'hostile');
+    assert.ok(checkpoint, 'a checkpoint exists');
+    const whole = decodeState(checkpoint.snapshot.bytes) as { '~keyed': 1; entries: Map<Key, unknown> };
+    assert.equal(whole['~keyed'], 1, 'the checkpoint holds the keyed store');
+    return whole.entries;
+  };
+  const kernel = await Kernel.start({ ...release('0.1.0', ['hostile'], { durability: 'reply' }), stateDir, onLog: logCollector().onLog });
+  try {
+    const store = kernel.client<HostileApi>('hostile');
+    await store.fill('f:', 0, 5000, 20);
+    await store.put('a', { n: 1 });
+    assert.deepEqual((await onDisk()).get('a'), { n: 1 }, 'the write is on disk when its reply arrives');
+    // A failed handler's write is kept in memory, and so on disk too before its error is answered.
+    assert.equal(await codeOf(store.setThenThrow('thrown', { n: 3 })), 'E_HANDLER_FAILED');
+    assert.deepEqual((await onDisk()).get('thrown'), { n: 3 });
+
+    const report = await kernel.upgrade(release('0.2.0', ['hostile'], { durability: 'reply' }));
+    assert.equal(report.outcome, 'switched');
+    assert.ok(report.services[0]!.precopy, 'the store was pre-copied');
+    // The new worker writes what it adopted as it starts serving, before its first reply.
+    assert.equal(await store.vsn(), 2);
+    const afterSwap = await onDisk();
+    assert.equal(afterSwap.size, 5002, 'the new worker wrote the whole store it adopted');
+    assert.deepEqual(afterSwap.get('a'), { n: 1, up2: 'a' });
+    await store.put('b', { n: 2 });
+    assert.deepEqual((await onDisk()).get('b'), { n: 2 });
+    assert.equal(await store.del('a'), true);
+    assert.equal((await onDisk()).has('a'), false, 'a delete is on disk when its reply arrives');
+  } finally {
+    await kernel.stop();
+  }
+  const again = await Kernel.start({ ...release('0.2.0', ['hostile'], { durability: 'reply' }), stateDir, onLog: logCollector().onLog });
+  try {
+    const store = again.client<HostileApi>('hostile');
+    assert.equal(await store.size(), 5002);
+    assert.deepEqual(await store.get('b'), { value: { n: 2 } });
+    assert.deepEqual(await store.get('f:4999'), { value: { n: 4999, text: 'x'.repeat(20), up2: 'f:4999' } });
+  } finally {
+    await again.stop();
+  }
+});
