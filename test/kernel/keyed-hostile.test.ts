@@ -35,6 +35,7 @@ interface HostileApi {
   next(): Promise<{ seq: number; vsn: number }>;
   badState(key: Key): Promise<number>;
   vsn(): Promise<number>;
+  bumpInPlace(key: Key): Promise<number>;
   crash(): Promise<never>;
   spread(): Promise<boolean>;
 }
@@ -412,3 +413,92 @@ test("reply durability through a pre-copied swap: every reply's write is on disk
     await again.stop();
   }
 });
+
+test('a swap may not turn keyed state off or on, and a pool may not be keyed: refused before anything is touched', async () => {
+  const kernel = await Kernel.start({
+    release: '0.1.0',
+    services: { hostile: { entry: fixture('keyed-hostile-v1') }, plain: { entry: fixture('keyed-hostile-plain') } },
+    onLog: logCollector().onLog,
+  });
+  try {
+    const store = kernel.client<HostileApi>('hostile');
+    const plain = kernel.client<HostileApi>('plain');
+    await store.fill('f:', 0, 1000, 10);
+    await plain.next();
+    const before = await kernel.status();
+    for (const services of [
+      { hostile: { entry: fixture('keyed-hostile-plain') }, plain: { entry: fixture('keyed-hostile-plain') } },
+      { hostile: { entry: fixture('keyed-hostile-v2') }, plain: { entry: fixture('keyed-hostile-v2') } },
+    ]) {
+      const error = await kernel.upgrade({ release: '0.2.0', services }).catch((caught: TheseusError) => caught);
+      assert.equal((error as TheseusError).code, 'E_KEYED_CHANGED', String(error));
+      assert.equal((error as TheseusError).phase, 'check');
+      assert.match((error as TheseusError).message, /cannot turn keyed state on or off/);
+    }
+    const after = await kernel.status();
+    assert.deepEqual(
+      after.map(({ name, release, vsn, threadId, state }) => ({ name, release, vsn, threadId, state })),
+      before.map(({ name, release, vsn, threadId, state }) => ({ name, release, vsn, threadId, state })),
+      'the same workers serve, on the same release',
+    );
+    assert.equal(await store.size(), 1000);
+    assert.deepEqual(await plain.next(), { seq: 2, vsn: 1 });
+  } finally {
+    await kernel.stop();
+  }
+  const pooled = await Kernel.start({ release: '0.1.0', services: { hostile: { entry: fixture('keyed-hostile-v1'), pool: { size: 2 } } }, onLog: logCollector().onLog }).catch(
+    (caught: TheseusError) => caught,
+  );
+  if (pooled instanceof Kernel) await pooled.stop();
+  assert.equal((pooled as TheseusError).code, 'E_POOLED_KEYED');
+});
+
+for (const precopy of [{ maxRounds: 8 }, { maxRounds: 0 }]) {
+  const where = precopy.maxRounds === 0 ? 'with pre-copy off' : 'with pre-copy';
+  test(
+    `a value changed after it was set into something not plain: the swap ${where} rolls back with E_STATE_NOT_CLONEABLE naming the key`,
+    precopy.maxRounds === 0
+      ? {}
+      : { todo: 'the pre-copy encodes its chunks with encodeState, not encodeServiceState: the swap rolls back with E_INTERNAL "() => 1 could not be cloned.", naming no key' },
+    async () => {
+      const kernel = await Kernel.start({ ...release('0.1.0'), precopy, onLog: logCollector().onLog });
+      try {
+        const store = kernel.client<HostileApi>('hostile');
+        await store.fill('f:', 0, 100, 10);
+        await store.mutateAfterSet('m');
+        const error = await swapFailure(kernel.upgrade(release('0.2.0')));
+        assert.equal(error.report.outcome, 'rolled-back');
+        assert.match(error.message, /get\("m"\)\.fn is a function/);
+        assert.equal(error.code, 'E_STATE_NOT_CLONEABLE', error.message);
+        assert.equal(await store.vsn(), 1);
+        assert.equal(await store.size(), 101);
+      } finally {
+        await kernel.stop();
+      }
+    },
+  );
+}
+
+test(
+  'a value read from the store and changed where it lies (no set) during a pre-copy is not lost by the swap',
+  { todo: 'the pre-copy only resends keys that were set: a change made in place after its key was copied never reaches the new worker, though its caller was answered (without pre-copy the whole store is read in the pause and keeps it)' },
+  async () => {
+    const dir = await tempDir('theseus-keyed-inplace-');
+    const kernel = await Kernel.start({ ...release('0.1.0'), onLog: logCollector().onLog });
+    try {
+      const store = kernel.client<HostileApi>('hostile');
+      const gate = gateAt(dir, 'in-place');
+      await store.put('gate', { gate: gate.path });
+      await store.put('c', { n: 0 });
+      const swap = kernel.upgrade(release('0.2.0'));
+      swap.catch(() => undefined);
+      await gate.entered();
+      assert.equal(await store.bumpInPlace('c'), 1);
+      gate.open();
+      assert.equal((await swap).outcome, 'switched');
+      assert.deepEqual(await store.get('c'), { value: { n: 1, up2: 'c' } });
+    } finally {
+      await kernel.stop();
+    }
+  },
+);
