@@ -6,6 +6,7 @@
 
 import assert from 'node:assert/strict';
 import { existsSync, writeFileSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { Kernel, SwapError, type TheseusError } from '../../kernel/index.ts';
@@ -36,7 +37,9 @@ interface HostileApi {
   badState(key: Key): Promise<number>;
   vsn(): Promise<number>;
   bumpInPlace(key: Key): Promise<number>;
+  poisonUp(on: boolean): Promise<boolean>;
   crash(): Promise<never>;
+  crashAt(vsn: number): Promise<number>;
   spread(): Promise<boolean>;
 }
 
@@ -189,6 +192,11 @@ test('odd keys, a value of several MB and an empty store ride swaps up two steps
     await kernel.stop();
   }
 });
+
+/** Removes a service's checkpoint, so the next start begins from init. */
+async function rmCheckpoint(stateDir: string, service = 'hostile'): Promise<void> {
+  await rm(join(stateDir, `${service}.ckpt`), { force: true });
+}
 
 /** A gate file pair (see holdAtGate in the fixtures): the new worker says it waits, the test lets it go. */
 function gateAt(dir: string, name: string) {
@@ -502,3 +510,167 @@ test(
     }
   },
 );
+
+/** Crashes the service's worker and waits for supervision to restart it. */
+async function crashAndRestart(kernel: Kernel, store: HostileApi, service: string): Promise<void> {
+  const restarted = new Promise<void>((resolve) => {
+    const off = kernel.onRestart((name) => {
+      if (name !== service) return;
+      off();
+      resolve();
+    });
+  });
+  await assert.rejects(store.crash());
+  await restarted;
+}
+
+test('roll-backs after a finished pre-copy, and in a swap where another keyed service fails its copy: the old workers checkpoint again, and the next swap copies afresh', async () => {
+  const kernel = await Kernel.start({ ...release('0.1.0', ['a', 'b']), onLog: logCollector().onLog });
+  try {
+    const a = kernel.client<HostileApi>('a');
+    const b = kernel.client<HostileApi>('b');
+    for (const store of [a, b]) await store.fill('f:', 0, 9000, 20);
+    const named = new Map<Key, unknown>();
+
+    // Both stores are pre-copied, then a's small state fails its up migration in the pause.
+    await a.poisonUp(true);
+    const late = await swapFailure(kernel.upgrade(release('0.2.0', ['a', 'b'])));
+    assert.equal(late.code, 'E_MIGRATION_FAILED', late.message);
+    assert.equal(late.report.outcome, 'rolled-back');
+    assert.ok(late.report.services.every((service) => service.precopy), 'both stores were pre-copied before the roll-back');
+    await a.poisonUp(false);
+
+    // a's copy succeeds while b's new worker fails on an entry.
+    await b.put('p', { poison: 'throw' });
+    const early = await swapFailure(kernel.upgrade(release('0.2.0', ['a', 'b'])));
+    assert.equal(early.code, 'E_ENTRY_MIGRATION_FAILED', early.message);
+    await b.del('p');
+
+    for (const [name, store] of [['a', a], ['b', b]] as const) {
+      await store.put(`after-${name}`, { n: name });
+      await kernel.checkpoint([name], { fresh: true });
+      await crashAndRestart(kernel, store, name);
+      assert.deepEqual(await store.get(`after-${name}`), { value: { n: name } }, `${name} checkpointed the write made after the roll-backs`);
+    }
+    named.set('after-a', { n: 'a' });
+    assert.equal((await kernel.upgrade(release('0.2.0', ['a', 'b']))).outcome, 'switched');
+    await assertStore(a, named, 9000, 2);
+    assert.equal(await b.size(), 9001);
+  } finally {
+    await kernel.stop();
+  }
+});
+
+test('the old worker crashing in the middle of a pre-copy: the swap rolls back, the old code restarts and serves, and the next swap works', async () => {
+  const dir = await tempDir('theseus-keyed-oldcrash-');
+  const kernel = await Kernel.start({ ...release('0.1.0'), onLog: logCollector().onLog });
+  try {
+    const store = kernel.client<HostileApi>('hostile');
+    const gate = gateAt(dir, 'old-crash');
+    await store.put('gate', { gate: gate.path });
+    await store.fill('f:', 0, 9000, 20);
+    await kernel.checkpoint(['hostile'], { fresh: true });
+    const swap = kernel.upgrade(release('0.2.0'));
+    swap.catch(() => undefined);
+    await gate.entered();
+    const restarted = new Promise<void>((resolve) => kernel.onRestart(() => resolve()));
+    await assert.rejects(store.crash());
+    gate.open();
+    const error = await swapFailure(swap);
+    assert.equal(error.report.outcome, 'rolled-back', error.message);
+    await restarted;
+    assert.equal(await store.vsn(), 1);
+    assert.equal(await store.size(), 9001);
+    const gateEntry = await store.get('gate');
+    assert.deepEqual(gateEntry, { value: { gate: gate.path } });
+    assert.equal((await kernel.upgrade(release('0.2.0'))).outcome, 'switched');
+    assert.equal(await store.size(), 9001);
+    assert.deepEqual(await store.get('f:0'), { value: { n: 0, text: 'x'.repeat(20), up2: 'f:0' } });
+  } finally {
+    await kernel.stop();
+  }
+});
+
+test(
+  'a start on code that is keyed when the checkpoint is not (or the reverse) is refused naming keyed, and the checkpoint is kept',
+  { todo: 'refused with E_STATE_UNREADABLE "cannot be decoded ... It was damaged, or written by a newer Node.js", which blames the file and names the wrong fix; the checkpoint is kept' },
+  async () => {
+    const stateDir = await tempDir('theseus-keyed-cold-');
+    const start = (entry: string) => Kernel.start({ release: '0.1.0', services: { hostile: { entry: fixture(entry) } }, stateDir, onLog: logCollector().onLog });
+    for (const [wrote, reads] of [
+      ['keyed-hostile-v1', 'keyed-hostile-plain'],
+      ['keyed-hostile-plain', 'keyed-hostile-v1'],
+    ]) {
+      await rmCheckpoint(stateDir);
+      const first = await start(wrote!);
+      await first.client<HostileApi>('hostile').next();
+      await first.stop();
+      const refused = await start(reads!).catch((caught: TheseusError) => caught);
+      if (refused instanceof Kernel) await refused.stop();
+      // Nothing lost: the code that wrote it still resumes from it.
+      const again = await start(wrote!);
+      try {
+        assert.deepEqual(await again.client<HostileApi>('hostile').next(), { seq: 2, vsn: 1 });
+      } finally {
+        await again.stop();
+      }
+      assert.ok(!(refused instanceof Kernel), `${reads} started on a checkpoint of ${wrote}`);
+      assert.equal((refused as TheseusError).code, 'E_KEYED_CHANGED', (refused as TheseusError).message);
+    }
+  },
+);
+
+test('precopy options that are not counts are refused at start', { todo: 'Kernel.start takes precopy { maxRounds: -1 | NaN | "x" } and { stopAtKeys: -5 } as they are; with NaN or "x" no round count ever ends a copy, only stopAtKeys does' }, async () => {
+  for (const precopy of [{ maxRounds: -1 }, { maxRounds: Number.NaN }, { maxRounds: 'x' as unknown as number }, { stopAtKeys: -5 }]) {
+    const started = await Kernel.start({ ...release('0.1.0'), precopy, onLog: logCollector().onLog }).catch((caught: TheseusError) => caught);
+    if (started instanceof Kernel) await started.stop();
+    assert.equal((started as TheseusError).code, 'E_BAD_OPTIONS', `precopy ${JSON.stringify(precopy)} was accepted`);
+  }
+});
+
+for (const precopy of [{ maxRounds: 8 }, { maxRounds: 0 }]) {
+  const copied = precopy.maxRounds > 0;
+  test(
+    `a new worker that crashes at once after a swap ${copied ? 'with' : 'without'} pre-copy restarts with the writes acknowledged before the switch`,
+    copied
+      ? {
+          todo: 'after a pre-copied swap the kernel keeps no snapshot of the switch (plan.snapshot is null, host.lastSnapshot stays the last checkpoint of the old worker, and none is taken during the copy); a crash before the checkpoint after the switch restarts from that older state and loses the acknowledged writes since',
+        }
+      : {},
+    async () => {
+      const dir = await tempDir('theseus-keyed-newcrash-');
+      const kernel = await Kernel.start({ ...release('0.1.0'), precopy, onLog: logCollector().onLog });
+      try {
+        const store = kernel.client<HostileApi>('hostile');
+        const gate = gateAt(dir, 'new-crash');
+        if (copied) await store.put('gate', { gate: gate.path });
+        await store.fill('f:', 0, 9000, 20);
+        await kernel.checkpoint(['hostile'], { fresh: true });
+        const swap = kernel.upgrade(release('0.2.0'));
+        swap.catch(() => undefined);
+        // With pre-copy: acknowledged by the old worker while its store is held mid-copy (no
+        // checkpoint is taken then). Without: acknowledged before the swap pauses it.
+        if (copied) await gate.entered();
+        await store.put('during', { n: 'during' });
+        const restarted = new Promise<void>((resolve) => kernel.onRestart(() => resolve()));
+        gate.open();
+        // Asked again and again until the new code takes one: the call waiting through the pause is
+        // served first thing after the switch, before the kernel's checkpoint of the new worker.
+        const crasher = (async () => {
+          for (;;) {
+            const answered = await store.crashAt(2).catch(() => 'crashed' as const);
+            if (answered === 'crashed') return;
+          }
+        })();
+        assert.equal((await swap).outcome, 'switched');
+        await crasher;
+        await restarted;
+        assert.equal(await store.vsn(), 2);
+        assert.deepEqual(await store.get('during'), { value: { n: 'during', up2: 'during' } }, 'the write acknowledged before the switch survived the crash');
+        assert.equal(await store.size(), copied ? 9002 : 9001);
+      } finally {
+        await kernel.stop();
+      }
+    },
+  );
+}
