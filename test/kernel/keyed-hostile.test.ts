@@ -39,7 +39,7 @@ interface HostileApi {
   bumpInPlace(key: Key): Promise<number>;
   poisonUp(on: boolean): Promise<boolean>;
   crash(): Promise<never>;
-  crashAt(vsn: number): Promise<number>;
+  crashOnceAt(vsn: number, marker: string): Promise<number>;
   spread(): Promise<boolean>;
 }
 
@@ -654,14 +654,15 @@ for (const precopy of [{ maxRounds: 8 }, { maxRounds: 0 }]) {
         await store.put('during', { n: 'during' });
         const restarted = new Promise<void>((resolve) => kernel.onRestart(() => resolve()));
         gate.open();
-        // Asked again and again until the new code takes one: the call waiting through the pause is
-        // served first thing after the switch, before the kernel's checkpoint of the new worker.
-        const crasher = (async () => {
-          for (;;) {
-            const answered = await store.crashAt(2).catch(() => 'crashed' as const);
-            if (answered === 'crashed') return;
-          }
-        })();
+        // Asked again and again, by several callers, until the new code takes one: the calls waiting
+        // through the pause are served first thing after the switch, before the kernel's checkpoint
+        // of the new worker.
+        const marker = join(dir, 'crashed');
+        const crasher = Promise.all(
+          Array.from({ length: 8 }, async () => {
+            while (!existsSync(marker)) await store.crashOnceAt(2, marker).catch(() => undefined);
+          }),
+        );
         assert.equal((await swap).outcome, 'switched');
         await crasher;
         await restarted;
