@@ -672,3 +672,34 @@ for (const precopy of [{ maxRounds: 8 }, { maxRounds: 0 }]) {
     },
   );
 }
+
+test(
+  "the store's order (a Map's insertion order, which an LRU relies on) is the same after a pre-copied swap",
+  { todo: 'a key copied in round one, then deleted and set again, is applied in the new worker by Map.set on the key it already has, which keeps its old place: keys() after the swap is not the order the old worker had (without pre-copy the Map is cloned whole, order kept)' },
+  async () => {
+    const dir = await tempDir('theseus-keyed-order-');
+    const kernel = await Kernel.start({ ...release('0.1.0'), onLog: logCollector().onLog });
+    try {
+      const store = kernel.client<HostileApi>('hostile');
+      const gate = gateAt(dir, 'order');
+      await store.put('gate', { gate: gate.path });
+      for (const key of ['a', 'b', 'c']) await store.put(key, { n: key });
+      await store.fill('f:', 0, 100, 5);
+      const swap = kernel.upgrade(release('0.2.0'));
+      swap.catch(() => undefined);
+      await gate.entered();
+      // The least recently used goes last, the way an LRU moves a key it touches.
+      await store.del('a');
+      await store.put('a', { n: 'a, touched' });
+      const before = (await store.dump()).map(([key]) => key);
+      gate.open();
+      assert.equal((await swap).outcome, 'switched');
+      const after = (await store.dump()).map(([key]) => key);
+      // Compared as text, so a failure shows the few keys that moved rather than every key.
+      assert.equal(after.slice(0, 5).join(' ') + ' ... ' + after.slice(-3).join(' '), before.slice(0, 5).join(' ') + ' ... ' + before.slice(-3).join(' '));
+      assert.deepEqual(after, before);
+    } finally {
+      await kernel.stop();
+    }
+  },
+);
