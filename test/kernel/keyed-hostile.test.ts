@@ -703,3 +703,32 @@ test(
     }
   },
 );
+
+test('a checkpoint of a keyed store starts newer code two steps up, and older code down again, each entry migrated on the way', async () => {
+  const stateDir = await tempDir('theseus-keyed-cold-migrate-');
+  const resolveRelease = async (version: string) => (version in variants ? release(version as Version).services : null);
+  const start = (version: Version) => Kernel.start({ ...release(version), stateDir, resolveRelease, onLog: logCollector().onLog });
+  const first = await start('0.1.0');
+  await first.client<HostileApi>('hostile').put('k', { n: 1 });
+  await first.client<HostileApi>('hostile').fill('f:', 0, 500, 5);
+  await first.stop();
+
+  const newer = await start('0.3.0');
+  try {
+    const store = newer.client<HostileApi>('hostile');
+    assert.deepEqual(await store.get('k'), { value: { n: 1, up2: 'k', up3: true } });
+    assert.deepEqual(await store.get('f:499'), { value: { n: 499, text: 'xxxxx', up2: 'f:499', up3: true } });
+    assert.equal(await store.size(), 501);
+  } finally {
+    await newer.stop();
+  }
+  // The checkpoint is now 0.3.0's: the older code gets it migrated down in 0.3.0's code.
+  const older = await start('0.1.0');
+  try {
+    const store = older.client<HostileApi>('hostile');
+    assert.deepEqual(await store.get('k'), { value: { n: 1 } });
+    assert.equal(await store.size(), 501);
+  } finally {
+    await older.stop();
+  }
+});
