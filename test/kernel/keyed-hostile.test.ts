@@ -794,3 +794,41 @@ test(
     }
   },
 );
+
+test(
+  'checkpoints every N changes go on after a pre-copy that skipped one and then rolled back',
+  {
+    todo: "a checkpoint due during a pre-copy is skipped (ServiceRuntime.checkpoint returns {}) without resetting the count of changes, and the count is compared with ===: once past N it never equals N again, so after a roll-back no change-driven checkpoint is taken until the interval timer's",
+  },
+  async () => {
+    const stateDir = await tempDir('theseus-keyed-every-');
+    const kernel = await Kernel.start({ ...release('0.1.0'), stateDir, checkpointEveryChanges: 10, checkpointIntervalMs: 3_600_000, onLog: logCollector().onLog });
+    try {
+      const store = kernel.client<HostileApi>('hostile');
+      const gate = gateAt(stateDir, 'every');
+      await store.put('gate', { gate: gate.path });
+      // Right behind the gate: once it opens, the new worker fails on it and the swap rolls back.
+      await store.put('p', { poison: 'throw' });
+      await kernel.checkpoint(['hostile'], { fresh: true });
+      const swap = kernel.upgrade(release('0.2.0'));
+      swap.catch(() => undefined);
+      await gate.entered();
+      for (let i = 0; i < 12; i++) await store.put(`during-${i}`, { n: i });
+      gate.open();
+      assert.equal((await swapFailure(swap)).code, 'E_ENTRY_MIGRATION_FAILED');
+      for (let i = 0; i < 20; i++) await store.put(`after-${i}`, { n: i });
+      // 32 changes since the last checkpoint, with one due every 10: one must reach the disk.
+      await waitUntil(
+        'a checkpoint after the roll-back',
+        async () => {
+          const checkpoint = await readCheckpoint(stateDir, 'hostile');
+          const whole = checkpoint && (decodeState(checkpoint.snapshot.bytes) as { entries: Map<Key, unknown> });
+          return whole ? whole.entries.has('during-11') : false;
+        },
+        { timeoutMs: 10_000 },
+      );
+    } finally {
+      await kernel.stop();
+    }
+  },
+);
