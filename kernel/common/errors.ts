@@ -57,6 +57,8 @@ const messages = {
     `${service} is ${from} in the running release and ${to} in the new one; a swap cannot turn keyed state on or off. Keep keyed as it is in this release; to move data between state and store, ship a release with both and copy it in a call.`,
   E_ENTRY_MIGRATION_FAILED: (service: string, step: string, key: string, message: string) =>
     `The entry migration ${step} of ${service} failed on key ${key}: ${message}. The old workers kept serving with their store untouched; fix upEntry/downEntry (synchronous, returning plain data) and try again.`,
+  E_PRECOPY_ABORTED: (service: string) =>
+    `The copy of ${service}'s store to its new worker stopped: the new worker's end of the channel closed (it failed or was ended). The old worker keeps serving with its store untouched; the swap reports why the new worker stopped. Fix that and retry the upgrade.`,
   E_WORKER_EXITED: (service: string, release: string, phase: string, reason: string) =>
     `The worker for ${service}@${release} exited during ${phase}: ${reason}.`,
   E_SWAP_IN_PROGRESS: () =>

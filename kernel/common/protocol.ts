@@ -345,7 +345,11 @@ export interface ControlRequests {
   'check-args': { request: { method: string; args: unknown[] }; response: Record<string, never> };
   /** End for good: run terminate() when asked (kernel stop), then let the thread exit. */
   stop: {
-    request: { runTerminate: boolean; reason: string; drainTimeoutMs: number; snapshot: boolean };
+    /**
+     * `snapshotVsn`: the final snapshot at this vsn, migrated down in this code when it differs
+     * (the state a pre-copied downgrade switched in with, kept for a restart).
+     */
+    request: { runTerminate: boolean; reason: string; drainTimeoutMs: number; snapshot: boolean; snapshotVsn?: string };
     /**
      * The final state, taken after the drain, when asked for; `persisted` when the worker has
      * already written it to its own checkpoint file (reply durability).

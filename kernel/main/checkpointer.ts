@@ -102,6 +102,30 @@ export class Checkpointer {
     );
   }
 
+  /**
+   * The state a pre-copied swap switched in with, as the retiring old worker gave it: kept for a
+   * restart and written as the checkpoint that follows the swap, unless a newer one was taken
+   * since `at` (the switch). It stands in for the checkpoint other swaps take of the new worker,
+   * which would encode a whole store in the thread that now serves.
+   */
+  async keepSwitched(host: ServiceHost, snapshot: StateSnapshot, release: string, at: string): Promise<void> {
+    const name = host.name;
+    // One writer per file: after any checkpoint already on its way.
+    while (this.#writing.has(name)) await this.#writing.get(name);
+    if (host.lastSnapshot && host.lastSnapshot.at > at) return;
+    host.lastSnapshot = { snapshot, release, at };
+    const stateDir = this.#context.options.stateDir;
+    if (!stateDir) return;
+    const done = writeCheckpoint(stateDir, name, release, snapshot)
+      .then(
+        () => undefined,
+        (error: unknown) => this.#context.log('error', `${name}: checkpoint failed: ${errorMessage(error)}`, { code: serializeError(error).code }),
+      )
+      .finally(() => this.#writing.delete(name));
+    this.#writing.set(name, done);
+    await done;
+  }
+
   /** The final state a stopping worker handed back, written unless the worker wrote it itself. */
   async writeFinal(host: ServiceHost, stopped: { snapshot?: StateSnapshot; persisted?: boolean }): Promise<void> {
     const stateDir = this.#context.options.stateDir;
@@ -161,6 +185,7 @@ export class Checkpointer {
    * the file. Null: none was ever saved.
    */
   async lastState(host: ServiceHost): Promise<KnownState | null> {
+    if (host.pendingSnapshot) await host.pendingSnapshot;
     const stateDir = this.#context.options.stateDir;
     const fromDisk = async (): Promise<KnownState | null> => {
       const checkpoint = stateDir ? await readCheckpoint(stateDir, host.name) : null;

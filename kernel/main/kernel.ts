@@ -111,6 +111,7 @@ export class Kernel {
 
   /** Bundles and boots every service, wires the ports between them, and runs their init. */
   static async start(options: KernelOptions): Promise<Kernel> {
+    checkPrecopyOptions(options.precopy);
     const kernel = new Kernel(options);
     try {
       await bootRelease({
@@ -455,6 +456,7 @@ export class Kernel {
         this.#removed.set(host.name, { release: host.release, by: release, snapshot: host.lastSnapshot?.snapshot ?? null });
         host.refuseNewCalls(`release ${release} removed it`);
       },
+      keepSwitched: (host, snapshot, release, at) => this.#checkpoints.keepSwitched(host, snapshot, release, at),
       keep: async (host, stopped) => {
         if (stopped.snapshot) this.#removed.set(host.name, { ...this.#removed.get(host.name)!, snapshot: stopped.snapshot });
         await this.#checkpoints.writeFinal(host, stopped);
@@ -490,5 +492,16 @@ export class Kernel {
     }
     const data = record.data === undefined ? '' : ` ${JSON.stringify(record.data)}`;
     process.stderr.write(`${new Date(record.time).toISOString()} ${record.level} [${record.service}@${record.release}] ${record.message}${data}\n`);
+  }
+}
+
+/** theseus.config.ts checks these with its schema; a Kernel started from code gets the same rule. */
+function checkPrecopyOptions(precopy: KernelOptions['precopy']): void {
+  if (precopy === undefined) return;
+  for (const name of ['maxRounds', 'stopAtKeys'] as const) {
+    const value = precopy[name];
+    if (value !== undefined && !(Number.isSafeInteger(value) && value >= 0)) {
+      throw theseusError('E_BAD_OPTIONS', `precopy.${name}`, `${JSON.stringify(value)} is not a whole number of at least 0`);
+    }
   }
 }

@@ -40,6 +40,11 @@ export class ServiceHost {
   lastSwap: LastSwap | null = null;
   /** The state as of the last checkpoint, kept in memory for a restart after a crash. */
   lastSnapshot: { snapshot: StateSnapshot; release: string; at: string } | null = null;
+  /**
+   * Settles once the state a pre-copied swap switched in with is in lastSnapshot (the retiring
+   * old worker gives it): a restart before then waits for it rather than take an older one.
+   */
+  pendingSnapshot: Promise<void> | null = null;
   /** When the worker was restarted recently (for the restart-intensity limit), and how often in all. */
   restartTimes: number[] = [];
   restarts = 0;

@@ -149,6 +149,8 @@ export class ServiceRuntime {
   #messageStartedAt = 0;
   /** State changes since the last checkpoint, and when to ask for the next one. */
   #changesSinceCheckpoint = 0;
+  /** A checkpoint was asked for during a pre-copy and skipped. */
+  #checkpointOwed = false;
   #checkpointEveryChanges: number;
   #onCheckpointDue: () => void;
   /** Set in reply durability: every reply goes through it. */
@@ -259,11 +261,13 @@ export class ServiceRuntime {
     }
     const drainedAt = preciseNow();
     let snapshot: StateSnapshot;
-    const precopy = this.#precopy;
+    // After a pre-copy, only the keys written since the last round go now, then the small state;
+    // unless more keys were written than the store holds (a sliding window written faster than a
+    // round): then the whole store is the smaller message, and replaces the copy.
+    const precopy = this.#precopy !== null && this.#store!.changedCount < this.#store!.size ? this.#precopy : null;
     try {
       if (precopy) {
-        // Only the keys written since the last round go now, then the small state.
-        this.#sendChanges(precopy, this.#store!.takeChanged());
+        this.#sendChanges(precopy, [...this.#store!.takeChanged()]);
         snapshot = await this.#snapshotRest(request.snapshotVsn);
       } else snapshot = await this.#snapshot(request.snapshotVsn);
     } catch (error) {
@@ -290,6 +294,7 @@ export class ServiceRuntime {
   resume({ ports }: ControlRequests['resume']['request']): ControlRequests['resume']['response'] {
     this.#expectPhase('resume', 'suspended');
     this.#endPrecopy();
+    this.#payCheckpointOwed();
     if (ports) this.#channels.adoptOutbound(ports.outbound);
     // The backlog it handed over comes back first, in its order; then the ports' own queues.
     this.#serve(ports ?? { inbound: [], outbound: {} });
@@ -394,7 +399,7 @@ export class ServiceRuntime {
 
   #applyChanges(changes: StoreChange[], migrateEntry: EntryMigration | null): void {
     const store = this.#keyedStore('at pre-copy');
-    if (migrateEntry) for (const change of changes) if (change.length === 2) change[1] = migrateEntry(change[1], change[0]);
+    if (migrateEntry) for (const change of changes) if (change.length > 1) change[1] = migrateEntry(change[1], change[0]);
     store.apply(changes);
   }
 
@@ -420,28 +425,37 @@ export class ServiceRuntime {
     });
     store.startTracking();
     const progress = { rounds: 0, entries: 0, bytes: 0, lastRound: 0 };
-    // Round one sends every key; each later round, the keys written during the one before.
-    let keys: Iterable<StoreKey> = store.keys();
+    // Round one sends every key in the Map's order, but not one (re)inserted since the copy began:
+    // the next round puts those last, where the Map has them. Each later round sends the keys
+    // written during the one before.
+    let keys: Iterable<readonly [StoreKey, boolean]> = this.#keysNotInsertedSince(store);
     for (;;) {
       const sent = await this.#sendRound(copy, keys);
       // The round counts once the new worker has it all: then what is left is only what was written since.
       await this.#caughtUp(copy, 0);
-      if (this.#precopy !== copy) throw theseusError('E_HANDOFF_CLOSED', this.#service, this.#release);
+      if (this.#precopy !== copy) throw theseusError('E_PRECOPY_ABORTED', this.#service);
       progress.rounds++;
       progress.entries += sent.entries;
       progress.bytes += sent.bytes;
       progress.lastRound = sent.entries;
-      // Small enough: the rest waits for the suspend, which sends it inside the pause.
-      if (store.changedCount <= smallEnough || progress.rounds >= maxRounds) return progress;
+      const next = store.changedCount;
+      // Small enough: the rest waits for the suspend, which sends it inside the pause. A round that
+      // would be no smaller than the last does not converge (keys are written faster than a round
+      // sends them): going on would only send more, so the pause takes what is left.
+      if (next <= smallEnough || progress.rounds >= maxRounds || next >= sent.entries) return progress;
       keys = store.takeChanged();
     }
   }
 
+  *#keysNotInsertedSince(store: TrackedStore): Generator<readonly [StoreKey, boolean]> {
+    for (const key of store.keys()) if (!store.insertedSinceTaken(key)) yield [key, false];
+  }
+
   /** One round: the keys in chunks, each chunk between two of the service's own messages. */
-  async #sendRound(copy: PrecopyRun, keys: Iterable<StoreKey>): Promise<{ entries: number; bytes: number }> {
+  async #sendRound(copy: PrecopyRun, keys: Iterable<readonly [StoreKey, boolean]>): Promise<{ entries: number; bytes: number }> {
     let entries = 0;
     let bytes = 0;
-    let chunk: StoreKey[] = [];
+    let chunk: Array<readonly [StoreKey, boolean]> = [];
     const flush = () => {
       bytes += this.#sendChanges(copy, chunk);
       entries += chunk.length;
@@ -474,16 +488,32 @@ export class ServiceRuntime {
   }
 
   /** Sends the current value of each key (or its deletion) as one chunk; returns its size in bytes. */
-  #sendChanges(copy: PrecopyRun, keys: Iterable<StoreKey>): number {
+  #sendChanges(copy: PrecopyRun, keys: ReadonlyArray<readonly [StoreKey, boolean]>): number {
     const changes = this.#store!.changesOf(keys);
     if (changes.length === 0) return 0;
-    if (copy.migrateEntry) for (const change of changes) if (change.length === 2) change[1] = copy.migrateEntry(change[1], change[0]);
-    const bytes = encodeState(changes);
+    if (copy.migrateEntry) for (const change of changes) if (change.length > 1) change[1] = copy.migrateEntry(change[1], change[0]);
+    const bytes = this.#encodeChanges(changes);
     const size = bytes.byteLength;
     const message: HandoffMessage = { kind: 'entries', vsn: copy.vsn, bytes };
     copy.port.postMessage(message, [bytes.buffer as ArrayBuffer]);
     copy.unapplied++;
     return size;
+  }
+
+  /**
+   * A value checked at its set() can still have been changed in place since (against the rules):
+   * the error then names its key, as a whole snapshot's would.
+   */
+  #encodeChanges(changes: StoreChange[]): Uint8Array {
+    try {
+      return encodeState(changes);
+    } catch (error) {
+      for (const change of changes) {
+        const problem = change.length > 1 ? findNonPlainData(change[1], `store.get(${JSON.stringify(change[0])})`) : null;
+        if (problem !== null) throw theseusError('E_STATE_NOT_CLONEABLE', this.#service, 'at pre-copy', problem);
+      }
+      throw theseusError('E_STATE_NOT_CLONEABLE', this.#service, 'at pre-copy', explainCloneFailure(changes, 'entries', error));
+    }
   }
 
   #endPrecopy(): void {
@@ -494,6 +524,14 @@ export class ServiceRuntime {
     // A copy waiting for the new worker stops waiting: it sees it has ended.
     copy.onApplied?.();
     this.#store?.stopTracking();
+    if (this.#phase === 'serving') this.#payCheckpointOwed();
+  }
+
+  /** A checkpoint skipped during a copy that did not end in a swap (a roll-back): ask for it now. */
+  #payCheckpointOwed(): void {
+    if (!this.#checkpointOwed) return;
+    this.#checkpointOwed = false;
+    this.#onCheckpointDue();
   }
 
   #keyedStore(where: string): TrackedStore {
@@ -513,11 +551,11 @@ export class ServiceRuntime {
 
   #adoptWhole(value: unknown): void {
     if (this.#store === null) {
-      if (isKeyedSnapshot(value)) throw theseusError('E_STATE_UNREADABLE', this.#service, 'at adopt', 'the snapshot holds a keyed store, but this code is not keyed');
+      if (isKeyedSnapshot(value)) throw theseusError('E_CHECKPOINT_INCOMPATIBLE', this.#service, `it holds a keyed store (the code that wrote it said keyed: true), and ${this.#service}@${this.#release} is not keyed`);
       this.#state = value;
       return;
     }
-    if (!isKeyedSnapshot(value)) throw theseusError('E_STATE_UNREADABLE', this.#service, 'at adopt', 'this code is keyed, but the snapshot holds no keyed store');
+    if (!isKeyedSnapshot(value)) throw theseusError('E_CHECKPOINT_INCOMPATIBLE', this.#service, `${this.#service}@${this.#release} is keyed (keyed: true), and the state holds no keyed store: the code that wrote it was not keyed`);
     this.#state = value.state;
     this.#store.replace(value.entries);
   }
@@ -580,7 +618,12 @@ export class ServiceRuntime {
     if (this.#phase !== 'draining') this.#expectPhase('checkpoint', 'serving');
     // A pre-copy is under way: a whole snapshot now would cost as much as the copy itself, and
     // the swap takes a checkpoint as soon as it is through (or the next one comes if it rolls back).
-    if (this.#precopy !== null) return {};
+    if (this.#precopy !== null) {
+      // Owed, not forgotten: asked for again once the copy ends, if this worker goes on serving.
+      this.#checkpointOwed = true;
+      this.#changesSinceCheckpoint = 0;
+      return {};
+    }
     // Between two messages the state is whole: handlers never mutate it, they return the next one.
     assertPlainState(this.#state, this.#service, 'at checkpoint');
     this.#changesSinceCheckpoint = 0;
@@ -626,7 +669,7 @@ export class ServiceRuntime {
     return this.#metrics?.snapshot() ?? null;
   }
 
-  async stop({ runTerminate, reason, drainTimeoutMs, snapshot }: ControlRequests['stop']['request']): Promise<ControlRequests['stop']['response']> {
+  async stop({ runTerminate, reason, drainTimeoutMs, snapshot, snapshotVsn }: ControlRequests['stop']['request']): Promise<ControlRequests['stop']['response']> {
     // Any phase may stop; a stop that is already under way (or done) is a kernel bug.
     if (this.#phase === 'stopped') this.#expectPhase('stop', 'serving');
     const wasServing = this.#phase === 'serving';
@@ -640,7 +683,10 @@ export class ServiceRuntime {
     // The final state, after the drain: what a restart resumes from. In reply durability the
     // worker writes its file itself, and nobody else may while a write of its own could still be
     // under way: `persisted` tells the kernel not to.
-    const final: ControlRequests['stop']['response'] = snapshot && wasServing && this.#state !== undefined ? this.#finalSnapshot() : {};
+    // A suspended worker gives its state when asked too: after a pre-copied swap it is the state the
+    // new worker was switched in with, which the kernel has no other whole copy of.
+    const final: ControlRequests['stop']['response'] =
+      snapshot && (wasServing || this.#phase === 'suspended') && this.#state !== undefined ? await this.#finalSnapshot(snapshotVsn ?? this.descriptor.vsn) : {};
     if (this.#durable) {
       final.persisted = true;
       if (!this.#durable.settled) this.#log.error(`stopped with ${this.#durable.heldCount} replies still waiting for their state to be written`);
@@ -655,10 +701,11 @@ export class ServiceRuntime {
   }
 
   /** The state at stop, or nothing (and the reason in the log) when it is not plain: the last checkpoint stays. */
-  #finalSnapshot(): { snapshot?: StateSnapshot } {
+  async #finalSnapshot(vsn: string): Promise<{ snapshot?: StateSnapshot }> {
     try {
       assertPlainState(this.#state, this.#service, 'at stop');
-      return { snapshot: { vsn: this.descriptor.vsn, bytes: encodeServiceState(this.#wholeState(), this.#service, 'at stop') } };
+      const whole = vsn === this.descriptor.vsn ? this.#wholeState() : await this.#migrateWhole(this.#wholeState(), this.#migrations.pathOrThrow(this.descriptor.vsn, vsn, 'down'));
+      return { snapshot: { vsn, bytes: encodeServiceState(whole, this.#service, 'at stop') } };
     } catch (error) {
       this.#log.error(`the final state was not saved: ${errorMessage(error)}`, { code: serializeError(error).code });
       return {};

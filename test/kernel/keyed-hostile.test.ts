@@ -242,7 +242,9 @@ test('deletes, a delete and re-add between rounds, and a store emptied in the mi
 
     const report = await swap;
     assert.equal(report.outcome, 'switched');
-    assert.ok(report.services[0]!.precopy!.rounds >= 3, `three rounds at least (${JSON.stringify(report.services[0]!.precopy)})`);
+    // Round two ran (its key held the new worker); what was written during it went in the pause
+    // or in a third round, as the copy chose.
+    assert.ok(report.services[0]!.precopy!.rounds >= 2, `two rounds at least (${JSON.stringify(report.services[0]!.precopy)})`);
     assert.equal(await store.vsn(), 2);
     assert.deepEqual(sortedEntries(await store.dump()), [
       ['f:10', { n: 'back again', up2: 'f:10' }],
@@ -463,9 +465,6 @@ for (const precopy of [{ maxRounds: 8 }, { maxRounds: 0 }]) {
   const where = precopy.maxRounds === 0 ? 'with pre-copy off' : 'with pre-copy';
   test(
     `a value changed after it was set into something not plain: the swap ${where} rolls back with E_STATE_NOT_CLONEABLE naming the key`,
-    precopy.maxRounds === 0
-      ? {}
-      : { todo: 'the pre-copy encodes its chunks with encodeState, not encodeServiceState: the swap rolls back with E_INTERNAL "() => 1 could not be cloned.", naming no key' },
     async () => {
       const kernel = await Kernel.start({ ...release('0.1.0'), precopy, onLog: logCollector().onLog });
       try {
@@ -487,7 +486,6 @@ for (const precopy of [{ maxRounds: 8 }, { maxRounds: 0 }]) {
 
 test(
   'a value read from the store and changed where it lies (no set) during a pre-copy is not lost by the swap',
-  { todo: 'the pre-copy only resends keys that were set: a change made in place after its key was copied never reaches the new worker, though its caller was answered (without pre-copy the whole store is read in the pause and keeps it)' },
   async () => {
     const dir = await tempDir('theseus-keyed-inplace-');
     const kernel = await Kernel.start({ ...release('0.1.0'), onLog: logCollector().onLog });
@@ -591,7 +589,6 @@ test('the old worker crashing in the middle of a pre-copy: the swap rolls back, 
 
 test(
   'a start on code that is keyed when the checkpoint is not (or the reverse) is refused naming keyed, and the checkpoint is kept',
-  { todo: 'refused with E_STATE_UNREADABLE "cannot be decoded ... It was damaged, or written by a newer Node.js", which blames the file and names the wrong fix; the checkpoint is kept' },
   async () => {
     const stateDir = await tempDir('theseus-keyed-cold-');
     const start = (entry: string) => Kernel.start({ release: '0.1.0', services: { hostile: { entry: fixture(entry) } }, stateDir, onLog: logCollector().onLog });
@@ -613,12 +610,14 @@ test(
         await again.stop();
       }
       assert.ok(!(refused instanceof Kernel), `${reads} started on a checkpoint of ${wrote}`);
-      assert.equal((refused as TheseusError).code, 'E_KEYED_CHANGED', (refused as TheseusError).message);
+      // The checkpoint is sound: what does not fit is the code, and the message says how.
+      assert.equal((refused as TheseusError).code, 'E_CHECKPOINT_INCOMPATIBLE', (refused as TheseusError).message);
+      assert.match((refused as TheseusError).message, /keyed/);
     }
   },
 );
 
-test('precopy options that are not counts are refused at start', { todo: 'Kernel.start takes precopy { maxRounds: -1 | NaN | "x" } and { stopAtKeys: -5 } as they are; with NaN or "x" no round count ever ends a copy, only stopAtKeys does' }, async () => {
+test('precopy options that are not counts are refused at start', async () => {
   for (const precopy of [{ maxRounds: -1 }, { maxRounds: Number.NaN }, { maxRounds: 'x' as unknown as number }, { stopAtKeys: -5 }]) {
     const started = await Kernel.start({ ...release('0.1.0'), precopy, onLog: logCollector().onLog }).catch((caught: TheseusError) => caught);
     if (started instanceof Kernel) await started.stop();
@@ -630,11 +629,6 @@ for (const precopy of [{ maxRounds: 8 }, { maxRounds: 0 }]) {
   const copied = precopy.maxRounds > 0;
   test(
     `a new worker that crashes at once after a swap ${copied ? 'with' : 'without'} pre-copy restarts with the writes acknowledged before the switch`,
-    copied
-      ? {
-          todo: 'after a pre-copied swap the kernel keeps no snapshot of the switch (plan.snapshot is null, host.lastSnapshot stays the last checkpoint of the old worker, and none is taken during the copy); a crash before the checkpoint after the switch restarts from that older state and loses the acknowledged writes since',
-        }
-      : {},
     async () => {
       const dir = await tempDir('theseus-keyed-newcrash-');
       const kernel = await Kernel.start({ ...release('0.1.0'), precopy, onLog: logCollector().onLog });
@@ -676,7 +670,6 @@ for (const precopy of [{ maxRounds: 8 }, { maxRounds: 0 }]) {
 
 test(
   "the store's order (a Map's insertion order, which an LRU relies on) is the same after a pre-copied swap",
-  { todo: 'a key copied in round one, then deleted and set again, is applied in the new worker by Map.set on the key it already has, which keeps its old place: keys() after the swap is not the order the old worker had (without pre-copy the Map is cloned whole, order kept)' },
   async () => {
     const dir = await tempDir('theseus-keyed-order-');
     const kernel = await Kernel.start({ ...release('0.1.0'), onLog: logCollector().onLog });
@@ -736,7 +729,6 @@ test('a checkpoint of a keyed store starts newer code two steps up, and older co
 
 test(
   'a new worker whose thread ends during the pre-copy: the error names the new worker, its release and its exit code',
-  { todo: "the old worker's E_HANDOFF_CLOSED wins the race in HotSwap.#precopyOne: 'closed before its state reached hostile@0.1.0 (the old release): the old worker ended or gave up its suspend', though the new worker ended (exit code 9); with pre-copy off the same fault gives E_WORKER_EXITED naming hostile@0.2.0 and exit code 9" },
   async () => {
     const kernel = await Kernel.start({ ...release('0.1.0'), onLog: logCollector().onLog });
     try {
@@ -756,9 +748,6 @@ test(
 
 test(
   'a sliding window (new keys in, oldest out) written faster than a round: the pause carries no more than the whole store would',
-  {
-    todo: 'the rounds diverge: each carries every key added and deleted during the one before (keys the new worker never had included), so each is longer than the last; with 5000 entries (~85 KB whole) and 2048 keys slid per call, the 3rd round sends ~56000 keys and the pause 1-2 MB, 10-20 times the whole store that a stop-and-copy would move',
-  },
   async () => {
     const stateDir = await tempDir('theseus-keyed-slide-');
     const window = 5000;
@@ -797,9 +786,6 @@ test(
 
 test(
   'checkpoints every N changes go on after a pre-copy that skipped one and then rolled back',
-  {
-    todo: "a checkpoint due during a pre-copy is skipped (ServiceRuntime.checkpoint returns {}) without resetting the count of changes, and the count is compared with ===: once past N it never equals N again, so after a roll-back no change-driven checkpoint is taken until the interval timer's",
-  },
   async () => {
     const stateDir = await tempDir('theseus-keyed-every-');
     const kernel = await Kernel.start({ ...release('0.1.0'), stateDir, checkpointEveryChanges: 10, checkpointIntervalMs: 3_600_000, onLog: logCollector().onLog });

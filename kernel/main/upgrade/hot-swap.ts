@@ -128,6 +128,8 @@ export interface SwapEnvironment {
   /** In the switch turn: an added service joins the kernel's services; a removed one leaves them. */
   join(host: ServiceHost): void;
   leave(host: ServiceHost, release: string): void;
+  /** The state a pre-copied swap switched in with (`at`: the switch), from the retiring old worker: kept for a restart and as the checkpoint after the swap. */
+  keepSwitched(host: ServiceHost, snapshot: StateSnapshot, release: string, at: string): Promise<void>;
   /** A removed service stopped: its final state (if it handed one over) is kept for a release that brings it back. */
   keep(host: ServiceHost, stopped: { snapshot?: StateSnapshot; persisted?: boolean }): Promise<void>;
 }
@@ -297,7 +299,12 @@ export class HotSwap {
     const newWorkerFailed = plan.migration!.then(() => {
       throw theseusError('E_HANDOFF_CLOSED', plan.host.name, this.#target.release);
     });
-    plan.precopy = await Promise.race([copied, newWorkerFailed]);
+    plan.precopy = await Promise.race([copied, newWorkerFailed]).catch(async (error: unknown) => {
+      // The old worker's copy stops when the new worker's end closes: the new worker's own
+      // failure says why, and it is on its way. Prefer it, if it comes soon.
+      if (!(error instanceof TheseusError && error.code === 'E_PRECOPY_ABORTED')) throw error;
+      throw await Promise.race([plan.migration!.then(() => error, (reason: unknown) => reason), delay(this.#env.controlTimeoutMs).then(() => error)]);
+    });
     plan.steps.precopyMs = preciseNow() - started;
     this.#env.log('debug', `${plan.host.name} pre-copied its store`, plan.precopy);
   }
@@ -459,6 +466,13 @@ export class HotSwap {
     for (const plan of this.#plans) {
       plan.host.current = plan.newWorker!;
       if (plan.snapshot) plan.host.lastSnapshot = { snapshot: plan.snapshot, release: this.#target.release, at: new Date().toISOString() };
+      if (plan.precopy) {
+        // No whole copy of the state came through a pre-copied swap: the old worker, which still
+        // holds the state the new one was switched in with, gives it as it retires. A restart
+        // before then waits for it.
+        plan.switchedAt = new Date().toISOString();
+        plan.host.pendingSnapshot = new Promise<void>((resolve) => (plan.settlePending = resolve));
+      }
       plan.snapshot = null;
       this.#env.watch(plan.host, plan.newWorker!);
       plan.host.servedByRetired.calls += plan.served.calls;
@@ -574,9 +588,14 @@ export class HotSwap {
         old.expectExit();
         // The old code must really go away: an ES module cannot be unloaded from an isolate, so
         // only the end of its thread frees it.
-        await old
-          .request('stop', { runTerminate: false, reason: 'replaced', drainTimeoutMs: 0, snapshot: false }, this.#env.controlTimeoutMs)
-          .catch(() => undefined);
+        const keepsState = plan.settlePending !== null;
+        const stopped = await old
+          .request('stop', { runTerminate: false, reason: 'replaced', drainTimeoutMs: 0, snapshot: keepsState, snapshotVsn: this.#snapshotVsn(plan) }, this.#env.controlTimeoutMs)
+          .catch((error: unknown) => {
+            if (keepsState) this.#env.log('warn', `${plan.host.name}: the retiring worker gave no state (${errorMessage(error)}); a restart before the next checkpoint starts from the one before the swap`);
+            return {};
+          });
+        if (keepsState) await this.#keepSwitchedState(plan, stopped);
         const exited = await Promise.race([old.exited.then(() => true), delay(this.#env.controlTimeoutMs).then(() => false)]);
         if (!exited) await old.terminate();
         plan.host.lastSwap = {
@@ -591,6 +610,17 @@ export class HotSwap {
     // Every removed service has answered what it was sent: the clients the old code had of them go.
     for (const entry of this.#leftClients) entry.port.close();
     this.#leftClients = [];
+  }
+
+  async #keepSwitchedState(plan: ServicePlan, stopped: { snapshot?: StateSnapshot; persisted?: boolean }): Promise<void> {
+    try {
+      // In durability 'reply' the new worker has written the state itself.
+      if (stopped.snapshot && !stopped.persisted) await this.#env.keepSwitched(plan.host, stopped.snapshot, plan.fromRelease, plan.switchedAt!);
+    } finally {
+      plan.host.pendingSnapshot = null;
+      plan.settlePending?.();
+      plan.settlePending = null;
+    }
   }
 
   /**

@@ -197,7 +197,11 @@ export async function swapServices(kernel: SwapKernel, target: SwapTarget): Prom
     totalMs: roundMs(performance.now() - started),
   };
   // The state as it stood at the switch, now in the new release (pools keep none).
-  await kernel.checkpoint(report.services.filter((service) => service.outcome === 'switched' && kernel.hosts.has(service.service)).map((service) => service.service));
+  // A pre-copied service's state was kept as its old worker retired (hot-swap.ts): a checkpoint
+  // of the new worker would encode its whole store in the thread that now serves.
+  await kernel.checkpoint(
+    report.services.filter((service) => service.outcome === 'switched' && !service.precopy && kernel.hosts.has(service.service)).map((service) => service.service),
+  );
   return report;
 }
 

@@ -39,6 +39,9 @@ export interface ServicePlan {
   handoff: MessagePort | null;
   /** What the pre-copy of a keyed store sent while the old worker served; null when there was none. */
   precopy: ControlRequests['precopy']['response'] | null;
+  /** After a pre-copied switch: when it happened, and what tells a waiting restart that the old worker's state is kept. */
+  switchedAt: string | null;
+  settlePending: (() => void) | null;
   /** The new worker's migrate request, sent in prepare, answered once the handed-off state is adopted. */
   migration: Promise<ControlRequests['migrate']['response']> | null;
   /** What the old worker had served when it suspended, carried into the host's totals. */
@@ -204,6 +207,8 @@ export async function planSwap(
       steps: {},
       handoff: null,
       precopy: null,
+      switchedAt: null,
+      settlePending: null,
       migration: null,
       stateBytes: 0,
       pauseMs: 0,
