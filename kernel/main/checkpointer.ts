@@ -82,24 +82,28 @@ export class Checkpointer {
         if (running) await running;
         if (this.#writing.has(name)) return this.#writing.get(name);
         const worker = host.current;
-        const done = worker
-          .request('checkpoint', {}, this.#context.options.controlTimeoutMs)
-          .then(async ({ snapshot }) => {
-            // None while a swap pre-copies its keyed store: the swap checkpoints it once through.
-            if (!snapshot) return;
-            // Kept in memory for a restart, and on disk for the next start.
-            host.lastSnapshot = { snapshot, release: worker.release, at: new Date().toISOString() };
-            if (stateDir) await writeCheckpoint(stateDir, name, worker.release, snapshot);
-          })
-          .then(
-            () => undefined,
-            (error: unknown) => this.#context.log('error', `${name}: checkpoint failed: ${errorMessage(error)}`, { code: serializeError(error).code }),
-          )
-          .finally(() => this.#writing.delete(name));
-        this.#writing.set(name, done);
-        return done;
+        return this.#writeOne(name, async () => {
+          const { snapshot } = await worker.request('checkpoint', {}, this.#context.options.controlTimeoutMs);
+          // None while a swap pre-copies its keyed store: the swap keeps the state once through.
+          if (!snapshot) return;
+          // Kept in memory for a restart, and on disk for the next start.
+          host.lastSnapshot = { snapshot, release: worker.release, at: new Date().toISOString() };
+          if (stateDir) await writeCheckpoint(stateDir, name, worker.release, snapshot);
+        });
       }),
     );
+  }
+
+  /** Runs one checkpoint of `name`, registered as the one being written; a failure is logged. */
+  #writeOne(name: string, write: () => Promise<unknown>): Promise<void> {
+    const done = write()
+      .then(
+        () => undefined,
+        (error: unknown) => this.#context.log('error', `${name}: checkpoint failed: ${errorMessage(error)}`, { code: serializeError(error).code }),
+      )
+      .finally(() => this.#writing.delete(name));
+    this.#writing.set(name, done);
+    return done;
   }
 
   /**
@@ -115,15 +119,7 @@ export class Checkpointer {
     if (host.lastSnapshot && host.lastSnapshot.at > at) return;
     host.lastSnapshot = { snapshot, release, at };
     const stateDir = this.#context.options.stateDir;
-    if (!stateDir) return;
-    const done = writeCheckpoint(stateDir, name, release, snapshot)
-      .then(
-        () => undefined,
-        (error: unknown) => this.#context.log('error', `${name}: checkpoint failed: ${errorMessage(error)}`, { code: serializeError(error).code }),
-      )
-      .finally(() => this.#writing.delete(name));
-    this.#writing.set(name, done);
-    await done;
+    if (stateDir) await this.#writeOne(name, () => writeCheckpoint(stateDir, name, release, snapshot));
   }
 
   /** The final state a stopping worker handed back, written unless the worker wrote it itself. */
