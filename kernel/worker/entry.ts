@@ -131,8 +131,9 @@ kernel.on('message', async (message: ControlRequestMessage) => {
     send({ kind: 'response', rid: message.rid, ok: false, error: serializeError(error) } satisfies ControlResponseMessage, []);
   }
   if (message.op === 'stop' && ok) {
-    // Let the response flush, then end the thread: its ports are closed and its state is gone.
-    setImmediate(() => process.exit(0));
+    // Let the response flush (and what a final snapshot left behind settle: see stop), then end
+    // the thread: its ports are closed and its state is gone.
+    setTimeout(() => process.exit(0), runtime.exitDelayMs);
   }
 });
 

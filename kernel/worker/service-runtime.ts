@@ -42,7 +42,7 @@ import {
   type WorkerStats,
   type BatchedResult,
 } from '../common/protocol.ts';
-import { assertPlainState, decodeServiceState, encodeServiceState, encodeState } from '../common/state-codec.ts';
+import { assertPlainState, decodeServiceState, encodeServiceState } from '../common/state-codec.ts';
 import { preciseNow } from '../common/time.ts';
 import type { BaseContext, ServiceDefinition, ServiceLogger } from '../service.ts';
 import { CallMetrics, callMetricsEnabled } from '../common/call-metrics.ts';
@@ -55,9 +55,9 @@ import { readCallResult, readCastResult, replyProblem } from './handler-result.t
 import { Mailbox, type ReplyPort } from './mailbox.ts';
 import { MigrationRunner } from './migration-runner.ts';
 import { checkTransition, type TransitionTable } from '../common/lifecycle.ts';
-import { isKeyedRest, isKeyedSnapshot, TrackedStore, type KeyedSnapshot, type StoreChange } from './keyed-store.ts';
+import { isKeyedRest, isKeyedSnapshot, TrackedStore, type KeyedSnapshot } from './keyed-store.ts';
+import { receiveHandOff, StoreCopy } from './store-copy.ts';
 import type { MigrationStep } from '../common/migrations.ts';
-import type { StoreKey } from '../service.ts';
 
 type Phase = 'loaded' | 'migrated' | 'serving' | 'draining' | 'suspended' | 'stopped';
 
@@ -71,34 +71,6 @@ const allowedTransitions: TransitionTable<Phase> = {
 };
 
 type Handler = (ctx: unknown, ...args: unknown[]) => unknown;
-type EntryMigration = (value: unknown, key: StoreKey) => unknown;
-
-/** A pre-copy under way: the channel to the new worker, the vsn its entries go at, and their migration (a downgrade's). */
-interface PrecopyRun {
-  port: MessagePort;
-  vsn: string;
-  migrateEntry: EntryMigration | null;
-  /** Chunks sent that the new worker has not yet said it applied. */
-  unapplied: number;
-  /** Resolves the wait for the new worker to catch up (see #caughtUp). */
-  onApplied: (() => void) | null;
-}
-
-/**
- * Chunks the old worker may have sent ahead of the new one. Without a bound, a new worker slower
- * than the old one (decoding costs more than encoding) would still be working through queued
- * chunks when the pause begins, and the pause would wait for it.
- */
-const PRECOPY_CHUNKS_AHEAD = 4;
-/** How long the copy works before it lets the service's calls run (ms). */
-const PRECOPY_SLICE_MS = 4;
-
-/**
- * Entries per pre-copy chunk: small enough that encoding one (about a millisecond for a few
- * hundred KB) fits between two calls, large enough that the per-message cost stays small.
- */
-const PRECOPY_CHUNK_ENTRIES = 4096;
-
 export interface RuntimeOptions {
   service: string;
   release: string;
@@ -129,7 +101,7 @@ export class ServiceRuntime {
   /** The keyed store (`keyed: true`), beside the small state; null when the service is not keyed. */
   #store: TrackedStore | null;
   /** A copy of the store to a new worker while this one serves (a swap's pre-copy), until suspend. */
-  #precopy: PrecopyRun | null = null;
+  #precopy: StoreCopy | null = null;
   /** The mutable context handed to handlers; `state` is set before each message. */
   #ctx: { state: unknown; readonly store: TrackedStore } & BaseContext;
   #log: ServiceLogger;
@@ -152,6 +124,8 @@ export class ServiceRuntime {
   /** A checkpoint was asked for during a pre-copy and skipped. */
   #checkpointOwed = false;
   #checkpointEveryChanges: number;
+  /** How long the thread should wait after `stop` before it ends (see stop). */
+  exitDelayMs = 0;
   #onCheckpointDue: () => void;
   /** Set in reply durability: every reply goes through it. */
   #durable: DurableReplies | null = null;
@@ -264,10 +238,10 @@ export class ServiceRuntime {
     // After a pre-copy, only the keys written since the last round go now, then the small state;
     // unless more keys were written than the store holds (a sliding window written faster than a
     // round): then the whole store is the smaller message, and replaces the copy.
-    const precopy = this.#precopy !== null && this.#store!.changedCount < this.#store!.size ? this.#precopy : null;
+    const precopy = this.#precopy?.restIsSmaller ? this.#precopy : null;
     try {
       if (precopy) {
-        this.#sendChanges(precopy, [...this.#store!.takeChanged()]);
+        precopy.sendRest();
         snapshot = await this.#snapshotRest(request.snapshotVsn);
       } else snapshot = await this.#snapshot(request.snapshotVsn);
     } catch (error) {
@@ -329,7 +303,15 @@ export class ServiceRuntime {
 
   async migrate(request: ControlRequests['migrate']['request']): Promise<ControlRequests['migrate']['response']> {
     this.#expectPhase('migrate', 'loaded');
-    const handed = request.handoff ? await this.#handedOff(request.handoff) : { snapshot: request.snapshot, precopied: false, entryBytes: 0 };
+    const handed = request.handoff
+      ? await receiveHandOff({
+          port: request.handoff,
+          service: this.#service,
+          release: this.#release,
+          store: () => this.#keyedStore('at pre-copy'),
+          upEntryFrom: (vsn) => (vsn === this.descriptor.vsn ? null : this.#migrations.entryMigration(this.#migrations.pathOrThrow(vsn, this.descriptor.vsn, 'up'))),
+        })
+      : { snapshot: request.snapshot, precopied: false, entryBytes: 0 };
     const { snapshot, precopied } = handed;
     const receivedAt = preciseNow();
     const decoded = decodeServiceState(snapshot.bytes, this.#service, 'at migrate');
@@ -354,55 +336,6 @@ export class ServiceRuntime {
     return { ...answer, snapshot: this.#durable ? { vsn: snapshot.vsn, bytes: snapshot.bytes.slice() } : snapshot };
   }
 
-  /**
-   * What the old worker sends on the hand-off channel: for a keyed service, maybe rounds of its
-   * store first (each entry migrated up as it arrives, while the old code still serves), then
-   * the snapshot. E_HANDOFF_CLOSED if the channel closes before the snapshot.
-   */
-  #handedOff(handoff: MessagePort): Promise<{ snapshot: StateSnapshot; precopied: boolean; entryBytes: number }> {
-    let entryBytes = 0;
-    const upEntry = new Map<string, EntryMigration | null>();
-    return new Promise((resolve, reject) => {
-      const fail = (error: unknown) => {
-        handoff.removeAllListeners();
-        // The old worker's copy stops when it sees the channel close.
-        handoff.close();
-        reject(error);
-      };
-      handoff.on('message', (message: HandoffMessage) => {
-        if (message.kind === 'entries') {
-          try {
-            entryBytes += message.bytes.byteLength;
-            if (!upEntry.has(message.vsn)) {
-              upEntry.set(message.vsn, message.vsn === this.descriptor.vsn ? null : this.#migrations.entryMigration(this.#migrations.pathOrThrow(message.vsn, this.descriptor.vsn, 'up')));
-            }
-            this.#applyChanges(decodeServiceState(message.bytes, this.#service, 'at pre-copy') as StoreChange[], upEntry.get(message.vsn)!);
-            const applied: HandoffMessage = { kind: 'applied' };
-            handoff.postMessage(applied);
-          } catch (error) {
-            fail(error);
-          }
-          return;
-        }
-        if (message.kind !== 'snapshot') return;
-        handoff.removeAllListeners();
-        handoff.close();
-        resolve({ snapshot: message.snapshot, precopied: message.precopied === true, entryBytes });
-      });
-      handoff.once('close', () => {
-        const error = theseusError('E_HANDOFF_CLOSED', this.#service, this.#release);
-        error.phase = 'migrate';
-        fail(error);
-      });
-    });
-  }
-
-  #applyChanges(changes: StoreChange[], migrateEntry: EntryMigration | null): void {
-    const store = this.#keyedStore('at pre-copy');
-    if (migrateEntry) for (const change of changes) if (change.length > 1) change[1] = migrateEntry(change[1], change[0]);
-    store.apply(changes);
-  }
-
   // -------------------------------------------------------------------------------------------
   // Pre-copy of a keyed store, in the old worker while it serves.
 
@@ -410,120 +343,27 @@ export class ServiceRuntime {
     this.#expectPhase('precopy', 'serving');
     const store = this.#keyedStore('at pre-copy');
     this.#endPrecopy();
-    // On a downgrade the entries go down in this (newer) code, as the whole state would.
-    const migrateEntry = snapshotVsn === this.descriptor.vsn ? null : this.#migrations.entryMigration(this.#migrations.pathOrThrow(this.descriptor.vsn, snapshotVsn, 'down'));
-    const copy: PrecopyRun = { port: handoff, vsn: snapshotVsn, migrateEntry, unapplied: 0, onApplied: null };
+    const copy = new StoreCopy({
+      service: this.#service,
+      store,
+      port: handoff,
+      vsn: snapshotVsn,
+      // On a downgrade the entries go down in this (newer) code, as the whole state would.
+      migrateEntry: snapshotVsn === this.descriptor.vsn ? null : this.#migrations.entryMigration(this.#migrations.pathOrThrow(this.descriptor.vsn, snapshotVsn, 'down')),
+      // The new worker ended (a roll-back): stop copying, and stop remembering written keys.
+      onClosed: () => {
+        if (this.#precopy === copy) this.#endPrecopy();
+      },
+    });
     this.#precopy = copy;
-    handoff.on('message', (message: HandoffMessage) => {
-      if (message.kind !== 'applied') return;
-      copy.unapplied--;
-      copy.onApplied?.();
-    });
-    // The new worker ended (a roll-back): stop copying, and stop remembering written keys.
-    handoff.once('close', () => {
-      if (this.#precopy === copy) this.#endPrecopy();
-    });
-    store.startTracking();
-    const progress = { rounds: 0, entries: 0, bytes: 0, lastRound: 0 };
-    // Round one sends every key in the Map's order, but not one (re)inserted since the copy began:
-    // the next round puts those last, where the Map has them. Each later round sends the keys
-    // written during the one before.
-    let keys: Iterable<readonly [StoreKey, boolean]> = this.#keysNotInsertedSince(store);
-    for (;;) {
-      const sent = await this.#sendRound(copy, keys);
-      // The round counts once the new worker has it all: then what is left is only what was written since.
-      await this.#caughtUp(copy, 0);
-      if (this.#precopy !== copy) throw theseusError('E_PRECOPY_ABORTED', this.#service);
-      progress.rounds++;
-      progress.entries += sent.entries;
-      progress.bytes += sent.bytes;
-      progress.lastRound = sent.entries;
-      const next = store.changedCount;
-      // Small enough: the rest waits for the suspend, which sends it inside the pause. A round that
-      // would be no smaller than the last does not converge (keys are written faster than a round
-      // sends them): going on would only send more, so the pause takes what is left.
-      if (next <= smallEnough || progress.rounds >= maxRounds || next >= sent.entries) return progress;
-      keys = store.takeChanged();
-    }
-  }
-
-  *#keysNotInsertedSince(store: TrackedStore): Generator<readonly [StoreKey, boolean]> {
-    for (const key of store.keys()) if (!store.insertedSinceTaken(key)) yield [key, false];
-  }
-
-  /** One round: the keys in chunks, each chunk between two of the service's own messages. */
-  async #sendRound(copy: PrecopyRun, keys: Iterable<readonly [StoreKey, boolean]>): Promise<{ entries: number; bytes: number }> {
-    let entries = 0;
-    let bytes = 0;
-    let chunk: Array<readonly [StoreKey, boolean]> = [];
-    const flush = () => {
-      bytes += this.#sendChanges(copy, chunk);
-      entries += chunk.length;
-      chunk = [];
-    };
-    let sliceStarted = performance.now();
-    for (const key of keys) {
-      chunk.push(key);
-      if (chunk.length < PRECOPY_CHUNK_ENTRIES) continue;
-      flush();
-      if (copy.unapplied < PRECOPY_CHUNKS_AHEAD && performance.now() - sliceStarted < PRECOPY_SLICE_MS) continue;
-      // Let the service's calls run: the copy must not starve them; and let the new worker catch up.
-      await this.#caughtUp(copy, PRECOPY_CHUNKS_AHEAD - 1);
-      if (this.#precopy !== copy) return { entries, bytes };
-      sliceStarted = performance.now();
-    }
-    if (chunk.length > 0) flush();
-    return { entries, bytes };
-  }
-
-  /** Resolves after a turn of the event loop, once at most `ahead` chunks wait in the new worker (or the copy ended). */
-  async #caughtUp(copy: PrecopyRun, ahead: number): Promise<void> {
-    await new Promise<void>((resolve) => setImmediate(resolve));
-    while (copy.unapplied > ahead && this.#precopy === copy) {
-      await new Promise<void>((resolve) => {
-        copy.onApplied = resolve;
-      });
-      copy.onApplied = null;
-    }
-  }
-
-  /** Sends the current value of each key (or its deletion) as one chunk; returns its size in bytes. */
-  #sendChanges(copy: PrecopyRun, keys: ReadonlyArray<readonly [StoreKey, boolean]>): number {
-    const changes = this.#store!.changesOf(keys);
-    if (changes.length === 0) return 0;
-    if (copy.migrateEntry) for (const change of changes) if (change.length > 1) change[1] = copy.migrateEntry(change[1], change[0]);
-    const bytes = this.#encodeChanges(changes);
-    const size = bytes.byteLength;
-    const message: HandoffMessage = { kind: 'entries', vsn: copy.vsn, bytes };
-    copy.port.postMessage(message, [bytes.buffer as ArrayBuffer]);
-    copy.unapplied++;
-    return size;
-  }
-
-  /**
-   * A value checked at its set() can still have been changed in place since (against the rules):
-   * the error then names its key, as a whole snapshot's would.
-   */
-  #encodeChanges(changes: StoreChange[]): Uint8Array {
-    try {
-      return encodeState(changes);
-    } catch (error) {
-      for (const change of changes) {
-        const problem = change.length > 1 ? findNonPlainData(change[1], `store.get(${JSON.stringify(change[0])})`) : null;
-        if (problem !== null) throw theseusError('E_STATE_NOT_CLONEABLE', this.#service, 'at pre-copy', problem);
-      }
-      throw theseusError('E_STATE_NOT_CLONEABLE', this.#service, 'at pre-copy', explainCloneFailure(changes, 'entries', error));
-    }
+    return copy.run({ maxRounds, smallEnough });
   }
 
   #endPrecopy(): void {
     const copy = this.#precopy;
     if (copy === null) return;
     this.#precopy = null;
-    copy.port.removeAllListeners('message');
-    // A copy waiting for the new worker stops waiting: it sees it has ended.
-    copy.onApplied?.();
-    this.#store?.stopTracking();
+    copy.end();
     if (this.#phase === 'serving') this.#payCheckpointOwed();
   }
 
@@ -685,8 +525,13 @@ export class ServiceRuntime {
     // under way: `persisted` tells the kernel not to.
     // A suspended worker gives its state when asked too: after a pre-copied swap it is the state the
     // new worker was switched in with, which the kernel has no other whole copy of.
+    const encodeStarted = performance.now();
     const final: ControlRequests['stop']['response'] =
       snapshot && (wasServing || this.#phase === 'suspended') && this.#state !== undefined ? await this.#finalSnapshot(snapshotVsn ?? this.descriptor.vsn) : {};
+    // Encoding a big state leaves V8 work behind in this isolate (about as long as the encoding
+    // took, measured with a million entries). A thread that ends while it runs makes the main
+    // thread wait for it as it joins the thread: hundreds of ms in which no call is answered.
+    if (final.snapshot) this.exitDelayMs = Math.min(5000, Math.round(performance.now() - encodeStarted));
     if (this.#durable) {
       final.persisted = true;
       if (!this.#durable.settled) this.#log.error(`stopped with ${this.#durable.heldCount} replies still waiting for their state to be written`);
