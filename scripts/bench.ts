@@ -613,9 +613,22 @@ function analyzeScenario(
   for (const [index, window] of windows.entries()) {
     if (!window.report) continue;
     const until = windows[index + 1]?.started ?? Number.POSITIVE_INFINITY;
+    let stale = 0;
+    let first = -1;
     for (let i = 0; i < starts.length; i++) {
-      if (starts[i]! > window.ended && starts[i]! < until && codes[i] !== window.to) staleReplies++;
+      if (starts[i]! > window.ended && starts[i]! < until && codes[i] !== window.to) {
+        stale++;
+        if (first < 0 || starts[i]! < starts[first]!) first = i;
+      }
     }
+    if (stale > 0) {
+      // Where, so that it can be looked into: which swap, and when the first stale call ran.
+      progress(
+        `${stale} calls after swap ${index + 1} of ${scenario.shape} ${scenario.label} (${window.path}, to ${window.to}) were answered by ${codes[first]}: ` +
+          `the first sent ${round(starts[first]! - window.ended, 2)} ms after upgrade() resolved, answered ${round(ends[first]! - window.ended, 2)} ms after`,
+      );
+    }
+    staleReplies += stale;
   }
 
   // The counter starts at 0 and every successful call takes the next number: sorted, the replies
