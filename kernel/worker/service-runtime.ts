@@ -124,8 +124,13 @@ export class ServiceRuntime {
   /** A checkpoint was asked for during a pre-copy and skipped. */
   #checkpointOwed = false;
   #checkpointEveryChanges: number;
-  /** How long the thread should wait after `stop` before it ends (see stop). */
-  exitDelayMs = 0;
+  /**
+   * Until when V8 may still be busy with what encoding the state left behind (performance.now()).
+   * Measured with a million entries: about as long again as the encoding took. A thread that ends
+   * before then makes the main thread wait for it as it joins the thread, hundreds of ms in which
+   * no call is answered; so the thread waits first (exitDelayMs).
+   */
+  #settledAt = 0;
   #onCheckpointDue: () => void;
   /** Set in reply durability: every reply goes through it. */
   #durable: DurableReplies | null = null;
@@ -243,7 +248,7 @@ export class ServiceRuntime {
       if (precopy) {
         precopy.sendRest();
         snapshot = await this.#snapshotRest(request.snapshotVsn);
-      } else snapshot = await this.#snapshot(request.snapshotVsn);
+      } else snapshot = await this.#settling(() => this.#snapshot(request.snapshotVsn));
     } catch (error) {
       // The state was only read, never replaced: serving it again is safe.
       this.#endPrecopy();
@@ -525,13 +530,8 @@ export class ServiceRuntime {
     // under way: `persisted` tells the kernel not to.
     // A suspended worker gives its state when asked too: after a pre-copied swap it is the state the
     // new worker was switched in with, which the kernel has no other whole copy of.
-    const encodeStarted = performance.now();
     const final: ControlRequests['stop']['response'] =
-      snapshot && (wasServing || this.#phase === 'suspended') && this.#state !== undefined ? await this.#finalSnapshot(snapshotVsn ?? this.descriptor.vsn) : {};
-    // Encoding a big state leaves V8 work behind in this isolate (about as long as the encoding
-    // took, measured with a million entries). A thread that ends while it runs makes the main
-    // thread wait for it as it joins the thread: hundreds of ms in which no call is answered.
-    if (final.snapshot) this.exitDelayMs = Math.min(5000, Math.round(performance.now() - encodeStarted));
+      snapshot && (wasServing || this.#phase === 'suspended') && this.#state !== undefined ? await this.#settling(() => this.#finalSnapshot(snapshotVsn ?? this.descriptor.vsn)) : {};
     if (this.#durable) {
       final.persisted = true;
       if (!this.#durable.settled) this.#log.error(`stopped with ${this.#durable.heldCount} replies still waiting for their state to be written`);
@@ -543,6 +543,20 @@ export class ServiceRuntime {
     }
     this.#channels.closeAll();
     return final;
+  }
+
+  /** How long the thread should wait after `stop` before it ends (see #settledAt). */
+  get exitDelayMs(): number {
+    return Math.min(5000, Math.max(0, Math.round(this.#settledAt - performance.now())));
+  }
+
+  /** Runs an encoding of the state, and notes how long V8 may be busy after it. */
+  async #settling<T>(encode: () => Promise<T>): Promise<T> {
+    const started = performance.now();
+    const result = await encode();
+    const now = performance.now();
+    this.#settledAt = Math.max(this.#settledAt, now + (now - started));
+    return result;
   }
 
   /** The state at stop, or nothing (and the reason in the log) when it is not plain: the last checkpoint stays. */
