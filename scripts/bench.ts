@@ -608,7 +608,9 @@ function analyzeScenario(
     };
   };
 
-  // Once upgrade() has resolved, every call made afterwards must be answered by the new code.
+  // Once upgrade() has resolved, every call made afterwards must be answered by the new code. A
+  // call still unanswered when the next swap began may rightly be answered by that swap's new
+  // code, which (the code alternating) has the old one's tag: such a call proves nothing.
   let staleReplies = 0;
   for (const [index, window] of windows.entries()) {
     if (!window.report) continue;
@@ -616,7 +618,7 @@ function analyzeScenario(
     let stale = 0;
     let first = -1;
     for (let i = 0; i < starts.length; i++) {
-      if (starts[i]! > window.ended && starts[i]! < until && codes[i] !== window.to) {
+      if (starts[i]! > window.ended && ends[i]! < until && codes[i] !== window.to) {
         stale++;
         if (first < 0 || starts[i]! < starts[first]!) first = i;
       }
