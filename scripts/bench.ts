@@ -609,12 +609,13 @@ function analyzeScenario(
   };
 
   // Once upgrade() has resolved, every call made afterwards must be answered by the new code. A
-  // call still unanswered when the next swap began may rightly be answered by that swap's new
-  // code, which (the code alternating) has the old one's tag: such a call proves nothing.
+  // call still unanswered when the next swap's pause began may rightly be answered by that swap's
+  // new code, which (the code alternating) has the old one's tag: such a call proves nothing.
   let staleReplies = 0;
   for (const [index, window] of windows.entries()) {
     if (!window.report) continue;
-    const until = windows[index + 1]?.started ?? Number.POSITIVE_INFINITY;
+    const next = windows[index + 1];
+    const until = next === undefined ? Number.POSITIVE_INFINITY : next.report ? pauseWindow(next.started, next.report)[0] : next.started;
     let stale = 0;
     let first = -1;
     for (let i = 0; i < starts.length; i++) {

@@ -111,7 +111,7 @@ export class Kernel {
 
   /** Bundles and boots every service, wires the ports between them, and runs their init. */
   static async start(options: KernelOptions): Promise<Kernel> {
-    checkPrecopyOptions(options.precopy);
+    checkCountOptions(options);
     const kernel = new Kernel(options);
     try {
       await bootRelease({
@@ -456,7 +456,8 @@ export class Kernel {
         this.#removed.set(host.name, { release: host.release, by: release, snapshot: host.lastSnapshot?.snapshot ?? null });
         host.refuseNewCalls(`release ${release} removed it`);
       },
-      keepSwitched: (host, snapshot, release, at) => this.#checkpoints.keepSwitched(host, snapshot, release, at),
+      keepSwitched: (host, snapshot, release, at) =>
+        snapshot ? this.#checkpoints.keepSwitched(host, snapshot, release, at) : this.#checkpoints.checkpoint([host.name], { fresh: true }),
       keep: async (host, stopped) => {
         if (stopped.snapshot) this.#removed.set(host.name, { ...this.#removed.get(host.name)!, snapshot: stopped.snapshot });
         await this.#checkpoints.writeFinal(host, stopped);
@@ -495,13 +496,14 @@ export class Kernel {
   }
 }
 
-/** theseus.config.ts checks these with its schema; a Kernel started from code gets the same rule. */
-function checkPrecopyOptions(precopy: KernelOptions['precopy']): void {
-  if (precopy === undefined) return;
-  for (const name of ['maxRounds', 'stopAtKeys'] as const) {
-    const value = precopy[name];
-    if (value !== undefined && !(Number.isSafeInteger(value) && value >= 0)) {
-      throw theseusError('E_BAD_OPTIONS', `precopy.${name}`, `${JSON.stringify(value)} is not a whole number of at least 0`);
+/** theseus.config.ts checks these with its schema; a Kernel started from code gets the same rules. */
+function checkCountOptions(options: KernelOptions): void {
+  const check = (name: string, value: number | undefined, max: number) => {
+    if (value !== undefined && !(Number.isSafeInteger(value) && value >= 0 && value <= max)) {
+      throw theseusError('E_BAD_OPTIONS', name, `${JSON.stringify(value)} is not a whole number from 0 to ${max}`);
     }
-  }
+  };
+  check('precopy.maxRounds', options.precopy?.maxRounds, Number.MAX_SAFE_INTEGER);
+  check('precopy.stopAtKeys', options.precopy?.stopAtKeys, Number.MAX_SAFE_INTEGER);
+  check('spareWorkers', options.spareWorkers, 16);
 }

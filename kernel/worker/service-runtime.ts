@@ -283,6 +283,7 @@ export class ServiceRuntime {
   /** Back to serving after a drain that did not end in a hand-over: listen, and run the backlog. */
   #resumeServing(): void {
     this.#transition('serving');
+    this.#payCheckpointOwed();
     this.#channels.listenAll();
     this.#pump();
   }
@@ -334,7 +335,7 @@ export class ServiceRuntime {
     this.#durable?.adopted(adoptedBytes());
     this.#transition('migrated');
     const answer = { stateBytes: snapshot.bytes.byteLength + handed.entryBytes, receivedAt, adoptedAt: preciseNow() };
-    // After a pre-copy the kernel has no whole snapshot to keep: it takes a checkpoint after the switch.
+    // After a pre-copy there is no whole snapshot to hand the kernel: the retiring old worker gives it.
     if (!request.handoff || precopied) return answer;
     // The kernel keeps the snapshot for a restart: these very bytes go to it (decoding only read
     // them), unless reply durability holds on to them as the state a failed write puts back.
@@ -380,7 +381,8 @@ export class ServiceRuntime {
   }
 
   #keyedStore(where: string): TrackedStore {
-    if (this.#store === null) throw theseusError('E_NOT_KEYED', `${this.#service} (${where})`);
+    // The kernel copies stores only between keyed workers (E_KEYED_CHANGED refuses the rest).
+    if (this.#store === null) throw theseusError('E_INTERNAL', `${this.#service} got a keyed store's copy ${where}, but it is not keyed`);
     return this.#store;
   }
 

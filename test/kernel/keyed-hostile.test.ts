@@ -617,11 +617,16 @@ test(
   },
 );
 
-test('precopy options that are not counts are refused at start', async () => {
-  for (const precopy of [{ maxRounds: -1 }, { maxRounds: Number.NaN }, { maxRounds: 'x' as unknown as number }, { stopAtKeys: -5 }]) {
-    const started = await Kernel.start({ ...release('0.1.0'), precopy, onLog: logCollector().onLog }).catch((caught: TheseusError) => caught);
+test('precopy and spareWorkers options that are not counts are refused at start', async () => {
+  const options = [
+    ...[{ maxRounds: -1 }, { maxRounds: Number.NaN }, { maxRounds: 'x' as unknown as number }, { stopAtKeys: -5 }].map((precopy) => ({ precopy })),
+    // Infinity would start threads until the process runs out; 2.5 would quietly keep 3.
+    ...[-1, 2.5, Number.POSITIVE_INFINITY, 17].map((spareWorkers) => ({ spareWorkers })),
+  ];
+  for (const option of options) {
+    const started = await Kernel.start({ ...release('0.1.0'), ...option, onLog: logCollector().onLog }).catch((caught: TheseusError) => caught);
     if (started instanceof Kernel) await started.stop();
-    assert.equal((started as TheseusError).code, 'E_BAD_OPTIONS', `precopy ${JSON.stringify(precopy)} was accepted`);
+    assert.equal((started as TheseusError).code, 'E_BAD_OPTIONS', `${JSON.stringify(option)} was accepted`);
   }
 });
 

@@ -35,6 +35,7 @@ interface FaultCase {
   phase: string;
   outcome: 'refused' | 'rolled-back';
   message?: RegExp;
+  controlTimeoutMs?: number;
 }
 
 const faults: FaultCase[] = [
@@ -79,6 +80,17 @@ const faults: FaultCase[] = [
     message: /exit code 3/,
   },
   {
+    // The migrate request leaves in prepare with a long bound (it may wait through every suspend);
+    // once the state is handed over, the migration gets the control timeout, no more.
+    name: 'the up migration never finishes (migrate, control timeout)',
+    target: { release: '0.3.0', services: { sequence: { entry: fixture('sequence-migration-hangs') } } },
+    code: 'E_CONTROL_TIMEOUT',
+    phase: 'migrate',
+    outcome: 'rolled-back',
+    message: /did not answer 'migrate' within 1500 ms/,
+    controlTimeoutMs: 1500,
+  },
+  {
     name: 'the up migration returns state that cannot be cloned (migrate)',
     target: { release: '0.3.0', services: { sequence: { entry: fixture('sequence-migration-bad-state') } } },
     code: 'E_MIGRATION_BAD_STATE',
@@ -91,7 +103,7 @@ const faults: FaultCase[] = [
 for (const fault of faults) {
   test(`swap fault: ${fault.name}`, async () => {
     const logs = logCollector();
-    const kernel = await Kernel.start({ ...sequenceRelease('0.2.0'), bootTimeoutMs: 1500, onLog: logs.onLog });
+    const kernel = await Kernel.start({ ...sequenceRelease('0.2.0'), bootTimeoutMs: 1500, controlTimeoutMs: fault.controlTimeoutMs ?? 10_000, onLog: logs.onLog });
     const threadsBefore = await osThreadCount();
     const load = startSequenceLoad(kernel, { callers: 50, ports: 10, inFlight: 2 });
     try {

@@ -34,6 +34,7 @@
 // backlog never go to the new worker before the switch, so a new worker that dies or fails at
 // any point before it takes nothing with it.
 
+import { MessageChannel } from 'node:worker_threads';
 import { TheseusError, errorMessage, inPhase, theseusError } from '../../common/errors.ts';
 import { hangIfFaulted } from '../../common/faults.ts';
 import { formatPath } from '../../common/migrations.ts';
@@ -49,8 +50,6 @@ import { ServiceHost } from '../service-host.ts';
 import { addNewDependencies, channelTo, channelToPool } from '../wiring.ts';
 import type { PoolHost } from '../pool-host.ts';
 import { checkTransition, type TransitionTable } from '../../common/lifecycle.ts';
-import { MessageChannel } from 'node:worker_threads';
-
 
 export type SwapState =
   | 'idle'
@@ -129,7 +128,7 @@ export interface SwapEnvironment {
   join(host: ServiceHost): void;
   leave(host: ServiceHost, release: string): void;
   /** The state a pre-copied swap switched in with (`at`: the switch), from the retiring old worker: kept for a restart and as the checkpoint after the swap. */
-  keepSwitched(host: ServiceHost, snapshot: StateSnapshot, release: string, at: string): Promise<void>;
+  keepSwitched(host: ServiceHost, snapshot: StateSnapshot | null, release: string, at: string): Promise<void>;
   /** A removed service stopped: its final state (if it handed one over) is kept for a release that brings it back. */
   keep(host: ServiceHost, stopped: { snapshot?: StateSnapshot; persisted?: boolean }): Promise<void>;
 }
@@ -277,9 +276,9 @@ export class HotSwap {
     // maxRounds 0 turns it off: the store then goes whole, in the pause (stop-and-copy).
     if (this.#env.precopy.maxRounds === 0) return;
     const keyed = this.#plans.filter((plan) => plan.handoff !== null && plan.oldDescriptor.keyed === true && plan.newDescriptor.keyed === true);
-    const results = await Promise.allSettled(keyed.map((plan) => this.#precopyOne(plan)));
-    const failed = results.find((result): result is PromiseRejectedResult => result.status === 'rejected');
-    if (failed) throw failed.reason;
+    // Not settled first, unlike suspend: nothing is handed over before the pause, so the roll-back
+    // may start at the first failure; ending the new workers closes the other copies' channels.
+    await Promise.all(keyed.map((plan) => this.#precopyOne(plan)));
   }
 
   async #precopyOne(plan: ServicePlan): Promise<void> {
@@ -297,7 +296,7 @@ export class HotSwap {
     // The new worker migrates each entry as it arrives: if one fails, its migrate request fails
     // now, and the swap rolls back without waiting for the copy to end.
     const newWorkerFailed = plan.migration!.then(() => {
-      throw theseusError('E_HANDOFF_CLOSED', plan.host.name, this.#target.release);
+      throw theseusError('E_INTERNAL', `${plan.host.name}@${this.#target.release} finished its migration before its store's copy did`);
     });
     plan.precopy = await Promise.race([copied, newWorkerFailed]).catch(async (error: unknown) => {
       // The old worker's copy stops when the new worker's end closes: the new worker's own
@@ -440,7 +439,14 @@ export class HotSwap {
           plan.steps.copyKept = preciseNow();
           plan.migration = plan.newWorker!.request('migrate', { snapshot }, this.#env.controlTimeoutMs, [snapshot.bytes.buffer as ArrayBuffer]);
         }
-        const answer = await plan.migration;
+        // The request was sent in prepare with a bound long enough for every suspend before it; from
+        // here, with the state handed over, a migration gets the control timeout, as it always did.
+        const answer = await Promise.race([
+          plan.migration,
+          delay(this.#env.controlTimeoutMs).then(() => {
+            throw theseusError('E_CONTROL_TIMEOUT', `${plan.host.name}@${this.#target.release}`, 'migrate', this.#env.controlTimeoutMs);
+          }),
+        ]);
         // The snapshot comes back with the answer and stays with the kernel: if the new worker
         // crashes before its first checkpoint, supervision restarts it from the state it was
         // switched in with, not an older one. Its bytes were moved, never copied, on the way.
@@ -614,8 +620,10 @@ export class HotSwap {
 
   async #keepSwitchedState(plan: ServicePlan, stopped: { snapshot?: StateSnapshot; persisted?: boolean }): Promise<void> {
     try {
-      // In durability 'reply' the new worker has written the state itself.
-      if (stopped.snapshot && !stopped.persisted) await this.#env.keepSwitched(plan.host, stopped.snapshot, plan.fromRelease, plan.switchedAt!);
+      // In durability 'reply' the new worker has written the state itself. When the retiring
+      // worker could not give it (its stop failed), the new worker is checkpointed instead, whole
+      // store and all: costly in the serving thread, but no answered write is left behind.
+      if (!stopped.persisted) await this.#env.keepSwitched(plan.host, stopped.snapshot ?? null, plan.fromRelease, plan.switchedAt!);
     } finally {
       plan.host.pendingSnapshot = null;
       plan.settlePending?.();
