@@ -2,7 +2,7 @@
 // about ENTRY_BYTES each (key and value as JSON), as many as make THESEUS_BENCH_STATE_BYTES, like a
 // table of sessions or accounts. Every call rewrites one entry, so a swap's pre-copy always has
 // keys written while it copies. `n` in the small state counts the calls, as in blob-state.ts.
-import type { KeyedStore } from '../../../kernel/service.ts';
+import { defineService, type KeyedStore } from '../../../kernel/service.ts';
 
 export const ENTRY_BYTES = 100;
 
@@ -32,4 +32,17 @@ export function nextCall(code: string, state: KeyedBenchState, store: KeyedStore
 
 export function info(code: string, store: KeyedStore) {
   return { reply: { shape: 'keyed' as const, bytes: store.size * ENTRY_BYTES, code } };
+}
+
+/** The service, its replies tagged with `code`: keyed-v1.ts and keyed-v2.ts differ only in that. */
+export function keyedBenchService(code: 'v1' | 'v2') {
+  return defineService({
+    vsn: '1',
+    keyed: true,
+    init: ({ store }): KeyedBenchState => fillStore(store),
+    calls: {
+      next: ({ state, store }) => nextCall(code, state, store),
+      info: ({ store }) => info(code, store),
+    },
+  });
 }

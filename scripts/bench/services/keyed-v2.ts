@@ -1,14 +1,5 @@
 // Swap-benchmark keyed service, version 2 (keyed-state.ts). Both versions keep state vsn '1', so
 // a swap between them measures only moving the store and the ports.
-import { defineService } from '../../../kernel/service.ts';
-import { fillStore, info, nextCall, type KeyedBenchState } from './keyed-state.ts';
+import { keyedBenchService } from './keyed-state.ts';
 
-export default defineService({
-  vsn: '1',
-  keyed: true,
-  init: ({ store }): KeyedBenchState => fillStore(store),
-  calls: {
-    next: ({ state, store }) => nextCall('v2', state, store),
-    info: ({ store }) => info('v2', store),
-  },
-});
+export default keyedBenchService('v2');
